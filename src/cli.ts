@@ -1,0 +1,87 @@
+#!/usr/bin/env bun
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig, printable } from "./config/index.ts";
+import { skuPartition } from "./stream/subjects.ts";
+import { version } from "./version.ts";
+
+const help = `sluice ${version}: real-time order orchestration core
+
+Usage:
+  sluice start [--config FILE]          run Sluice (embedded nats-server unless nats.url is set)
+  sluice config print [--config FILE]   print the effective config as JSON, secrets masked
+  sluice partition SKU [--config FILE]  print the ledger partition that owns SKU
+  sluice version                        print the version
+  sluice --help                         this text
+
+Config: config/sluice.toml (or --config / SLUICE_CONFIG), overridden by SLUICE_<SECTION>_<KEY>
+environment variables; every key is in docs/configuration.md.`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    process.stderr.write(`sluice: ${(error as Error).message}\n\n${help}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || command === "help") {
+    process.stdout.write(`${help}\n`);
+    return 0;
+  }
+  try {
+    switch (command) {
+      case "version":
+        process.stdout.write(`sluice ${version} (bun ${Bun.version})\n`);
+        return 0;
+      case "start": {
+        const { runSluice } = await import("./main.ts");
+        await runSluice(values.config);
+        return 0;
+      }
+      case "config": {
+        if (rest[0] !== "print") throw new UsageError("config takes one subcommand: print");
+        const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+        process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
+        return 0;
+      }
+      case "partition": {
+        if (rest[0] === undefined) throw new UsageError("partition needs a SKU: sluice partition SKU-1");
+        const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+        process.stdout.write(`${skuPartition(rest[0], config.streams.partitionCount)}\n`);
+        return 0;
+      }
+      case undefined:
+        process.stdout.write(`${help}\n`);
+        return 2;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`sluice: config error: ${error.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`sluice: ${error.message}\n\n${help}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+class UsageError extends Error {}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+  });
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  if (code !== 0 || process.argv[2] !== "start") process.exit(code);
+}

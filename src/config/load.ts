@@ -1,0 +1,212 @@
+import { existsSync, readFileSync } from "node:fs";
+import { type Config, type FieldSpec, schema } from "./schema.ts";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export const envPrefix = "SLUICE_";
+/** Environment variables that are not settings: they choose the file. */
+const envReserved = new Set(["SLUICE_CONFIG"]);
+
+/** `partitionCount` → `PARTITION_COUNT`; the env name of a key is SLUICE_<SECTION>_<KEY>. */
+export function envName(section: string, key: string): string {
+  return `${envPrefix}${section.toUpperCase()}_${key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()}`;
+}
+
+type Source = { origin: string; value: unknown };
+
+export type LoadOptions = {
+  /** Path of a TOML file; missing is fine only for the default path. */
+  file?: string;
+  env?: Record<string, string | undefined>;
+  /** Overrides applied last (tests, CLI flags): `{ streams: { partitionCount: 2 } }`. */
+  overrides?: Record<string, Record<string, unknown>>;
+};
+
+export const defaultConfigFile = "config/sluice.toml";
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.SLUICE_CONFIG ?? defaultConfigFile;
+  const sources = new Map<string, Source>();
+
+  if (existsSync(file)) {
+    let parsed: unknown;
+    try {
+      parsed = Bun.TOML.parse(readFileSync(file, "utf8"));
+    } catch (error) {
+      throw new ConfigError(`config file ${file} is not valid TOML: ${(error as Error).message}`);
+    }
+    collect(parsed, `file ${file}`, sources);
+  } else if (options.file !== undefined || env.SLUICE_CONFIG !== undefined) {
+    throw new ConfigError(`config file ${file} does not exist; pass an existing path or unset SLUICE_CONFIG`);
+  }
+
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(envPrefix) || envReserved.has(name) || value === undefined) continue;
+    const target = envIndex.get(name);
+    if (target === undefined) {
+      throw new ConfigError(`environment variable ${name} is not a Sluice setting${suggest(name, envIndex)}`);
+    }
+    sources.set(target, { origin: `env ${name}`, value });
+  }
+  if (options.overrides) collect(options.overrides, "overrides", sources);
+
+  const config: Record<string, Record<string, unknown>> = {};
+  for (const [section, fields] of Object.entries(schema)) {
+    const out: Record<string, unknown> = {};
+    for (const [key, spec] of Object.entries(fields as Record<string, FieldSpec>)) {
+      const path = `${section}.${key}`;
+      const source = sources.get(path);
+      out[key] = source === undefined ? spec.default : coerce(path, spec, source);
+    }
+    config[section] = out;
+  }
+  const typed = config as Config;
+  assertRelations(typed);
+  return typed;
+}
+
+const keyIndex = new Map<string, string>();
+const envIndex = new Map<string, string>();
+for (const [section, fields] of Object.entries(schema)) {
+  for (const key of Object.keys(fields)) {
+    keyIndex.set(`${section}.${key}`, `${section}.${key}`);
+    envIndex.set(envName(section, key), `${section}.${key}`);
+  }
+}
+
+function collect(parsed: unknown, origin: string, sources: Map<string, Source>): void {
+  if (!isRecord(parsed)) throw new ConfigError(`${origin}: expected a table of sections`);
+  for (const [section, fields] of Object.entries(parsed)) {
+    if (!(section in schema)) {
+      throw new ConfigError(`${origin}: unknown section [${section}]${suggest(section, sectionIndex)}`);
+    }
+    if (!isRecord(fields)) throw new ConfigError(`${origin}: [${section}] must be a table of keys`);
+    for (const [key, value] of Object.entries(fields)) {
+      const path = `${section}.${key}`;
+      if (!keyIndex.has(path))
+        throw new ConfigError(`${origin}: unknown key ${path}${suggest(path, keyIndex)}`);
+      sources.set(path, { origin, value });
+    }
+  }
+}
+
+const sectionIndex = new Map(Object.keys(schema).map((s) => [s, s]));
+
+function coerce(path: string, spec: FieldSpec, source: Source): unknown {
+  const { origin, value } = source;
+  const fail = (fix: string) =>
+    new ConfigError(`${path} = ${JSON.stringify(value)} (from ${origin}) is invalid: ${fix}`);
+  switch (spec.kind) {
+    case "int": {
+      const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+      if (typeof n !== "number" || !Number.isSafeInteger(n) || n < spec.min || n > spec.max) {
+        throw fail(`set a whole number from ${spec.min} to ${spec.max} (default ${spec.default})`);
+      }
+      return n;
+    }
+    case "bool": {
+      if (typeof value === "boolean") return value;
+      if (value === "true" || value === "1") return true;
+      if (value === "false" || value === "0") return false;
+      throw fail("set true or false");
+    }
+    case "enum": {
+      if (typeof value !== "string" || !spec.values.includes(value)) {
+        throw fail(`set one of ${spec.values.join(", ")}`);
+      }
+      return value;
+    }
+    case "string": {
+      if (typeof value !== "string") throw fail("set a string (quote it in TOML)");
+      if (spec.pattern && !spec.pattern.test(value)) throw fail(spec.hint ?? `match ${spec.pattern}`);
+      return value;
+    }
+  }
+}
+
+/** How the limits must relate; a broken relation stops start-up, as a broken invariant would. */
+export function assertRelations(c: Config): void {
+  const check = (ok: boolean, message: string) => {
+    if (!ok) throw new ConfigError(message);
+  };
+  check(
+    c.consumer.pendingMessagesMax >= 2 * c.consumer.batchCountMax,
+    `consumer.pendingMessagesMax (${c.consumer.pendingMessagesMax}) must be at least 2 × consumer.batchCountMax (${c.consumer.batchCountMax}): otherwise a full batch stalls the pull (design.md §7); raise pendingMessagesMax or lower batchCountMax`,
+  );
+  check(
+    c.shutdown.timeoutMs > c.nats.requestTimeoutMs,
+    `shutdown.timeoutMs (${c.shutdown.timeoutMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}) so the last batch can be acked`,
+  );
+  check(
+    c.consumer.ackWaitMs > c.nats.requestTimeoutMs,
+    `consumer.ackWaitMs (${c.consumer.ackWaitMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}): a batch whose commit waits on a publish ack must not be redelivered meanwhile`,
+  );
+  check(
+    c.streams.messageBytesMax <= c.streams.inboundBytesMax,
+    "streams.messageBytesMax must not exceed streams.inboundBytesMax",
+  );
+  const streamBytesMax = c.streams.inboundBytesMax + c.streams.unroutedBytesMax + c.streams.dlqBytesMax;
+  check(
+    c.nats.url !== "" || streamBytesMax <= c.nats.embeddedStoreBytesMax,
+    `the streams may hold ${streamBytesMax} bytes (inboundBytesMax + unroutedBytesMax + dlqBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
+  );
+  check(
+    c.nats.url !== "" || c.streams.replicas === 1,
+    `streams.replicas = ${c.streams.replicas} needs a cluster: the embedded server is a single node; set nats.url or replicas = 1`,
+  );
+}
+
+/** Masks secrets: what `sluice config print` shows. */
+export function printable(c: Config): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [section, fields] of Object.entries(schema)) {
+    const values = (c as unknown as Record<string, Record<string, unknown>>)[section] ?? {};
+    out[section] = {};
+    for (const [key, spec] of Object.entries(fields as Record<string, FieldSpec>)) {
+      const v = values[key];
+      (out[section] as Record<string, unknown>)[key] =
+        spec.secret && v !== "" ? maskSecret(key, String(v)) : v;
+    }
+  }
+  return out;
+}
+
+function maskSecret(key: string, value: string): string {
+  // A URL is only secret for the credentials it may carry: show host and port, hide user:password.
+  if (key === "url") return value.replace(/\/\/[^@/]*@/g, "//***@");
+  return "***";
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function suggest(input: string, index: Map<string, string>): string {
+  let best = "";
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of index.keys()) {
+    const d = distance(input.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(input.length / 3)) ? `; did you mean ${best}?` : "";
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j] as number;
+      row[j] = Math.min(current + 1, (row[j - 1] as number) + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length] as number;
+}

@@ -1,0 +1,155 @@
+// Every setting and every limit of Sluice lives here, once, with its unit in its name and a line saying
+// why it has the value it has. `assertRelations` (relations.ts) checks how the limits relate at start-up.
+
+export type FieldSpec =
+  | { kind: "int"; default: number; min: number; max: number; why: string; secret?: false }
+  | { kind: "string"; default: string; why: string; secret?: boolean; pattern?: RegExp; hint?: string }
+  | { kind: "bool"; default: boolean; why: string; secret?: false }
+  | { kind: "enum"; default: string; values: readonly string[]; why: string; secret?: false };
+
+type IntSpec = Extract<FieldSpec, { kind: "int" }>;
+type StringSpec = Extract<FieldSpec, { kind: "string" }>;
+type EnumSpec = Extract<FieldSpec, { kind: "enum" }>;
+
+const int = (def: number, min: number, max: number, why: string): IntSpec => ({
+  kind: "int",
+  default: def,
+  min,
+  max,
+  why,
+});
+const str = (
+  def: string,
+  why: string,
+  extra: { secret?: boolean; pattern?: RegExp; hint?: string } = {},
+): StringSpec => ({
+  kind: "string",
+  default: def,
+  why,
+  ...extra,
+});
+const oneOf = (def: string, values: readonly string[], why: string): EnumSpec => ({
+  kind: "enum",
+  default: def,
+  values,
+  why,
+});
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const secondMs = 1000;
+const minuteMs = 60 * secondMs;
+const dayMs = 24 * 60 * minuteMs;
+
+export const schema = {
+  node: {
+    name: str("sluice", "Names this process in logs, the NATS connection name and metrics.", {
+      pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      hint: "use letters, digits, '_' or '-' (at most 64)",
+    }),
+  },
+  log: {
+    level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),
+  },
+  data: {
+    dir: str("./data", "Where LMDB partitions (and the embedded nats-server's store) live."),
+  },
+  nats: {
+    url: str(
+      "",
+      "Empty: start and supervise an embedded nats-server. Otherwise the servers, comma-separated.",
+      {
+        secret: true,
+      },
+    ),
+    token: str("", "Auth token for the given servers (kept out of logs and `config print`).", {
+      secret: true,
+    }),
+    user: str("", "User for the given servers."),
+    password: str("", "Password for the given servers.", { secret: true }),
+    connectTimeoutMs: int(5 * secondMs, 100, 5 * minuteMs, "How long one connection attempt may take."),
+    requestTimeoutMs: int(5 * secondMs, 100, 5 * minuteMs, "JetStream API and publish-ack wait."),
+    reconnectWaitMs: int(250, 10, 30 * secondMs, "Pause between reconnect attempts after an outage."),
+    reconnectAttemptsMax: int(-1, -1, 1_000_000, "-1 retries forever: an outage must not end the process."),
+    embeddedHost: str("127.0.0.1", "The embedded server listens on loopback only.", {
+      pattern: /^(127\.\d+\.\d+\.\d+|localhost|::1)$/,
+      hint: "use a loopback address such as 127.0.0.1 (the embedded server is never exposed)",
+    }),
+    embeddedPort: int(4222, 0, 65535, "Client port of the embedded server; 0 picks a free one."),
+    embeddedBin: str("nats-server", "The nats-server binary (PATH is searched, then /usr/sbin)."),
+    embeddedStoreBytesMax: int(4 * GiB, 16 * MiB, 1024 * GiB, "Cap on the embedded JetStream file store."),
+    embeddedMemoryBytesMax: int(256 * MiB, 1 * MiB, 64 * GiB, "Cap on the embedded JetStream memory store."),
+    embeddedStartTimeoutMs: int(15 * secondMs, 500, 5 * minuteMs, "Wait for the embedded server to accept."),
+    embeddedRestartsMax: int(10, 0, 1000, "Restarts of a crashed embedded server before Sluice gives up."),
+    embeddedStopTimeoutMs: int(10 * secondMs, 100, 5 * minuteMs, "SIGTERM grace before SIGKILL on exit."),
+  },
+  streams: {
+    partitionCount: int(4, 1, 256, "Partitions per stage; fixed when the streams are first created."),
+    replicas: int(1, 1, 5, "JetStream replicas per stream (1 on a single server, 3 on a cluster)."),
+    duplicateWindowMs: int(2 * minuteMs, secondMs, dayMs, "How long JetStream remembers a Nats-Msg-Id."),
+    inboundAgeMsMax: int(7 * dayMs, minuteMs, 365 * dayMs, "Inbound messages are kept this long for replay."),
+    inboundBytesMax: int(2 * GiB, 1 * MiB, 1024 * GiB, "Inbound stream size cap (oldest dropped first)."),
+    unroutedBytesMax: int(
+      256 * MiB,
+      1 * MiB,
+      1024 * GiB,
+      "Cap on inbound waiting to be routed (no server mapping).",
+    ),
+    dlqAgeMsMax: int(30 * dayMs, minuteMs, 365 * dayMs, "Dead letters are kept this long for operators."),
+    dlqBytesMax: int(512 * MiB, 1 * MiB, 1024 * GiB, "Dead-letter stream size cap."),
+    messageBytesMax: int(1 * MiB, 1 * KiB, 64 * MiB, "Largest inbound message accepted by the stream."),
+  },
+  consumer: {
+    batchCountMax: int(2000, 1, 100_000, "Messages applied in one LMDB transaction (batch by arrival)."),
+    pendingMessagesMax: int(8000, 2, 1_000_000, "max_ack_pending: messages out and unacked per partition."),
+    ackWaitMs: int(30 * secondMs, 500, 10 * minuteMs, "Redelivery after this long without an ack."),
+    resetAttemptsMax: int(120, 1, 100_000, "Tries to recreate a partition's consumer during an outage."),
+    lagPollMs: int(5 * secondMs, 100, 10 * minuteMs, "How often idle partitions refresh their lag gauge."),
+  },
+  outbox: {
+    publishAttemptsMax: int(60, 1, 100_000, "Publish attempts of one outbox batch before the process exits."),
+    publishBackoffMsMax: int(
+      2 * secondMs,
+      10,
+      5 * minuteMs,
+      "Longest pause between outbox publish attempts.",
+    ),
+    publishInFlightMax: int(
+      1024,
+      1,
+      100_000,
+      "Publishes awaiting their JetStream ack at once per partition.",
+    ),
+  },
+  ledger: {
+    quantityMax: int(1_000_000_000, 1, Number.MAX_SAFE_INTEGER, "Largest quantity one command may move."),
+    idBytesMax: int(256, 8, 4096, "Longest SKU, warehouse or reference id in UTF-8 bytes."),
+    entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
+  },
+  store: {
+    mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),
+  },
+  shutdown: {
+    timeoutMs: int(15 * secondMs, 100, 10 * minuteMs, "Graceful stop budget; past it the process exits 1."),
+  },
+  http: {
+    host: str("127.0.0.1", "Address of the operator's HTTP port (0.0.0.0 in a container)."),
+    port: int(8080, 0, 65535, "Port of /healthz, /readyz, /metrics and /v1; 0 picks a free one."),
+  },
+} as const satisfies Record<string, Record<string, FieldSpec>>;
+
+export type Schema = typeof schema;
+type ValueOf<F> = F extends { kind: "int" }
+  ? number
+  : F extends { kind: "bool" }
+    ? boolean
+    : F extends { kind: "string" }
+      ? string
+      : F extends { kind: "enum" }
+        ? string
+        : never;
+
+export type Config = {
+  readonly [S in keyof Schema]: { readonly [K in keyof Schema[S]]: ValueOf<Schema[S][K]> };
+};

@@ -1,0 +1,48 @@
+// Named events with payloads. The pipeline emits them; the metrics exporter (src/metrics) and tests subscribe.
+// The loop never imports a metrics library (KafkaJS's instrumentation pattern).
+
+export type Events = {
+  /** A batch was applied and committed. Durations in seconds; `lag` is messages still pending after it. */
+  batch_committed: {
+    stage: string;
+    partition: number;
+    applied: number;
+    skipped: number;
+    applySeconds: number;
+    commitSeconds: number;
+    lag: number;
+  };
+  /** Outbox items reached JetStream. */
+  outbox_published: { stage: string; partition: number; count: number; seconds: number; attempts: number };
+  /** An input went to the dead-letter stream. */
+  dead_lettered: { stage: string; reason: string };
+  /** A ledger command was refused (valid input, not enough stock or similar). */
+  command_refused: { stage: string; code: string };
+  /** The partition's consumer was reset to the store's last applied sequence (start-up or a delivery gap). */
+  consumer_reset: { stage: string; partition: number; cause: string; streamSeqStart: number };
+  /** Lag of an idle partition (messages the consumer has not delivered yet). */
+  lag_observed: { stage: string; partition: number; lag: number };
+};
+
+export type EventName = keyof Events;
+type Listener<K extends EventName> = (payload: Events[K]) => void;
+
+export class Instrumentation {
+  private readonly listeners: { [K in EventName]?: Array<Listener<K>> } = {};
+
+  on<K extends EventName>(name: K, listener: Listener<K>): () => void {
+    const list = (this.listeners[name] ?? []) as Array<Listener<K>>;
+    this.listeners[name] = list as (typeof this.listeners)[K];
+    list.push(listener);
+    return () => {
+      const i = list.indexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  emit<K extends EventName>(name: K, payload: Events[K]): void {
+    const list = this.listeners[name] as Array<Listener<K>> | undefined;
+    if (list === undefined) return;
+    for (const listener of list) listener(payload);
+  }
+}

@@ -1,0 +1,109 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Instrumentation } from "../instrumentation/index.ts";
+
+// Base units at the edge (_seconds, _messages, _total); histograms, not summaries; label values bounded
+// (stage, partition < streams.partitionCount, reason and code from fixed lists): never SKUs or order ids.
+
+const durationBucketsSeconds = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
+const batchBucketsMessages = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000];
+
+export type Metrics = { registry: Registry; contentType: string };
+
+export function createMetrics(events: Instrumentation, nodeName: string): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: nodeName });
+  collectDefaultMetrics({ register: registry });
+
+  const applied = new Counter({
+    name: "sluice_messages_applied_total",
+    help: "Inbound messages applied and committed (dead letters included).",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  const skipped = new Counter({
+    name: "sluice_messages_skipped_total",
+    help: "Deliveries skipped because their sequence was already applied (redeliveries, duplicates).",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: "sluice_batch_size_messages",
+    help: "Messages per applied batch (batching by arrival).",
+    labelNames: ["stage"],
+    buckets: batchBucketsMessages,
+    registers: [registry],
+  });
+  const applySeconds = new Histogram({
+    name: "sluice_apply_duration_seconds",
+    help: "Synchronous apply time of one batch.",
+    labelNames: ["stage"],
+    buckets: durationBucketsSeconds,
+    registers: [registry],
+  });
+  const commitSeconds = new Histogram({
+    name: "sluice_commit_duration_seconds",
+    help: "LMDB commit time of one batch (durable on disk when it ends).",
+    labelNames: ["stage"],
+    buckets: durationBucketsSeconds,
+    registers: [registry],
+  });
+  const lag = new Gauge({
+    name: "sluice_partition_lag_messages",
+    help: "Messages of a partition not yet applied (pending at the server plus buffered).",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  const deadLetters = new Counter({
+    name: "sluice_dead_letters_total",
+    help: "Inputs sent to sluice.dlq.<reason>.",
+    labelNames: ["stage", "reason"],
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: "sluice_commands_refused_total",
+    help: "Valid commands refused by the ledger (for example insufficient_available: no oversell).",
+    labelNames: ["stage", "code"],
+    registers: [registry],
+  });
+  const published = new Counter({
+    name: "sluice_outbox_published_total",
+    help: "Outbox items published to JetStream.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  const publishSeconds = new Histogram({
+    name: "sluice_outbox_publish_duration_seconds",
+    help: "Time to publish one batch's outbox and get every JetStream ack.",
+    labelNames: ["stage"],
+    buckets: durationBucketsSeconds,
+    registers: [registry],
+  });
+  const resets = new Counter({
+    name: "sluice_consumer_resets_total",
+    help: "Partition consumers (re)created from the store's last applied sequence, by cause.",
+    labelNames: ["stage", "cause"],
+    registers: [registry],
+  });
+
+  events.on("batch_committed", (e) => {
+    const partition = String(e.partition);
+    applied.inc({ stage: e.stage, partition }, e.applied);
+    if (e.skipped > 0) skipped.inc({ stage: e.stage, partition }, e.skipped);
+    batchSize.observe({ stage: e.stage }, e.applied + e.skipped);
+    applySeconds.observe({ stage: e.stage }, e.applySeconds);
+    commitSeconds.observe({ stage: e.stage }, e.commitSeconds);
+    lag.set({ stage: e.stage, partition }, e.lag);
+  });
+  events.on("lag_observed", (e) => lag.set({ stage: e.stage, partition: String(e.partition) }, e.lag));
+  events.on("dead_lettered", (e) => deadLetters.inc({ stage: e.stage, reason: e.reason }));
+  events.on("command_refused", (e) => refused.inc({ stage: e.stage, code: e.code }));
+  events.on("outbox_published", (e) => {
+    published.inc({ stage: e.stage }, e.count);
+    publishSeconds.observe({ stage: e.stage }, e.seconds);
+  });
+  events.on("consumer_reset", (e) => resets.inc({ stage: e.stage, cause: e.cause }));
+
+  return { registry, contentType: registry.contentType };
+}

@@ -1,0 +1,57 @@
+import type { MsgHdrs } from "@nats-io/transport-node";
+import type { OutboxItem } from "../store/index.ts";
+import { subjects } from "./subjects.ts";
+
+/** Dead-letter reasons are subject tokens: `sluice.dlq.<reason>`. docs/subjects.md lists each. */
+export const deadLetterReasons = [
+  "decode_failed",
+  "invalid_command",
+  "bad_subject",
+  "wrong_partition",
+  "unknown_kind",
+] as const;
+export type DeadLetterReason = (typeof deadLetterReasons)[number];
+
+export const deadLetterHeaders = {
+  reason: "Sluice-Reason",
+  detail: "Sluice-Detail",
+  subject: "Sluice-Source-Subject",
+  stream: "Sluice-Source-Stream",
+  seq: "Sluice-Source-Seq",
+} as const;
+
+export type SourceMessage = {
+  stream: string;
+  seq: number;
+  subject: string;
+  data: Uint8Array;
+  headers: MsgHdrs | undefined;
+};
+
+/** Header value limit: details are for people, and a header line must stay well under max_payload. */
+const detailCharsMax = 1024;
+
+/** The input, untouched (payload and original headers), with the reason added in headers. */
+export function deadLetter(source: SourceMessage, reason: DeadLetterReason, detail: string): OutboxItem {
+  const headers: Array<[string, string]> = [];
+  if (source.headers !== undefined) {
+    for (const key of source.headers.keys()) {
+      // Nats-Msg-Id is the producer's id for the inbound stream; the dead letter has its own.
+      if (key.toLowerCase() === "nats-msg-id") continue;
+      for (const value of source.headers.values(key)) headers.push([key, value]);
+    }
+  }
+  headers.push(
+    [deadLetterHeaders.reason, reason],
+    [deadLetterHeaders.detail, detail.replace(/[\r\n]+/g, " ").slice(0, detailCharsMax)],
+    [deadLetterHeaders.subject, source.subject],
+    [deadLetterHeaders.stream, source.stream],
+    [deadLetterHeaders.seq, String(source.seq)],
+  );
+  return {
+    subject: subjects.dlq(reason),
+    msgId: `dlq:${source.stream}:${source.seq}`,
+    headers,
+    data: source.data,
+  };
+}

@@ -1,0 +1,333 @@
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
+import type { Config } from "../config/index.ts";
+import { assert } from "../domain/assert.ts";
+import type { Instrumentation } from "../instrumentation/index.ts";
+import type { Logger } from "../log/index.ts";
+import type { BatchWrite, OutboxItem, OutboxKey, PartitionStore } from "../store/index.ts";
+import type { OutboxPublisher } from "./outbox-publisher.ts";
+import { ensurePartitionConsumer } from "./provision.ts";
+import { consumerName, type Stage, streamNames } from "./subjects.ts";
+
+/** What a stage sees of a message: no JetStream types cross into the apply step. */
+export type InboundMessage = {
+  stream: string;
+  seq: number;
+  subject: string;
+  data: Uint8Array;
+  headers: MsgHdrs | undefined;
+  /** The stream's timestamp of the message: the apply step's clock, the same on every replay. */
+  atMs: number;
+};
+
+/** The synchronous heart of a stage's partition: a batch in, the writes of one transaction out. */
+export interface PartitionApplier {
+  apply(messages: readonly InboundMessage[]): Omit<BatchWrite, "streamSeqLastApplied">;
+}
+
+type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
+
+export type PartitionRunnerDeps = {
+  stage: Stage;
+  partition: number;
+  config: Config;
+  jsm: JetStreamManager;
+  js: JetStreamClient;
+  store: PartitionStore;
+  applier: PartitionApplier;
+  publisher: OutboxPublisher;
+  events: Instrumentation;
+  log: Logger;
+  /** A failure the runner cannot recover from (commit failed, invariant broken): the process must exit. */
+  onFatal: (error: Error) => void;
+};
+
+/**
+ * One partition's loop (design.md §7): batch by arrival, never by waiting. Messages that arrive are buffered;
+ * on the next event-loop turn whatever has arrived (up to consumer.batchCountMax) is applied synchronously,
+ * committed in one LMDB transaction with the last applied sequence, acked (AckAll on the batch's last
+ * message), then its outbox is published. One flush is in flight per partition; what arrives meanwhile
+ * forms the next batch. The server bounds the buffer: at most consumer.pendingMessagesMax unacked.
+ *
+ * Ordering: the skip rule (seq ≤ last applied ⇒ already applied) needs deliveries in stream order. A lost
+ * delivery (the connection dropped while messages were in flight) shows as a gap in the consumer's
+ * delivery sequence; the runner then drops its buffer and recreates the consumer right after the store's
+ * last applied sequence, so nothing is skipped and nothing is applied twice.
+ */
+export class PartitionRunner {
+  private state: RunnerState = "idle";
+  private buffer: JsMsg[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> | null = null;
+  private messages: ConsumerMessages | null = null;
+  private generation = 0;
+  private deliverySeqNext: number | null = null;
+  private streamSeqLastApplied = 0;
+  private lagPoll: ReturnType<typeof setInterval> | null = null;
+  private lastBatchAtMs = 0;
+  private readonly log: Logger;
+  private readonly stream: string;
+
+  constructor(private readonly d: PartitionRunnerDeps) {
+    this.log = d.log.child({ stage: d.stage, partition: d.partition });
+    this.stream = streamNames[d.stage];
+  }
+
+  get running(): boolean {
+    return this.state === "running";
+  }
+
+  get lastApplied(): number {
+    return this.streamSeqLastApplied;
+  }
+
+  async start(): Promise<void> {
+    assert(this.state === "idle", "a runner starts once");
+    this.streamSeqLastApplied = this.d.store.streamSeqLastApplied();
+    await this.publishLeftovers();
+    await this.resetConsumer(null);
+    this.state = "running";
+    await this.consume();
+    this.lagPoll = setInterval(() => void this.pollLag(), this.d.config.consumer.lagPollMs);
+    this.log.info("partition running", { streamSeqLastApplied: this.streamSeqLastApplied });
+  }
+
+  /** Outbox items committed before a crash but maybe not published: publish again (JetStream dedupes). */
+  private async publishLeftovers(): Promise<void> {
+    const pending = this.d.store.pendingOutbox();
+    if (pending.length === 0) return;
+    this.log.info("publishing outbox left from the last run", { count: pending.length });
+    await this.d.publisher.publish(pending.map((p) => p.item));
+    await this.d.store.outboxDone(pending.map((p) => p.key));
+  }
+
+  private async resetConsumer(force: string | null): Promise<void> {
+    const result = await ensurePartitionConsumer(
+      this.d.jsm,
+      this.d.stage,
+      this.d.partition,
+      this.d.config,
+      this.streamSeqLastApplied,
+      force,
+    );
+    const info = await this.d.jsm.consumers.info(this.stream, consumerName(this.d.stage, this.d.partition));
+    this.deliverySeqNext = info.delivered.consumer_seq + 1;
+    if (result.cause !== "kept") {
+      this.log.info("consumer ready", { cause: result.cause, streamSeqStart: result.streamSeqStart });
+      this.d.events.emit("consumer_reset", {
+        stage: this.d.stage,
+        partition: this.d.partition,
+        cause: result.cause,
+        streamSeqStart: result.streamSeqStart,
+      });
+    }
+  }
+
+  private async consume(): Promise<void> {
+    const generation = ++this.generation;
+    const consumer = await this.d.js.consumers.get(this.stream, consumerName(this.d.stage, this.d.partition));
+    const messages = await consumer.consume({
+      max_messages: this.d.config.consumer.batchCountMax,
+      callback: (m) => this.onMessage(m, generation),
+    });
+    this.messages = messages;
+    void this.watchStatus(messages, generation);
+  }
+
+  private async watchStatus(messages: ConsumerMessages, generation: number): Promise<void> {
+    for await (const s of messages.status()) {
+      if (generation !== this.generation) return;
+      if (s.type === "consumer_deleted" || s.type === "consumer_not_found") {
+        this.log.warn("consumer lost; recreating from the store", { status: s.type });
+        this.requestReset(s.type);
+      } else if (s.type === "heartbeats_missed" || s.type === "exceeded_limits") {
+        this.log.warn("consumer status", { status: s.type });
+      }
+    }
+  }
+
+  private onMessage(m: JsMsg, generation: number): void {
+    if (generation !== this.generation || (this.state !== "running" && this.state !== "stopping")) return;
+    if (this.state === "stopping") return; // not acked: delivered again to whoever runs the partition next
+    const deliverySeq = m.info.deliverySequence;
+    if (this.deliverySeqNext !== null && deliverySeq !== this.deliverySeqNext) {
+      this.log.warn("delivery gap; resetting consumer to the store's sequence", {
+        deliverySeqExpected: this.deliverySeqNext,
+        deliverySeq,
+      });
+      this.requestReset("delivery_gap");
+      return;
+    }
+    this.deliverySeqNext = deliverySeq + 1;
+    this.buffer.push(m);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing !== null) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flushing = this.drain()
+        .catch((error: Error) => this.fail(error))
+        .finally(() => {
+          this.flushing = null;
+          if (this.buffer.length > 0 && (this.state === "running" || this.state === "stopping"))
+            this.scheduleFlush();
+        });
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.buffer.length > 0 && (this.state === "running" || this.state === "stopping")) {
+      const batch = this.buffer.splice(0, this.d.config.consumer.batchCountMax);
+      await this.processBatch(batch);
+    }
+  }
+
+  private async processBatch(batch: JsMsg[]): Promise<void> {
+    const started = performance.now();
+    const fresh: InboundMessage[] = [];
+    let seqMax = this.streamSeqLastApplied;
+    let last: JsMsg | null = null;
+    for (const m of batch) {
+      if (last === null || m.seq > last.seq) last = m;
+      if (m.seq <= seqMax) continue; // applied before: a redelivery or a duplicate delivery
+      seqMax = m.seq;
+      fresh.push(toInbound(this.stream, m));
+    }
+    assert(last !== null, "a batch is never empty");
+    let outbox: OutboxItem[] = [];
+    let keys: OutboxKey[] = [];
+    let applied = started;
+    if (fresh.length > 0) {
+      const write = this.d.applier.apply(fresh);
+      applied = performance.now();
+      keys = await this.d.store.commit({ ...write, streamSeqLastApplied: seqMax });
+      outbox = write.outbox;
+      this.streamSeqLastApplied = seqMax;
+    }
+    const committed = performance.now();
+    last.ack(); // AckAll: acknowledges every message of the batch, after the commit
+    this.lastBatchAtMs = Date.now();
+    this.d.events.emit("batch_committed", {
+      stage: this.d.stage,
+      partition: this.d.partition,
+      applied: fresh.length,
+      skipped: batch.length - fresh.length,
+      applySeconds: (applied - started) / 1000,
+      commitSeconds: (committed - applied) / 1000,
+      lag: last.info.pending + this.buffer.length,
+    });
+    if (outbox.length > 0) await this.publishOutbox(outbox, keys);
+  }
+
+  private async publishOutbox(outbox: OutboxItem[], keys: OutboxKey[]): Promise<void> {
+    const started = performance.now();
+    const attempts = await this.d.publisher.publish(outbox);
+    this.d.events.emit("outbox_published", {
+      stage: this.d.stage,
+      partition: this.d.partition,
+      count: outbox.length,
+      seconds: (performance.now() - started) / 1000,
+      attempts,
+    });
+    // Not awaited: a crash before it lands only re-publishes these items, which JetStream de-duplicates.
+    this.d.store.outboxDone(keys).catch((error: Error) => this.fail(error));
+  }
+
+  private requestReset(cause: string): void {
+    if (this.state !== "running") return;
+    this.state = "resetting";
+    void this.reset(cause);
+  }
+
+  private async reset(cause: string): Promise<void> {
+    this.generation++;
+    this.buffer = []; // not acked; the recreated consumer delivers them again, in order
+    await this.stopMessages();
+    if (this.flushing !== null) await this.flushing;
+    const attemptsMax = this.d.config.consumer.resetAttemptsMax;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.resetConsumer(cause);
+        if (this.state !== "resetting") return; // stopped meanwhile
+        this.state = "running";
+        await this.consume();
+        return;
+      } catch (error) {
+        if (attempt >= attemptsMax) {
+          this.fail(
+            new Error(`consumer reset failed ${attempt} times (consumer.resetAttemptsMax)`, { cause: error }),
+          );
+          return;
+        }
+        this.log.warn("consumer reset failed; retrying", { attempt, error });
+        await Bun.sleep(Math.min(this.d.config.outbox.publishBackoffMsMax, 50 * 2 ** attempt));
+        if (this.state !== "resetting" && this.state !== "running") return;
+        this.state = "resetting";
+      }
+    }
+  }
+
+  private async pollLag(): Promise<void> {
+    if (this.state !== "running" || Date.now() - this.lastBatchAtMs < this.d.config.consumer.lagPollMs)
+      return;
+    try {
+      const info = await this.d.jsm.consumers.info(this.stream, consumerName(this.d.stage, this.d.partition));
+      this.d.events.emit("lag_observed", {
+        stage: this.d.stage,
+        partition: this.d.partition,
+        lag: info.num_pending + info.num_ack_pending,
+      });
+    } catch {
+      // NATS unavailable: the next poll tries again; readiness reports the outage.
+    }
+  }
+
+  private async stopMessages(): Promise<void> {
+    const messages = this.messages;
+    this.messages = null;
+    if (messages === null) return;
+    try {
+      messages.stop();
+      await messages.closed();
+    } catch {
+      // Already closed with its connection.
+    }
+  }
+
+  /** Graceful: stop taking messages, finish the batch in flight and what is buffered, commit, ack. */
+  async stop(): Promise<void> {
+    if (this.state === "stopped" || this.state === "idle") {
+      this.state = "stopped";
+      return;
+    }
+    const wasFailed = this.state === "failed";
+    this.state = "stopping";
+    if (this.lagPoll !== null) clearInterval(this.lagPoll);
+    await this.stopMessages();
+    if (this.flushing !== null) await this.flushing;
+    if (!wasFailed) await this.drain();
+    this.state = "stopped";
+    this.log.info("partition stopped", { streamSeqLastApplied: this.streamSeqLastApplied });
+  }
+
+  private fail(error: Error): void {
+    if (this.state === "failed") return;
+    this.state = "failed";
+    this.log.error("partition failed", { error });
+    this.d.onFatal(error);
+  }
+}
+
+function toInbound(stream: string, m: JsMsg): InboundMessage {
+  return {
+    stream,
+    seq: m.seq,
+    subject: m.subject,
+    data: m.data,
+    headers: m.headers,
+    atMs: Math.floor(m.info.timestampNanos / 1_000_000),
+  };
+}

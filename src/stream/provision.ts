@@ -1,0 +1,207 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  type ConsumerInfo,
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamManager,
+  ReplayPolicy,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import type { Config } from "../config/index.ts";
+import type { Logger } from "../log/index.ts";
+import { consumerName, type Stage, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
+
+const msToNs = (ms: number) => ms * 1_000_000;
+
+export class ProvisionError extends Error {
+  override name = "ProvisionError";
+}
+
+/** The stream of a stage: one subject per partition, so a publish to a partition that does not exist fails. */
+export function stageStreamConfig(
+  stage: Stage,
+  c: Config,
+): Partial<StreamConfig> & { name: string; subjects: string[] } {
+  const partitionSubjects = Array.from(
+    { length: c.streams.partitionCount },
+    (_, p) => `sluice.${stage}.${p}.>`,
+  );
+  return {
+    name: streamNames[stage],
+    description: `Sluice ${stage} stage; partitions=${c.streams.partitionCount}`,
+    subjects: partitionSubjects,
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: msToNs(c.streams.inboundAgeMsMax),
+    max_bytes: c.streams.inboundBytesMax,
+    max_msg_size: c.streams.messageBytesMax,
+    duplicate_window: msToNs(c.streams.duplicateWindowMs),
+    num_replicas: c.streams.replicas,
+  };
+}
+
+function dlqStreamConfig(c: Config) {
+  return {
+    name: streamNames.dlq,
+    description: "Sluice dead letters: rejected inputs, untouched, reason in headers",
+    subjects: [subjects.dlqAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: msToNs(c.streams.dlqAgeMsMax),
+    max_bytes: c.streams.dlqBytesMax,
+    duplicate_window: msToNs(c.streams.duplicateWindowMs),
+    num_replicas: c.streams.replicas,
+  };
+}
+
+/** Catches what no server mapping claimed under sluice.in: wrong subjects, or a server without the mapping. */
+function unroutedStreamConfig(c: Config) {
+  return {
+    name: streamNames.unrouted,
+    description: "Sluice inbound not partitioned by a server mapping; routed or dead-lettered by Sluice",
+    subjects: [subjects.inboundAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: msToNs(c.streams.inboundAgeMsMax),
+    max_bytes: c.streams.unroutedBytesMax,
+    max_msg_size: c.streams.messageBytesMax,
+    duplicate_window: msToNs(c.streams.duplicateWindowMs),
+    num_replicas: c.streams.replicas,
+  };
+}
+
+/** Creates or updates Sluice's streams. Idempotent; refuses a partition count that differs from the stream's. */
+export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Logger): Promise<void> {
+  const ledger = stageStreamConfig("ledger", c);
+  const existing = await streamInfoOrNull(jsm, ledger.name);
+  if (existing !== null) {
+    const had = existing.config.subjects?.length ?? 0;
+    if (had !== c.streams.partitionCount) {
+      throw new ProvisionError(
+        `stream ${ledger.name} has ${had} partitions but streams.partitionCount = ${c.streams.partitionCount}; the count is fixed once the streams exist (docs/operations.md, "Changing the partition count")`,
+      );
+    }
+  }
+  for (const config of [ledger, dlqStreamConfig(c), unroutedStreamConfig(c)]) {
+    const info = await streamInfoOrNull(jsm, config.name);
+    if (info === null) {
+      await jsm.streams.add(config);
+      log.info("stream created", { stream: config.name });
+    } else {
+      await jsm.streams.update(config.name, { ...info.config, ...config });
+      log.debug("stream up to date", { stream: config.name });
+    }
+  }
+}
+
+async function streamInfoOrNull(jsm: JetStreamManager, name: string) {
+  try {
+    return await jsm.streams.info(name);
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+}
+
+export function partitionConsumerConfig(
+  stage: Stage,
+  partition: number,
+  c: Config,
+  streamSeqStart: number,
+): Partial<ConsumerConfig> {
+  return {
+    durable_name: consumerName(stage, partition),
+    description: `Sluice ${stage} partition ${partition}`,
+    filter_subject: subjects.stagePartitionFilter(stage, partition),
+    // AckAll: the runner acks a batch's last message after its commit, which acks the batch.
+    ack_policy: AckPolicy.All,
+    ack_wait: msToNs(c.consumer.ackWaitMs),
+    max_ack_pending: c.consumer.pendingMessagesMax,
+    max_deliver: -1,
+    replay_policy: ReplayPolicy.Instant,
+    ...(streamSeqStart <= 1
+      ? { deliver_policy: DeliverPolicy.All }
+      : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: streamSeqStart }),
+  };
+}
+
+export type EnsureResult = { reset: boolean; cause: string; streamSeqStart: number };
+
+/**
+ * Creates the partition's durable consumer, or keeps it when its state agrees with the store. The store is
+ * the truth (the last applied sequence is committed with the effects); when the consumer delivered messages
+ * the store never applied, or acked past what the store holds, it is recreated to start right after the
+ * store's last applied sequence. Deliveries then come in stream order again, which the skip rule relies on.
+ */
+export async function ensurePartitionConsumer(
+  jsm: JetStreamManager,
+  stage: Stage,
+  partition: number,
+  c: Config,
+  streamSeqLastApplied: number,
+  force: string | null = null,
+): Promise<EnsureResult> {
+  const stream = streamNames[stage];
+  const name = consumerName(stage, partition);
+  const start = streamSeqLastApplied + 1;
+  const wanted = partitionConsumerConfig(stage, partition, c, start);
+  let info: ConsumerInfo | null = null;
+  try {
+    info = await jsm.consumers.info(stream, name);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  const cause = force ?? (info === null ? "created" : disagreement(info, streamSeqLastApplied));
+  if (info !== null && cause === null) {
+    const { ack_wait, max_ack_pending, description } = wanted;
+    if (info.config.ack_wait !== ack_wait || info.config.max_ack_pending !== max_ack_pending) {
+      await jsm.consumers.update(stream, name, { ack_wait, max_ack_pending, description });
+    }
+    return { reset: false, cause: "kept", streamSeqStart: info.delivered.stream_seq + 1 };
+  }
+  if (info !== null) await jsm.consumers.delete(stream, name);
+  await jsm.consumers.add(stream, wanted);
+  return { reset: info !== null, cause: cause ?? "created", streamSeqStart: start };
+}
+
+function disagreement(info: ConsumerInfo, streamSeqLastApplied: number): string | null {
+  if (info.delivered.stream_seq > streamSeqLastApplied) return "delivered_beyond_store";
+  if (info.ack_floor.stream_seq > streamSeqLastApplied) return "acked_beyond_store";
+  return null;
+}
+
+export async function ensureUnroutedConsumer(jsm: JetStreamManager, c: Config): Promise<void> {
+  const config: Partial<ConsumerConfig> = {
+    durable_name: unroutedConsumerName,
+    description: "Sluice router for inbound messages no server mapping partitioned",
+    filter_subject: subjects.inboundAll,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: msToNs(c.consumer.ackWaitMs),
+    max_ack_pending: c.consumer.pendingMessagesMax,
+    max_deliver: -1,
+    deliver_policy: DeliverPolicy.All,
+    replay_policy: ReplayPolicy.Instant,
+  };
+  try {
+    await jsm.consumers.info(streamNames.unrouted, unroutedConsumerName);
+    await jsm.consumers.update(streamNames.unrouted, unroutedConsumerName, {
+      ack_wait: config.ack_wait,
+      max_ack_pending: config.max_ack_pending,
+    });
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    await jsm.consumers.add(streamNames.unrouted, config);
+  }
+}
+
+export function isNotFound(error: unknown): boolean {
+  const e = error as { code?: unknown; api_error?: { err_code?: number; code?: number }; message?: string };
+  const code = e?.api_error?.code ?? e?.code;
+  return code === 404 || code === "404" || /not found/i.test(e?.message ?? "");
+}

@@ -1,0 +1,140 @@
+// Subjects are Sluice's public API (docs/subjects.md). This module is the one place that spells them.
+//
+// Producers publish to the public inbound form, `sluice.in.stock.<sku>`. The server's subject mapping
+// (written by Sluice for its embedded server; docs/operations.md gives the block for your own servers)
+// rewrites it to the partitioned form `sluice.ledger.<p>.stock.<sku>` that the stage's stream holds,
+// with p = fnv1a32(token) mod P, the server's own `{{partition(P,1)}}`. A producer that cannot rely on
+// the mapping publishes to the partitioned form itself, computing p with `partitionOf` (same rule).
+
+/** Characters kept as they are in a subject token; anything else makes the id encoded. */
+const plainToken = /^[A-Za-z0-9_\-:@+,=]+$/;
+/** Encoded tokens start with this; it is not in the plain set, so the rule is reversible. */
+const encodedMark = "~";
+
+export class SubjectError extends Error {
+  override name = "SubjectError";
+}
+
+/**
+ * Id → subject token. Ids made of letters, digits and `_ - : @ + , =` stand as they are; any other id
+ * (dots, spaces, `*`, `>`, `~`, non-ASCII...) becomes `~` + base64url(UTF-8 bytes), no padding.
+ */
+export function encodeToken(id: string): string {
+  if (id.length === 0) throw new SubjectError("an id must not be empty");
+  if (plainToken.test(id)) return id;
+  return encodedMark + Buffer.from(id, "utf8").toString("base64url");
+}
+
+/** Subject token → id; the inverse of encodeToken. Throws SubjectError on a malformed token. */
+export function decodeToken(token: string): string {
+  if (token.length === 0) throw new SubjectError("empty subject token");
+  if (!token.startsWith(encodedMark)) {
+    if (!plainToken.test(token))
+      throw new SubjectError(`token ${JSON.stringify(token)} is neither plain nor ~encoded`);
+    return token;
+  }
+  const body = token.slice(1);
+  if (!/^[A-Za-z0-9_-]+$/.test(body))
+    throw new SubjectError(`token ${JSON.stringify(token)} is not base64url`);
+  const id = Buffer.from(body, "base64url").toString("utf8");
+  // Canonical form only: one id has exactly one token, so partitioning and dedupe agree.
+  if (encodeToken(id) !== token) throw new SubjectError(`token ${JSON.stringify(token)} is not canonical`);
+  return id;
+}
+
+/** FNV-1a, 32 bits, over the token's bytes: the hash nats-server's `{{partition(P,…)}}` uses. */
+export function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5;
+  const bytes = Buffer.from(text, "utf8");
+  for (let i = 0; i < bytes.length; i++) {
+    hash ^= bytes[i] as number;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+/** The partition of an (already encoded) token; for several tokens the server hashes them concatenated. */
+export function partitionOfTokens(tokens: readonly string[], partitionCount: number): number {
+  return fnv1a32(tokens.join("")) % partitionCount;
+}
+
+/** The partition that owns a SKU. */
+export function skuPartition(sku: string, partitionCount: number): number {
+  return partitionOfTokens([encodeToken(sku)], partitionCount);
+}
+
+export const stages = ["ledger"] as const;
+export type Stage = (typeof stages)[number];
+
+export const subjects = {
+  stockPublic: (sku: string) => `sluice.in.stock.${encodeToken(sku)}`,
+  stockPartitioned: (partition: number, sku: string) =>
+    `sluice.ledger.${partition}.stock.${encodeToken(sku)}`,
+  stagePartitionFilter: (stage: Stage, partition: number) => `sluice.${stage}.${partition}.>`,
+  dlq: (reason: string) => `sluice.dlq.${reason}`,
+  dlqAll: "sluice.dlq.>",
+  /** Anything under sluice.in that no mapping claimed: bad subjects, or no mapping on the server. */
+  inboundAll: "sluice.in.>",
+} as const;
+
+export const streamNames = {
+  ledger: "SLUICE_LEDGER",
+  dlq: "SLUICE_DLQ",
+  unrouted: "SLUICE_UNROUTED",
+} as const;
+
+export const consumerName = (stage: Stage, partition: number) => `${stage}-${partition}`;
+export const unroutedConsumerName = "unrouted";
+
+/** Server-side mappings that partition the public inbound subjects (nats-server `mappings` block). */
+export function subjectMappings(partitionCount: number): Record<string, string> {
+  return {
+    "sluice.in.stock.*": `sluice.ledger.{{partition(${partitionCount},1)}}.stock.{{wildcard(1)}}`,
+  };
+}
+
+export type RoutedSubject = { stage: Stage; partition: number; kind: "stock"; key: string };
+
+/**
+ * Public inbound subject → where it belongs (what the server mapping does, for the unrouted fallback).
+ * Returns a reason code when the subject is not a valid inbound subject.
+ */
+export function routePublic(
+  subject: string,
+  partitionCount: number,
+): { ok: true; route: RoutedSubject; target: string } | { ok: false; reason: string; detail: string } {
+  const tokens = subject.split(".");
+  if (tokens[0] !== "sluice" || tokens[1] !== "in") {
+    return { ok: false, reason: "bad_subject", detail: `${subject} is not under sluice.in` };
+  }
+  if (tokens[2] === "stock" && tokens.length === 4) {
+    const token = tokens[3] as string;
+    try {
+      const key = decodeToken(token);
+      const partition = partitionOfTokens([token], partitionCount);
+      return {
+        ok: true,
+        route: { stage: "ledger", partition, kind: "stock", key },
+        target: `sluice.ledger.${partition}.stock.${token}`,
+      };
+    } catch (error) {
+      return { ok: false, reason: "bad_subject", detail: (error as Error).message };
+    }
+  }
+  return {
+    ok: false,
+    reason: "bad_subject",
+    detail: `${subject} is not a Sluice inbound subject; expected sluice.in.stock.<sku> (ids with dots, spaces, * or > are ~base64url-encoded, see docs/subjects.md)`,
+  };
+}
+
+/** Partitioned subject of a stage → its parts; null when it is not of that form. */
+export function parsePartitioned(
+  subject: string,
+): { stage: string; partition: number; kind: string; tokens: string[] } | null {
+  const tokens = subject.split(".");
+  if (tokens.length < 5 || tokens[0] !== "sluice") return null;
+  const partition = Number(tokens[2]);
+  if (!Number.isInteger(partition) || partition < 0) return null;
+  return { stage: tokens[1] as string, partition, kind: tokens[3] as string, tokens: tokens.slice(4) };
+}
