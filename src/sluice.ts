@@ -92,6 +92,7 @@ export class Sluice {
         stage: "ledger",
         partition: p,
         config: c,
+        nc,
         jsm,
         js,
         store,

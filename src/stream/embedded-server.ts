@@ -15,6 +15,8 @@ export type EmbeddedServerOptions = {
   memoryBytesMax: number;
   payloadBytesMax: number;
   partitionCount: number;
+  /** Write Sluice's subject mappings (true for Sluice; false emulates an operator's server without them). */
+  mappings?: boolean;
   startTimeoutMs: number;
   stopTimeoutMs: number;
   /** Restarts after an unexpected exit before `onGiveUp` is called; 0 disables supervision. */
@@ -81,7 +83,7 @@ export class EmbeddedServer {
 
   private renderConfig(portsDir: string): string {
     const o = this.options;
-    const mappings = Object.entries(subjectMappings(o.partitionCount))
+    const mappings = Object.entries(o.mappings === false ? {} : subjectMappings(o.partitionCount))
       .map(([from, to]) => `  ${JSON.stringify(from)}: ${JSON.stringify(to)}`)
       .join("\n");
     // -1 asks the server for a free port; its choice is read from the ports file.

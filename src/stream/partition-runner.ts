@@ -1,5 +1,5 @@
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
-import type { MsgHdrs } from "@nats-io/transport-node";
+import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import { assert } from "../domain/assert.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
@@ -31,6 +31,7 @@ export type PartitionRunnerDeps = {
   stage: Stage;
   partition: number;
   config: Config;
+  nc: NatsConnection;
   jsm: JetStreamManager;
   js: JetStreamClient;
   store: PartitionStore;
@@ -89,6 +90,7 @@ export class PartitionRunner {
     this.state = "running";
     await this.consume();
     this.lagPoll = setInterval(() => void this.pollLag(), this.d.config.consumer.lagPollMs);
+    void this.watchConnection();
     this.log.info("partition running", { streamSeqLastApplied: this.streamSeqLastApplied });
   }
 
@@ -143,6 +145,18 @@ export class PartitionRunner {
       } else if (s.type === "heartbeats_missed" || s.type === "exceeded_limits") {
         this.log.warn("consumer status", { status: s.type });
       }
+    }
+  }
+
+  /**
+   * After a reconnect, deliveries that were in flight may be lost (they come back only after ack_wait) and
+   * the server may have restarted. Re-syncing the consumer with the store at once keeps order and avoids
+   * waiting for redelivery.
+   */
+  private async watchConnection(): Promise<void> {
+    for await (const s of this.d.nc.status()) {
+      if (this.state === "stopping" || this.state === "stopped" || this.state === "failed") return;
+      if (s.type === "reconnect") this.requestReset("reconnect");
     }
   }
 
@@ -208,8 +222,7 @@ export class PartitionRunner {
       this.streamSeqLastApplied = seqMax;
     }
     const committed = performance.now();
-    last.ack(); // AckAll: acknowledges every message of the batch, after the commit
-    this.lastBatchAtMs = Date.now();
+    // Emitted between commit and ack: a listener that throws here is a crash after commit, before ack.
     this.d.events.emit("batch_committed", {
       stage: this.d.stage,
       partition: this.d.partition,
@@ -219,6 +232,8 @@ export class PartitionRunner {
       commitSeconds: (committed - applied) / 1000,
       lag: last.info.pending + this.buffer.length,
     });
+    last.ack(); // AckAll: acknowledges every message of the batch, after the commit
+    this.lastBatchAtMs = Date.now();
     if (outbox.length > 0) await this.publishOutbox(outbox, keys);
   }
 

@@ -1,0 +1,49 @@
+import type { Subprocess } from "bun";
+
+/** A free TCP port on loopback (the OS picks; released before use, good enough for tests). */
+export function freePort(): number {
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = server.port as number;
+  server.stop(true);
+  return port;
+}
+
+export type SluiceProcess = { child: Subprocess; httpPort: number; output: () => string };
+
+/** `bun src/cli.ts start` as an operator runs it, with settings given as SLUICE_* environment variables. */
+export function spawnSluice(env: Record<string, string>): SluiceProcess {
+  const httpPort = freePort();
+  let output = "";
+  const child = Bun.spawn(["bun", "src/cli.ts", "start"], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      SLUICE_HTTP_PORT: String(httpPort),
+      ...env,
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) output += decoder.decode(chunk, { stream: true });
+  };
+  void collect(child.stdout as ReadableStream<Uint8Array>);
+  void collect(child.stderr as ReadableStream<Uint8Array>);
+  return { child, httpPort, output: () => output };
+}
+
+export async function waitReady(p: SluiceProcess, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (p.child.exitCode !== null) throw new Error(`sluice exited with ${p.child.exitCode}:\n${p.output()}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${p.httpPort}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(50);
+  }
+  throw new Error(`sluice not ready within ${timeoutMs} ms:\n${p.output()}`);
+}

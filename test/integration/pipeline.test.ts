@@ -1,0 +1,228 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import type { Sluice } from "../../src/sluice.ts";
+import { pack } from "../../src/stream/codec.ts";
+import { deadLetterHeaders } from "../../src/stream/dead-letter.ts";
+import { encodeToken, skuPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
+import {
+  getJson,
+  httpBase,
+  Producer,
+  startSluice,
+  TestNats,
+  tempDir,
+  testConfig,
+  waitFor,
+} from "../helpers/index.ts";
+
+const nats = new TestNats(4);
+const dataDir = tempDir("pipeline");
+let sluice: Sluice;
+let fatal: Error[];
+let producer: Producer;
+
+beforeAll(async () => {
+  await nats.start();
+  ({ sluice, fatal } = await startSluice(testConfig(nats.url, dataDir)));
+  producer = await Producer.connect(nats.url);
+});
+
+afterAll(async () => {
+  await producer?.close();
+  await sluice?.stop();
+  await nats.dispose();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function stock(sku: string) {
+  return getJson(`${httpBase(sluice)}/v1/stock/${encodeURIComponent(sku)}`);
+}
+
+async function waitForVersion(sku: string, version: number) {
+  return waitFor(async () => {
+    const r = await stock(sku);
+    return r.status === 200 && r.body.version >= version ? r.body : null;
+  }, `${sku} at version ${version}`);
+}
+
+async function dlqMessages(reason: string) {
+  const jsm = await producer.jsm();
+  const info = await jsm.streams.info(streamNames.dlq);
+  const out = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const m = await jsm.streams.getMessage(streamNames.dlq, { seq }).catch(() => null);
+    if (m && m.subject === subjects.dlq(reason)) out.push(m);
+  }
+  return out;
+}
+
+describe("ledger pipeline over a real nats-server and LMDB", () => {
+  test("received stock can be reserved; a reservation that would oversell is refused", async () => {
+    await producer.publishJson(subjects.stockPublic("SKU-A"), { type: "received", warehouse: "w1", qty: 10 });
+    await producer.publishJson(subjects.stockPublic("SKU-A"), {
+      type: "reserve",
+      warehouse: "w1",
+      qty: 7,
+      ref: "o1/1",
+    });
+    await producer.publishJson(subjects.stockPublic("SKU-A"), {
+      type: "reserve",
+      warehouse: "w1",
+      qty: 4,
+      ref: "o2/1",
+    });
+    await producer.publishJson(subjects.stockPublic("SKU-A"), {
+      type: "reserve",
+      warehouse: "w1",
+      qty: 3,
+      ref: "o3/1",
+    });
+    const body = await waitFor(async () => {
+      const r = await stock("SKU-A");
+      // Three changes: received, reserve 7, reserve 3. The reserve of 4 (only 3 available) changed nothing.
+      return r.status === 200 && r.body.version === 3 ? r.body : null;
+    }, "SKU-A at version 3");
+    expect(body.positions.w1).toEqual({
+      onHand: 10,
+      reserved: 10,
+      damaged: 0,
+      qualityControl: 0,
+      safetyStock: 0,
+      available: 0,
+    });
+    expect(body.partition).toBe(skuPartition("SKU-A", 4));
+    const entries = await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?limit=2`);
+    expect(entries.body.entries.map((e: { type: string; qty: number }) => [e.type, e.qty])).toEqual([
+      ["received", 10],
+      ["reserved", 7],
+    ]);
+    expect(entries.body.next).toBe(2);
+    const rest = await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?after=2`);
+    expect(rest.body.entries.map((e: { ref: string }) => e.ref)).toEqual(["o3/1"]);
+    const metrics = await (await fetch(`${httpBase(sluice)}/metrics`)).text();
+    expect(metrics).toMatch(
+      /sluice_commands_refused_total\{stage="ledger",code="insufficient_available"[^}]*\} 1/,
+    );
+  });
+
+  test("malformed input goes to the DLQ with its reason; good input around it is applied", async () => {
+    const subject = subjects.stockPublic("SKU-B");
+    await producer.publishJson(subject, { type: "received", warehouse: "w1", qty: 5 });
+    await producer.js.publish(subject, "{not json");
+    await producer.publishJson(subject, { type: "received", warehouse: "w1", qty: -1 });
+    await producer.publishJson(subject, { type: "teleport", warehouse: "w1", qty: 1 });
+    await producer.publishJson(subject, { type: "received", warehouse: "w1", qty: 1, colour: "red" });
+    await producer.publishJson(subject, { type: "received", warehouse: "w1", qty: 2 });
+    const body = await waitForVersion("SKU-B", 2);
+    expect(body.positions.w1.onHand).toBe(7);
+
+    const decodeFailed = await waitFor(async () => {
+      const ms = await dlqMessages("decode_failed");
+      return ms.length >= 1 ? ms : null;
+    }, "a decode_failed dead letter");
+    const dl = decodeFailed.find((m) => m.header.get(deadLetterHeaders.subject).endsWith(".stock.SKU-B"));
+    expect(dl).toBeDefined();
+    expect(new TextDecoder().decode(dl?.data)).toBe("{not json"); // untouched
+    expect(dl?.header.get(deadLetterHeaders.reason)).toBe("decode_failed");
+    expect(dl?.header.get(deadLetterHeaders.detail)).toContain("not valid JSON");
+
+    const invalid = await waitFor(async () => {
+      const ms = (await dlqMessages("invalid_command")).filter((m) =>
+        m.header.get(deadLetterHeaders.subject).endsWith(".stock.SKU-B"),
+      );
+      return ms.length >= 3 ? ms : null;
+    }, "three invalid_command dead letters");
+    const details = invalid.map((m) => m.header.get(deadLetterHeaders.detail));
+    expect(details.some((d) => d.includes("qty_must_be_positive"))).toBe(true);
+    expect(details.some((d) => d.includes("type must be one of"))).toBe(true);
+    expect(details.some((d) => d.includes('unknown field "colour"'))).toBe(true);
+    expect(fatal).toEqual([]);
+  });
+
+  test("msgpack payloads are accepted by Content-Type", async () => {
+    const h = natsHeaders();
+    h.set("Content-Type", "application/msgpack");
+    await producer.js.publish(
+      subjects.stockPublic("SKU-MP"),
+      pack({ type: "received", warehouse: "w2", qty: 3 }),
+      {
+        headers: h,
+      },
+    );
+    const body = await waitForVersion("SKU-MP", 1);
+    expect(body.positions.w2.onHand).toBe(3);
+  });
+
+  test("ids that are not subject tokens travel ~encoded and come back intact", async () => {
+    const sku = "ACME 12.5 mm *bolt* > nut ~ ünïcode";
+    const token = encodeToken(sku);
+    expect(token.startsWith("~")).toBe(true);
+    await producer.publishJson(`sluice.in.stock.${token}`, {
+      type: "received",
+      warehouse: "wh.central",
+      qty: 4,
+    });
+    const body = await waitForVersion(sku, 1);
+    expect(body.sku).toBe(sku);
+    expect(body.positions["wh.central"].onHand).toBe(4);
+  });
+
+  test("a message on another partition's subject is refused: one writer per SKU", async () => {
+    const owner = skuPartition("SKU-W", 4);
+    const wrong = (owner + 1) % 4;
+    await producer.publishJson(subjects.stockPartitioned(wrong, "SKU-W"), {
+      type: "received",
+      warehouse: "w1",
+      qty: 1,
+    });
+    const dl = await waitFor(async () => {
+      const ms = await dlqMessages("wrong_partition");
+      return ms.find((m) => m.header.get(deadLetterHeaders.subject).endsWith("SKU-W")) ?? null;
+    }, "a wrong_partition dead letter");
+    expect(dl.header.get(deadLetterHeaders.detail)).toContain(`belongs to partition ${owner}`);
+    expect((await stock("SKU-W")).status).toBe(404);
+  });
+
+  test("a producer may publish to the partitioned subject itself (documented hash)", async () => {
+    const p = skuPartition("SKU-P", 4);
+    await producer.publishJson(subjects.stockPartitioned(p, "SKU-P"), {
+      type: "received",
+      warehouse: "w1",
+      qty: 6,
+    });
+    expect((await waitForVersion("SKU-P", 1)).positions.w1.onHand).toBe(6);
+  });
+
+  test("an inbound subject no mapping claims is dead-lettered by the unrouted router", async () => {
+    const ack = await producer.js.publish("sluice.in.stock.has.dots", '{"type":"received"}');
+    expect(ack.stream).toBe(streamNames.unrouted);
+    const dl = await waitFor(async () => {
+      const ms = await dlqMessages("bad_subject");
+      return ms.find((m) => m.header.get(deadLetterHeaders.subject) === "sluice.in.stock.has.dots") ?? null;
+    }, "a bad_subject dead letter");
+    expect(new TextDecoder().decode(dl.data)).toBe('{"type":"received"}');
+  });
+
+  test("health, readiness and metrics", async () => {
+    expect((await getJson(`${httpBase(sluice)}/healthz`)).status).toBe(200);
+    const ready = await getJson(`${httpBase(sluice)}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(ready.body.checks).toEqual({ nats_connected: true, consumers_running: true, lmdb_open: true });
+    const metrics = await (await fetch(`${httpBase(sluice)}/metrics`)).text();
+    for (const name of [
+      "sluice_messages_applied_total",
+      "sluice_batch_size_messages_bucket",
+      "sluice_apply_duration_seconds_bucket",
+      "sluice_commit_duration_seconds_bucket",
+      "sluice_dead_letters_total",
+      "sluice_partition_lag_messages",
+      "process_resident_memory_bytes",
+    ]) {
+      expect(metrics).toContain(name);
+    }
+    expect((await getJson(`${httpBase(sluice)}/v1/stock/NEVER-SEEN`)).status).toBe(404);
+    expect((await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?limit=0`)).status).toBe(400);
+    expect((await getJson(`${httpBase(sluice)}/nope`)).status).toBe(404);
+  });
+});

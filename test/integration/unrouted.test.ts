@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import type { Sluice } from "../../src/sluice.ts";
+import { streamNames, subjects } from "../../src/stream/subjects.ts";
+import { originalSubjectHeader } from "../../src/stream/unrouted-router.ts";
+import {
+  getJson,
+  httpBase,
+  Producer,
+  startSluice,
+  TestNats,
+  tempDir,
+  testConfig,
+  waitFor,
+} from "../helpers/index.ts";
+
+// An operator's nats-server without Sluice's subject mappings: public subjects land in SLUICE_UNROUTED and
+// the router partitions them. Everything still arrives, in order per SKU, exactly once.
+const nats = new TestNats(4, false);
+const dataDir = tempDir("unrouted");
+let sluice: Sluice;
+let producer: Producer;
+
+beforeAll(async () => {
+  await nats.start();
+  ({ sluice } = await startSluice(testConfig(nats.url, dataDir)));
+  producer = await Producer.connect(nats.url);
+});
+
+afterAll(async () => {
+  await producer?.close();
+  await sluice?.stop();
+  await nats.dispose();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("without server mappings, public inbound subjects are routed to their partition and applied in order", async () => {
+  const skus = ["U-1", "U-2", "U-3", "U-4", "U-5"];
+  for (let i = 0; i < 20; i++) {
+    for (const sku of skus) {
+      const ack = await producer.publishJson(subjects.stockPublic(sku), {
+        type: "received",
+        warehouse: "w1",
+        qty: i + 1,
+      });
+      expect(ack.stream).toBe(streamNames.unrouted);
+    }
+  }
+  // reserve everything that was received (1 + … + 20 = 210): only possible if every receipt came first.
+  for (const sku of skus) {
+    await producer.publishJson(subjects.stockPublic(sku), { type: "reserve", warehouse: "w1", qty: 210 });
+  }
+  for (const sku of skus) {
+    const body = await waitFor(async () => {
+      const r = await getJson(`${httpBase(sluice)}/v1/stock/${sku}`);
+      return r.status === 200 && r.body.version === 21 ? r.body : null;
+    }, `${sku} at version 21`);
+    expect(body.positions.w1.onHand).toBe(210);
+    expect(body.positions.w1.reserved).toBe(210);
+  }
+  const jsm = await producer.jsm();
+  const ledger = await jsm.streams.info(streamNames.ledger);
+  expect(ledger.state.messages).toBe(105);
+  const first = await jsm.streams.getMessage(streamNames.ledger, { seq: ledger.state.first_seq });
+  expect(first?.header.get(originalSubjectHeader)).toMatch(/^sluice\.in\.stock\.U-\d$/);
+});
+
+test("a malformed inbound subject is dead-lettered, not routed", async () => {
+  await producer.publishJson("sluice.in.stok.U-1", { type: "received", warehouse: "w1", qty: 1 });
+  const jsm = await producer.jsm();
+  const m = await waitFor(
+    () =>
+      jsm.streams
+        .getMessage(streamNames.dlq, { last_by_subj: subjects.dlq("bad_subject") })
+        .catch(() => null),
+    "a bad_subject dead letter",
+  );
+  expect(m.header.get("Sluice-Source-Subject")).toBe("sluice.in.stok.U-1");
+  expect(m.header.get("Sluice-Detail")).toContain("expected sluice.in.stock.<sku>");
+});
