@@ -10,6 +10,8 @@ Usage:
   sluice start [--config FILE]          run Sluice (embedded nats-server unless nats.url is set)
   sluice config print [--config FILE]   print the effective config as JSON, secrets masked
   sluice partition SKU [--config FILE]  print the ledger partition that owns SKU
+  sluice send SUBJECT JSON              publish one JSON message with JetStream (to nats.url, or the
+                                        embedded server on nats.embeddedHost:embeddedPort) and print the ack
   sluice version                        print the version
   sluice --help                         this text
 
@@ -50,6 +52,24 @@ export async function main(argv: string[]): Promise<number> {
         if (rest[0] === undefined) throw new UsageError("partition needs a SKU: sluice partition SKU-1");
         const config = loadConfig(values.config === undefined ? {} : { file: values.config });
         process.stdout.write(`${skuPartition(rest[0], config.streams.partitionCount)}\n`);
+        return 0;
+      }
+      case "send": {
+        const [subject, body] = rest;
+        if (subject === undefined || body === undefined) {
+          throw new UsageError(
+            `send needs a subject and a JSON body: sluice send sluice.in.stock.SKU-1 '{"type":"received","warehouse":"w1","qty":5}'`,
+          );
+        }
+        try {
+          JSON.parse(body);
+        } catch (error) {
+          throw new UsageError(`the body is not JSON: ${(error as Error).message}`);
+        }
+        const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+        const { send } = await import("./stream/send.ts");
+        const ack = await send(config, subject, body);
+        process.stdout.write(`${JSON.stringify(ack)}\n`);
         return 0;
       }
       case undefined:

@@ -1,0 +1,25 @@
+import { jetstream } from "@nats-io/jetstream";
+import { connect, headers } from "@nats-io/transport-node";
+import type { Config } from "../config/index.ts";
+
+/** `sluice send`: one JetStream publish for people without the nats CLI. Returns the stream's ack. */
+export async function send(c: Config, subject: string, json: string) {
+  const servers =
+    c.nats.url !== "" ? c.nats.url.split(",") : [`nats://${c.nats.embeddedHost}:${c.nats.embeddedPort}`];
+  const nc = await connect({
+    servers,
+    timeout: c.nats.connectTimeoutMs,
+    ...(c.nats.token !== "" ? { token: c.nats.token } : {}),
+    ...(c.nats.user !== "" ? { user: c.nats.user, pass: c.nats.password } : {}),
+  });
+  try {
+    const h = headers();
+    h.set("Content-Type", "application/json");
+    const ack = await jetstream(nc, { timeout: c.nats.requestTimeoutMs }).publish(subject, json, {
+      headers: h,
+    });
+    return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+  } finally {
+    await nc.close();
+  }
+}
