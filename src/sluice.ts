@@ -1,30 +1,36 @@
 import { join, resolve } from "node:path";
-import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Server } from "bun";
 import type { Config } from "./config/index.ts";
+import { loadNetworkFile } from "./config/network.ts";
+import type { Network } from "./domain/network/index.ts";
 import { startHttp } from "./http/server.ts";
 import { Instrumentation } from "./instrumentation/index.ts";
 import type { Logger } from "./log/index.ts";
 import { createMetrics, type Metrics } from "./metrics/index.ts";
-import { LedgerApplier } from "./stages/ledger/applier.ts";
+import { LedgerApplier, ledgerTables } from "./stages/ledger/applier.ts";
+import { OrderApplier, orderTables } from "./stages/order/applier.ts";
 import { PartitionStore, partitionDir } from "./store/index.ts";
+import { lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
 import { EmbeddedServer } from "./stream/embedded-server.ts";
 import { OutboxPublisher } from "./stream/outbox-publisher.ts";
-import { PartitionRunner } from "./stream/partition-runner.ts";
+import { type PartitionApplier, PartitionRunner } from "./stream/partition-runner.ts";
 import { ensureUnroutedConsumer, provisionStreams } from "./stream/provision.ts";
+import type { Stage } from "./stream/subjects.ts";
 import { UnroutedRouter } from "./stream/unrouted-router.ts";
 
-export type Partition = {
+export type Partition<A extends PartitionApplier = PartitionApplier> = {
+  stage: Stage;
   index: number;
   store: PartitionStore;
-  applier: LedgerApplier;
+  applier: A;
   runner: PartitionRunner;
 };
 
 /**
  * One Sluice process: every stage, and by default every partition. Start order follows the data:
- * NATS (embedded or given) → streams → per partition: store, applier, runner → router → HTTP.
+ * NATS (embedded or given) → streams → per stage and partition: store, applier, runner → router → HTTP.
  */
 export class Sluice {
   readonly events = new Instrumentation();
@@ -32,10 +38,13 @@ export class Sluice {
   embedded: EmbeddedServer | null = null;
   connection: Connection | null = null;
   jsm: JetStreamManager | null = null;
-  partitions: Partition[] = [];
+  ledger: Array<Partition<LedgerApplier>> = [];
+  orders: Array<Partition<OrderApplier>> = [];
+  network: Network | null = null;
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
   private stopping: Promise<void> | null = null;
+  private unlock: (() => void) | null = null;
 
   constructor(
     readonly config: Config,
@@ -50,25 +59,17 @@ export class Sluice {
     return resolve(this.config.data.dir);
   }
 
+  get partitions(): Partition[] {
+    return [...this.ledger, ...this.orders];
+  }
+
   async start(): Promise<void> {
     const c = this.config;
+    this.network = loadNetworkFile(c.orders.networkFile);
+    this.unlock = lockDataDir(this.dataDir);
     let servers = c.nats.url;
     if (servers === "") {
-      this.embedded = new EmbeddedServer({
-        dir: join(this.dataDir, "nats"),
-        host: c.nats.embeddedHost,
-        port: c.nats.embeddedPort,
-        bin: c.nats.embeddedBin,
-        storeBytesMax: c.nats.embeddedStoreBytesMax,
-        memoryBytesMax: c.nats.embeddedMemoryBytesMax,
-        payloadBytesMax: Math.max(c.streams.messageBytesMax + 64 * 1024, 1024 * 1024),
-        partitionCount: c.streams.partitionCount,
-        startTimeoutMs: c.nats.embeddedStartTimeoutMs,
-        stopTimeoutMs: c.nats.embeddedStopTimeoutMs,
-        restartsMax: c.nats.embeddedRestartsMax,
-        log: this.log,
-        onGiveUp: (error) => this.onFatal(error),
-      });
+      this.embedded = this.embeddedServer();
       await this.embedded.start();
       servers = this.embedded.url;
     }
@@ -81,48 +82,101 @@ export class Sluice {
     await ensureUnroutedConsumer(jsm, c);
 
     const publisher = new OutboxPublisher(js, { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs });
+    const network = () => this.network as Network;
     for (let p = 0; p < c.streams.partitionCount; p++) {
-      const store = PartitionStore.open(
-        partitionDir(this.dataDir, "ledger", p),
-        { stage: "ledger", partition: p, partitionCount: c.streams.partitionCount },
-        c.store.mapBytesMax,
+      const ledgerStore = this.openStore("ledger", p, ledgerTables);
+      this.ledger.push(
+        this.partition(
+          "ledger",
+          p,
+          ledgerStore,
+          new LedgerApplier(p, c, ledgerStore, this.events),
+          js,
+          publisher,
+        ),
       );
-      const applier = new LedgerApplier(p, c, store, this.events);
-      const runner = new PartitionRunner({
-        stage: "ledger",
-        partition: p,
-        config: c,
-        nc,
-        jsm,
-        js,
-        store,
-        applier,
-        publisher,
-        events: this.events,
-        log: this.log,
-        onFatal: this.onFatal,
-      });
-      this.partitions.push({ index: p, store, applier, runner });
+      const orderStore = this.openStore("order", p, orderTables);
+      const orderApplier = new OrderApplier(p, c, orderStore, network, this.events);
+      this.orders.push(this.partition("order", p, orderStore, orderApplier, js, publisher));
     }
     await Promise.all(this.partitions.map((p) => p.runner.start()));
     this.router = new UnroutedRouter(js, publisher, c, this.events, this.log, this.onFatal);
     await this.router.start();
-
     this.http = startHttp({
       config: c,
       metrics: this.metrics,
       readiness: [
         { name: "nats_connected", ok: () => this.connection?.connected() ?? false },
         { name: "consumers_running", ok: () => this.partitions.every((p) => p.runner.running) },
-        { name: "lmdb_open", ok: () => this.partitions.length === c.streams.partitionCount },
+        {
+          name: "lmdb_open",
+          ok: () => this.partitions.length > 0 && this.partitions.every((p) => p.store.isOpen),
+        },
       ],
-      ledgerStore: (p) => this.partitions[p]?.store,
+      ledgerStore: (p) => this.ledger[p]?.store,
+      orderStore: (p) => this.orders[p]?.store,
+      network: () => this.network,
     });
     this.log.info("sluice started", {
       nats: this.embedded ? `embedded ${this.embedded.url}` : "external",
       partitions: c.streams.partitionCount,
+      network: this.network.version,
       http: `http://${this.http.hostname}:${this.http.port}`,
     });
+  }
+
+  private embeddedServer(): EmbeddedServer {
+    const c = this.config;
+    return new EmbeddedServer({
+      dir: join(this.dataDir, "nats"),
+      host: c.nats.embeddedHost,
+      port: c.nats.embeddedPort,
+      bin: c.nats.embeddedBin,
+      storeBytesMax: c.nats.embeddedStoreBytesMax,
+      memoryBytesMax: c.nats.embeddedMemoryBytesMax,
+      // Room above the largest inbound message for the headers a dead letter adds.
+      payloadBytesMax: c.streams.messageBytesMax + 64 * 1024,
+      partitionCount: c.streams.partitionCount,
+      startTimeoutMs: c.nats.embeddedStartTimeoutMs,
+      stopTimeoutMs: c.nats.embeddedStopTimeoutMs,
+      restartsMax: c.nats.embeddedRestartsMax,
+      log: this.log,
+      onGiveUp: (error) => this.onFatal(error),
+    });
+  }
+
+  private openStore(stage: Stage, p: number, tables: readonly string[]): PartitionStore {
+    const c = this.config;
+    return PartitionStore.open(
+      partitionDir(this.dataDir, stage, p),
+      { stage, partition: p, partitionCount: c.streams.partitionCount },
+      { mapBytesMax: c.store.mapBytesMax, tables },
+    );
+  }
+
+  private partition<A extends PartitionApplier>(
+    stage: Stage,
+    index: number,
+    store: PartitionStore,
+    applier: A,
+    js: JetStreamClient,
+    publisher: OutboxPublisher,
+  ): Partition<A> {
+    const runner = new PartitionRunner({
+      stage,
+      partition: index,
+      config: this.config,
+      nc: (this.connection as Connection).nc,
+      jsm: this.jsm as JetStreamManager,
+      js,
+      store,
+      applier,
+      publisher,
+      events: this.events,
+      log: this.log,
+      onFatal: this.onFatal,
+    });
+    return { stage, index, store, applier, runner };
   }
 
   /** Graceful stop: partitions finish and commit their batch and ack, then NATS, LMDB and the server close. */
@@ -133,6 +187,7 @@ export class Sluice {
 
   private async stopOnce(): Promise<void> {
     this.log.info("sluice stopping");
+    this.http?.stop(true);
     await this.router?.stop();
     await Promise.all(this.partitions.map((p) => p.runner.stop()));
     if (this.connection !== null && !this.connection.nc.isClosed()) {
@@ -141,8 +196,8 @@ export class Sluice {
       await this.connection.nc.close();
     }
     for (const p of this.partitions) await p.store.close();
-    this.http?.stop(true);
     await this.embedded?.stop();
+    this.unlock?.();
     this.log.info("sluice stopped");
   }
 }

@@ -148,10 +148,19 @@ export function assertRelations(c: Config): void {
     c.streams.messageBytesMax <= c.streams.inboundBytesMax,
     "streams.messageBytesMax must not exceed streams.inboundBytesMax",
   );
-  const streamBytesMax = c.streams.inboundBytesMax + c.streams.unroutedBytesMax + c.streams.dlqBytesMax;
+  // Two stage streams (ledger, order), the unrouted, dead-letter and output streams.
+  const streamBytesMax =
+    2 * c.streams.inboundBytesMax +
+    c.streams.unroutedBytesMax +
+    c.streams.dlqBytesMax +
+    c.streams.outBytesMax;
   check(
     c.nats.url !== "" || streamBytesMax <= c.nats.embeddedStoreBytesMax,
-    `the streams may hold ${streamBytesMax} bytes (inboundBytesMax + unroutedBytesMax + dlqBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
+    `the streams may hold ${streamBytesMax} bytes (2 × inboundBytesMax + unroutedBytesMax + dlqBytesMax + outBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
+  );
+  check(
+    c.nats.embeddedStopTimeoutMs < c.shutdown.timeoutMs,
+    `nats.embeddedStopTimeoutMs (${c.nats.embeddedStopTimeoutMs}) must be below shutdown.timeoutMs (${c.shutdown.timeoutMs}): the server is stopped inside the stop budget`,
   );
   check(
     c.nats.url !== "" || c.streams.replicas === 1,

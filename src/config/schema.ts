@@ -78,7 +78,7 @@ export const schema = {
     }),
     embeddedPort: int(4222, 0, 65535, "Client port of the embedded server; 0 picks a free one."),
     embeddedBin: str("nats-server", "The nats-server binary (PATH is searched, then /usr/sbin)."),
-    embeddedStoreBytesMax: int(4 * GiB, 16 * MiB, 1024 * GiB, "Cap on the embedded JetStream file store."),
+    embeddedStoreBytesMax: int(8 * GiB, 16 * MiB, 1024 * GiB, "Cap on the embedded JetStream file store."),
     embeddedMemoryBytesMax: int(256 * MiB, 1 * MiB, 64 * GiB, "Cap on the embedded JetStream memory store."),
     embeddedStartTimeoutMs: int(15 * secondMs, 500, 5 * minuteMs, "Wait for the embedded server to accept."),
     embeddedRestartsMax: int(10, 0, 1000, "Restarts of a crashed embedded server before Sluice gives up."),
@@ -96,9 +96,15 @@ export const schema = {
       1024 * GiB,
       "Cap on inbound waiting to be routed (no server mapping).",
     ),
+    outBytesMax: int(1 * GiB, 1 * MiB, 1024 * GiB, "Cap on the outputs stream (statuses, fulfilment)."),
     dlqAgeMsMax: int(30 * dayMs, minuteMs, 365 * dayMs, "Dead letters are kept this long for operators."),
     dlqBytesMax: int(512 * MiB, 1 * MiB, 1024 * GiB, "Dead-letter stream size cap."),
-    messageBytesMax: int(1 * MiB, 1 * KiB, 64 * MiB, "Largest inbound message accepted by the stream."),
+    messageBytesMax: int(
+      1 * MiB - 64 * KiB,
+      1 * KiB,
+      64 * MiB,
+      "Largest inbound message; 64 KiB under max_payload leaves room for dead-letter headers.",
+    ),
   },
   consumer: {
     batchCountMax: int(2000, 1, 100_000, "Messages applied in one LMDB transaction (batch by arrival)."),
@@ -115,6 +121,12 @@ export const schema = {
       5 * minuteMs,
       "Longest pause between outbox publish attempts.",
     ),
+    itemsPerMessageMax: int(
+      500,
+      1,
+      100_000,
+      "Items batched in one output message (keeps it under max_payload).",
+    ),
     publishInFlightMax: int(
       1024,
       1,
@@ -125,7 +137,24 @@ export const schema = {
   ledger: {
     quantityMax: int(1_000_000_000, 1, Number.MAX_SAFE_INTEGER, "Largest quantity one command may move."),
     idBytesMax: int(256, 8, 4096, "Longest SKU, warehouse or reference id in UTF-8 bytes."),
+    itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
+  },
+  orders: {
+    linesPerOrderMax: int(200, 1, 10_000, "Lines in one order (and in one cancel, return or shipment)."),
+    historyCountMax: int(100, 1, 10_000, "History events kept per order; the oldest are dropped first."),
+    pendingCancelsPerOrderMax: int(16, 1, 1000, "Cancels kept for an order that has not arrived yet."),
+    timersPerTickMax: int(1000, 1, 1_000_000, "SLA deadlines handled in one timer batch."),
+    timerTickMs: int(
+      1000,
+      10,
+      60 * secondMs,
+      "How often due SLA deadlines are looked for: their firing delay bound.",
+    ),
+    networkFile: str(
+      "config/network.toml",
+      "Warehouses and channels (read at start; routing moves it to KV).",
+    ),
   },
   store: {
     mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),

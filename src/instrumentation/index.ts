@@ -18,6 +18,12 @@ export type Events = {
   dead_lettered: { stage: string; reason: string };
   /** A ledger command was refused (valid input, not enough stock or similar). */
   command_refused: { stage: string; code: string };
+  /** A line's stock was reserved at a warehouse. */
+  line_reserved: { partition: number };
+  /** An order-stage event: created, cancelled, shipped, returned, sla_cancelled… (bounded set of names). */
+  order_event: { event: string; cause?: string };
+  /** SLA deadlines handled in a timer batch. */
+  timers_fired: { partition: number; count: number };
   /** The partition's consumer was reset to the store's last applied sequence (start-up or a delivery gap). */
   consumer_reset: { stage: string; partition: number; cause: string; streamSeqStart: number };
   /** Lag of an idle partition (messages the consumer has not delivered yet). */

@@ -1,9 +1,10 @@
 export {
   type BatchWrite,
   layoutVersion,
+  type Op,
   type OutboxItem,
-  type OutboxKey,
   type PartitionIdentity,
   PartitionStore,
   partitionDir,
+  type StoreOptions,
 } from "./partition-store.ts";

@@ -1,82 +1,93 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Database, open, type RootDatabase } from "lmdb";
+import { type Database, type Key, open, type RangeOptions, type RootDatabase } from "lmdb";
 import { assert } from "../domain/assert.ts";
-import type { LedgerEntry, SkuState } from "../domain/ledger/index.ts";
 
 /**
  * One partition's durable state: its own LMDB environment (a directory), so a partition can be exported,
- * imported or moved to another process whole. Layout (docs/architecture.md):
- *   meta     string → value     streamSeqLastApplied, partition, partitionCount, layoutVersion
- *   skus     sku → SkuState     positions and per-SKU version (the fold of entries)
- *   entries  [sku, version] → LedgerEntry
- *   outbox   [seq, index] → OutboxItem   outputs committed with their cause, published after commit
+ * imported or moved to another process whole, and its single writer never waits on another's.
+ * Tables are named by the stage (ledger: skus, entries, allocations; order: orders, pending, timers);
+ * every partition also has:
+ *   meta     identity, layoutVersion, streamSeqLastApplied, outboxSeq
+ *   outbox   [outboxSeq] → OutboxItem   outputs committed with their cause, published after the commit
  */
-export const layoutVersion = 1;
+export const layoutVersion = 2;
 
 export type OutboxItem = {
   subject: string;
-  /** Deterministic Nats-Msg-Id: a re-publish after a crash is de-duplicated by JetStream. */
+  /** Deterministic Nats-Msg-Id: a re-publish after a crash is de-duplicated by JetStream. Empty: assigned. */
   msgId: string;
   /** Header lines in order; a key may repeat. */
   headers: Array<[string, string]>;
   data: Uint8Array;
 };
-export type OutboxKey = [number, number];
+
+export type Op =
+  | { op: "put"; table: string; key: Key; value: unknown }
+  | { op: "delete"; table: string; key: Key };
 
 export type BatchWrite = {
-  skus: SkuState[];
-  entries: LedgerEntry[];
+  ops: Op[];
   outbox: OutboxItem[];
-  /** The stream sequence of the batch's last message; written in the same transaction as its effects. */
-  streamSeqLastApplied: number;
+  /** The stream sequence of the batch's last message, or null for a batch with no input (a timer batch). */
+  streamSeqLastApplied: number | null;
 };
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
 
+export type StoreOptions = { mapBytesMax: number; tables: readonly string[] };
+
 export class PartitionStore {
+  private readonly tables = new Map<string, Database<unknown, Key>>();
+  private readonly meta: Database<unknown, string>;
+  private readonly outbox: Database<OutboxItem, number>;
+  private closed = false;
+
   private constructor(
     readonly dir: string,
+    readonly identity: PartitionIdentity,
     private readonly root: RootDatabase,
-    private readonly meta: Database<unknown, string>,
-    private readonly skus: Database<SkuState, string>,
-    private readonly entries: Database<LedgerEntry, [string, number]>,
-    private readonly outbox: Database<OutboxItem, OutboxKey>,
-  ) {}
+    tableNames: readonly string[],
+  ) {
+    this.meta = root.openDB<unknown, string>({ name: "meta", encoding: "msgpack" });
+    this.outbox = root.openDB<OutboxItem, number>({
+      name: "outbox",
+      encoding: "msgpack",
+      keyEncoding: "uint32",
+    });
+    for (const name of tableNames)
+      this.tables.set(name, root.openDB<unknown, Key>({ name, encoding: "msgpack" }));
+  }
 
   /**
    * Durability is decided here, deliberately: overlappingSync off and sync on, so a commit's promise resolves
    * only once the transaction is on disk. The commit is the point after which an input may be acked.
    */
-  static open(dir: string, identity: PartitionIdentity, mapBytesMax: number): PartitionStore {
+  static open(dir: string, identity: PartitionIdentity, options: StoreOptions): PartitionStore {
     mkdirSync(dir, { recursive: true });
     const root = open({
       path: dir,
-      maxDbs: 8,
-      mapSize: mapBytesMax,
+      maxDbs: options.tables.length + 4,
+      mapSize: options.mapBytesMax,
       overlappingSync: false,
       noSync: false,
       noMetaSync: false,
       eventTurnBatching: true,
       compression: false,
     });
-    const store = new PartitionStore(
-      dir,
-      root,
-      root.openDB<unknown, string>({ name: "meta", encoding: "msgpack" }),
-      root.openDB<SkuState, string>({ name: "skus", encoding: "msgpack" }),
-      root.openDB<LedgerEntry, [string, number]>({ name: "entries", encoding: "msgpack" }),
-      root.openDB<OutboxItem, OutboxKey>({ name: "outbox", encoding: "msgpack" }),
-    );
-    store.checkIdentity(identity);
+    const store = new PartitionStore(dir, identity, root, options.tables);
+    store.checkIdentity();
     return store;
   }
 
-  private checkIdentity(identity: PartitionIdentity): void {
+  private checkIdentity(): void {
+    const identity = this.identity;
     const stored = this.meta.get("identity") as PartitionIdentity | undefined;
     if (stored === undefined) {
       this.meta.putSync("identity", identity);
       this.meta.putSync("layoutVersion", layoutVersion);
+      // Names this store's outputs: a wiped and recreated partition never reuses a message id in the window.
+      this.meta.putSync("storeId", crypto.randomUUID().slice(0, 8));
       return;
     }
     if (stored.stage !== identity.stage || stored.partition !== identity.partition) {
@@ -90,7 +101,15 @@ export class PartitionStore {
       );
     }
     const layout = this.meta.get("layoutVersion");
-    assert(layout === layoutVersion, `store layout ${String(layout)} must be ${layoutVersion}`);
+    if (layout !== layoutVersion) {
+      throw new Error(
+        `${this.dir} has store layout ${String(layout)}, this version reads layout ${layoutVersion}; export with the version that wrote it and import (docs/operations.md)`,
+      );
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
   }
 
   streamSeqLastApplied(): number {
@@ -98,58 +117,116 @@ export class PartitionStore {
     return typeof v === "number" ? v : 0;
   }
 
-  loadSkus(): SkuState[] {
-    return Array.from(this.skus.getRange(), ({ value }) => value);
+  /** The stream this partition's sequences belong to (its creation time): a recreated stream is detected. */
+  streamIdentity(): string | undefined {
+    return this.meta.get("stream") as string | undefined;
   }
 
-  getSku(sku: string): SkuState | undefined {
-    return this.skus.get(sku);
+  setStreamIdentity(id: string): Promise<boolean> {
+    return this.meta.put("stream", id);
   }
 
-  /** A SKU's ledger entries after `afterVersion`, oldest first, at most `limit`. */
-  entriesOf(sku: string, afterVersion: number, limit: number): LedgerEntry[] {
-    return Array.from(
-      this.entries.getRange({ start: [sku, afterVersion + 1], end: [sku, Number.MAX_SAFE_INTEGER], limit }),
-      ({ value }) => value,
-    );
+  get<T>(table: string, key: Key): T | undefined {
+    return this.table(table).get(key) as T | undefined;
   }
 
-  /** Every entry of the partition, SKU by SKU: what `sluice ledger check` folds. */
-  allEntries(): Iterable<LedgerEntry> {
-    return this.entries.getRange().map(({ value }) => value);
+  range<T>(table: string, options: RangeOptions = {}): Array<{ key: Key; value: T }> {
+    return Array.from(this.table(table).getRange(options), ({ key, value }) => ({ key, value: value as T }));
   }
 
-  pendingOutbox(): Array<{ key: OutboxKey; item: OutboxItem }> {
+  rangeValues<T>(table: string, options: RangeOptions = {}): Iterable<T> {
+    return this.table(table)
+      .getRange(options)
+      .map(({ value }) => value as T);
+  }
+
+  pendingOutbox(): Array<{ key: number; item: OutboxItem }> {
     return Array.from(this.outbox.getRange(), ({ key, value }) => ({ key, item: value }));
   }
 
   /**
-   * One transaction: effects, outbox and the last applied sequence together (invariant 3). Resolves once on disk.
-   * Assertions check what is written right before it is written.
+   * One transaction: effects, outbox and the last applied sequence together (invariant 3). Resolves once on
+   * disk, with the outbox items as committed (message ids assigned) and their keys.
    */
-  async commit(write: BatchWrite): Promise<OutboxKey[]> {
+  async commit(write: BatchWrite): Promise<{ keys: number[]; items: OutboxItem[] }> {
     const before = this.streamSeqLastApplied();
-    assert(write.streamSeqLastApplied > before, "the applied sequence only moves forward");
-    const keys: OutboxKey[] = write.outbox.map((_, i) => [write.streamSeqLastApplied, i]);
+    if (write.streamSeqLastApplied !== null) {
+      assert(write.streamSeqLastApplied > before, "the applied sequence only moves forward");
+    }
+    let outboxSeq = (this.meta.get("outboxSeq") as number | undefined) ?? 0;
+    const storeId = this.meta.get("storeId") as string;
+    const keys: number[] = [];
+    const items: OutboxItem[] = [];
+    for (const item of write.outbox) {
+      outboxSeq += 1;
+      keys.push(outboxSeq);
+      const msgId =
+        item.msgId === ""
+          ? `${this.identity.stage}-${this.identity.partition}:${storeId}:${outboxSeq}`
+          : item.msgId;
+      items.push(msgId === item.msgId ? item : { ...item, msgId });
+    }
+    assert(outboxSeq < 0xffffffff, "outbox sequence fits its uint32 key");
     const committed = await this.root.batch(() => {
-      for (const s of write.skus) this.skus.put(s.sku, s);
-      for (const e of write.entries) this.entries.put([e.sku, e.version], e);
-      for (let i = 0; i < write.outbox.length; i++)
-        this.outbox.put(keys[i] as OutboxKey, write.outbox[i] as OutboxItem);
-      this.meta.put("streamSeqLastApplied", write.streamSeqLastApplied);
+      for (const op of write.ops) {
+        const table = this.table(op.table);
+        if (op.op === "put") table.put(op.key, op.value);
+        else table.remove(op.key);
+      }
+      for (let i = 0; i < items.length; i++) this.outbox.put(keys[i] as number, items[i] as OutboxItem);
+      if (write.streamSeqLastApplied !== null)
+        this.meta.put("streamSeqLastApplied", write.streamSeqLastApplied);
+      if (items.length > 0) this.meta.put("outboxSeq", outboxSeq);
     });
     assert(committed === true, "the batch transaction commits");
-    return keys;
+    return { keys, items };
   }
 
   /** Forget published outbox items. Not awaited by the hot path: a crash before it only re-publishes (deduped). */
-  outboxDone(keys: readonly OutboxKey[]): Promise<boolean> {
+  outboxDone(keys: readonly number[]): Promise<boolean> {
     return this.root.batch(() => {
       for (const k of keys) this.outbox.remove(k);
     });
   }
 
+  /** Every record of the partition, table by table: a partition's state, whole, to move or inspect. */
+  *export(): Generator<{ table: string; key: Key; value: unknown }> {
+    for (const { key, value } of this.meta.getRange()) yield { table: "meta", key, value };
+    for (const { key, value } of this.outbox.getRange()) yield { table: "outbox", key, value };
+    for (const [name, db] of this.tables)
+      for (const { key, value } of db.getRange()) yield { table: name, key, value };
+  }
+
+  /** Loads an export into this (empty) partition, in one transaction. The identity must match. */
+  async import(records: Iterable<{ table: string; key: Key; value: unknown }>): Promise<number> {
+    assert(this.streamSeqLastApplied() === 0, "import goes into an empty partition");
+    let count = 0;
+    await this.root.batch(() => {
+      for (const r of records) {
+        if (r.table === "meta" && r.key === "identity") {
+          const id = r.value as PartitionIdentity;
+          assert(
+            id.stage === this.identity.stage && id.partition === this.identity.partition,
+            "an export is imported into the same stage and partition",
+          );
+        }
+        const db = r.table === "meta" ? this.meta : r.table === "outbox" ? this.outbox : this.table(r.table);
+        (db as Database<unknown, Key>).put(r.key, r.value);
+        count++;
+      }
+    });
+    return count;
+  }
+
+  private table(name: string): Database<unknown, Key> {
+    const t = this.tables.get(name);
+    assert(t !== undefined, `table ${name} is declared by the stage`);
+    return t;
+  }
+
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.root.close();
   }
 }

@@ -9,6 +9,11 @@ export const deadLetterReasons = [
   "bad_subject",
   "wrong_partition",
   "unknown_kind",
+  "refused",
+  "unknown_order",
+  "unknown_line",
+  "invalid_transition",
+  "unknown_channel",
 ] as const;
 export type DeadLetterReason = (typeof deadLetterReasons)[number];
 

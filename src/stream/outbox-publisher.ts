@@ -29,19 +29,21 @@ export class OutboxPublisher {
   async publish(items: readonly OutboxItem[], isStopping: () => boolean = () => false): Promise<number> {
     let pending = items;
     for (let attempt = 1; ; attempt++) {
-      const failed: OutboxItem[] = [];
+      // On a failure, everything from the first failed item on is published again, in order: items after
+      // it that did land are de-duplicated by their message id, and no consumer sees a later one first.
+      let firstFailed = -1;
       let lastError: unknown = null;
-      for (let i = 0; i < pending.length; i += this.limits.publishInFlightMax) {
+      for (let i = 0; i < pending.length && firstFailed < 0; i += this.limits.publishInFlightMax) {
         const chunk = pending.slice(i, i + this.limits.publishInFlightMax);
         const results = await Promise.allSettled(chunk.map((item) => this.publishOne(item)));
-        results.forEach((r, j) => {
-          if (r.status === "rejected") {
-            failed.push(chunk[j] as OutboxItem);
-            lastError = r.reason;
-          }
-        });
+        const j = results.findIndex((r) => r.status === "rejected");
+        if (j >= 0) {
+          firstFailed = i + j;
+          lastError = (results[j] as PromiseRejectedResult).reason;
+        }
       }
-      if (failed.length === 0) return attempt;
+      if (firstFailed < 0) return attempt;
+      const failed = pending.slice(firstFailed);
       if (attempt >= this.limits.publishAttemptsMax || isStopping()) {
         throw new OutboxPublishError(
           `${failed.length} outbox item(s) not published after ${attempt} attempts (outbox.publishAttemptsMax); they stay in the outbox and are published at the next start`,

@@ -4,7 +4,7 @@ import type { Config } from "../config/index.ts";
 import { assert } from "../domain/assert.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { BatchWrite, OutboxItem, OutboxKey, PartitionStore } from "../store/index.ts";
+import type { BatchWrite, OutboxItem, PartitionStore } from "../store/index.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
 import { consumerName, type Stage, streamNames } from "./subjects.ts";
@@ -23,6 +23,8 @@ export type InboundMessage = {
 /** The synchronous heart of a stage's partition: a batch in, the writes of one transaction out. */
 export interface PartitionApplier {
   apply(messages: readonly InboundMessage[]): Omit<BatchWrite, "streamSeqLastApplied">;
+  /** Work that is due by time alone (SLA deadlines); null when nothing is due. `nowMs` is the runner's clock. */
+  tick?(nowMs: number): Omit<BatchWrite, "streamSeqLastApplied"> | null;
 }
 
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
@@ -65,6 +67,8 @@ export class PartitionRunner {
   private deliverySeqNext: number | null = null;
   private streamSeqLastApplied = 0;
   private lagPoll: ReturnType<typeof setInterval> | null = null;
+  private timerTick: ReturnType<typeof setInterval> | null = null;
+  private tickRequested = false;
   private lastBatchAtMs = 0;
   private readonly log: Logger;
   private readonly stream: string;
@@ -85,13 +89,44 @@ export class PartitionRunner {
   async start(): Promise<void> {
     assert(this.state === "idle", "a runner starts once");
     this.streamSeqLastApplied = this.d.store.streamSeqLastApplied();
+    await this.checkStream();
     await this.publishLeftovers();
     await this.resetConsumer(null);
     this.state = "running";
     await this.consume();
     this.lagPoll = setInterval(() => void this.pollLag(), this.d.config.consumer.lagPollMs);
+    if (this.d.applier.tick !== undefined) {
+      this.timerTick = setInterval(() => {
+        this.tickRequested = true;
+        this.scheduleFlush();
+      }, this.d.config.orders.timerTickMs);
+    }
     void this.watchConnection();
     this.log.info("partition running", { streamSeqLastApplied: this.streamSeqLastApplied });
+  }
+
+  /**
+   * The store's sequences belong to one stream. A stream deleted and created again restarts its sequences:
+   * reading it with the old store would skip its first messages, so the partition refuses to start.
+   */
+  private async checkStream(): Promise<void> {
+    const info = await this.d.jsm.streams.info(this.stream);
+    const stored = this.d.store.streamIdentity();
+    if (stored === undefined || this.streamSeqLastApplied === 0) {
+      if (stored !== info.created) await this.d.store.setStreamIdentity(info.created);
+    } else if (stored !== info.created) {
+      throw new Error(
+        `${this.stream} was created at ${info.created}, but ${this.d.store.dir} applied messages of the stream created at ${stored}; restore that stream or move the partition directory away to start over (docs/operations.md)`,
+      );
+    }
+    const next = this.streamSeqLastApplied + 1;
+    if (info.state.messages > 0 && info.state.first_seq > next) {
+      this.log.error("messages the partition never applied were removed by the stream's limits", {
+        streamSeqNext: next,
+        streamSeqFirst: info.state.first_seq,
+        fix: "raise streams.inboundAgeMsMax / inboundBytesMax; the lost inputs cannot be recovered from the stream",
+      });
+    }
   }
 
   /** Outbox items committed before a crash but maybe not published: publish again (JetStream dedupes). */
@@ -186,17 +221,29 @@ export class PartitionRunner {
         .catch((error: Error) => this.fail(error))
         .finally(() => {
           this.flushing = null;
-          if (this.buffer.length > 0 && (this.state === "running" || this.state === "stopping"))
-            this.scheduleFlush();
+          const more = this.buffer.length > 0 || this.tickRequested;
+          if (more && (this.state === "running" || this.state === "stopping")) this.scheduleFlush();
         });
     });
   }
 
   private async drain(): Promise<void> {
-    while (this.buffer.length > 0 && (this.state === "running" || this.state === "stopping")) {
-      const batch = this.buffer.splice(0, this.d.config.consumer.batchCountMax);
-      await this.processBatch(batch);
+    while (this.state === "running" || this.state === "stopping") {
+      if (this.buffer.length > 0) {
+        await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));
+      } else if (this.tickRequested && this.state === "running") {
+        this.tickRequested = false;
+        await this.processTick();
+      } else return;
     }
+  }
+
+  /** A batch with no input: what is due by time. Committed like any batch; the applied sequence stays. */
+  private async processTick(): Promise<void> {
+    const write = this.d.applier.tick?.(Date.now()) ?? null;
+    if (write === null) return;
+    const { keys, items } = await this.d.store.commit({ ...write, streamSeqLastApplied: null });
+    if (items.length > 0) await this.publishOutbox(items, keys);
   }
 
   private async processBatch(batch: JsMsg[]): Promise<void> {
@@ -212,13 +259,14 @@ export class PartitionRunner {
     }
     assert(last !== null, "a batch is never empty");
     let outbox: OutboxItem[] = [];
-    let keys: OutboxKey[] = [];
+    let keys: number[] = [];
     let applied = started;
     if (fresh.length > 0) {
       const write = this.d.applier.apply(fresh);
       applied = performance.now();
-      keys = await this.d.store.commit({ ...write, streamSeqLastApplied: seqMax });
-      outbox = write.outbox;
+      const committed = await this.d.store.commit({ ...write, streamSeqLastApplied: seqMax });
+      outbox = committed.items;
+      keys = committed.keys;
       this.streamSeqLastApplied = seqMax;
     }
     const committed = performance.now();
@@ -237,7 +285,7 @@ export class PartitionRunner {
     if (outbox.length > 0) await this.publishOutbox(outbox, keys);
   }
 
-  private async publishOutbox(outbox: OutboxItem[], keys: OutboxKey[]): Promise<void> {
+  private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
     const started = performance.now();
     const attempts = await this.d.publisher.publish(outbox);
     this.d.events.emit("outbox_published", {
@@ -321,6 +369,7 @@ export class PartitionRunner {
     const wasFailed = this.state === "failed";
     this.state = "stopping";
     if (this.lagPoll !== null) clearInterval(this.lagPoll);
+    if (this.timerTick !== null) clearInterval(this.timerTick);
     await this.stopMessages();
     if (this.flushing !== null) await this.flushing;
     if (!wasFailed) await this.drain();

@@ -12,7 +12,7 @@ import {
 } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import { consumerName, type Stage, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
+import { consumerName, type Stage, stages, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
 
 const msToNs = (ms: number) => ms * 1_000_000;
 
@@ -76,19 +76,35 @@ function unroutedStreamConfig(c: Config) {
   };
 }
 
+/** Outputs for channels, warehouses and the ERP: kept so adapters can consume them durably. */
+function outStreamConfig(c: Config) {
+  return {
+    name: streamNames.out,
+    description: "Sluice outputs: order statuses, fulfilment requests (batched, Nats-Msg-Id deduplicated)",
+    subjects: [subjects.outAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: msToNs(c.streams.inboundAgeMsMax),
+    max_bytes: c.streams.outBytesMax,
+    duplicate_window: msToNs(c.streams.duplicateWindowMs),
+    num_replicas: c.streams.replicas,
+  };
+}
+
 /** Creates or updates Sluice's streams. Idempotent; refuses a partition count that differs from the stream's. */
 export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Logger): Promise<void> {
-  const ledger = stageStreamConfig("ledger", c);
-  const existing = await streamInfoOrNull(jsm, ledger.name);
-  if (existing !== null) {
-    const had = existing.config.subjects?.length ?? 0;
+  const stageStreams = stages.map((stage) => stageStreamConfig(stage, c));
+  for (const config of stageStreams) {
+    const existing = await streamInfoOrNull(jsm, config.name);
+    const had = existing?.config.subjects?.length ?? c.streams.partitionCount;
     if (had !== c.streams.partitionCount) {
       throw new ProvisionError(
-        `stream ${ledger.name} has ${had} partitions but streams.partitionCount = ${c.streams.partitionCount}; the count is fixed once the streams exist (docs/operations.md, "Changing the partition count")`,
+        `stream ${config.name} has ${had} partitions but streams.partitionCount = ${c.streams.partitionCount}; the count is fixed once the streams exist (docs/operations.md, "Changing the partition count")`,
       );
     }
   }
-  for (const config of [ledger, dlqStreamConfig(c), unroutedStreamConfig(c)]) {
+  for (const config of [...stageStreams, dlqStreamConfig(c), unroutedStreamConfig(c), outStreamConfig(c)]) {
     const info = await streamInfoOrNull(jsm, config.name);
     if (info === null) {
       await jsm.streams.add(config);

@@ -63,24 +63,60 @@ export function skuPartition(sku: string, partitionCount: number): number {
   return partitionOfTokens([encodeToken(sku)], partitionCount);
 }
 
-export const stages = ["ledger"] as const;
+export const stages = ["ledger", "order"] as const;
 export type Stage = (typeof stages)[number];
+
+/** Public inbound kinds keyed by order (channel + order id): partitioned to the order stage by the mapping. */
+export const orderKinds = ["order", "cancel", "return"] as const;
+export type OrderKind = (typeof orderKinds)[number];
+
+/** The order key: channel and order id tokens joined by "." (encoded tokens never contain one). */
+export const orderKey = (channel: string, orderId: string) =>
+  `${encodeToken(channel)}.${encodeToken(orderId)}`;
+
+/** The partition that owns an order (its key's two tokens, hashed as the server's partition(P,1,2)). */
+export function orderPartition(key: string, partitionCount: number): number {
+  return partitionOfTokens(key.split("."), partitionCount);
+}
 
 export const subjects = {
   stockPublic: (sku: string) => `sluice.in.stock.${encodeToken(sku)}`,
   stockPartitioned: (partition: number, sku: string) =>
     `sluice.ledger.${partition}.stock.${encodeToken(sku)}`,
+  orderPublic: (kind: OrderKind, channel: string, orderId: string) =>
+    `sluice.in.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
+  orderPartitioned: (partition: number, kind: OrderKind, channel: string, orderId: string) =>
+    `sluice.order.${partition}.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
+  wmsPublic: (warehouse: string, event: string) => `sluice.in.wms.${encodeToken(warehouse)}.${event}`,
+  importPublic: (importId: string) => `sluice.in.import.${encodeToken(importId)}`,
+  /** Order stage → ledger stage: line requests of one order partition's batch. */
+  ledgerCommands: (ledgerPartition: number, orderPartition: number) =>
+    `sluice.ledger.${ledgerPartition}.cmd.${orderPartition}`,
+  /** Router → ledger stage: stock items of one bulk or WMS message that belong to this partition. */
+  ledgerItems: (ledgerPartition: number, source: string) =>
+    `sluice.ledger.${ledgerPartition}.items.${source}`,
+  /** Ledger stage → order stage: answers to line requests. */
+  orderResults: (orderPartition: number, ledgerPartition: number) =>
+    `sluice.order.${orderPartition}.result.${ledgerPartition}`,
+  /** Router → order stage: a WMS event about an order, untouched. */
+  orderWms: (orderPartition: number, warehouse: string, event: string) =>
+    `sluice.order.${orderPartition}.wms.${encodeToken(warehouse)}.${event}`,
+  outOrder: (channel: string) => `sluice.out.order.${encodeToken(channel)}`,
+  outFulfil: (warehouse: string) => `sluice.out.fulfil.${encodeToken(warehouse)}`,
+  outAll: "sluice.out.>",
   stagePartitionFilter: (stage: Stage, partition: number) => `sluice.${stage}.${partition}.>`,
   dlq: (reason: string) => `sluice.dlq.${reason}`,
   dlqAll: "sluice.dlq.>",
-  /** Anything under sluice.in that no mapping claimed: bad subjects, or no mapping on the server. */
+  /** Anything under sluice.in that no mapping claimed: WMS events, imports, bad subjects, unmapped servers. */
   inboundAll: "sluice.in.>",
 } as const;
 
 export const streamNames = {
   ledger: "SLUICE_LEDGER",
+  order: "SLUICE_ORDER",
   dlq: "SLUICE_DLQ",
   unrouted: "SLUICE_UNROUTED",
+  out: "SLUICE_OUT",
 } as const;
 
 export const consumerName = (stage: Stage, partition: number) => `${stage}-${partition}`;
@@ -88,12 +124,17 @@ export const unroutedConsumerName = "unrouted";
 
 /** Server-side mappings that partition the public inbound subjects (nats-server `mappings` block). */
 export function subjectMappings(partitionCount: number): Record<string, string> {
-  return {
+  const out: Record<string, string> = {
     "sluice.in.stock.*": `sluice.ledger.{{partition(${partitionCount},1)}}.stock.{{wildcard(1)}}`,
   };
+  for (const kind of orderKinds) {
+    out[`sluice.in.${kind}.*.*`] =
+      `sluice.order.{{partition(${partitionCount},1,2)}}.${kind}.{{wildcard(1)}}.{{wildcard(2)}}`;
+  }
+  return out;
 }
 
-export type RoutedSubject = { stage: Stage; partition: number; kind: "stock"; key: string };
+export type RoutedSubject = { stage: Stage; partition: number; kind: string; key: string };
 
 /**
  * Public inbound subject → where it belongs (what the server mapping does, for the unrouted fallback).
@@ -121,10 +162,26 @@ export function routePublic(
       return { ok: false, reason: "bad_subject", detail: (error as Error).message };
     }
   }
+  const kind = tokens[2] as OrderKind;
+  if (orderKinds.includes(kind) && tokens.length === 5) {
+    const [channelToken, orderIdToken] = [tokens[3] as string, tokens[4] as string];
+    try {
+      decodeToken(channelToken);
+      decodeToken(orderIdToken);
+    } catch (error) {
+      return { ok: false, reason: "bad_subject", detail: (error as Error).message };
+    }
+    const partition = partitionOfTokens([channelToken, orderIdToken], partitionCount);
+    return {
+      ok: true,
+      route: { stage: "order", partition, kind, key: `${channelToken}.${orderIdToken}` },
+      target: `sluice.order.${partition}.${kind}.${channelToken}.${orderIdToken}`,
+    };
+  }
   return {
     ok: false,
     reason: "bad_subject",
-    detail: `${subject} is not a Sluice inbound subject; expected sluice.in.stock.<sku> (ids with dots, spaces, * or > are ~base64url-encoded, see docs/subjects.md)`,
+    detail: `${subject} is not a Sluice inbound subject; expected sluice.in.stock.<sku>, sluice.in.{order,cancel,return}.<channel>.<orderId>, sluice.in.wms.<warehouse>.<event> or sluice.in.import.<id> (ids with dots, spaces, * or > are ~base64url-encoded, see docs/subjects.md)`,
   };
 }
 

@@ -1,26 +1,47 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
+import { type DomainLimits, parseStockItems, type StockItem } from "../domain/ledger/index.ts";
+import { parseOrderRef } from "../domain/orders/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
+import { contentTypeOf } from "../stages/envelopes.ts";
+import { domainLimits } from "../stages/ledger/applier.ts";
 import type { OutboxItem } from "../store/index.ts";
-import { deadLetter } from "./dead-letter.ts";
+import { contentTypes, decodePayload, pack } from "./codec.ts";
+import { type DeadLetterReason, deadLetter } from "./dead-letter.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
-import { routePublic, streamNames, unroutedConsumerName } from "./subjects.ts";
+import {
+  decodeToken,
+  orderKey,
+  orderPartition,
+  routePublic,
+  skuPartition,
+  streamNames,
+  subjects,
+  unroutedConsumerName,
+} from "./subjects.ts";
 
 /** Header naming the public subject a routed message was published to. */
 export const originalSubjectHeader = "Sluice-Original-Subject";
 
 /**
- * Inbound messages that no server mapping partitioned land in SLUICE_UNROUTED. This router gives each one
- * its partitioned subject (the same rule as the mapping) or dead-letters it (`bad_subject`), then acks it.
- * With the mapping in place (the embedded server, or docs/operations.md on your own) only malformed
- * subjects come here; without it, every inbound message takes this extra hop and still arrives, in order.
+ * Inbound messages that no server mapping partitioned land in SLUICE_UNROUTED, and this router sends each
+ * where it belongs, then acks it:
+ * - WMS events (`sluice.in.wms.<warehouse>.<event>`): shipped/rejected go, untouched, to the partition of
+ *   the order they name; received/counted are split into one envelope of stock items per ledger partition.
+ * - Bulk imports (`sluice.in.import.<id>`): split the same way (fast SKU onboarding).
+ * - Public stock/order subjects on a server without Sluice's mappings: copied to their partitioned subject
+ *   (the same rule as the mapping), so Sluice still works, at the cost of this extra hop.
+ * - Anything else: a dead letter with its reason.
+ * Message ids are `unrouted:<seq>:<n>`: a re-publish after a crash is de-duplicated within the stream's
+ * duplicate window (streams.duplicateWindowMs); docs/operations.md says what that bounds.
  */
 export class UnroutedRouter {
   private buffer: JsMsg[] = [];
   private draining: Promise<void> | null = null;
   private messages: ConsumerMessages | null = null;
   private stopped = false;
+  private readonly limits: DomainLimits;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -29,7 +50,9 @@ export class UnroutedRouter {
     private readonly events: Instrumentation,
     private readonly log: Logger,
     private readonly onFatal: (error: Error) => void,
-  ) {}
+  ) {
+    this.limits = domainLimits(config);
+  }
 
   async start(): Promise<void> {
     const consumer = await this.js.consumers.get(streamNames.unrouted, unroutedConsumerName);
@@ -47,9 +70,17 @@ export class UnroutedRouter {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.buffer.length > 0) {
       const batch = this.buffer.splice(0, this.config.consumer.batchCountMax);
-      const items = batch.map((m) => this.route(m));
+      const items = batch.flatMap((m) => this.route(m));
       try {
-        await this.publisher.publish(items);
+        const started = performance.now();
+        const attempts = await this.publisher.publish(items);
+        this.events.emit("outbox_published", {
+          stage: "unrouted",
+          partition: 0,
+          count: items.length,
+          seconds: (performance.now() - started) / 1000,
+          attempts,
+        });
       } catch (error) {
         this.onFatal(error as Error);
         return;
@@ -58,7 +89,8 @@ export class UnroutedRouter {
     }
   }
 
-  private route(m: JsMsg): OutboxItem {
+  /** One inbound message → what it becomes: copies or envelopes for partitions, or one dead letter. */
+  private route(m: JsMsg): OutboxItem[] {
     const source = {
       stream: streamNames.unrouted,
       seq: m.seq,
@@ -66,12 +98,53 @@ export class UnroutedRouter {
       data: m.data,
       headers: m.headers,
     };
-    const routed = routePublic(m.subject, this.config.streams.partitionCount);
-    if (!routed.ok) {
-      this.events.emit("dead_lettered", { stage: "unrouted", reason: routed.reason });
-      this.log.debug("unrouted message dead-lettered", { subject: m.subject, detail: routed.detail });
-      return deadLetter(source, "bad_subject", routed.detail);
+    const dead = (reason: DeadLetterReason, detail: string): OutboxItem[] => {
+      this.events.emit("dead_lettered", { stage: "unrouted", reason });
+      this.log.debug("unrouted message dead-lettered", { subject: m.subject, reason, detail });
+      return [deadLetter(source, reason, detail)];
+    };
+    const tokens = m.subject.split(".");
+    if (tokens[2] === "wms" || tokens[2] === "import") {
+      const key = tokens[3];
+      const event = tokens[2] === "wms" ? tokens[4] : "import";
+      if (key === undefined || event === undefined || tokens.length !== (tokens[2] === "wms" ? 5 : 4)) {
+        return dead(
+          "bad_subject",
+          `${m.subject}: expected sluice.in.wms.<warehouse>.<event> or sluice.in.import.<id>`,
+        );
+      }
+      let id: string;
+      try {
+        id = decodeToken(key);
+      } catch (error) {
+        return dead("bad_subject", (error as Error).message);
+      }
+      const decoded = decodePayload(m.data, contentTypeOf(m.headers));
+      if (!decoded.ok) return dead(decoded.reason, decoded.detail);
+      if (event === "shipped" || event === "rejected") {
+        const ref = parseOrderRef(decoded.value, this.limits);
+        if (!ref.ok) return dead(ref.reason, ref.detail);
+        const target = orderPartition(
+          orderKey(ref.value.channel, ref.value.orderId),
+          this.config.streams.partitionCount,
+        );
+        return [this.copy(m, subjects.orderWms(target, id, event), 0)];
+      }
+      if (event === "received" || event === "counted" || event === "import") {
+        const defaults = event === "import" ? {} : { type: event, warehouse: id };
+        const items = parseStockItems(decoded.value, this.limits, defaults);
+        if (!items.ok) return dead(items.reason, items.detail);
+        return this.split(m, items.value, event === "import" ? "import" : "wms");
+      }
+      return dead("unknown_kind", `WMS events are shipped, rejected, received and counted, not ${event}`);
     }
+    const routed = routePublic(m.subject, this.config.streams.partitionCount);
+    if (!routed.ok) return dead("bad_subject", routed.detail);
+    return [this.copy(m, routed.target, 0)];
+  }
+
+  /** The message, untouched, on its partitioned subject, naming where it was published. */
+  private copy(m: JsMsg, target: string, index: number): OutboxItem {
     const headers: Array<[string, string]> = [];
     if (m.headers !== undefined) {
       for (const key of m.headers.keys()) {
@@ -80,7 +153,25 @@ export class UnroutedRouter {
       }
     }
     headers.push([originalSubjectHeader, m.subject]);
-    return { subject: routed.target, msgId: `unrouted:${m.seq}`, headers, data: m.data };
+    return { subject: target, msgId: `unrouted:${m.seq}:${index}`, headers, data: m.data };
+  }
+
+  /** Stock items of one message, one msgpack envelope per ledger partition that owns some of them. */
+  private split(m: JsMsg, items: StockItem[], source: string): OutboxItem[] {
+    const byPartition = new Map<number, StockItem[]>();
+    for (const item of items) {
+      const p = skuPartition(item.sku, this.config.streams.partitionCount);
+      byPartition.set(p, [...(byPartition.get(p) ?? []), item]);
+    }
+    return [...byPartition.entries()].map(([p, list]) => ({
+      subject: subjects.ledgerItems(p, source),
+      msgId: `unrouted:${m.seq}:${p}`,
+      headers: [
+        ["Content-Type", contentTypes.msgpack],
+        [originalSubjectHeader, m.subject],
+      ],
+      data: pack({ items: list }),
+    }));
   }
 
   async stop(): Promise<void> {

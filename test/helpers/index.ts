@@ -87,12 +87,14 @@ export function testConfig(
       inboundBytesMax: 64 * MiB,
       unroutedBytesMax: 16 * MiB,
       dlqBytesMax: 16 * MiB,
+      outBytesMax: 64 * MiB,
       duplicateWindowMs: 60_000,
     },
     consumer: { ackWaitMs: 3000, batchCountMax: 500, pendingMessagesMax: 2000, lagPollMs: 200 },
+    orders: { timerTickMs: 100 },
     outbox: { publishBackoffMsMax: 200 },
     store: { mapBytesMax: 256 * MiB },
-    shutdown: { timeoutMs: 10_000 },
+    shutdown: { timeoutMs: 15_000 },
     http: { port: 0 },
   };
   for (const [section, values] of Object.entries(overrides)) base[section] = { ...base[section], ...values };

@@ -58,29 +58,20 @@ async function dlqMessages(reason: string) {
 }
 
 describe("ledger pipeline over a real nats-server and LMDB", () => {
-  test("received stock can be reserved; a reservation that would oversell is refused", async () => {
+  test("received stock is reserved by orders; an order that would oversell is refused", async () => {
     await producer.publishJson(subjects.stockPublic("SKU-A"), { type: "received", warehouse: "w1", qty: 10 });
-    await producer.publishJson(subjects.stockPublic("SKU-A"), {
-      type: "reserve",
-      warehouse: "w1",
-      qty: 7,
-      ref: "o1/1",
-    });
-    await producer.publishJson(subjects.stockPublic("SKU-A"), {
-      type: "reserve",
-      warehouse: "w1",
-      qty: 4,
-      ref: "o2/1",
-    });
-    await producer.publishJson(subjects.stockPublic("SKU-A"), {
-      type: "reserve",
-      warehouse: "w1",
-      qty: 3,
-      ref: "o3/1",
-    });
+    await waitForVersion("SKU-A", 1);
+    const order = (id: string, qty: number) =>
+      producer.publishJson(subjects.orderPublic("order", "shop", id), {
+        lines: [{ sku: "SKU-A", qty, price: 5 }],
+      });
+    await order("o1", 7);
+    await waitForVersion("SKU-A", 2);
+    await order("o2", 4);
+    await order("o3", 3);
     const body = await waitFor(async () => {
       const r = await stock("SKU-A");
-      // Three changes: received, reserve 7, reserve 3. The reserve of 4 (only 3 available) changed nothing.
+      // Three changes: received, reserve 7, reserve 3. The order of 4 (only 3 available) changed nothing.
       return r.status === 200 && r.body.version === 3 ? r.body : null;
     }, "SKU-A at version 3");
     expect(body.positions.w1).toEqual({
@@ -92,18 +83,27 @@ describe("ledger pipeline over a real nats-server and LMDB", () => {
       available: 0,
     });
     expect(body.partition).toBe(skuPartition("SKU-A", 4));
+    const o2 = await waitFor(async () => {
+      const r = await getJson(`${httpBase(sluice)}/v1/orders/shop/o2`);
+      return r.status === 200 && r.body.status !== "pending" ? r.body : null;
+    }, "order o2 settled");
+    expect(o2.status).toBe("rejected");
+    expect(o2.lines[0]).toMatchObject({ state: "rejected", refusal: "insufficient_available" });
     const entries = await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?limit=2`);
-    expect(entries.body.entries.map((e: { type: string; qty: number }) => [e.type, e.qty])).toEqual([
-      ["received", 10],
-      ["reserved", 7],
+    expect(entries.body.entries.map((e: { type: string; delta: object }) => [e.type, e.delta])).toEqual([
+      ["received", { onHand: 10 }],
+      ["reserved", { reserved: 7 }],
     ]);
     expect(entries.body.next).toBe(2);
     const rest = await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?after=2`);
-    expect(rest.body.entries.map((e: { ref: string }) => e.ref)).toEqual(["o3/1"]);
+    expect(rest.body.entries.map((e: { ref: string }) => e.ref)).toEqual(["shop.o3/1"]);
     const metrics = await (await fetch(`${httpBase(sluice)}/metrics`)).text();
     expect(metrics).toMatch(
       /sluice_commands_refused_total\{stage="ledger",code="insufficient_available"[^}]*\} 1/,
     );
+    const check = await getJson(`${httpBase(sluice)}/v1/ledger/check`);
+    expect(check.status).toBe(200);
+    expect(check.body.consistent).toBe(true);
   });
 
   test("malformed input goes to the DLQ with its reason; good input around it is applied", async () => {
@@ -155,7 +155,7 @@ describe("ledger pipeline over a real nats-server and LMDB", () => {
   });
 
   test("ids that are not subject tokens travel ~encoded and come back intact", async () => {
-    const sku = "ACME 12.5 mm *bolt* > nut ~ ünïcode";
+    const sku = "ACME 12.5 mm *bolt* > nut ~ ünïcode 50%25off";
     const token = encodeToken(sku);
     expect(token.startsWith("~")).toBe(true);
     await producer.publishJson(`sluice.in.stock.${token}`, {

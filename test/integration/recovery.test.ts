@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import type { Config } from "../../src/config/index.ts";
+import type { SkuState } from "../../src/domain/ledger/index.ts";
 import type { Sluice } from "../../src/sluice.ts";
 import { skuPartition, subjects } from "../../src/stream/subjects.ts";
 import { Producer, startSluice, TestNats, tempDir, testConfig, waitFor } from "../helpers/index.ts";
@@ -34,7 +35,7 @@ async function run(config: Config) {
 /** Committed state straight from the partitions' stores (what the HTTP API reads). */
 function onHand(sluice: Sluice, sku: string): { onHand: number; version: number } {
   const p = skuPartition(sku, sluice.config.streams.partitionCount);
-  const state = sluice.partitions[p]?.store.getSku(sku);
+  const state = sluice.ledger[p]?.store.get<SkuState>("skus", sku);
   return { onHand: state?.positions.w1?.onHand ?? 0, version: state?.version ?? 0 };
 }
 
@@ -93,7 +94,7 @@ describe("exactly-once effects across failures", () => {
     for (let i = 0; i < 30; i++)
       await producer.publishJson(subjects.stockPublic(skus[i % 3] as string), receipt);
     await waitFor(() => totals(first.sluice, skus).units === 30, "30 units before the restart");
-    const lastApplied = first.sluice.partitions.map((p) => p.runner.lastApplied);
+    const lastApplied = first.sluice.ledger.map((p) => p.runner.lastApplied);
     await first.sluice.stop();
 
     for (let i = 0; i < 30; i++)
@@ -101,7 +102,7 @@ describe("exactly-once effects across failures", () => {
     const second = await run(config);
     const resets: string[] = [];
     second.sluice.events.on("consumer_reset", (e) => resets.push(e.cause));
-    expect(second.sluice.partitions.map((p) => p.store.streamSeqLastApplied())).toEqual(lastApplied);
+    expect(second.sluice.ledger.map((p) => p.store.streamSeqLastApplied())).toEqual(lastApplied);
     await waitFor(() => totals(second.sluice, skus).units === 60, "60 units after the restart");
     await Bun.sleep(300);
     expect(totals(second.sluice, skus)).toEqual({ units: 60, versions: 60 });

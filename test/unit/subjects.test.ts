@@ -59,12 +59,17 @@ describe("partitions", () => {
   test("the mapping the server applies is the documented rule", () => {
     expect(subjectMappings(8)).toEqual({
       "sluice.in.stock.*": "sluice.ledger.{{partition(8,1)}}.stock.{{wildcard(1)}}",
+      "sluice.in.order.*.*": "sluice.order.{{partition(8,1,2)}}.order.{{wildcard(1)}}.{{wildcard(2)}}",
+      "sluice.in.cancel.*.*": "sluice.order.{{partition(8,1,2)}}.cancel.{{wildcard(1)}}.{{wildcard(2)}}",
+      "sluice.in.return.*.*": "sluice.order.{{partition(8,1,2)}}.return.{{wildcard(1)}}.{{wildcard(2)}}",
     });
   });
 
   test("routePublic partitions public subjects and refuses others", () => {
     const r = routePublic("sluice.in.stock.SKU-1", 4);
     expect(r.ok && r.target).toBe(`sluice.ledger.${skuPartition("SKU-1", 4)}.stock.SKU-1`);
+    const o = routePublic("sluice.in.cancel.shop.o-1", 4);
+    expect(o.ok && o.target).toBe(`sluice.order.${partitionOfTokens(["shop", "o-1"], 4)}.cancel.shop.o-1`);
     for (const bad of [
       "sluice.in.stock.a.b",
       "sluice.in.stok.a",

@@ -1,47 +1,95 @@
-import type { StockCommand, StockCommandType } from "./types.ts";
+import type { HoldBucket, StockCommand, StockCommandType } from "./types.ts";
 
-export type DomainLimits = { quantityMax: number; idBytesMax: number };
+export type DomainLimits = {
+  quantityMax: number;
+  idBytesMax: number;
+  linesPerOrderMax: number;
+  itemsPerMessageMax: number;
+};
 
-/** Why an input was refused before it reached the ledger; becomes the dead-letter reason detail. */
+/** Why an input was refused before it reached the domain; becomes the dead-letter reason and detail. */
 export type Invalid = { ok: false; reason: "invalid_command"; detail: string };
 export type Parsed<T> = { ok: true; value: T } | Invalid;
 
-const invalid = (detail: string): Invalid => ({ ok: false, reason: "invalid_command", detail });
+export const invalid = (detail: string): Invalid => ({ ok: false, reason: "invalid_command", detail });
 
-const stockTypes: readonly StockCommandType[] = ["received", "adjust", "reserve", "release"];
+type Fields = Record<string, "id" | "qty" | "signedQty" | "count" | "bucket" | "unholdTo">;
 
-/** Validates a decoded `sluice.in.stock.<sku>` payload. Unknown fields are refused: typos must not pass. */
+/** The fields of each stock command type: required unless marked optional below. docs/subjects.md mirrors it. */
+const stockFields: Record<StockCommandType, Fields> = {
+  received: { warehouse: "id", qty: "qty" },
+  counted: { warehouse: "id", onHand: "count" },
+  override: { warehouse: "id", available: "count" },
+  adjust: { warehouse: "id", qty: "signedQty" },
+  hold: { warehouse: "id", qty: "qty", bucket: "bucket" },
+  unhold: { warehouse: "id", qty: "qty", bucket: "bucket", to: "unholdTo" },
+  safety_stock: { warehouse: "id", qty: "count" },
+};
+const optionalFields = new Set(["ref", "to"]);
+export const stockCommandTypes = Object.keys(stockFields) as StockCommandType[];
+
+/** Validates a decoded stock command. Unknown fields are refused: a typo must not pass silently. */
 export function parseStockCommand(body: unknown, limits: DomainLimits): Parsed<StockCommand> {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+  if (!isObject(body)) {
     return invalid('payload must be an object such as {"type":"received","warehouse":"w1","qty":10}');
   }
-  const b = body as Record<string, unknown>;
-  for (const key of Object.keys(b)) {
-    if (key !== "type" && key !== "warehouse" && key !== "qty" && key !== "ref") {
-      return invalid(`unknown field ${JSON.stringify(key)}; expected type, warehouse, qty, ref`);
-    }
+  const type = body.type;
+  if (typeof type !== "string" || !(type in stockFields)) {
+    return invalid(`type must be one of ${stockCommandTypes.join(", ")}`);
   }
-  const type = b.type;
-  if (typeof type !== "string" || !stockTypes.includes(type as StockCommandType)) {
-    return invalid(`type must be one of ${stockTypes.join(", ")}`);
+  const fields = stockFields[type as StockCommandType];
+  const allowed = new Set(["type", "ref", ...Object.keys(fields)]);
+  for (const key of Object.keys(body)) {
+    if (!allowed.has(key))
+      return invalid(`unknown field ${JSON.stringify(key)} for ${type}; expected ${[...allowed].join(", ")}`);
   }
-  const warehouse = parseId(b.warehouse, "warehouse", limits);
-  if (!warehouse.ok) return warehouse;
-  const qty = b.qty;
-  const signed = type === "adjust";
-  if (typeof qty !== "number" || !Number.isSafeInteger(qty)) return invalid("qty must be a whole number");
-  if (signed ? qty === 0 : qty <= 0) {
-    return invalid(signed ? "qty_must_not_be_zero for adjust" : "qty_must_be_positive");
-  }
-  if (Math.abs(qty) > limits.quantityMax)
-    return invalid(`qty must be at most ${limits.quantityMax} in magnitude`);
-  let ref: string | null = null;
-  if (b.ref !== undefined && b.ref !== null) {
-    const parsed = parseId(b.ref, "ref", limits);
+  const out: Record<string, unknown> = { type, ref: null };
+  for (const [field, kind] of Object.entries(fields)) {
+    const v = body[field];
+    if (v === undefined && optionalFields.has(field)) continue;
+    const parsed = parseField(v, field, kind, limits);
     if (!parsed.ok) return parsed;
-    ref = parsed.value;
+    out[field] = parsed.value;
   }
-  return { ok: true, value: { type: type as StockCommandType, warehouse: warehouse.value, qty, ref } };
+  if (type === "unhold" && out.to === undefined) out.to = "available";
+  if (body.ref !== undefined && body.ref !== null) {
+    const ref = parseId(body.ref, "ref", limits);
+    if (!ref.ok) return ref;
+    out.ref = ref.value;
+  }
+  return { ok: true, value: out as StockCommand };
+}
+
+export function parseField(
+  v: unknown,
+  field: string,
+  kind: Fields[string],
+  limits: DomainLimits,
+): Parsed<unknown> {
+  switch (kind) {
+    case "id":
+      return parseId(v, field, limits);
+    case "qty":
+    case "signedQty":
+    case "count": {
+      if (typeof v !== "number" || !Number.isSafeInteger(v))
+        return invalid(`${field} must be a whole number`);
+      if (kind === "qty" && v <= 0) return invalid(`${field}_must_be_positive`);
+      if (kind === "signedQty" && v === 0) return invalid(`${field}_must_not_be_zero`);
+      if (kind === "count" && v < 0) return invalid(`${field}_must_not_be_negative`);
+      if (Math.abs(v) > limits.quantityMax)
+        return invalid(`${field} must be at most ${limits.quantityMax} in magnitude`);
+      return { ok: true, value: v };
+    }
+    case "bucket":
+      return v === "damaged" || v === "quality_control"
+        ? { ok: true, value: v as HoldBucket }
+        : invalid(`${field} must be damaged or quality_control`);
+    case "unholdTo":
+      return v === "available" || v === "scrap"
+        ? { ok: true, value: v }
+        : invalid(`${field} must be available or scrap`);
+  }
 }
 
 export function parseId(v: unknown, field: string, limits: DomainLimits): Parsed<string> {
@@ -50,4 +98,45 @@ export function parseId(v: unknown, field: string, limits: DomainLimits): Parsed
     return invalid(`${field} must be at most ${limits.idBytesMax} bytes`);
   }
   return { ok: true, value: v };
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export type StockItem = { sku: string; command: StockCommand };
+
+/**
+ * A bulk message (`sluice.in.import.<id>`, or a WMS received/counted event): many SKUs in one message, each
+ * item a stock command with its SKU. Fast SKU onboarding: a SKU exists from its first item.
+ * `defaults` fills fields the message gives once for all items (the WMS event's warehouse).
+ */
+export function parseStockItems(
+  body: unknown,
+  limits: DomainLimits,
+  defaults: Record<string, unknown> = {},
+): Parsed<StockItem[]> {
+  if (!isObject(body) || !Array.isArray(body.items)) {
+    return invalid(
+      'payload must be an object with items: [{"sku":"A","type":"counted","warehouse":"w1","onHand":5}]',
+    );
+  }
+  if (body.items.length === 0) return invalid("items must not be empty");
+  if (body.items.length > limits.itemsPerMessageMax) {
+    return invalid(
+      `at most ${limits.itemsPerMessageMax} items per message (ledger.itemsPerMessageMax); split it`,
+    );
+  }
+  const items: StockItem[] = [];
+  for (let i = 0; i < body.items.length; i++) {
+    const raw = body.items[i];
+    if (!isObject(raw)) return invalid(`items[${i}] must be an object`);
+    const { sku, ...rest } = raw;
+    const id = parseId(sku, `items[${i}].sku`, limits);
+    if (!id.ok) return id;
+    const command = parseStockCommand({ ...defaults, ...rest }, limits);
+    if (!command.ok) return invalid(`items[${i}]: ${command.detail}`);
+    items.push({ sku: id.value, command: command.value });
+  }
+  return { ok: true, value: items };
 }

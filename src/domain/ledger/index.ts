@@ -1,3 +1,22 @@
-export { type DomainLimits, type Parsed, parseId, parseStockCommand } from "./commands.ts";
-export { assertPosition, foldEntries, type InputRef, Ledger } from "./ledger.ts";
+export {
+  type DomainLimits,
+  invalid,
+  isObject,
+  type Parsed,
+  parseField,
+  parseId,
+  parseStockCommand,
+  parseStockItems,
+  type StockItem,
+  stockCommandTypes,
+} from "./commands.ts";
+export {
+  assertPosition,
+  emptyView,
+  foldEntries,
+  type InputRef,
+  Ledger,
+  type LedgerChanges,
+  type LedgerView,
+} from "./ledger.ts";
 export * from "./types.ts";

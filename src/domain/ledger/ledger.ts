@@ -1,10 +1,17 @@
 import { assert } from "../assert.ts";
 import {
+  type Allocation,
   available,
   type CommandResult,
+  type EntryType,
   emptyPosition,
   type LedgerEntry,
+  type LineRequest,
+  type LineResult,
   type Position,
+  type PositionField,
+  positionFields,
+  type RefusalCode,
   type SkuState,
   type StockCommand,
 } from "./types.ts";
@@ -12,112 +19,399 @@ import {
 /** Where an input came from: its stream sequence and time. Time is an input; the ledger never reads a clock. */
 export type InputRef = { seq: number; atMs: number };
 
+/** Synchronous reads of committed state (LMDB is memory-mapped: a read is a lookup, never an await). */
+export interface LedgerView {
+  getSku(sku: string): SkuState | undefined;
+  getAllocation(sku: string, orderKey: string, lineId: string): Allocation | undefined;
+  allocationsOf(sku: string): Allocation[];
+}
+
+export const emptyView: LedgerView = {
+  getSku: () => undefined,
+  getAllocation: () => undefined,
+  allocationsOf: () => [],
+};
+
+export type LedgerChanges = {
+  skus: SkuState[];
+  entries: LedgerEntry[];
+  allocations: Allocation[];
+  allocationsDeleted: Array<[string, string, string]>;
+  results: LineResult[];
+};
+
+const allocationKey = (sku: string, orderKey: string, lineId: string) =>
+  `${sku}\u0000${orderKey}\u0000${lineId}`;
+
 /**
- * One partition's ledger in memory: the single writer of its SKUs' positions. Synchronous; it never awaits.
- * Changes since the last `takeChanges()` are what the store must commit in the batch's transaction.
+ * One partition's ledger: the single writer of its SKUs' positions. Synchronous; it never awaits. It reads
+ * committed state through a view and keeps what it changed until `takeChanges()` hands it to the store,
+ * which commits it in the batch's one transaction.
  */
 export class Ledger {
   private readonly skus = new Map<string, SkuState>();
-  private readonly dirty = new Set<string>();
+  private readonly allocations = new Map<string, Allocation | null>();
+  private readonly dirtySkus = new Set<string>();
+  private readonly dirtyAllocations = new Set<string>();
   private entries: LedgerEntry[] = [];
+  private results: LineResult[] = [];
 
-  static fromSkus(states: Iterable<SkuState>): Ledger {
-    const ledger = new Ledger();
-    for (const s of states) {
-      assertSku(s);
-      ledger.skus.set(s.sku, s);
-    }
-    return ledger;
-  }
+  constructor(private readonly view: LedgerView = emptyView) {}
 
   get(sku: string): SkuState | undefined {
-    return this.skus.get(sku);
+    const cached = this.skus.get(sku);
+    if (cached !== undefined) return cached;
+    const stored = this.view.getSku(sku);
+    if (stored === undefined) return undefined;
+    assertSku(stored);
+    this.skus.set(sku, stored);
+    return stored;
   }
 
-  get size(): number {
-    return this.skus.size;
-  }
-
-  all(): IterableIterator<SkuState> {
+  /** Every SKU this ledger has touched or loaded (tests and the consistency check walk them). */
+  cached(): IterableIterator<SkuState> {
     return this.skus.values();
   }
 
-  apply(sku: string, command: StockCommand, input: InputRef): CommandResult {
-    const state = this.skus.get(sku) ?? { sku, version: 0, positions: {} };
-    const position = state.positions[command.warehouse] ?? emptyPosition();
-    const free = available(position);
-    let field: "onHand" | "reserved";
-    let delta: number;
-    switch (command.type) {
+  allocation(sku: string, orderKey: string, lineId: string): Allocation | undefined {
+    const key = allocationKey(sku, orderKey, lineId);
+    if (this.allocations.has(key)) return this.allocations.get(key) ?? undefined;
+    return this.view.getAllocation(sku, orderKey, lineId);
+  }
+
+  // ---- stock commands ------------------------------------------------------------------------------
+
+  applyStock(sku: string, c: StockCommand, input: InputRef): CommandResult {
+    const p = this.position(sku, c.warehouse);
+    const free = available(p);
+    switch (c.type) {
       case "received":
-        field = "onHand";
-        delta = command.qty;
-        break;
+        return this.change(sku, c.warehouse, "received", { onHand: c.qty }, c.ref, input);
       case "adjust":
         // Stock can only be taken away down to what is committed: never below reserved + held back.
-        if (command.qty < 0 && free + command.qty < 0) {
-          return { ok: false, sku, code: "adjust_below_committed", available: free };
+        if (c.qty < 0 && free + c.qty < 0) return this.refuse(sku, "adjust_below_committed");
+        return this.change(sku, c.warehouse, "adjusted", { onHand: c.qty }, c.ref, input);
+      case "override": {
+        // Absolute available as of now: reservations in flight are kept, on hand moves to match.
+        const onHand = c.available + p.reserved + p.damaged + p.qualityControl + p.safetyStock;
+        if (c.available < 0) return this.refuse(sku, "override_below_zero");
+        return this.change(sku, c.warehouse, "override", { onHand: onHand - p.onHand }, c.ref, input);
+      }
+      case "counted":
+        return this.count(sku, c.warehouse, c.onHand, c.ref, input);
+      case "hold": {
+        if (c.qty > free) return this.refuse(sku, "hold_exceeds_available");
+        const field: PositionField = c.bucket === "damaged" ? "damaged" : "qualityControl";
+        return this.change(sku, c.warehouse, "held", { [field]: c.qty }, c.ref, input);
+      }
+      case "unhold": {
+        const field: PositionField = c.bucket === "damaged" ? "damaged" : "qualityControl";
+        if (c.qty > p[field]) return this.refuse(sku, "unhold_exceeds_held");
+        if (c.to === "scrap") {
+          return this.change(sku, c.warehouse, "scrapped", { [field]: -c.qty, onHand: -c.qty }, c.ref, input);
         }
-        field = "onHand";
-        delta = command.qty;
-        break;
-      case "reserve":
-        if (command.qty > free) return { ok: false, sku, code: "insufficient_available", available: free };
-        field = "reserved";
-        delta = command.qty;
-        break;
-      case "release":
-        if (command.qty > position.reserved) {
-          return { ok: false, sku, code: "release_exceeds_reserved", available: free };
-        }
-        field = "reserved";
-        delta = -command.qty;
-        break;
+        return this.change(sku, c.warehouse, "unheld", { [field]: -c.qty }, c.ref, input);
+      }
+      case "safety_stock": {
+        if (c.qty - p.safetyStock > free) return this.refuse(sku, "safety_stock_exceeds_available");
+        return this.change(
+          sku,
+          c.warehouse,
+          "safety_stock",
+          { safetyStock: c.qty - p.safetyStock },
+          c.ref,
+          input,
+        );
+      }
     }
-    const next: Position = { ...position, [field]: position[field] + delta };
+  }
+
+  /**
+   * A cycle count is the truth about on hand. When it finds less than is committed, the shortfall is taken
+   * from safety stock first, then from reservations (newest lines first; each one is answered `lost`, so
+   * the order stage re-routes it), then from held-back stock. Never negative available, never oversold.
+   */
+  private count(
+    sku: string,
+    warehouse: string,
+    onHand: number,
+    ref: string | null,
+    input: InputRef,
+  ): CommandResult {
+    const p = this.position(sku, warehouse);
+    let shortfall = p.reserved + p.damaged + p.qualityControl + p.safetyStock - onHand;
+    if (shortfall > 0 && p.safetyStock > 0) {
+      const take = Math.min(shortfall, p.safetyStock);
+      this.change(sku, warehouse, "safety_stock", { safetyStock: -take }, ref, input);
+      shortfall -= take;
+    }
+    if (shortfall > 0) {
+      const reserved = this.allAllocations(sku)
+        .filter((a) => a.warehouse === warehouse && a.reserved > 0)
+        .sort((a, b) => (a.orderKey === b.orderKey ? cmp(b.lineId, a.lineId) : cmp(b.orderKey, a.orderKey)));
+      for (const a of reserved) {
+        if (shortfall <= 0) break;
+        const qty = a.reserved;
+        this.change(sku, warehouse, "released", { reserved: -qty }, `${a.orderKey}/${a.lineId}`, input);
+        this.putAllocation({ ...a, reserved: 0 });
+        this.results.push({
+          kind: "lost",
+          ref: { orderKey: a.orderKey, lineId: a.lineId },
+          sku,
+          attempt: a.attempt,
+          warehouse,
+          qty,
+        });
+        shortfall -= qty;
+      }
+    }
+    for (const field of ["qualityControl", "damaged"] as const) {
+      const current = this.position(sku, warehouse)[field];
+      if (shortfall > 0 && current > 0) {
+        const take = Math.min(shortfall, current);
+        this.change(sku, warehouse, "counted", { [field]: -take }, ref, input);
+        shortfall -= take;
+      }
+    }
+    const now = this.position(sku, warehouse);
+    return this.change(sku, warehouse, "counted", { onHand: onHand - now.onHand }, ref, input, true);
+  }
+
+  // ---- order-line requests -------------------------------------------------------------------------
+
+  applyLine(r: LineRequest, input: InputRef): void {
+    const existing = this.allocation(r.sku, r.ref.orderKey, r.ref.lineId);
+    const refText = `${r.ref.orderKey}/${r.ref.lineId}`;
+    if (r.kind === "reserve") {
+      if (existing !== undefined && existing.attempt >= r.attempt) {
+        // A duplicate of a request already applied (or an older attempt): answer again, change nothing.
+        if (existing.attempt === r.attempt && existing.reserved > 0) {
+          this.results.push({
+            ...baseResult(r),
+            kind: "reserved",
+            warehouse: existing.warehouse,
+            qty: existing.reserved,
+          });
+        } else if (existing.attempt === r.attempt && existing.warehouse === "") {
+          const best = Math.max(0, ...r.candidates.map((w) => available(this.position(r.sku, w))));
+          this.results.push({
+            ...baseResult(r),
+            kind: "refused",
+            code: "insufficient_available",
+            available: best,
+          });
+        }
+        return;
+      }
+      if (existing !== undefined && existing.reserved > 0) this.releaseAllocation(existing, refText, input);
+      this.reserve(r, refText, input);
+      return;
+    }
+    if (existing === undefined || existing.attempt !== r.attempt) return; // stale or unknown: nothing to do
+    switch (r.kind) {
+      case "release":
+        this.releaseAllocation(existing, refText, input);
+        return;
+      case "ship": {
+        const qty = Math.min(r.qty, existing.reserved);
+        if (qty <= 0) return;
+        this.change(r.sku, existing.warehouse, "shipped", { onHand: -qty, reserved: -qty }, refText, input);
+        this.putAllocation({
+          ...existing,
+          reserved: existing.reserved - qty,
+          shipped: existing.shipped + qty,
+        });
+        return;
+      }
+      case "reject": {
+        const qty = existing.reserved;
+        if (qty > 0) {
+          this.change(r.sku, existing.warehouse, "released", { reserved: -qty }, refText, input);
+          // The warehouse says the stock is not there: correct its on hand by what it could not pick.
+          if (r.stockMissing)
+            this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
+        }
+        this.putAllocation({ ...existing, reserved: 0 });
+        return;
+      }
+      case "return": {
+        const qty = Math.min(r.qty, existing.shipped - existing.returned);
+        if (qty <= 0) return;
+        const delta: Partial<Position> = { onHand: qty };
+        if (r.disposition === "damaged") delta.damaged = qty;
+        if (r.disposition === "quality_control") delta.qualityControl = qty;
+        this.change(r.sku, r.warehouse, "returned", delta, refText, input);
+        this.putAllocation({ ...existing, returned: existing.returned + qty });
+        return;
+      }
+    }
+  }
+
+  private reserve(r: Extract<LineRequest, { kind: "reserve" }>, refText: string, input: InputRef): void {
+    let best = 0;
+    for (const warehouse of r.candidates) {
+      const free = available(this.position(r.sku, warehouse));
+      if (free >= r.qty) {
+        this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
+        this.putAllocation({
+          sku: r.sku,
+          orderKey: r.ref.orderKey,
+          lineId: r.ref.lineId,
+          attempt: r.attempt,
+          warehouse,
+          reserved: r.qty,
+          shipped: 0,
+          returned: 0,
+        });
+        this.results.push({ ...baseResult(r), kind: "reserved", warehouse, qty: r.qty });
+        return;
+      }
+      best = Math.max(best, free);
+    }
+    // Record the refused attempt, so a duplicate request is answered the same way without a reservation.
+    this.putAllocation({
+      sku: r.sku,
+      orderKey: r.ref.orderKey,
+      lineId: r.ref.lineId,
+      attempt: r.attempt,
+      warehouse: "",
+      reserved: 0,
+      shipped: 0,
+      returned: 0,
+    });
+    const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
+    this.results.push({ ...baseResult(r), kind: "refused", code, available: best });
+  }
+
+  private releaseAllocation(a: Allocation, refText: string, input: InputRef): void {
+    if (a.reserved > 0)
+      this.change(a.sku, a.warehouse, "released", { reserved: -a.reserved }, refText, input);
+    this.putAllocation({ ...a, reserved: 0 });
+  }
+
+  // ---- state changes -------------------------------------------------------------------------------
+
+  private position(sku: string, warehouse: string): Position {
+    return this.get(sku)?.positions[warehouse] ?? emptyPosition();
+  }
+
+  private refuse(sku: string, code: RefusalCode): CommandResult {
+    return { ok: false, sku, code };
+  }
+
+  private change(
+    sku: string,
+    warehouse: string,
+    type: EntryType,
+    delta: Partial<Position>,
+    ref: string | null,
+    input: InputRef,
+    allowNoop = false,
+  ): CommandResult {
+    const state = this.get(sku) ?? { sku, version: 0, positions: {} };
+    const before = state.positions[warehouse] ?? emptyPosition();
+    const next: Position = { ...before };
+    let moved = false;
+    for (const field of positionFields) {
+      const d = delta[field];
+      if (d === undefined || d === 0) continue;
+      next[field] += d;
+      moved = true;
+    }
+    if (!moved && allowNoop) return { ok: true, sku, version: state.version };
+    assert(moved, "a ledger entry moves at least one field");
     assertPosition(next);
-    state.positions[command.warehouse] = next;
-    state.version += 1;
-    this.skus.set(sku, state);
-    this.dirty.add(sku);
+    const version = state.version + 1;
+    const updated: SkuState = { sku, version, positions: { ...state.positions, [warehouse]: next } };
+    this.skus.set(sku, updated);
+    this.dirtySkus.add(sku);
     this.entries.push({
       sku,
-      version: state.version,
-      warehouse: command.warehouse,
-      type: entryTypeOf[command.type],
-      qty: delta,
-      ref: command.ref,
+      version,
+      warehouse,
+      type,
+      delta: compact(delta),
+      ref,
       seq: input.seq,
       atMs: input.atMs,
     });
-    return { ok: true, sku, version: state.version };
+    return { ok: true, sku, version };
   }
 
-  /** What changed since the last call: the SKU states to write and the entries to append. */
-  takeChanges(): { skus: SkuState[]; entries: LedgerEntry[] } {
+  private putAllocation(a: Allocation): void {
+    assert(a.reserved >= 0 && a.shipped >= 0 && a.returned >= 0, "allocation quantities are not negative");
+    assert(a.returned <= a.shipped, "never more returned than shipped");
+    const key = allocationKey(a.sku, a.orderKey, a.lineId);
+    this.allocations.set(key, a);
+    this.dirtyAllocations.add(key);
+  }
+
+  private allAllocations(sku: string): Allocation[] {
+    const out = new Map<string, Allocation>();
+    for (const a of this.view.allocationsOf(sku)) out.set(allocationKey(a.sku, a.orderKey, a.lineId), a);
+    for (const [key, a] of this.allocations) {
+      if (!key.startsWith(`${sku}\u0000`)) continue;
+      if (a === null) out.delete(key);
+      else out.set(key, a);
+    }
+    return [...out.values()];
+  }
+
+  /** What changed since the last call: what the store writes in this batch's transaction. */
+  takeChanges(): LedgerChanges {
     const skus: SkuState[] = [];
-    for (const sku of this.dirty) skus.push(this.skus.get(sku) as SkuState);
-    const entries = this.entries;
-    this.dirty.clear();
+    for (const sku of this.dirtySkus) skus.push(this.skus.get(sku) as SkuState);
+    const allocations: Allocation[] = [];
+    const allocationsDeleted: Array<[string, string, string]> = [];
+    for (const key of this.dirtyAllocations) {
+      const a = this.allocations.get(key);
+      if (a === null || a === undefined) {
+        const [sku, orderKey, lineId] = key.split("\u0000") as [string, string, string];
+        allocationsDeleted.push([sku, orderKey, lineId]);
+      } else allocations.push(a);
+    }
+    const changes = { skus, entries: this.entries, allocations, allocationsDeleted, results: this.results };
+    this.dirtySkus.clear();
+    this.dirtyAllocations.clear();
     this.entries = [];
-    return { skus, entries };
+    this.results = [];
+    return changes;
+  }
+
+  /** Forget cached state (after a commit) so memory stays bounded; committed state is read again on demand. */
+  evict(): void {
+    this.skus.clear();
+    this.allocations.clear();
+  }
+
+  get cachedCount(): number {
+    return this.skus.size + this.allocations.size;
   }
 }
 
-const entryTypeOf = {
-  received: "received",
-  adjust: "adjusted",
-  reserve: "reserved",
-  release: "released",
-} as const;
+function baseResult(r: LineRequest) {
+  return { ref: r.ref, sku: r.sku, attempt: r.attempt };
+}
 
-/** Folds entries into positions: the reference that `sluice ledger check` compares stored positions with. */
+function compact(delta: Partial<Position>): Partial<Position> {
+  const out: Partial<Position> = {};
+  for (const field of positionFields) {
+    const d = delta[field];
+    if (d !== undefined && d !== 0) out[field] = d;
+  }
+  return out;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Folds entries into positions: the reference the consistency check compares stored positions with. */
 export function foldEntries(entries: Iterable<LedgerEntry>): Map<string, Position> {
   const positions = new Map<string, Position>();
   for (const e of entries) {
     const p = positions.get(e.warehouse) ?? emptyPosition();
-    if (e.type === "received" || e.type === "adjusted") p.onHand += e.qty;
-    else p.reserved += e.qty;
+    for (const field of positionFields) p[field] += e.delta[field] ?? 0;
     positions.set(e.warehouse, p);
   }
   return positions;
@@ -126,7 +420,9 @@ export function foldEntries(entries: Iterable<LedgerEntry>): Map<string, Positio
 export function assertPosition(p: Position): void {
   assert(p.onHand >= 0, "onHand must not be negative");
   assert(p.reserved >= 0, "reserved must not be negative");
-  assert(p.damaged >= 0 && p.qualityControl >= 0 && p.safetyStock >= 0, "held-back must not be negative");
+  assert(p.damaged >= 0, "damaged must not be negative");
+  assert(p.qualityControl >= 0, "qualityControl must not be negative");
+  assert(p.safetyStock >= 0, "safetyStock must not be negative");
   assert(available(p) >= 0, "no oversell: reserved + held back must not exceed onHand");
 }
 

@@ -1,4 +1,4 @@
-// The ledger's values. Plain data: they cross LMDB (msgpack) and partition export/import unchanged.
+// The ledger's values. Plain data: they cross LMDB (msgpack), internal hops and partition export/import.
 
 /** One SKU at one warehouse. Available = onHand − reserved − damaged − qualityControl − safetyStock. */
 export type Position = {
@@ -8,6 +8,14 @@ export type Position = {
   qualityControl: number;
   safetyStock: number;
 };
+export type PositionField = keyof Position;
+export const positionFields: readonly PositionField[] = [
+  "onHand",
+  "reserved",
+  "damaged",
+  "qualityControl",
+  "safetyStock",
+];
 
 /** Every SKU's state in a partition: its positions and the per-SKU version of its last change. */
 export type SkuState = {
@@ -17,38 +25,115 @@ export type SkuState = {
   positions: Record<string, Position>;
 };
 
-export type EntryType = "received" | "adjusted" | "reserved" | "released";
+/** Which order line a reservation belongs to. */
+export type LineRef = { orderKey: string; lineId: string };
 
-/** A change of one position. Positions are the fold of their entries (invariant 5). */
+/** A line's stock at one warehouse, kept by the ledger so release, ship and return know where and how much. */
+export type Allocation = {
+  sku: string;
+  orderKey: string;
+  lineId: string;
+  /** Re-routes raise it; a request from an older attempt is answered, never applied. */
+  attempt: number;
+  warehouse: string;
+  reserved: number;
+  shipped: number;
+  returned: number;
+};
+
+export type EntryType =
+  | "received"
+  | "counted"
+  | "override"
+  | "adjusted"
+  | "held"
+  | "unheld"
+  | "scrapped"
+  | "safety_stock"
+  | "reserved"
+  | "released"
+  | "shipped"
+  | "missing"
+  | "returned";
+
+/** A change of one position: the signed change of each field it moved (invariant 5: positions = fold). */
 export type LedgerEntry = {
   sku: string;
   version: number;
   warehouse: string;
   type: EntryType;
-  /** Signed change of the field the type moves (onHand for received/adjusted, reserved for reserve/release). */
-  qty: number;
-  /** Who asked: the inbound command's ref (order/line, receipt, …), or null. */
+  delta: Partial<Position>;
+  /** Who asked: an order line `orderKey/lineId`, a receipt, a count id…, or null. */
   ref: string | null;
-  /** Stream sequence of the input that caused it: the entry's provenance. */
+  /** Stream sequence of the input that caused it (0 for a timer). */
   seq: number;
   /** Time of the input (the stream's timestamp, ms since epoch): an input, never read from a clock here. */
   atMs: number;
 };
 
+export type HoldBucket = "damaged" | "quality_control";
+
+/** Commands about stock itself: from admins, the ERP, the WMS, bulk onboarding. */
 export type StockCommand =
   | { type: "received"; warehouse: string; qty: number; ref: string | null }
+  | { type: "counted"; warehouse: string; onHand: number; ref: string | null }
+  | { type: "override"; warehouse: string; available: number; ref: string | null }
   | { type: "adjust"; warehouse: string; qty: number; ref: string | null }
-  | { type: "reserve"; warehouse: string; qty: number; ref: string | null }
-  | { type: "release"; warehouse: string; qty: number; ref: string | null };
+  | { type: "hold"; warehouse: string; qty: number; bucket: HoldBucket; ref: string | null }
+  | {
+      type: "unhold";
+      warehouse: string;
+      qty: number;
+      bucket: HoldBucket;
+      to: "available" | "scrap";
+      ref: string | null;
+    }
+  | { type: "safety_stock"; warehouse: string; qty: number; ref: string | null };
 
 export type StockCommandType = StockCommand["type"];
 
+export type ReturnDisposition = "sellable" | "damaged" | "quality_control";
+
+/** Requests from the order stage about one order line (internal hop, msgpack). */
+export type LineRequest =
+  | { kind: "reserve"; ref: LineRef; sku: string; qty: number; candidates: string[]; attempt: number }
+  | { kind: "release"; ref: LineRef; sku: string; attempt: number }
+  | { kind: "ship"; ref: LineRef; sku: string; qty: number; attempt: number }
+  | { kind: "reject"; ref: LineRef; sku: string; stockMissing: boolean; attempt: number }
+  | {
+      kind: "return";
+      ref: LineRef;
+      sku: string;
+      qty: number;
+      disposition: ReturnDisposition;
+      warehouse: string;
+      attempt: number;
+    };
+
+/** Answers to the order stage. Only what changes a line's fate is answered: reservations and losses. */
+export type LineResult =
+  | { kind: "reserved"; ref: LineRef; sku: string; attempt: number; warehouse: string; qty: number }
+  | { kind: "refused"; ref: LineRef; sku: string; attempt: number; code: RefusalCode; available: number }
+  /** A count found less stock than was reserved: this line lost its reservation and must be re-routed. */
+  | { kind: "lost"; ref: LineRef; sku: string; attempt: number; warehouse: string; qty: number };
+
 export type CommandResult =
   | { ok: true; sku: string; version: number }
-  | { ok: false; sku: string; code: RefusalCode; available: number };
+  | { ok: false; sku: string; code: RefusalCode };
 
 /** Refusals read as sentences; they are outcomes, not errors: the input was valid. */
-export type RefusalCode = "insufficient_available" | "release_exceeds_reserved" | "adjust_below_committed";
+export type RefusalCode =
+  | "insufficient_available"
+  | "no_candidate_warehouse"
+  | "adjust_below_committed"
+  | "hold_exceeds_available"
+  | "unhold_exceeds_held"
+  | "override_below_zero"
+  | "safety_stock_exceeds_available"
+  | "unknown_allocation"
+  | "stale_attempt"
+  | "ship_exceeds_reserved"
+  | "return_exceeds_shipped";
 
 export const emptyPosition = (): Position => ({
   onHand: 0,
@@ -61,3 +146,5 @@ export const emptyPosition = (): Position => ({
 export function available(p: Position): number {
   return p.onHand - p.reserved - p.damaged - p.qualityControl - p.safetyStock;
 }
+
+export const lineRefKey = (ref: LineRef) => `${ref.orderKey}/${ref.lineId}`;

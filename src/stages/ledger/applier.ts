@@ -1,16 +1,58 @@
 import type { Config } from "../../config/index.ts";
-import { type DomainLimits, Ledger, parseStockCommand } from "../../domain/ledger/index.ts";
+import {
+  type Allocation,
+  type DomainLimits,
+  isObject,
+  Ledger,
+  type LedgerView,
+  type LineRequest,
+  type LineResult,
+  parseId,
+  parseStockCommand,
+  type StockItem,
+} from "../../domain/ledger/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
-import type { OutboxItem, PartitionStore } from "../../store/index.ts";
-import { decodePayload } from "../../stream/codec.ts";
+import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
+import { decodePayload, unpack } from "../../stream/codec.ts";
 import { type DeadLetterReason, deadLetter } from "../../stream/dead-letter.ts";
 import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
-import { decodeToken, parsePartitioned, partitionOfTokens } from "../../stream/subjects.ts";
+import {
+  decodeToken,
+  encodeToken as encode,
+  orderPartition,
+  parsePartitioned,
+  partitionOfTokens,
+  subjects,
+} from "../../stream/subjects.ts";
+import { contentTypeOf, Envelopes } from "../envelopes.ts";
+
+export const ledgerTables = ["skus", "entries", "allocations"] as const;
+
+export function domainLimits(c: Config): DomainLimits {
+  return {
+    quantityMax: c.ledger.quantityMax,
+    idBytesMax: c.ledger.idBytesMax,
+    linesPerOrderMax: c.orders.linesPerOrderMax,
+    itemsPerMessageMax: c.ledger.itemsPerMessageMax,
+  };
+}
+
+/** The ledger view over a partition's store: synchronous, memory-mapped reads of committed state. */
+export function ledgerView(store: PartitionStore): LedgerView {
+  return {
+    getSku: (sku) => store.get("skus", sku),
+    getAllocation: (sku, orderKey, lineId) => store.get("allocations", [sku, orderKey, lineId]),
+    allocationsOf: (sku) => [
+      ...store.rangeValues<Allocation>("allocations", { start: [sku], end: [`${sku}\u0000`] }),
+    ],
+  };
+}
 
 /**
- * The ledger stage of one partition: the single writer of the SKUs that hash to it. Decodes and validates
- * each message, applies it to the in-memory ledger (loaded from the store at start), and hands the runner
- * the writes of one transaction. Bad input becomes a dead letter in the same transaction; the batch moves on.
+ * The ledger stage of one partition: the single writer of the SKUs that hash to it. Three inputs, by the
+ * subject's kind token: `stock.<sku>` (public stock commands), `items.<source>` (bulk and WMS stock items,
+ * split per partition by the router) and `cmd.<orderPartition>` (line requests from the order stage).
+ * Bad input and refused stock commands become dead letters in the same transaction; the batch moves on.
  */
 export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
@@ -22,8 +64,8 @@ export class LedgerApplier implements PartitionApplier {
     store: PartitionStore,
     private readonly events: Instrumentation,
   ) {
-    this.ledger = Ledger.fromSkus(store.loadSkus());
-    this.limits = { quantityMax: config.ledger.quantityMax, idBytesMax: config.ledger.idBytesMax };
+    this.ledger = new Ledger(ledgerView(store));
+    this.limits = domainLimits(config);
   }
 
   apply(messages: readonly InboundMessage[]) {
@@ -34,42 +76,148 @@ export class LedgerApplier implements PartitionApplier {
     };
     for (const m of messages) {
       const route = parsePartitioned(m.subject);
-      if (route === null || route.kind !== "stock" || route.tokens.length !== 1) {
-        reject(m, "bad_subject", `${m.subject} is not sluice.ledger.<p>.stock.<sku>`);
+      if (route === null || route.partition !== this.partition) {
+        reject(m, "bad_subject", `${m.subject} is not a subject of ledger partition ${this.partition}`);
         continue;
       }
-      const token = route.tokens[0] as string;
-      let sku: string;
-      try {
-        sku = decodeToken(token);
-      } catch (error) {
-        reject(m, "bad_subject", (error as Error).message);
-        continue;
-      }
-      // Single writer per SKU (invariant 2): a message published to another partition's subject is refused.
-      const owner = partitionOfTokens([token], this.config.streams.partitionCount);
-      if (owner !== this.partition || route.partition !== this.partition) {
+      const input = { seq: m.seq, atMs: m.atMs };
+      if (route.kind === "stock" && route.tokens.length === 1)
+        this.stock(m, route.tokens[0] as string, input, reject);
+      else if (route.kind === "items") this.items(m, input, reject);
+      else if (route.kind === "cmd") this.lineRequests(m, input, reject);
+      else
         reject(
           m,
-          "wrong_partition",
-          `SKU ${JSON.stringify(sku)} belongs to partition ${owner}, not ${route.partition}`,
+          "unknown_kind",
+          `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
         );
-        continue;
-      }
-      const decoded = decodePayload(m.data, m.headers?.get("Content-Type") || undefined);
-      if (!decoded.ok) {
-        reject(m, decoded.reason, decoded.detail);
-        continue;
-      }
-      const parsed = parseStockCommand(decoded.value, this.limits);
-      if (!parsed.ok) {
-        reject(m, parsed.reason, parsed.detail);
-        continue;
-      }
-      const result = this.ledger.apply(sku, parsed.value, { seq: m.seq, atMs: m.atMs });
-      if (!result.ok) this.events.emit("command_refused", { stage: "ledger", code: result.code });
     }
-    const { skus, entries } = this.ledger.takeChanges();
-    return { skus, entries, outbox };
+    return this.finish(outbox);
+  }
+
+  private stock(
+    m: InboundMessage,
+    token: string,
+    input: { seq: number; atMs: number },
+    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
+  ): void {
+    let sku: string;
+    try {
+      sku = decodeToken(token);
+    } catch (error) {
+      reject(m, "bad_subject", (error as Error).message);
+      return;
+    }
+    const id = parseId(sku, "sku", this.limits);
+    if (!id.ok) {
+      reject(m, "invalid_command", id.detail);
+      return;
+    }
+    // Single writer per SKU (invariant 2): a message on another partition's subject is refused.
+    const owner = partitionOfTokens([token], this.config.streams.partitionCount);
+    if (owner !== this.partition) {
+      reject(
+        m,
+        "wrong_partition",
+        `SKU ${JSON.stringify(sku)} belongs to partition ${owner}, not ${this.partition}`,
+      );
+      return;
+    }
+    const decoded = decodePayload(m.data, contentTypeOf(m.headers));
+    if (!decoded.ok) {
+      reject(m, decoded.reason, decoded.detail);
+      return;
+    }
+    const parsed = parseStockCommand(decoded.value, this.limits);
+    if (!parsed.ok) {
+      reject(m, parsed.reason, parsed.detail);
+      return;
+    }
+    const result = this.ledger.applyStock(sku, parsed.value, input);
+    if (!result.ok) {
+      this.events.emit("command_refused", { stage: "ledger", code: result.code });
+      reject(m, "refused", `${parsed.value.type} refused: ${result.code}`);
+    }
+  }
+
+  private items(
+    m: InboundMessage,
+    input: { seq: number; atMs: number },
+    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
+  ): void {
+    const body = safeUnpack(m.data);
+    if (!isObject(body) || !Array.isArray(body.items)) {
+      reject(m, "invalid_command", "items envelope without items");
+      return;
+    }
+    const refused: string[] = [];
+    for (const item of body.items as StockItem[]) {
+      if (partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount) !== this.partition) {
+        refused.push(`${item.sku}: wrong_partition`);
+        continue;
+      }
+      const command = parseStockCommand(item.command, this.limits);
+      if (!command.ok) {
+        refused.push(`${item.sku}: ${command.detail}`);
+        continue;
+      }
+      const result = this.ledger.applyStock(item.sku, command.value, input);
+      if (!result.ok) {
+        this.events.emit("command_refused", { stage: "ledger", code: result.code });
+        refused.push(`${item.sku}: ${result.code}`);
+      }
+    }
+    if (refused.length > 0) reject(m, "refused", `${refused.length} item(s) refused: ${refused.join("; ")}`);
+  }
+
+  private lineRequests(
+    m: InboundMessage,
+    input: { seq: number; atMs: number },
+    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
+  ): void {
+    const body = safeUnpack(m.data);
+    if (!isObject(body) || !Array.isArray(body.items)) {
+      reject(m, "invalid_command", "cmd envelope without items");
+      return;
+    }
+    for (const r of body.items as LineRequest[]) {
+      const owner = partitionOfTokens([encode(r.sku)], this.config.streams.partitionCount);
+      if (owner !== this.partition) {
+        reject(m, "wrong_partition", `line request for SKU ${JSON.stringify(r.sku)} of partition ${owner}`);
+        continue;
+      }
+      this.ledger.applyLine(r, input);
+    }
+  }
+
+  private finish(outbox: OutboxItem[]) {
+    const changes = this.ledger.takeChanges();
+    const ops: Op[] = [];
+    for (const s of changes.skus) ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+    for (const e of changes.entries)
+      ops.push({ op: "put", table: "entries", key: [e.sku, e.version], value: e });
+    for (const a of changes.allocations) {
+      ops.push({ op: "put", table: "allocations", key: [a.sku, a.orderKey, a.lineId], value: a });
+    }
+    for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
+    const envelopes = new Envelopes(this.config.outbox.itemsPerMessageMax);
+    for (const r of changes.results) this.answer(envelopes, r);
+    this.ledger.evict();
+    return { ops, outbox: [...outbox, ...envelopes.drain()] };
+  }
+
+  private answer(envelopes: Envelopes, r: LineResult): void {
+    const target = orderPartition(r.ref.orderKey, this.config.streams.partitionCount);
+    envelopes.add(subjects.orderResults(target, this.partition), r);
+    if (r.kind === "refused") this.events.emit("command_refused", { stage: "ledger", code: r.code });
+    else if (r.kind === "reserved") this.events.emit("line_reserved", { partition: this.partition });
+  }
+}
+
+function safeUnpack(data: Uint8Array): unknown {
+  try {
+    return unpack(data);
+  } catch {
+    return null;
   }
 }

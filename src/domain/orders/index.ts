@@ -1,0 +1,17 @@
+export {
+  parseCancel,
+  parseOrder,
+  parseOrderRef,
+  parseRejected,
+  parseReturn,
+  parseShipped,
+} from "./commands.ts";
+export {
+  type OrderChanges,
+  type OrderLimits,
+  Orders,
+  type OrderView,
+  statusOf,
+  type TimerOp,
+} from "./orders.ts";
+export * from "./types.ts";

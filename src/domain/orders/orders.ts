@@ -1,0 +1,610 @@
+import { assert } from "../assert.ts";
+import type { InputRef } from "../ledger/ledger.ts";
+import type { LineRequest, LineResult } from "../ledger/types.ts";
+import { candidatesFor, channelOf, type Network } from "../network/index.ts";
+import type {
+  CancelCause,
+  CancelInput,
+  FulfilmentItem,
+  HistoryEvent,
+  Order,
+  OrderEffects,
+  OrderInput,
+  OrderLine,
+  OrderOutcome,
+  OrderRejection,
+  OrderStatus,
+  OrderStatusItem,
+  PendingCancel,
+  RejectedInput,
+  ReturnInput,
+  ShippedInput,
+} from "./types.ts";
+
+/** Synchronous reads of committed order-stage state (LMDB is memory-mapped: reads never await). */
+export interface OrderView {
+  getOrder(key: string): Order | undefined;
+  getPendingCancels(key: string): PendingCancel[];
+  /** Timers due at or before `nowMs`, earliest first, at most `limit`. */
+  dueTimers(nowMs: number, limit: number): Array<{ dueMs: number; key: string }>;
+}
+
+export type OrderLimits = {
+  historyCountMax: number;
+  pendingCancelsPerOrderMax: number;
+  timersPerTickMax: number;
+};
+
+export type TimerOp = { op: "put" | "delete"; dueMs: number; key: string };
+
+export type OrderChanges = {
+  orders: Order[];
+  pendingCancels: Array<[string, PendingCancel[] | null]>;
+  timers: TimerOp[];
+  effects: OrderEffects;
+};
+
+const live = (l: OrderLine) =>
+  l.state === "received" ||
+  l.state === "allocated" ||
+  l.state === "backordered" ||
+  (l.state === "released" && l.shippedQty < l.qty);
+
+const fail = (reason: OrderRejection["reason"], detail: string): OrderRejection => ({
+  ok: false,
+  reason,
+  detail,
+});
+
+/**
+ * The order stage of one partition: every order whose key hashes to it. Synchronous, no clock, no I/O: it
+ * reads committed state through a view and returns what to write and what to send (ledger requests,
+ * channel statuses, fulfilment requests), which the stage puts in the batch's one transaction and outbox.
+ */
+export class Orders {
+  private readonly cache = new Map<string, Order>();
+  private readonly dirty = new Set<string>();
+  private readonly pending = new Map<string, PendingCancel[] | null>();
+  private timers: TimerOp[] = [];
+  private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [] };
+  private readonly statusEvents = new Map<string, { event: string; detail?: string; atMs: number }>();
+
+  constructor(
+    private readonly view: OrderView,
+    private readonly network: () => Network,
+    private readonly limits: OrderLimits,
+  ) {}
+
+  get(key: string): Order | undefined {
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    const stored = this.view.getOrder(key);
+    if (stored !== undefined) this.cache.set(key, stored);
+    return stored;
+  }
+
+  // ---- inputs --------------------------------------------------------------------------------------
+
+  create(key: string, input: OrderInput, at: InputRef): OrderOutcome {
+    if (this.get(key) !== undefined) return { ok: true, event: "duplicate_order" }; // same key twice: nothing new
+    const network = this.network();
+    const channel = channelOf(network, input.channel);
+    if (channel === undefined) {
+      return fail(
+        "unknown_channel",
+        `channel ${JSON.stringify(input.channel)} is not in the network and there is no "*" channel`,
+      );
+    }
+    const order: Order = {
+      key,
+      channel: input.channel,
+      orderId: input.orderId,
+      version: 0,
+      status: "pending",
+      createdAtMs: at.atMs,
+      shipByMs: input.shipByMs ?? at.atMs + channel.slaShipWithinMs,
+      priority: input.priority,
+      split: {
+        mode: input.split.mode ?? channel.split,
+        maxShipments: input.split.maxShipments ?? channel.maxShipments,
+        backorder: input.split.backorder ?? channel.backorder,
+      },
+      shipTo: input.shipTo,
+      lines: input.lines.map((l) => ({
+        ...l,
+        state: "received",
+        attempt: 1,
+        warehouse: null,
+        shippedQty: 0,
+        returnedQty: 0,
+        excluded: [],
+        cancelCause: null,
+        refusal: null,
+        cancelPending: null,
+      })),
+      shipmentIds: [],
+      returnIds: [],
+      slaRerouted: false,
+      policyApplied: false,
+      history: [],
+    };
+    this.cache.set(key, order);
+    this.timers.push({ op: "put", dueMs: order.shipByMs, key });
+    for (const c of this.pendingCancelsOf(key)) this.markCancel(order, c.lineIds, c.cause, at);
+    if (this.pendingCancelsOf(key).length > 0) this.pending.set(key, null);
+    for (const line of order.lines) {
+      if (line.cancelPending !== null) {
+        line.state = "cancelled";
+        line.cancelCause = line.cancelPending;
+        line.cancelPending = null;
+      } else this.requestReservation(order, line);
+    }
+    this.touch(order, "created", at);
+    this.settle(order, at);
+    return { ok: true, event: "created" };
+  }
+
+  cancel(key: string, input: CancelInput, at: InputRef): OrderOutcome {
+    const order = this.get(key);
+    if (order === undefined) {
+      // A cancel before its order: kept, and applied when the order arrives.
+      const list = this.pendingCancelsOf(key);
+      if (list.length >= this.limits.pendingCancelsPerOrderMax) {
+        return fail(
+          "invalid_command",
+          `more than ${this.limits.pendingCancelsPerOrderMax} cancels wait for this order`,
+        );
+      }
+      this.pending.set(key, [...list, { key, lineIds: input.lineIds, cause: input.cause, atMs: at.atMs }]);
+      return { ok: true, event: "cancel_pending" };
+    }
+    const unknown = (input.lineIds ?? []).find((id) => !order.lines.some((l) => l.lineId === id));
+    if (unknown !== undefined)
+      return fail("unknown_line", `order ${key} has no line ${JSON.stringify(unknown)}`);
+    const targets = order.lines.filter((l) => input.lineIds === null || input.lineIds.includes(l.lineId));
+    const shipped = targets.filter(
+      (l) => l.state === "shipped" || (l.state === "released" && l.shippedQty === l.qty),
+    );
+    const event = this.markCancel(order, input.lineIds, input.cause, at);
+    if (shipped.length > 0) {
+      // After shipment a cancel is refused with a clear status: a return is the way.
+      this.touch(
+        order,
+        "cancel_refused",
+        at,
+        `already shipped: ${shipped.map((l) => l.lineId).join(", ")}; send a return`,
+      );
+    } else this.touch(order, event, at);
+    this.settle(order, at);
+    return { ok: true, event: shipped.length > 0 ? "cancel_refused" : event };
+  }
+
+  ledgerResult(r: LineResult, at: InputRef): OrderOutcome {
+    const order = this.get(r.ref.orderKey);
+    const line = order?.lines.find((l) => l.lineId === r.ref.lineId);
+    if (order === undefined || line === undefined || line.attempt !== r.attempt)
+      return { ok: true, event: "stale_result" };
+    if (r.kind === "lost") {
+      if ((line.state !== "allocated" && line.state !== "released") || line.warehouse !== r.warehouse) {
+        return { ok: true, event: "stale_result" };
+      }
+      if (line.state === "released") this.fulfil(order, "cancel", r.warehouse, [line], at);
+      this.reroute(order, line, r.warehouse, "warehouse", false);
+      this.touch(order, "stock_lost", at, `${line.lineId} at ${r.warehouse}`);
+      this.settle(order, at);
+      return { ok: true, event: "stock_lost" };
+    }
+    if (line.state !== "received") return { ok: true, event: "stale_result" };
+    if (r.kind === "reserved") {
+      line.warehouse = r.warehouse;
+      if (line.cancelPending !== null) {
+        this.effects.ledger.push(this.request(order, line, "release"));
+        this.cancelLine(line, line.cancelPending);
+      } else line.state = "allocated";
+      this.touch(order, "allocated", at);
+    } else {
+      line.refusal = r.code;
+      if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
+      else if (line.attempt > 1) this.cancelLine(line, line.cancelCause ?? "warehouse");
+      else line.state = order.split.backorder ? "backordered" : "rejected";
+      this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
+    }
+    this.settle(order, at);
+    return { ok: true, event: r.kind };
+  }
+
+  shipped(key: string, input: ShippedInput, at: InputRef): OrderOutcome {
+    const order = this.get(key);
+    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    if (order.shipmentIds.includes(input.shipmentId)) return { ok: true, event: "duplicate_shipment" };
+    for (const s of input.lines) {
+      const line = order.lines.find((l) => l.lineId === s.lineId);
+      if (line === undefined)
+        return fail("unknown_line", `order ${key} has no line ${JSON.stringify(s.lineId)}`);
+      if (line.state !== "released" || line.warehouse !== input.warehouse) {
+        return fail(
+          "invalid_transition",
+          `line ${s.lineId} is ${line.state} at ${line.warehouse ?? "no warehouse"}, not released to ${input.warehouse}`,
+        );
+      }
+      if (s.qty > line.qty - line.shippedQty) {
+        return fail(
+          "invalid_transition",
+          `line ${s.lineId}: ships ${s.qty} but only ${line.qty - line.shippedQty} are open`,
+        );
+      }
+    }
+    for (const s of input.lines) {
+      const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
+      line.shippedQty += s.qty;
+      if (line.shippedQty === line.qty) line.state = "shipped";
+      this.effects.ledger.push({
+        ...this.request(order, line, "ship"),
+        kind: "ship",
+        qty: s.qty,
+      } as LineRequest);
+    }
+    order.shipmentIds.push(input.shipmentId);
+    this.touch(order, "shipped", at, input.shipmentId);
+    this.settle(order, at);
+    return { ok: true, event: "shipped" };
+  }
+
+  rejected(key: string, input: RejectedInput, at: InputRef): OrderOutcome {
+    const order = this.get(key);
+    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    const lines: OrderLine[] = [];
+    for (const id of input.lineIds) {
+      const line = order.lines.find((l) => l.lineId === id);
+      if (line === undefined) return fail("unknown_line", `order ${key} has no line ${JSON.stringify(id)}`);
+      if (line.state !== "released" || line.warehouse !== input.warehouse || line.shippedQty > 0) {
+        return fail(
+          "invalid_transition",
+          `line ${id} is ${line.state} at ${line.warehouse ?? "no warehouse"} with ${line.shippedQty} shipped; only an unshipped line released to ${input.warehouse} can be rejected by it`,
+        );
+      }
+      lines.push(line);
+    }
+    for (const line of lines)
+      this.reroute(order, line, input.warehouse, "warehouse", input.stockMissing, true);
+    this.touch(
+      order,
+      "rejected_by_warehouse",
+      at,
+      `${input.warehouse}${input.reason ? `: ${input.reason}` : ""}`,
+    );
+    this.settle(order, at);
+    return { ok: true, event: "rejected_by_warehouse" };
+  }
+
+  returned(key: string, input: ReturnInput, at: InputRef): OrderOutcome {
+    const order = this.get(key);
+    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    if (order.returnIds.includes(input.returnId)) return { ok: true, event: "duplicate_return" };
+    for (const r of input.lines) {
+      const line = order.lines.find((l) => l.lineId === r.lineId);
+      if (line === undefined)
+        return fail("unknown_line", `order ${key} has no line ${JSON.stringify(r.lineId)}`);
+      const open = line.shippedQty - line.returnedQty;
+      if (r.qty > open) {
+        return fail(
+          "invalid_transition",
+          `line ${r.lineId}: returns ${r.qty} but only ${Math.max(open, 0)} shipped and not yet returned`,
+        );
+      }
+    }
+    for (const r of input.lines) {
+      const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
+      line.returnedQty += r.qty;
+      this.effects.ledger.push({
+        kind: "return",
+        ref: { orderKey: key, lineId: line.lineId },
+        sku: line.sku,
+        qty: r.qty,
+        disposition: r.disposition,
+        warehouse: r.warehouse ?? (line.warehouse as string),
+        attempt: line.attempt,
+      });
+    }
+    order.returnIds.push(input.returnId);
+    this.touch(order, "returned", at, input.returnId);
+    return { ok: true, event: "returned" };
+  }
+
+  /** SLA deadlines that passed: cancel or re-route the unshipped lines, by the channel's rule. */
+  fireDueTimers(nowMs: number): number {
+    const due = this.view.dueTimers(nowMs, this.limits.timersPerTickMax);
+    const at = { seq: 0, atMs: nowMs };
+    for (const t of due) {
+      this.timers.push({ op: "delete", dueMs: t.dueMs, key: t.key });
+      const order = this.get(t.key);
+      if (order === undefined || order.shipByMs !== t.dueMs) continue;
+      const channel = channelOf(this.network(), order.channel);
+      const open = order.lines.filter(live);
+      if (open.length === 0) continue;
+      if (channel?.slaAction === "reroute" && !order.slaRerouted) {
+        order.slaRerouted = true;
+        for (const line of open) {
+          if (line.state === "received") continue; // waiting for the ledger already
+          if (line.state === "backordered") this.retry(order, line, "sla");
+          else {
+            if (line.state === "released") this.fulfil(order, "cancel", line.warehouse as string, [line], at);
+            this.reroute(order, line, line.warehouse as string, "sla", false);
+          }
+        }
+        order.shipByMs = nowMs + (channel?.slaRerouteGraceMs ?? 0);
+        this.timers.push({ op: "put", dueMs: order.shipByMs, key: order.key });
+        this.touch(order, "sla_rerouted", at);
+      } else {
+        this.markCancel(
+          order,
+          open.map((l) => l.lineId),
+          "sla",
+          at,
+        );
+        this.touch(order, "sla_cancelled", at);
+      }
+      this.settle(order, at);
+    }
+    return due.length;
+  }
+
+  // ---- transitions ---------------------------------------------------------------------------------
+
+  private markCancel(order: Order, lineIds: string[] | null, cause: CancelCause, at: InputRef): string {
+    let cancelled = 0;
+    const byWarehouse = new Map<string, OrderLine[]>();
+    for (const line of order.lines) {
+      if (lineIds !== null && !lineIds.includes(line.lineId)) continue;
+      switch (line.state) {
+        case "received":
+          line.cancelPending = cause;
+          break;
+        case "allocated":
+          this.effects.ledger.push(this.request(order, line, "release"));
+          this.cancelLine(line, cause);
+          cancelled++;
+          break;
+        case "released":
+          if (line.shippedQty >= line.qty) break;
+          this.effects.ledger.push(this.request(order, line, "release"));
+          byWarehouse.set(line.warehouse as string, [
+            ...(byWarehouse.get(line.warehouse as string) ?? []),
+            line,
+          ]);
+          if (line.shippedQty > 0) {
+            line.state = "shipped"; // the rest is cancelled; what shipped stays shipped
+            line.cancelCause = cause;
+          } else this.cancelLine(line, cause);
+          cancelled++;
+          break;
+        case "backordered":
+          this.cancelLine(line, cause);
+          cancelled++;
+          break;
+        default:
+          break;
+      }
+    }
+    for (const [warehouse, lines] of byWarehouse) this.fulfil(order, "cancel", warehouse, lines, at);
+    return cancelled > 0 ? "cancelled" : "cancel_noted";
+  }
+
+  private cancelLine(line: OrderLine, cause: CancelCause): void {
+    line.state = "cancelled";
+    line.cancelCause = cause;
+    line.cancelPending = null;
+  }
+
+  /** Take a line away from its warehouse and ask the ledger for another one, never one that rejected it. */
+  private reroute(
+    order: Order,
+    line: OrderLine,
+    warehouse: string,
+    cause: CancelCause,
+    stockMissing: boolean,
+    reject = false,
+  ): void {
+    if (reject || stockMissing) {
+      this.effects.ledger.push({
+        ...this.request(order, line, "reject"),
+        kind: "reject",
+        stockMissing,
+      } as LineRequest);
+    } else this.effects.ledger.push(this.request(order, line, "release"));
+    if (!line.excluded.includes(warehouse)) line.excluded.push(warehouse);
+    this.retry(order, line, cause);
+  }
+
+  private retry(order: Order, line: OrderLine, cause: CancelCause): void {
+    line.attempt += 1;
+    line.warehouse = null;
+    line.state = "received";
+    line.cancelCause = cause;
+    this.requestReservation(order, line);
+  }
+
+  private requestReservation(order: Order, line: OrderLine): void {
+    const candidates = candidatesFor(this.network(), order.channel, line.excluded);
+    this.effects.ledger.push({
+      kind: "reserve",
+      ref: { orderKey: order.key, lineId: line.lineId },
+      sku: line.sku,
+      qty: line.qty,
+      candidates,
+      attempt: line.attempt,
+    });
+  }
+
+  private request(order: Order, line: OrderLine, kind: "release" | "ship" | "reject"): LineRequest {
+    return {
+      kind,
+      ref: { orderKey: order.key, lineId: line.lineId },
+      sku: line.sku,
+      attempt: line.attempt,
+    } as LineRequest;
+  }
+
+  /**
+   * Once no line waits for the ledger, the split policy is applied (once per order): max shipments keeps
+   * the warehouses with the most lines; ship complete releases every reservation when a line failed. Then
+   * every allocated line is released to its warehouse, one fulfilment request per warehouse.
+   */
+  private settle(order: Order, at: InputRef): void {
+    if (order.lines.some((l) => l.state === "received")) return;
+    const allocated = order.lines.filter((l) => l.state === "allocated");
+    if (!order.policyApplied && allocated.length > 0) {
+      order.policyApplied = true;
+      if (order.split.maxShipments > 0) this.limitShipments(order, allocated, at);
+      const failed = order.lines.some((l) => l.state === "backordered" || l.state === "rejected");
+      if (order.split.mode === "ship_complete" && failed) {
+        for (const line of order.lines.filter((l) => l.state === "allocated")) {
+          this.effects.ledger.push(this.request(order, line, "release"));
+          line.warehouse = null;
+          line.refusal = "ship_complete";
+          line.state = order.split.backorder ? "backordered" : "rejected";
+        }
+        this.touch(order, "ship_complete_released", at);
+      }
+    }
+    const byWarehouse = new Map<string, OrderLine[]>();
+    for (const line of order.lines.filter((l) => l.state === "allocated")) {
+      line.state = "released";
+      byWarehouse.set(line.warehouse as string, [...(byWarehouse.get(line.warehouse as string) ?? []), line]);
+    }
+    for (const [warehouse, lines] of byWarehouse) this.fulfil(order, "fulfil", warehouse, lines, at);
+    if (!order.lines.some(live)) this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
+    order.status = statusOf(order);
+  }
+
+  private limitShipments(order: Order, allocated: OrderLine[], at: InputRef): void {
+    const counts = new Map<string, number>();
+    for (const l of allocated)
+      counts.set(l.warehouse as string, (counts.get(l.warehouse as string) ?? 0) + 1);
+    if (counts.size <= order.split.maxShipments) return;
+    const keep = new Set(
+      [...counts.entries()]
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+        .slice(0, order.split.maxShipments)
+        .map(([w]) => w),
+    );
+    for (const line of allocated) {
+      if (keep.has(line.warehouse as string)) continue;
+      this.effects.ledger.push(this.request(order, line, "release"));
+      line.warehouse = null;
+      line.refusal = "max_shipments";
+      line.state = order.split.backorder ? "backordered" : "rejected";
+    }
+    this.touch(order, "max_shipments_applied", at);
+  }
+
+  private fulfil(
+    order: Order,
+    type: "fulfil" | "cancel",
+    warehouse: string,
+    lines: OrderLine[],
+    at: InputRef,
+  ): void {
+    const item: FulfilmentItem = {
+      type,
+      orderKey: order.key,
+      channel: order.channel,
+      orderId: order.orderId,
+      version: order.version + 1,
+      warehouse,
+      shipTo: order.shipTo,
+      shipByMs: order.shipByMs,
+      lines: lines.map((l) => ({ lineId: l.lineId, sku: l.sku, qty: l.qty - l.shippedQty })),
+      atMs: at.atMs,
+    };
+    this.effects.fulfilment.push(item);
+  }
+
+  private touch(order: Order, event: string, at: InputRef, detail?: string): void {
+    if (!this.dirty.has(order.key)) order.version += 1;
+    this.dirty.add(order.key);
+    const entry: HistoryEvent =
+      detail === undefined ? { atMs: at.atMs, event } : { atMs: at.atMs, event, detail };
+    order.history.push(entry);
+    if (order.history.length > this.limits.historyCountMax)
+      order.history.splice(0, order.history.length - this.limits.historyCountMax);
+    this.statusEvents.set(order.key, entry);
+  }
+
+  private pendingCancelsOf(key: string): PendingCancel[] {
+    if (this.pending.has(key)) return this.pending.get(key) ?? [];
+    return this.view.getPendingCancels(key);
+  }
+
+  /** What changed since the last call. One status item per changed order, carrying its final version. */
+  takeChanges(): OrderChanges {
+    const orders: Order[] = [];
+    for (const key of this.dirty) {
+      const order = this.cache.get(key) as Order;
+      order.status = statusOf(order);
+      assertOrder(order);
+      orders.push(order);
+      const e = this.statusEvents.get(key);
+      this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
+    }
+    const changes: OrderChanges = {
+      orders,
+      pendingCancels: [...this.pending.entries()],
+      timers: this.timers,
+      effects: this.effects,
+    };
+    this.dirty.clear();
+    this.pending.clear();
+    this.statusEvents.clear();
+    this.cache.clear();
+    this.timers = [];
+    this.effects = { ledger: [], statuses: [], fulfilment: [] };
+    return changes;
+  }
+}
+
+export function statusOf(order: Order): OrderStatus {
+  const lines = order.lines;
+  if (lines.some((l) => l.state === "received")) return "pending";
+  if (lines.every((l) => l.state === "cancelled")) return "cancelled";
+  if (lines.every((l) => l.state === "rejected" || l.state === "cancelled")) return "rejected";
+  const shipped = lines.filter((l) => l.shippedQty > 0);
+  if (shipped.length > 0) return lines.some(live) ? "partially_shipped" : "shipped";
+  const allocated = lines.filter((l) => l.state === "allocated" || l.state === "released");
+  if (allocated.length === 0) return "backordered";
+  return lines.every((l) => l.state === "allocated" || l.state === "released" || l.state === "cancelled")
+    ? "allocated"
+    : "partially_allocated";
+}
+
+function statusItem(order: Order, event: string, atMs: number, detail?: string): OrderStatusItem {
+  return {
+    orderKey: order.key,
+    channel: order.channel,
+    orderId: order.orderId,
+    version: order.version,
+    status: order.status,
+    event,
+    ...(detail === undefined ? {} : { detail }),
+    lines: order.lines.map((l) => ({
+      lineId: l.lineId,
+      sku: l.sku,
+      qty: l.qty,
+      state: l.state,
+      warehouse: l.warehouse,
+      shippedQty: l.shippedQty,
+      returnedQty: l.returnedQty,
+      cancelCause: l.cancelCause,
+      refusal: l.refusal,
+    })),
+    atMs,
+  };
+}
+
+function assertOrder(order: Order): void {
+  for (const l of order.lines) {
+    assert(l.shippedQty >= 0 && l.shippedQty <= l.qty, "a line never ships more than ordered");
+    assert(l.returnedQty >= 0 && l.returnedQty <= l.shippedQty, "a line never returns more than shipped");
+    assert(l.state !== "released" || l.warehouse !== null, "a released line has a warehouse");
+  }
+}
