@@ -1,3 +1,5 @@
+import type { OrderCount } from "../domain/orders/index.ts";
+
 // Named events with payloads. The pipeline emits them; the metrics exporter (src/metrics) and tests subscribe.
 // The loop never imports a metrics library (KafkaJS's instrumentation pattern).
 
@@ -20,8 +22,10 @@ export type Events = {
   command_refused: { stage: string; code: string };
   /** A line's stock was reserved at a warehouse. */
   line_reserved: { partition: number };
-  /** An order-stage event: created, cancelled, shipped, returned, sla_cancelled… (bounded set of names). */
-  order_event: { event: string; cause?: string };
+  /** An order-stage outcome, by a bounded name and label: cancelled/customer, backordered, returned/damaged… */
+  order_counted: OrderCount;
+  /** Outbox items not yet published and SLA timers pending, sampled every consumer.lagPollMs. */
+  store_sampled: { stage: string; partition: number; outboxItems: number; timers: number };
   /** SLA deadlines handled in a timer batch. */
   timers_fired: { partition: number; count: number };
   /** The partition's consumer was reset to the store's last applied sequence (start-up or a delivery gap). */

@@ -87,6 +87,42 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     registers: [registry],
   });
 
+  const reserved = new Counter({
+    name: "sluice_reservations_total",
+    help: "Order lines reserved at a warehouse by the ledger.",
+    registers: [registry],
+  });
+  const orderOutcomes = new Counter({
+    name: "sluice_order_outcomes_total",
+    help: "Order-stage outcomes: orders/created, cancelled/<cause>, backordered|rejected/<why>, rerouted/<cause>, returned/<disposition> (units), shipped/units, sla/<action>.",
+    labelNames: ["outcome", "label"],
+    registers: [registry],
+  });
+  const timersPending = new Gauge({
+    name: "sluice_sla_timers_pending",
+    help: "SLA deadlines waiting in an order partition.",
+    labelNames: ["partition"],
+    registers: [registry],
+  });
+  const timersFired = new Counter({
+    name: "sluice_sla_timers_fired_total",
+    help: "SLA deadlines handled.",
+    registers: [registry],
+  });
+  const outboxDepth = new Gauge({
+    name: "sluice_outbox_depth_items",
+    help: "Outbox items committed and not yet confirmed published, per partition.",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  events.on("line_reserved", () => reserved.inc());
+  events.on("order_counted", (e) => orderOutcomes.inc({ outcome: e.name, label: e.label }, e.count));
+  events.on("timers_fired", (e) => timersFired.inc(e.count));
+  events.on("store_sampled", (e) => {
+    outboxDepth.set({ stage: e.stage, partition: String(e.partition) }, e.outboxItems);
+    if (e.stage === "order") timersPending.set({ partition: String(e.partition) }, e.timers);
+  });
+
   events.on("batch_committed", (e) => {
     const partition = String(e.partition);
     applied.inc({ stage: e.stage, partition }, e.applied);

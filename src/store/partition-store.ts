@@ -140,6 +140,12 @@ export class PartitionStore {
       .map(({ value }) => value as T);
   }
 
+  /** Entries in a table (LMDB keeps the count: no scan). */
+  count(table: string): number {
+    const db = table === "outbox" ? this.outbox : this.table(table);
+    return (db.getStats() as { entryCount: number }).entryCount;
+  }
+
   pendingOutbox(): Array<{ key: number; item: OutboxItem }> {
     return Array.from(this.outbox.getRange(), ({ key, value }) => ({ key, item: value }));
   }

@@ -334,8 +334,14 @@ export class PartitionRunner {
   }
 
   private async pollLag(): Promise<void> {
-    if (this.state !== "running" || Date.now() - this.lastBatchAtMs < this.d.config.consumer.lagPollMs)
-      return;
+    if (this.state !== "running") return;
+    this.d.events.emit("store_sampled", {
+      stage: this.d.stage,
+      partition: this.d.partition,
+      outboxItems: this.d.store.count("outbox"),
+      timers: this.d.stage === "order" ? this.d.store.count("timers") : 0,
+    });
+    if (Date.now() - this.lastBatchAtMs < this.d.config.consumer.lagPollMs) return;
     try {
       const info = await this.d.jsm.consumers.info(this.stream, consumerName(this.d.stage, this.d.partition));
       this.d.events.emit("lag_observed", {

@@ -8,6 +8,7 @@ export {
 } from "./commands.ts";
 export {
   type OrderChanges,
+  type OrderCount,
   type OrderLimits,
   Orders,
   type OrderView,

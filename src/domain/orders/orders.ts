@@ -37,7 +37,24 @@ export type OrderLimits = {
 
 export type TimerOp = { op: "put" | "delete"; dueMs: number; key: string };
 
+/** Outcomes counted for metrics: a bounded name and label (a cause, a disposition), never an id. */
+export type OrderCount = {
+  name:
+    | "orders"
+    | "released"
+    | "cancelled"
+    | "backordered"
+    | "rejected"
+    | "rerouted"
+    | "returned"
+    | "shipped"
+    | "sla";
+  label: string;
+  count: number;
+};
+
 export type OrderChanges = {
+  counts: OrderCount[];
   orders: Order[];
   pendingCancels: Array<[string, PendingCancel[] | null]>;
   timers: TimerOp[];
@@ -66,6 +83,7 @@ export class Orders {
   private readonly dirty = new Set<string>();
   private readonly pending = new Map<string, PendingCancel[] | null>();
   private timers: TimerOp[] = [];
+  private counts: OrderCount[] = [];
   private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [] };
   private readonly statusEvents = new Map<string, { event: string; detail?: string; atMs: number }>();
 
@@ -139,6 +157,7 @@ export class Orders {
         line.cancelPending = null;
       } else this.requestReservation(order, line);
     }
+    this.count("orders", "created");
     this.touch(order, "created", at);
     this.settle(order, at);
     return { ok: true, event: "created" };
@@ -206,7 +225,7 @@ export class Orders {
       line.refusal = r.code;
       if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
       else if (line.attempt > 1) this.cancelLine(line, line.cancelCause ?? "warehouse");
-      else line.state = order.split.backorder ? "backordered" : "rejected";
+      else this.notReserved(order, line, r.code);
       this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
     }
     this.settle(order, at);
@@ -238,6 +257,7 @@ export class Orders {
       const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
       line.shippedQty += s.qty;
       if (line.shippedQty === line.qty) line.state = "shipped";
+      this.count("shipped", "units", s.qty);
       this.effects.ledger.push({
         ...this.request(order, line, "ship"),
         kind: "ship",
@@ -296,6 +316,7 @@ export class Orders {
     for (const r of input.lines) {
       const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
       line.returnedQty += r.qty;
+      this.count("returned", r.disposition, r.qty);
       this.effects.ledger.push({
         kind: "return",
         ref: { orderKey: key, lineId: line.lineId },
@@ -324,6 +345,7 @@ export class Orders {
       if (open.length === 0) continue;
       if (channel?.slaAction === "reroute" && !order.slaRerouted) {
         order.slaRerouted = true;
+        this.count("sla", "reroute");
         for (const line of open) {
           if (line.state === "received") continue; // waiting for the ledger already
           if (line.state === "backordered") this.retry(order, line, "sla");
@@ -336,6 +358,7 @@ export class Orders {
         this.timers.push({ op: "put", dueMs: order.shipByMs, key: order.key });
         this.touch(order, "sla_rerouted", at);
       } else {
+        this.count("sla", "cancel");
         this.markCancel(
           order,
           open.map((l) => l.lineId),
@@ -391,6 +414,7 @@ export class Orders {
   }
 
   private cancelLine(line: OrderLine, cause: CancelCause): void {
+    this.count("cancelled", cause);
     line.state = "cancelled";
     line.cancelCause = cause;
     line.cancelPending = null;
@@ -413,6 +437,7 @@ export class Orders {
       } as LineRequest);
     } else this.effects.ledger.push(this.request(order, line, "release"));
     if (!line.excluded.includes(warehouse)) line.excluded.push(warehouse);
+    this.count("rerouted", cause);
     this.retry(order, line, cause);
   }
 
@@ -461,8 +486,7 @@ export class Orders {
         for (const line of order.lines.filter((l) => l.state === "allocated")) {
           this.effects.ledger.push(this.request(order, line, "release"));
           line.warehouse = null;
-          line.refusal = "ship_complete";
-          line.state = order.split.backorder ? "backordered" : "rejected";
+          this.notReserved(order, line, "ship_complete");
         }
         this.touch(order, "ship_complete_released", at);
       }
@@ -472,7 +496,10 @@ export class Orders {
       line.state = "released";
       byWarehouse.set(line.warehouse as string, [...(byWarehouse.get(line.warehouse as string) ?? []), line]);
     }
-    for (const [warehouse, lines] of byWarehouse) this.fulfil(order, "fulfil", warehouse, lines, at);
+    for (const [warehouse, lines] of byWarehouse) {
+      this.fulfil(order, "fulfil", warehouse, lines, at);
+      this.count("released", "lines", lines.length);
+    }
     if (!order.lines.some(live)) this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
     order.status = statusOf(order);
   }
@@ -492,10 +519,20 @@ export class Orders {
       if (keep.has(line.warehouse as string)) continue;
       this.effects.ledger.push(this.request(order, line, "release"));
       line.warehouse = null;
-      line.refusal = "max_shipments";
-      line.state = order.split.backorder ? "backordered" : "rejected";
+      this.notReserved(order, line, "max_shipments");
     }
     this.touch(order, "max_shipments_applied", at);
+  }
+
+  /** A line the first allocation could not serve: a backorder where the order allows it, else rejected. */
+  private notReserved(order: Order, line: OrderLine, why: string): void {
+    line.refusal = why;
+    line.state = order.split.backorder ? "backordered" : "rejected";
+    this.count(line.state, why);
+  }
+
+  private count(name: OrderCount["name"], label: string, count = 1): void {
+    this.counts.push({ name, label, count });
   }
 
   private fulfil(
@@ -548,6 +585,7 @@ export class Orders {
       this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
     }
     const changes: OrderChanges = {
+      counts: this.counts,
       orders,
       pendingCancels: [...this.pending.entries()],
       timers: this.timers,
@@ -558,6 +596,7 @@ export class Orders {
     this.statusEvents.clear();
     this.cache.clear();
     this.timers = [];
+    this.counts = [];
     this.effects = { ledger: [], statuses: [], fulfilment: [] };
     return changes;
   }

@@ -243,11 +243,14 @@ export class OrderApplier implements PartitionApplier {
       reject(m, outcome.reason, outcome.detail);
       return;
     }
-    this.events.emit("order_event", { event: outcome.event });
+    if (outcome.event.startsWith("duplicate_")) {
+      this.events.emit("order_counted", { name: "orders", label: outcome.event, count: 1 });
+    }
   }
 
   private finish(outbox: OutboxItem[]) {
     const changes = this.orders.takeChanges();
+    for (const c of changes.counts) this.events.emit("order_counted", c);
     const ops: Op[] = [];
     for (const o of changes.orders) ops.push({ op: "put", table: "orders", key: o.key, value: o });
     for (const [key, list] of changes.pendingCancels) {

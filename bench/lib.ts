@@ -1,0 +1,99 @@
+// Shared pieces of the bench scripts: Sluice as its own process on an embedded nats-server, Prometheus
+// scrapes, bounded-window publishing. Everything lives in a temporary directory removed at the end.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export type SluiceUnderTest = {
+  dir: string;
+  httpPort: number;
+  natsUrl: string;
+  pid: number;
+  metric: (name: string, labels?: Record<string, string>) => Promise<number>;
+  cpuSeconds: () => { sluice: number; nats: number };
+  stop: () => Promise<void>;
+};
+
+export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
+  const httpPort = 18000 + Math.floor(Math.random() * 1000);
+  const child = Bun.spawn(["bun", "src/cli.ts", "start"], {
+    env: {
+      ...process.env,
+      SLUICE_DATA_DIR: dir,
+      SLUICE_NATS_EMBEDDED_PORT: "0",
+      SLUICE_HTTP_PORT: String(httpPort),
+      SLUICE_LOG_LEVEL: "warn",
+      ...env,
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  const metric = async (name: string, labels: Record<string, string> = {}) => {
+    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+      if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+        sum += Number(line.split(" ").pop());
+    }
+    return sum;
+  };
+  for (let i = 0; i < 400; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status === 200) break;
+    } catch {}
+    if (child.exitCode !== null) throw new Error(`sluice exited with ${child.exitCode}`);
+    await Bun.sleep(50);
+  }
+  const portsDir = join(dir, "nats", "ports");
+  const file = (await Array.fromAsync(new Bun.Glob("*.ports").scan({ cwd: portsDir })))[0];
+  if (file === undefined) throw new Error("embedded nats-server wrote no ports file");
+  const natsUrl = (JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: string[] })
+    .nats[0] as string;
+  const natsPid = Number(file.split("_").pop()?.replace(".ports", ""));
+  const ticks = (pid: number) => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks of 1/100 s
+    } catch {
+      return 0;
+    }
+  };
+  return {
+    dir,
+    httpPort,
+    natsUrl,
+    pid: child.pid,
+    metric,
+    cpuSeconds: () => ({ sluice: ticks(child.pid), nats: ticks(natsPid) }),
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Sends `count` messages with at most `windowMax` awaiting their JetStream ack: a real producer's shape. */
+export async function publishAll(count: number, windowMax: number, send: (i: number) => Promise<unknown>) {
+  const inflight = new Set<Promise<unknown>>();
+  for (let i = 0; i < count; i++) {
+    const p = send(i).finally(() => inflight.delete(p));
+    inflight.add(p);
+    if (inflight.size >= windowMax) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+}
+
+export async function waitUntil(
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
