@@ -17,7 +17,10 @@ export type SluiceUnderTest = {
 export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
   const httpPort = 18000 + Math.floor(Math.random() * 1000);
-  const child = Bun.spawn(["bun", "src/cli.ts", "start"], {
+  // BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit.
+  const profileDir = process.env.BENCH_PROFILE;
+  const profile = profileDir ? ["--cpu-prof-md", `--cpu-prof-dir=${profileDir}`] : [];
+  const child = Bun.spawn(["bun", ...profile, "src/cli.ts", "start"], {
     env: {
       ...process.env,
       SLUICE_DATA_DIR: dir,
@@ -94,6 +97,6 @@ export async function waitUntil(
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await Bun.sleep(20);
+    await Bun.sleep(100); // a scrape costs Sluice a little: do not poll it harder than a person would look
   }
 }

@@ -138,12 +138,14 @@ export const schema = {
     quantityMax: int(1_000_000_000, 1, Number.MAX_SAFE_INTEGER, "Largest quantity one command may move."),
     idBytesMax: int(256, 8, 4096, "Longest SKU, warehouse or reference id in UTF-8 bytes."),
     itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
+    cacheCountMax: int(100_000, 0, 10_000_000, "SKU states kept decoded in memory per ledger partition."),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
   },
   orders: {
     linesPerOrderMax: int(200, 1, 10_000, "Lines in one order (and in one cancel, return or shipment)."),
     historyCountMax: int(100, 1, 10_000, "History events kept per order; the oldest are dropped first."),
     pendingCancelsPerOrderMax: int(16, 1, 1000, "Cancels kept for an order that has not arrived yet."),
+    cacheCountMax: int(100_000, 0, 10_000_000, "Orders kept decoded in memory per order partition."),
     timersPerTickMax: int(1000, 1, 1_000_000, "SLA deadlines handled in one timer batch."),
     timerTickMs: int(
       1000,

@@ -9,6 +9,7 @@ import {
   type LineResult,
   parseId,
   parseStockCommand,
+  type SkuState,
   type StockItem,
 } from "../../domain/ledger/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
@@ -24,6 +25,7 @@ import {
   partitionOfTokens,
   subjects,
 } from "../../stream/subjects.ts";
+import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes } from "../envelopes.ts";
 
 export const ledgerTables = ["skus", "entries", "allocations"] as const;
@@ -38,9 +40,18 @@ export function domainLimits(c: Config): DomainLimits {
 }
 
 /** The ledger view over a partition's store: synchronous, memory-mapped reads of committed state. */
-export function ledgerView(store: PartitionStore): LedgerView {
+export function ledgerView(
+  store: PartitionStore,
+  cache: BoundedCache<string, SkuState> | null = null,
+): LedgerView {
   return {
-    getSku: (sku) => store.get("skus", sku),
+    getSku: (sku) => {
+      const cached = cache?.get(sku);
+      if (cached !== undefined) return cached;
+      const stored = store.get<SkuState>("skus", sku);
+      if (stored !== undefined) cache?.set(sku, stored);
+      return stored;
+    },
     getAllocation: (sku, orderKey, lineId) => store.get("allocations", [sku, orderKey, lineId]),
     allocationsOf: (sku) => [
       ...store.rangeValues<Allocation>("allocations", { start: [sku], end: [`${sku}\u0000`] }),
@@ -57,6 +68,7 @@ export function ledgerView(store: PartitionStore): LedgerView {
 export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
   private readonly limits: DomainLimits;
+  private readonly cache: BoundedCache<string, SkuState>;
 
   constructor(
     readonly partition: number,
@@ -64,7 +76,8 @@ export class LedgerApplier implements PartitionApplier {
     store: PartitionStore,
     private readonly events: Instrumentation,
   ) {
-    this.ledger = new Ledger(ledgerView(store));
+    this.cache = new BoundedCache(config.ledger.cacheCountMax);
+    this.ledger = new Ledger(ledgerView(store, this.cache));
     this.limits = domainLimits(config);
   }
 
@@ -193,7 +206,10 @@ export class LedgerApplier implements PartitionApplier {
   private finish(outbox: OutboxItem[]) {
     const changes = this.ledger.takeChanges();
     const ops: Op[] = [];
-    for (const s of changes.skus) ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+    for (const s of changes.skus) {
+      ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+      this.cache.set(s.sku, s);
+    }
     for (const e of changes.entries)
       ops.push({ op: "put", table: "entries", key: [e.sku, e.version], value: e });
     for (const a of changes.allocations) {

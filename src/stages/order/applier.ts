@@ -27,15 +27,25 @@ import {
   skuPartition,
   subjects,
 } from "../../stream/subjects.ts";
+import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes } from "../envelopes.ts";
 import { domainLimits } from "../ledger/applier.ts";
 
 export const orderTables = ["orders", "pending", "timers"] as const;
 
 /** The order view over a partition's store: synchronous, memory-mapped reads of committed state. */
-export function orderView(store: PartitionStore): OrderView {
+export function orderView(
+  store: PartitionStore,
+  cache: BoundedCache<string, Order> | null = null,
+): OrderView {
   return {
-    getOrder: (key) => store.get<Order>("orders", key),
+    getOrder: (key) => {
+      const cached = cache?.get(key);
+      if (cached !== undefined) return cached;
+      const stored = store.get<Order>("orders", key);
+      if (stored !== undefined) cache?.set(key, stored);
+      return stored;
+    },
     getPendingCancels: (key) => store.get<PendingCancel[]>("pending", key) ?? [],
     dueTimers: (nowMs, limit) =>
       store.range<number>("timers", { start: [0], end: [nowMs, "\uffff"], limit }).map(({ key }) => {
@@ -57,6 +67,7 @@ type Reject = (m: InboundMessage, reason: DeadLetterReason, detail: string) => v
 export class OrderApplier implements PartitionApplier {
   readonly orders: Orders;
   private readonly limits: DomainLimits;
+  private readonly cache: BoundedCache<string, Order>;
 
   constructor(
     readonly partition: number,
@@ -66,7 +77,8 @@ export class OrderApplier implements PartitionApplier {
     private readonly events: Instrumentation,
   ) {
     this.limits = domainLimits(config);
-    this.orders = new Orders(orderView(store), network, {
+    this.cache = new BoundedCache(config.orders.cacheCountMax);
+    this.orders = new Orders(orderView(store, this.cache), network, {
       historyCountMax: config.orders.historyCountMax,
       pendingCancelsPerOrderMax: config.orders.pendingCancelsPerOrderMax,
       timersPerTickMax: config.orders.timersPerTickMax,
@@ -252,7 +264,10 @@ export class OrderApplier implements PartitionApplier {
     const changes = this.orders.takeChanges();
     for (const c of changes.counts) this.events.emit("order_counted", c);
     const ops: Op[] = [];
-    for (const o of changes.orders) ops.push({ op: "put", table: "orders", key: o.key, value: o });
+    for (const o of changes.orders) {
+      ops.push({ op: "put", table: "orders", key: o.key, value: o });
+      this.cache.set(o.key, o);
+    }
     for (const [key, list] of changes.pendingCancels) {
       ops.push(
         list === null

@@ -1,0 +1,38 @@
+/**
+ * A bounded most-recently-used cache of committed (or about-to-be-committed) state, owned by one
+ * partition's single writer. It saves the LMDB read and msgpack decode of an order or SKU touched again
+ * within moments (an order's ledger answer follows its creation by milliseconds). Sharing objects with
+ * the domain is safe because a batch either commits or the process exits.
+ */
+export class BoundedCache<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(private readonly countMax: number) {}
+
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    while (this.map.size > this.countMax) {
+      const oldest = this.map.keys().next();
+      if (oldest.done) break;
+      this.map.delete(oldest.value);
+    }
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
