@@ -10,6 +10,9 @@ Usage:
   sluice start [--config FILE]          run Sluice (embedded nats-server unless nats.url is set)
   sluice config print [--config FILE]   print the effective config as JSON, secrets masked
   sluice partition SKU [--config FILE]  print the ledger partition that owns SKU
+  sluice ledger check                   rebuild every position from its entries and compare (exit 1 if not)
+  sluice partition export STAGE P FILE  write one partition's state (ledger|order) to FILE
+  sluice partition import STAGE P FILE  load an export into an empty partition (Sluice stopped)
   sluice send SUBJECT JSON              publish one JSON message with JetStream (to nats.url, or the
                                         embedded server on nats.embeddedHost:embeddedPort) and print the ack
   sluice version                        print the version
@@ -48,7 +51,43 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
         return 0;
       }
+      case "ledger": {
+        if (rest[0] !== "check") throw new UsageError("ledger takes one subcommand: check");
+        const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+        const { checkLedger } = await import("./store/admin.ts");
+        const result = await checkLedger(config);
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return result.consistent ? 0 : 1;
+      }
       case "partition": {
+        if (rest[0] === "export" || rest[0] === "import") {
+          const [verb, stage, p, file] = rest;
+          if (
+            (stage !== "ledger" && stage !== "order") ||
+            p === undefined ||
+            !/^\d+$/.test(p) ||
+            file === undefined
+          ) {
+            throw new UsageError(
+              `partition ${verb} needs STAGE (ledger|order), a partition number and a FILE`,
+            );
+          }
+          const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+          if (Number(p) >= config.streams.partitionCount) {
+            throw new UsageError(
+              `partition ${p} does not exist: streams.partitionCount is ${config.streams.partitionCount}`,
+            );
+          }
+          const admin = await import("./store/admin.ts");
+          const count =
+            verb === "export"
+              ? await admin.exportPartition(config, stage, Number(p), file)
+              : await admin.importPartition(config, stage, Number(p), file);
+          process.stdout.write(
+            `${verb === "export" ? "exported" : "imported"} ${count} records (${stage} partition ${p})\n`,
+          );
+          return 0;
+        }
         if (rest[0] === undefined) throw new UsageError("partition needs a SKU: sluice partition SKU-1");
         const config = loadConfig(values.config === undefined ? {} : { file: values.config });
         process.stdout.write(`${skuPartition(rest[0], config.streams.partitionCount)}\n`);

@@ -35,7 +35,12 @@ export type BatchWrite = {
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
 
-export type StoreOptions = { mapBytesMax: number; tables: readonly string[] };
+export type StoreOptions = {
+  mapBytesMax: number;
+  tables: readonly string[];
+  /** Inspection by another process while Sluice runs (LMDB readers never block its writer). */
+  readOnly?: boolean;
+};
 
 export class PartitionStore {
   private readonly tables = new Map<string, Database<unknown, Key>>();
@@ -74,8 +79,12 @@ export class PartitionStore {
       noMetaSync: false,
       eventTurnBatching: true,
       compression: false,
+      readOnly: options.readOnly === true,
     });
     const store = new PartitionStore(dir, identity, root, options.tables);
+    if (options.readOnly === true && store.meta.get("identity") === undefined) {
+      throw new Error(`${dir} holds no Sluice partition`);
+    }
     store.checkIdentity();
     return store;
   }
