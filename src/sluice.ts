@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Server } from "bun";
-import type { Config } from "./config/index.ts";
+import { type Config, ConfigError } from "./config/index.ts";
 import { loadNetworkFile } from "./config/network.ts";
 import type { Network } from "./domain/network/index.ts";
 import { startHttp } from "./http/server.ts";
@@ -75,6 +75,12 @@ export class Sluice {
     }
     this.connection = await connectNats(c, servers, this.log);
     const nc = this.connection.nc;
+    const payloadMax = nc.info?.max_payload ?? 0;
+    if (payloadMax < c.streams.messageBytesMax + 64 * 1024) {
+      throw new ConfigError(
+        `the NATS server's max_payload is ${payloadMax} bytes; streams.messageBytesMax (${c.streams.messageBytesMax}) needs 64 KiB more for dead-letter headers: lower streams.messageBytesMax or raise max_payload on the server`,
+      );
+    }
     const jsm = await jetstreamManager(nc, { timeout: c.nats.requestTimeoutMs });
     this.jsm = jsm;
     const js = jetstream(nc, { timeout: c.nats.requestTimeoutMs });

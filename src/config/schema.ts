@@ -1,5 +1,5 @@
 // Every setting and every limit of Sluice lives here, once, with its unit in its name and a line saying
-// why it has the value it has. `assertRelations` (relations.ts) checks how the limits relate at start-up.
+// why it has the value it has. `assertRelations` (load.ts) checks how the limits relate at start-up.
 
 export type FieldSpec =
   | { kind: "int"; default: number; min: number; max: number; why: string; secret?: false }

@@ -28,7 +28,7 @@ export type Events = {
   store_sampled: { stage: string; partition: number; outboxItems: number; timers: number };
   /** SLA deadlines handled in a timer batch. */
   timers_fired: { partition: number; count: number };
-  /** The partition's consumer was reset to the store's last applied sequence (start-up or a delivery gap). */
+  /** The partition's consumer was created, or reset to the store's last applied sequence (start-up, delivery gap, reconnect). */
   consumer_reset: { stage: string; partition: number; cause: string; streamSeqStart: number };
   /** Lag of an idle partition (messages the consumer has not delivered yet). */
   lag_observed: { stage: string; partition: number; lag: number };

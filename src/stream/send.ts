@@ -1,6 +1,18 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, headers } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
+
+/** The embedded server's URL: the configured port, or (port 0) the one it chose, from its ports file. */
+function embeddedUrl(c: Config): string {
+  if (c.nats.embeddedPort !== 0) return `nats://${c.nats.embeddedHost}:${c.nats.embeddedPort}`;
+  const dir = join(c.data.dir, "nats", "ports");
+  const file = readdirSync(dir).find((f) => f.endsWith(".ports"));
+  if (file === undefined)
+    throw new Error(`no running embedded server found in ${dir}; start Sluice or set nats.url`);
+  return (JSON.parse(readFileSync(join(dir, file), "utf8")) as { nats: string[] }).nats[0] as string;
+}
 
 /** `sluice send`: one JetStream publish for people without the nats CLI. Returns the stream's ack. */
 export async function send(c: Config, subject: string, json: string) {

@@ -3,7 +3,7 @@ import { rmSync } from "node:fs";
 import fc from "fast-check";
 import { ensurePartitionConsumer, provisionStreams } from "../../src/stream/provision.ts";
 import { encodeToken, skuPartition, streamNames } from "../../src/stream/subjects.ts";
-import { Producer, TestNats, tempDir, testConfig, testLog } from "../helpers/index.ts";
+import { Producer, startSluice, TestNats, tempDir, testConfig, testLog } from "../helpers/index.ts";
 
 const nats = new TestNats(8);
 const dataDir = tempDir("provision");
@@ -73,4 +73,11 @@ test("the documented partition rule is the one the server's mapping applies (ran
     const partition = Number(m?.subject.split(".")[2]);
     expect(partition).toBe(skuPartition(ids[i] as string, 8));
   }
+});
+
+test("start-up refuses a server whose max_payload cannot carry the largest input plus dead-letter headers", async () => {
+  const config = testConfig(nats.url, tempDir("payload"), {
+    streams: { partitionCount: 8, messageBytesMax: 2 * 1024 * 1024 },
+  });
+  await expect(startSluice(config)).rejects.toThrow(/max_payload is 2097152 bytes; streams.messageBytesMax \(2097152\)/);
 });
