@@ -128,7 +128,7 @@ export class Ledger {
 
   /**
    * A cycle count is the truth about on hand. When it finds less than is committed, the shortfall is taken
-   * from safety stock first, then from reservations (newest lines first; each one is answered `lost`, so
+   * from safety stock first, then from reservations (the newest first; each one is answered `lost`, so
    * the order stage re-routes it), then from held-back stock. Never negative available, never oversold.
    */
   private count(
@@ -148,7 +148,11 @@ export class Ledger {
     if (shortfall > 0) {
       const reserved = this.allAllocations(sku)
         .filter((a) => a.warehouse === warehouse && a.reserved > 0)
-        .sort((a, b) => (a.orderKey === b.orderKey ? cmp(b.lineId, a.lineId) : cmp(b.orderKey, a.orderKey)));
+        .sort(
+          (a, b) =>
+            b.reservedAtMs - a.reservedAtMs ||
+            (a.orderKey === b.orderKey ? cmp(b.lineId, a.lineId) : cmp(b.orderKey, a.orderKey)),
+        );
       for (const a of reserved) {
         if (shortfall <= 0) break;
         const qty = a.reserved;
@@ -262,6 +266,7 @@ export class Ledger {
           reserved: r.qty,
           shipped: 0,
           returned: 0,
+          reservedAtMs: input.atMs,
         });
         this.results.push({ ...baseResult(r), kind: "reserved", warehouse, qty: r.qty });
         return;
@@ -278,6 +283,7 @@ export class Ledger {
       reserved: 0,
       shipped: 0,
       returned: 0,
+      reservedAtMs: input.atMs,
     });
     const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
     this.results.push({ ...baseResult(r), kind: "refused", code, available: best });

@@ -39,6 +39,8 @@ export type Allocation = {
   reserved: number;
   shipped: number;
   returned: number;
+  /** When the reservation was made (the input's time): a count shortfall takes the newest first. */
+  reservedAtMs: number;
 };
 
 export type EntryType =

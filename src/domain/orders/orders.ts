@@ -137,6 +137,7 @@ export class Orders {
         returnedQty: 0,
         excluded: [],
         cancelCause: null,
+        rerouteCause: null,
         refusal: null,
         cancelPending: null,
       })),
@@ -224,7 +225,7 @@ export class Orders {
     } else {
       line.refusal = r.code;
       if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
-      else if (line.attempt > 1) this.cancelLine(line, line.cancelCause ?? "warehouse");
+      else if (line.attempt > 1) this.rerouteFailed(order, line, at);
       else this.notReserved(order, line, r.code);
       this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
     }
@@ -445,12 +446,27 @@ export class Orders {
     line.attempt += 1;
     line.warehouse = null;
     line.state = "received";
-    line.cancelCause = cause;
+    line.rerouteCause = cause;
     this.requestReservation(order, line);
   }
 
   private requestReservation(order: Order, line: OrderLine): void {
-    const candidates = candidatesFor(this.network(), order.channel, line.excluded);
+    let candidates = candidatesFor(this.network(), order.channel, line.excluded);
+    // A re-route keeps the split policy: once the order ships from its maximum number of warehouses, the
+    // line may only move to one of those.
+    if (line.attempt > 1 && order.split.maxShipments > 0) {
+      const used = new Set(
+        order.lines
+          .filter(
+            (l) =>
+              l !== line &&
+              l.warehouse !== null &&
+              (l.state === "allocated" || l.state === "released" || l.shippedQty > 0),
+          )
+          .map((l) => l.warehouse as string),
+      );
+      if (used.size >= order.split.maxShipments) candidates = candidates.filter((w) => used.has(w));
+    }
     this.effects.ledger.push({
       kind: "reserve",
       ref: { orderKey: order.key, lineId: line.lineId },
@@ -524,6 +540,23 @@ export class Orders {
     this.touch(order, "max_shipments_applied", at);
   }
 
+  /**
+   * A re-routed line found no other warehouse: it is cancelled for the cause of its re-route. Under ship
+   * complete the order ships whole or not at all, so every other unshipped line is cancelled with it.
+   */
+  private rerouteFailed(order: Order, line: OrderLine, at: InputRef): void {
+    const cause = line.rerouteCause ?? "warehouse";
+    this.cancelLine(line, cause);
+    if (order.split.mode !== "ship_complete") return;
+    const others = order.lines
+      .filter((l) => l !== line && live(l) && l.shippedQty === 0)
+      .map((l) => l.lineId);
+    if (others.length > 0) {
+      this.markCancel(order, others, "ship_complete", at);
+      this.touch(order, "ship_complete_cancelled", at, `line ${line.lineId} could not be re-routed`);
+    }
+  }
+
   /** A line the first allocation could not serve: a backorder where the order allows it, else rejected. */
   private notReserved(order: Order, line: OrderLine, why: string): void {
     line.refusal = why;
@@ -547,7 +580,7 @@ export class Orders {
       orderKey: order.key,
       channel: order.channel,
       orderId: order.orderId,
-      version: order.version + 1,
+      version: this.nextVersion(order),
       warehouse,
       shipTo: order.shipTo,
       shipByMs: order.shipByMs,
@@ -555,6 +588,16 @@ export class Orders {
       atMs: at.atMs,
     };
     this.effects.fulfilment.push(item);
+  }
+
+  /**
+   * Every output about an order carries a version above every earlier output about it (invariant 4): a
+   * fulfilment item takes the next version itself, the status item of the batch the final one.
+   */
+  private nextVersion(order: Order): number {
+    order.version += 1;
+    this.dirty.add(order.key);
+    return order.version;
   }
 
   private touch(order: Order, event: string, at: InputRef, detail?: string): void {

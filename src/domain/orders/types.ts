@@ -31,6 +31,8 @@ export type OrderLine = {
   /** Warehouses that rejected this line (never chosen again). */
   excluded: string[];
   cancelCause: CancelCause | null;
+  /** Why the line is being re-routed (a warehouse rejection, lost stock, the SLA): its cause if that fails. */
+  rerouteCause: CancelCause | null;
   /** Why the ledger could not reserve it (insufficient_available, max_shipments…). */
   refusal: string | null;
   /** A cancel that came while the line waited for the ledger: applied when the answer comes. */
