@@ -60,8 +60,18 @@ export class PartitionStore {
       encoding: "msgpack",
       keyEncoding: "uint32",
     });
-    for (const name of tableNames)
-      this.tables.set(name, root.openDB<unknown, Key>({ name, encoding: "msgpack" }));
+    // Shared structures: msgpackr stores each record shape once per table instead of its keys in every
+    // value, which makes order and SKU records smaller and cheaper to encode and decode.
+    for (const name of tableNames) {
+      this.tables.set(
+        name,
+        root.openDB<unknown, Key>({
+          name,
+          encoding: "msgpack",
+          sharedStructuresKey: Symbol.for("structures"),
+        }),
+      );
+    }
   }
 
   /**

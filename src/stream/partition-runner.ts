@@ -196,8 +196,9 @@ export class PartitionRunner {
   }
 
   private onMessage(m: JsMsg, generation: number): void {
+    // While stopping, what the server already delivered is still applied: the final drain commits and acks
+    // it, so the next start finds the consumer in step with the store and nothing waits for ack_wait.
     if (generation !== this.generation || (this.state !== "running" && this.state !== "stopping")) return;
-    if (this.state === "stopping") return; // not acked: delivered again to whoever runs the partition next
     const deliverySeq = m.info.deliverySequence;
     if (this.deliverySeqNext !== null && deliverySeq !== this.deliverySeqNext) {
       this.log.warn("delivery gap; resetting consumer to the store's sequence", {
@@ -377,8 +378,14 @@ export class PartitionRunner {
     if (this.lagPoll !== null) clearInterval(this.lagPoll);
     if (this.timerTick !== null) clearInterval(this.timerTick);
     await this.stopMessages();
+    // Finish through the one flush path, so there is never a second flush in flight.
+    while (!wasFailed && this.state === "stopping") {
+      if (this.flushing !== null) await this.flushing;
+      else if (this.buffer.length > 0) this.scheduleFlush();
+      if (this.flushing === null && this.buffer.length === 0 && !this.flushScheduled) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     if (this.flushing !== null) await this.flushing;
-    if (!wasFailed) await this.drain();
     this.state = "stopped";
     this.log.info("partition stopped", { streamSeqLastApplied: this.streamSeqLastApplied });
   }
