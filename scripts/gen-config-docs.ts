@@ -4,7 +4,7 @@
 //   bun scripts/gen-config-docs.ts > docs/configuration.md
 //
 // test/unit/config-docs.test.ts regenerates the page in-process and fails when the committed file differs.
-import { envName, schema } from "../src/config/index.ts";
+import { envName, relations, schema } from "../src/config/index.ts";
 import type { FieldSpec } from "../src/config/schema.ts";
 
 const KiB = 1024;
@@ -139,17 +139,11 @@ masked there (\`***\`; for \`nats.url\` only the \`user:password@\` part of each
 
 Besides each value's own range, \`assertRelations\` (\`src/config/load.ts\`) checks how limits relate:
 
-- \`consumer.pendingMessagesMax\` ≥ 2 × \`consumer.batchCountMax\`: otherwise a full batch stalls the pull.
-- \`shutdown.timeoutMs\` > \`nats.requestTimeoutMs\`: the last batch must have time to be acked.
-- \`consumer.ackWaitMs\` > \`nats.requestTimeoutMs\`: a batch waiting on a publish ack must not be redelivered meanwhile.
-- \`streams.messageBytesMax\` ≤ \`streams.inboundBytesMax\`.
-- Embedded server only (\`nats.url\` empty): \`streams.inboundBytesMax + streams.unroutedBytesMax + streams.dlqBytesMax\`
-  ≤ \`nats.embeddedStoreBytesMax\` (JetStream reserves each stream's cap), and \`streams.replicas\` = 1 (one node).
 `;
 
 /** The whole page, as `bun scripts/gen-config-docs.ts` prints it. */
 export function renderConfigDocs(): string {
-  const lines = [intro];
+  const lines = [`${intro.trimEnd()}\n`, ...relations.map((r) => `- ${r.rule}`), ""];
   for (const [name, fields] of Object.entries(schema)) {
     lines.push(...section(name, fields as Record<string, FieldSpec>));
   }

@@ -127,45 +127,64 @@ function coerce(path: string, spec: FieldSpec, source: Source): unknown {
   }
 }
 
-/** How the limits must relate; a broken relation stops start-up, as a broken invariant would. */
+/** Two stage streams (ledger, order), the unrouted, dead-letter and output streams: what JetStream reserves. */
+const streamBytesMax = (c: Config) =>
+  2 * c.streams.inboundBytesMax + c.streams.unroutedBytesMax + c.streams.dlqBytesMax + c.streams.outBytesMax;
+
+/**
+ * How the limits must relate, as data: `rule` is what docs/configuration.md prints (generated), `holds`
+ * the check, `fix` the start-up error. A broken relation stops start-up, as a broken invariant would.
+ */
+export const relations: ReadonlyArray<{
+  rule: string;
+  holds: (c: Config) => boolean;
+  fix: (c: Config) => string;
+}> = [
+  {
+    rule: "`consumer.pendingMessagesMax` ≥ 2 × `consumer.batchCountMax`: otherwise a full batch stalls the pull (design.md §7).",
+    holds: (c) => c.consumer.pendingMessagesMax >= 2 * c.consumer.batchCountMax,
+    fix: (c) =>
+      `consumer.pendingMessagesMax (${c.consumer.pendingMessagesMax}) must be at least 2 × consumer.batchCountMax (${c.consumer.batchCountMax}): otherwise a full batch stalls the pull (design.md §7); raise pendingMessagesMax or lower batchCountMax`,
+  },
+  {
+    rule: "`shutdown.timeoutMs` > `nats.requestTimeoutMs`: the last batch must have time to be acked.",
+    holds: (c) => c.shutdown.timeoutMs > c.nats.requestTimeoutMs,
+    fix: (c) =>
+      `shutdown.timeoutMs (${c.shutdown.timeoutMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}) so the last batch can be acked`,
+  },
+  {
+    rule: "`consumer.ackWaitMs` > `nats.requestTimeoutMs`: a batch waiting on a publish ack must not be redelivered meanwhile.",
+    holds: (c) => c.consumer.ackWaitMs > c.nats.requestTimeoutMs,
+    fix: (c) =>
+      `consumer.ackWaitMs (${c.consumer.ackWaitMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}): a batch whose commit waits on a publish ack must not be redelivered meanwhile`,
+  },
+  {
+    rule: "`streams.messageBytesMax` ≤ `streams.inboundBytesMax`.",
+    holds: (c) => c.streams.messageBytesMax <= c.streams.inboundBytesMax,
+    fix: () => "streams.messageBytesMax must not exceed streams.inboundBytesMax",
+  },
+  {
+    rule: "Embedded server only: 2 × `streams.inboundBytesMax` + `streams.unroutedBytesMax` + `streams.dlqBytesMax` + `streams.outBytesMax` ≤ `nats.embeddedStoreBytesMax` (JetStream reserves each stream's cap).",
+    holds: (c) => c.nats.url !== "" || streamBytesMax(c) <= c.nats.embeddedStoreBytesMax,
+    fix: (c) =>
+      `the streams may hold ${streamBytesMax(c)} bytes (2 × inboundBytesMax + unroutedBytesMax + dlqBytesMax + outBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
+  },
+  {
+    rule: "`nats.embeddedStopTimeoutMs` < `shutdown.timeoutMs`: the embedded server is stopped inside the stop budget.",
+    holds: (c) => c.nats.embeddedStopTimeoutMs < c.shutdown.timeoutMs,
+    fix: (c) =>
+      `nats.embeddedStopTimeoutMs (${c.nats.embeddedStopTimeoutMs}) must be below shutdown.timeoutMs (${c.shutdown.timeoutMs}): the server is stopped inside the stop budget`,
+  },
+  {
+    rule: "Embedded server only: `streams.replicas` = 1 (a single node).",
+    holds: (c) => c.nats.url !== "" || c.streams.replicas === 1,
+    fix: (c) =>
+      `streams.replicas = ${c.streams.replicas} needs a cluster: the embedded server is a single node; set nats.url or replicas = 1`,
+  },
+];
+
 export function assertRelations(c: Config): void {
-  const check = (ok: boolean, message: string) => {
-    if (!ok) throw new ConfigError(message);
-  };
-  check(
-    c.consumer.pendingMessagesMax >= 2 * c.consumer.batchCountMax,
-    `consumer.pendingMessagesMax (${c.consumer.pendingMessagesMax}) must be at least 2 × consumer.batchCountMax (${c.consumer.batchCountMax}): otherwise a full batch stalls the pull (design.md §7); raise pendingMessagesMax or lower batchCountMax`,
-  );
-  check(
-    c.shutdown.timeoutMs > c.nats.requestTimeoutMs,
-    `shutdown.timeoutMs (${c.shutdown.timeoutMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}) so the last batch can be acked`,
-  );
-  check(
-    c.consumer.ackWaitMs > c.nats.requestTimeoutMs,
-    `consumer.ackWaitMs (${c.consumer.ackWaitMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}): a batch whose commit waits on a publish ack must not be redelivered meanwhile`,
-  );
-  check(
-    c.streams.messageBytesMax <= c.streams.inboundBytesMax,
-    "streams.messageBytesMax must not exceed streams.inboundBytesMax",
-  );
-  // Two stage streams (ledger, order), the unrouted, dead-letter and output streams.
-  const streamBytesMax =
-    2 * c.streams.inboundBytesMax +
-    c.streams.unroutedBytesMax +
-    c.streams.dlqBytesMax +
-    c.streams.outBytesMax;
-  check(
-    c.nats.url !== "" || streamBytesMax <= c.nats.embeddedStoreBytesMax,
-    `the streams may hold ${streamBytesMax} bytes (2 × inboundBytesMax + unroutedBytesMax + dlqBytesMax + outBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
-  );
-  check(
-    c.nats.embeddedStopTimeoutMs < c.shutdown.timeoutMs,
-    `nats.embeddedStopTimeoutMs (${c.nats.embeddedStopTimeoutMs}) must be below shutdown.timeoutMs (${c.shutdown.timeoutMs}): the server is stopped inside the stop budget`,
-  );
-  check(
-    c.nats.url !== "" || c.streams.replicas === 1,
-    `streams.replicas = ${c.streams.replicas} needs a cluster: the embedded server is a single node; set nats.url or replicas = 1`,
-  );
+  for (const r of relations) if (!r.holds(c)) throw new ConfigError(r.fix(c));
 }
 
 /** Masks secrets: what `sluice config print` shows. */

@@ -11,7 +11,7 @@ import { assert } from "../domain/assert.ts";
  *   meta     identity, layoutVersion, streamSeqLastApplied, outboxSeq
  *   outbox   [outboxSeq] → OutboxItem   outputs committed with their cause, published after the commit
  */
-export const layoutVersion = 2;
+export const layoutVersion = 3;
 
 export type OutboxItem = {
   subject: string;

@@ -15,9 +15,11 @@ export class OutboxPublishError extends Error {
 }
 
 /**
- * Publishes committed outbox items with their deterministic Nats-Msg-Id. Publishes are pipelined (up to
- * publishInFlightMax awaiting acks), never one round trip each. Items that fail are retried with capped
- * exponential backoff; a JetStream duplicate ack counts as success, since the earlier publish landed.
+ * Publishes committed outbox items with their deterministic Nats-Msg-Id. Items for one subject go in their
+ * committed order, each after the previous one's ack: a consumer of a subject never sees a later item
+ * before an earlier one, even when a publish fails and is retried. Different subjects go in parallel, up
+ * to publishInFlightMax at once. A failed publish is retried with capped exponential backoff; a duplicate
+ * ack counts as success (an earlier attempt landed).
  */
 export class OutboxPublisher {
   constructor(
@@ -25,33 +27,43 @@ export class OutboxPublisher {
     private readonly limits: OutboxPublisherLimits,
   ) {}
 
-  /** Resolves with the number of attempts used; throws OutboxPublishError when attempts run out. */
+  /** Resolves with the most attempts any item needed; throws OutboxPublishError when attempts run out. */
   async publish(items: readonly OutboxItem[], isStopping: () => boolean = () => false): Promise<number> {
-    let pending = items;
+    const bySubject = new Map<string, OutboxItem[]>();
+    for (const item of items) {
+      const list = bySubject.get(item.subject);
+      if (list === undefined) bySubject.set(item.subject, [item]);
+      else list.push(item);
+    }
+    const queues = [...bySubject.values()];
+    let attemptsMax = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < queues.length) {
+        const queue = queues[next++] as OutboxItem[];
+        for (const item of queue)
+          attemptsMax = Math.max(attemptsMax, await this.publishWithRetry(item, isStopping));
+      }
+    };
+    const workers = Math.min(this.limits.publishInFlightMax, queues.length);
+    await Promise.all(Array.from({ length: workers }, worker));
+    return Math.max(attemptsMax, 1);
+  }
+
+  private async publishWithRetry(item: OutboxItem, isStopping: () => boolean): Promise<number> {
     for (let attempt = 1; ; attempt++) {
-      // On a failure, everything from the first failed item on is published again, in order: items after
-      // it that did land are de-duplicated by their message id, and no consumer sees a later one first.
-      let firstFailed = -1;
-      let lastError: unknown = null;
-      for (let i = 0; i < pending.length && firstFailed < 0; i += this.limits.publishInFlightMax) {
-        const chunk = pending.slice(i, i + this.limits.publishInFlightMax);
-        const results = await Promise.allSettled(chunk.map((item) => this.publishOne(item)));
-        const j = results.findIndex((r) => r.status === "rejected");
-        if (j >= 0) {
-          firstFailed = i + j;
-          lastError = (results[j] as PromiseRejectedResult).reason;
+      try {
+        await this.publishOne(item);
+        return attempt;
+      } catch (error) {
+        if (attempt >= this.limits.publishAttemptsMax || isStopping()) {
+          throw new OutboxPublishError(
+            `outbox item ${item.msgId} to ${item.subject} not published after ${attempt} attempts (outbox.publishAttemptsMax); it stays in the outbox and is published at the next start`,
+            { cause: error },
+          );
         }
+        await Bun.sleep(Math.min(this.limits.publishBackoffMsMax, 25 * 2 ** attempt));
       }
-      if (firstFailed < 0) return attempt;
-      const failed = pending.slice(firstFailed);
-      if (attempt >= this.limits.publishAttemptsMax || isStopping()) {
-        throw new OutboxPublishError(
-          `${failed.length} outbox item(s) not published after ${attempt} attempts (outbox.publishAttemptsMax); they stay in the outbox and are published at the next start`,
-          { cause: lastError },
-        );
-      }
-      pending = failed;
-      await Bun.sleep(Math.min(this.limits.publishBackoffMsMax, 25 * 2 ** attempt));
     }
   }
 

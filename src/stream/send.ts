@@ -16,8 +16,7 @@ function embeddedUrl(c: Config): string {
 
 /** `sluice send`: one JetStream publish for people without the nats CLI. Returns the stream's ack. */
 export async function send(c: Config, subject: string, json: string) {
-  const servers =
-    c.nats.url !== "" ? c.nats.url.split(",") : [`nats://${c.nats.embeddedHost}:${c.nats.embeddedPort}`];
+  const servers = c.nats.url !== "" ? c.nats.url.split(",") : [embeddedUrl(c)];
   const nc = await connect({
     servers,
     timeout: c.nats.connectTimeoutMs,

@@ -238,3 +238,91 @@ describe("stock command validation", () => {
     }
   });
 });
+
+describe("stock commands that change nothing", () => {
+  test("an override to the current available and a safety stock at its level are no-ops, not crashes", () => {
+    const ledger = new Ledger();
+    const at = { seq: 1, atMs: 0 };
+    ledger.applyStock("N", { type: "received", warehouse: "w1", qty: 5, ref: null }, at);
+    expect(
+      ledger.applyStock("N", { type: "override", warehouse: "w1", available: 5, ref: null }, at),
+    ).toEqual({
+      ok: true,
+      sku: "N",
+      version: 1,
+    });
+    ledger.applyStock("N", { type: "safety_stock", warehouse: "w1", qty: 2, ref: null }, at);
+    expect(ledger.applyStock("N", { type: "safety_stock", warehouse: "w1", qty: 2, ref: null }, at)).toEqual({
+      ok: true,
+      sku: "N",
+      version: 2,
+    });
+    expect(ledger.takeChanges().entries.map((e) => e.type)).toEqual(["received", "safety_stock"]);
+  });
+});
+
+describe("no valid stock command can break the ledger", () => {
+  const command = fc.oneof(
+    fc.record({ type: fc.constant("received"), qty: fc.integer({ min: 1, max: 50 }) }),
+    fc.record({ type: fc.constant("counted"), onHand: fc.integer({ min: 0, max: 50 }) }),
+    fc.record({ type: fc.constant("override"), available: fc.integer({ min: 0, max: 50 }) }),
+    fc.record({ type: fc.constant("adjust"), qty: fc.integer({ min: -50, max: 50 }).filter((q) => q !== 0) }),
+    fc.record({
+      type: fc.constant("hold"),
+      qty: fc.integer({ min: 1, max: 20 }),
+      bucket: fc.constantFrom("damaged", "quality_control"),
+    }),
+    fc.record({
+      type: fc.constant("unhold"),
+      qty: fc.integer({ min: 1, max: 20 }),
+      bucket: fc.constantFrom("damaged", "quality_control"),
+      to: fc.constantFrom("available", "scrap"),
+    }),
+    fc.record({ type: fc.constant("safety_stock"), qty: fc.integer({ min: 0, max: 20 }) }),
+    fc.record({
+      type: fc.constant("reserve"),
+      qty: fc.integer({ min: 1, max: 20 }),
+      line: fc.integer({ min: 0, max: 5 }),
+    }),
+    fc.record({ type: fc.constant("release"), line: fc.integer({ min: 0, max: 5 }) }),
+  );
+  test("random valid commands (2,000 sequences): never a throw, never a negative or oversold position", () => {
+    fc.assert(
+      fc.property(fc.array(command, { minLength: 1, maxLength: 80 }), (cmds) => {
+        const ledger = new Ledger();
+        const entries: LedgerEntry[] = [];
+        cmds.forEach((c, i) => {
+          const at = { seq: i + 1, atMs: i };
+          if (c.type === "reserve" || c.type === "release") {
+            const ref = { orderKey: "o", lineId: String(c.line) };
+            if (c.type === "reserve") {
+              ledger.applyLine(
+                { kind: "reserve", ref, sku: "X", qty: c.qty, candidates: ["w1"], attempt: i + 1 },
+                at,
+              );
+            } else
+              ledger.applyLine(
+                {
+                  kind: "release",
+                  ref,
+                  sku: "X",
+                  attempt: ledger.allocation("X", "o", String(c.line))?.attempt ?? 0,
+                },
+                at,
+              );
+          } else {
+            const parsed = parseStockCommand({ ...c, warehouse: "w1" }, limits);
+            expect(parsed.ok).toBe(true);
+            if (parsed.ok) ledger.applyStock("X", parsed.value, at);
+          }
+          const p = ledger.get("X")?.positions.w1;
+          if (p) expect(available(p)).toBeGreaterThanOrEqual(0);
+          entries.push(...ledger.takeChanges().entries);
+        });
+        const p = ledger.get("X")?.positions.w1;
+        if (p) expect(foldEntries(entries).get("w1")).toEqual(p);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

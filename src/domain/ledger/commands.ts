@@ -134,7 +134,8 @@ export function parseStockItems(
     const { sku, ...rest } = raw;
     const id = parseId(sku, `items[${i}].sku`, limits);
     if (!id.ok) return id;
-    const command = parseStockCommand({ ...defaults, ...rest }, limits);
+    // What the message gives for all items (the WMS event's warehouse and type) wins over an item's own.
+    const command = parseStockCommand({ ...rest, ...defaults }, limits);
     if (!command.ok) return invalid(`items[${i}]: ${command.detail}`);
     items.push({ sku: id.value, command: command.value });
   }

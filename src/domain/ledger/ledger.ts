@@ -95,7 +95,8 @@ export class Ledger {
         // Absolute available as of now: reservations in flight are kept, on hand moves to match.
         const onHand = c.available + p.reserved + p.damaged + p.qualityControl + p.safetyStock;
         if (c.available < 0) return this.refuse(sku, "override_below_zero");
-        return this.change(sku, c.warehouse, "override", { onHand: onHand - p.onHand }, c.ref, input);
+        // An override to what is already available changes nothing: no entry, no version.
+        return this.change(sku, c.warehouse, "override", { onHand: onHand - p.onHand }, c.ref, input, true);
       }
       case "counted":
         return this.count(sku, c.warehouse, c.onHand, c.ref, input);
@@ -121,6 +122,7 @@ export class Ledger {
           { safetyStock: c.qty - p.safetyStock },
           c.ref,
           input,
+          true, // setting the level it already has changes nothing
         );
       }
     }

@@ -131,11 +131,7 @@ export type RefusalCode =
   | "hold_exceeds_available"
   | "unhold_exceeds_held"
   | "override_below_zero"
-  | "safety_stock_exceeds_available"
-  | "unknown_allocation"
-  | "stale_attempt"
-  | "ship_exceeds_reserved"
-  | "return_exceeds_shipped";
+  | "safety_stock_exceeds_available";
 
 export const emptyPosition = (): Position => ({
   onHand: 0,

@@ -41,7 +41,7 @@ export function parseOrder(
   if (!Array.isArray(body.lines) || body.lines.length === 0)
     return invalid("lines must be a non-empty array");
   if (body.lines.length > limits.linesPerOrderMax) {
-    return invalid(`an order has at most ${limits.linesPerOrderMax} lines (ledger.linesPerOrderMax)`);
+    return invalid(`an order has at most ${limits.linesPerOrderMax} lines (orders.linesPerOrderMax)`);
   }
   const lines: OrderInput["lines"] = [];
   for (const [i, raw] of body.lines.entries()) {

@@ -152,11 +152,8 @@ export class Orders {
     for (const c of this.pendingCancelsOf(key)) this.markCancel(order, c.lineIds, c.cause, at);
     if (this.pendingCancelsOf(key).length > 0) this.pending.set(key, null);
     for (const line of order.lines) {
-      if (line.cancelPending !== null) {
-        line.state = "cancelled";
-        line.cancelCause = line.cancelPending;
-        line.cancelPending = null;
-      } else this.requestReservation(order, line);
+      if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
+      else this.requestReservation(order, line);
     }
     this.count("orders", "created");
     this.touch(order, "created", at);
@@ -175,7 +172,10 @@ export class Orders {
           `more than ${this.limits.pendingCancelsPerOrderMax} cancels wait for this order`,
         );
       }
-      this.pending.set(key, [...list, { key, lineIds: input.lineIds, cause: input.cause, atMs: at.atMs }]);
+      this.pending.set(key, [
+        ...list,
+        { key, lineIds: input.lineIds, cause: input.cause, reason: input.reason ?? null, atMs: at.atMs },
+      ]);
       return { ok: true, event: "cancel_pending" };
     }
     const unknown = (input.lineIds ?? []).find((id) => !order.lines.some((l) => l.lineId === id));
@@ -194,7 +194,7 @@ export class Orders {
         at,
         `already shipped: ${shipped.map((l) => l.lineId).join(", ")}; send a return`,
       );
-    } else this.touch(order, event, at);
+    } else this.touch(order, event, at, input.reason ?? undefined);
     this.settle(order, at);
     return { ok: true, event: shipped.length > 0 ? "cancel_refused" : event };
   }
@@ -399,6 +399,7 @@ export class Orders {
           if (line.shippedQty > 0) {
             line.state = "shipped"; // the rest is cancelled; what shipped stays shipped
             line.cancelCause = cause;
+            this.count("cancelled", cause);
           } else this.cancelLine(line, cause);
           cancelled++;
           break;

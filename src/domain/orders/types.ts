@@ -90,7 +90,14 @@ export type OrderInput = {
   split: Partial<SplitPolicy>;
 };
 
-export type CancelInput = { channel: string; orderId: string; lineIds: string[] | null; cause: "customer" };
+export type CancelInput = {
+  channel: string;
+  orderId: string;
+  lineIds: string[] | null;
+  cause: "customer";
+  /** The customer's or channel's words, kept in the order's history. */
+  reason?: string | null;
+};
 
 export type ShippedInput = {
   channel: string;
@@ -116,7 +123,13 @@ export type ReturnInput = {
   lines: Array<{ lineId: string; qty: number; disposition: ReturnDisposition; warehouse: string | null }>;
 };
 
-export type PendingCancel = { key: string; lineIds: string[] | null; cause: "customer"; atMs: number };
+export type PendingCancel = {
+  key: string;
+  lineIds: string[] | null;
+  cause: "customer";
+  reason?: string | null;
+  atMs: number;
+};
 
 // ---- outputs --------------------------------------------------------------------------------------
 

@@ -163,10 +163,12 @@ export class LedgerApplier implements PartitionApplier {
       reject(m, "invalid_command", "items envelope without items");
       return;
     }
+    // One dead letter per message (its id is the message's): every item that did not apply is named in it.
+    const wrong: string[] = [];
     const refused: string[] = [];
     for (const item of body.items as StockItem[]) {
       if (partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount) !== this.partition) {
-        refused.push(`${item.sku}: wrong_partition`);
+        wrong.push(item.sku);
         continue;
       }
       const command = parseStockCommand(item.command, this.limits);
@@ -180,7 +182,16 @@ export class LedgerApplier implements PartitionApplier {
         refused.push(`${item.sku}: ${result.code}`);
       }
     }
-    if (refused.length > 0) reject(m, "refused", `${refused.length} item(s) refused: ${refused.join("; ")}`);
+    if (wrong.length > 0) {
+      const also = refused.length > 0 ? `; ${refused.length} refused: ${refused.join("; ")}` : "";
+      reject(
+        m,
+        "wrong_partition",
+        `${wrong.length} item(s) belong to other partitions: ${wrong.join(", ")}${also}`,
+      );
+    } else if (refused.length > 0) {
+      reject(m, "refused", `${refused.length} item(s) refused: ${refused.join("; ")}`);
+    }
   }
 
   private lineRequests(
@@ -193,13 +204,14 @@ export class LedgerApplier implements PartitionApplier {
       reject(m, "invalid_command", "cmd envelope without items");
       return;
     }
+    const wrong: string[] = [];
     for (const r of body.items as LineRequest[]) {
       const owner = partitionOfTokens([encode(r.sku)], this.config.streams.partitionCount);
-      if (owner !== this.partition) {
-        reject(m, "wrong_partition", `line request for SKU ${JSON.stringify(r.sku)} of partition ${owner}`);
-        continue;
-      }
-      this.ledger.applyLine(r, input);
+      if (owner !== this.partition) wrong.push(r.sku);
+      else this.ledger.applyLine(r, input);
+    }
+    if (wrong.length > 0) {
+      reject(m, "wrong_partition", `line requests for SKUs of other partitions: ${wrong.join(", ")}`);
     }
   }
 

@@ -176,7 +176,7 @@ export class OrderApplier implements PartitionApplier {
       }
       outcome = this.orders.cancel(
         key,
-        { channel, orderId, lineIds: parsed.value.lineIds, cause: "customer" },
+        { channel, orderId, lineIds: parsed.value.lineIds, cause: "customer", reason: parsed.value.reason },
         input,
       );
     } else {
