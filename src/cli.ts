@@ -126,6 +126,10 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`sluice: ${error.message}\n\n${help}\n`);
       return 2;
     }
+    if (command !== "start" && error instanceof Error) {
+      process.stderr.write(`sluice: ${error.message}\n`);
+      return 1;
+    }
     throw error;
   }
 }

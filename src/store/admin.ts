@@ -5,6 +5,7 @@ import { ledgerTables } from "../stages/ledger/applier.ts";
 import { checkLedgerPartition, isConsistent, type LedgerCheck } from "../stages/ledger/check.ts";
 import { orderTables } from "../stages/order/applier.ts";
 import type { Stage } from "../stream/subjects.ts";
+import { lockDataDir } from "./lock.ts";
 import { PartitionStore, partitionDir } from "./partition-store.ts";
 
 // Offline operator commands over a data directory: `sluice ledger check`, `sluice partition export|import`.
@@ -71,10 +72,26 @@ export async function importPartition(
   if (body.format !== "sluice-partition" || !Array.isArray(body.records)) {
     throw new Error(`${file} is not a Sluice partition export`);
   }
+  const identity = body.records.find((r) => r.table === "meta" && r.key === "identity")?.value as
+    | { stage: string; partition: number }
+    | undefined;
+  if (identity?.stage !== stage || identity.partition !== partition) {
+    throw new Error(
+      `${file} holds ${identity?.stage ?? "no"} partition ${identity?.partition ?? "?"}, not ${stage} partition ${partition}`,
+    );
+  }
+  // The partition is written: no Sluice may run on this data directory meanwhile.
+  const unlock = lockDataDir(c.data.dir);
   const store = openPartition(c, stage, partition, false);
   try {
+    if (store.streamSeqLastApplied() !== 0 || store.count(tablesOf(stage)[0] as string) !== 0) {
+      throw new Error(
+        `${stage} partition ${partition} in ${c.data.dir} is not empty; import goes into an empty partition`,
+      );
+    }
     return await store.import(body.records);
   } finally {
     await store.close();
+    unlock();
   }
 }

@@ -5,7 +5,16 @@ import type { SkuState } from "../../src/domain/ledger/index.ts";
 import { ledgerTables } from "../../src/stages/ledger/applier.ts";
 import { PartitionStore, partitionDir } from "../../src/store/index.ts";
 import { skuPartition, subjects } from "../../src/stream/subjects.ts";
-import { getJson, httpBase, Producer, startSluice, TestNats, tempDir, testConfig, waitFor } from "../helpers/index.ts";
+import {
+  getJson,
+  httpBase,
+  Producer,
+  startSluice,
+  TestNats,
+  tempDir,
+  testConfig,
+  waitFor,
+} from "../helpers/index.ts";
 
 // Operator commands over a data directory: the ledger consistency check and partition export/import.
 const nats = new TestNats(4);
@@ -76,14 +85,23 @@ test("sluice ledger check rebuilds positions from entries: consistent, then a ta
   const state = store.get<SkuState>("skus", "AD-1") as SkuState;
   const w1 = state.positions.w1 as SkuState["positions"][string];
   await store.commit({
-    ops: [{ op: "put", table: "skus", key: "AD-1", value: { ...state, positions: { w1: { ...w1, onHand: 99 } } } }],
+    ops: [
+      {
+        op: "put",
+        table: "skus",
+        key: "AD-1",
+        value: { ...state, positions: { w1: { ...w1, onHand: 99 } } },
+      },
+    ],
     outbox: [],
     streamSeqLastApplied: null,
   });
   await store.close();
   const bad = await cli(["ledger", "check"], dataDir);
   expect(bad.code).toBe(1);
-  const mismatches = JSON.parse(bad.stdout).partitions.flatMap((x: { mismatches: unknown[] }) => x.mismatches);
+  const mismatches = JSON.parse(bad.stdout).partitions.flatMap(
+    (x: { mismatches: unknown[] }) => x.mismatches,
+  );
   expect(mismatches).toEqual([{ sku: "AD-1", warehouse: "w1", field: "onHand", stored: 99, folded: 10 }]);
 });
 
@@ -111,7 +129,11 @@ test("a partition exported from one data directory imports into another, record 
   await b.close();
   const again = await cli(["partition", "import", "ledger", String(p), file], otherDir);
   expect(again.code).not.toBe(0);
-  expect(again.stderr).toContain("import goes into an empty partition");
+  expect(again.stderr).toContain("is not empty; import goes into an empty partition");
+  const other = (p + 1) % 4;
+  const misplaced = await cli(["partition", "import", "ledger", String(other), file], otherDir);
+  expect(misplaced.code).toBe(1);
+  expect(misplaced.stderr).toContain(`holds ledger partition ${p}, not ledger partition ${other}`);
   const wrong = await cli(["partition", "export", "ledger", "9", file], dataDir);
   expect(wrong.code).toBe(2);
   expect(wrong.stderr).toContain("partition 9 does not exist");

@@ -79,5 +79,7 @@ test("start-up refuses a server whose max_payload cannot carry the largest input
   const config = testConfig(nats.url, tempDir("payload"), {
     streams: { partitionCount: 8, messageBytesMax: 2 * 1024 * 1024 },
   });
-  await expect(startSluice(config)).rejects.toThrow(/max_payload is 2097152 bytes; streams.messageBytesMax \(2097152\)/);
+  await expect(startSluice(config)).rejects.toThrow(
+    /max_payload is 2097152 bytes; streams.messageBytesMax \(2097152\)/,
+  );
 });
