@@ -102,7 +102,10 @@ describe("exactly-once effects across failures", () => {
     const second = await run(config);
     const resets: string[] = [];
     second.sluice.events.on("consumer_reset", (e) => resets.push(e.cause));
-    expect(second.sluice.ledger.map((p) => p.store.streamSeqLastApplied())).toEqual(lastApplied);
+    // It may already have applied what arrived while it was down: never less than before the stop.
+    second.sluice.ledger.forEach((p, i) => {
+      expect(p.store.streamSeqLastApplied()).toBeGreaterThanOrEqual(lastApplied[i] as number);
+    });
     await waitFor(() => totals(second.sluice, skus).units === 60, "60 units after the restart");
     await Bun.sleep(300);
     expect(totals(second.sluice, skus)).toEqual({ units: 60, versions: 60 });

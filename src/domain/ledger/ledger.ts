@@ -198,19 +198,14 @@ export class Ledger {
             warehouse: existing.warehouse,
             qty: existing.reserved,
           });
-        } else if (existing.attempt === r.attempt && existing.warehouse === "") {
+        } else if (existing.attempt === r.attempt && existing.refusal !== "") {
           const best = Math.max(0, ...r.candidates.map((w) => available(this.position(r.sku, w))));
-          this.results.push({
-            ...baseResult(r),
-            kind: "refused",
-            code: "insufficient_available",
-            available: best,
-          });
+          this.results.push({ ...baseResult(r), kind: "refused", code: existing.refusal, available: best });
         }
         return;
       }
       if (existing !== undefined && existing.reserved > 0) this.releaseAllocation(existing, refText, input);
-      this.reserve(r, refText, input);
+      this.reserve(r, refText, input, existing);
       return;
     }
     if (existing === undefined || existing.attempt !== r.attempt) return; // stale or unknown: nothing to do
@@ -220,12 +215,13 @@ export class Ledger {
         return;
       case "ship": {
         const qty = Math.min(r.qty, existing.reserved);
-        if (qty <= 0) return;
+        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return;
         this.change(r.sku, existing.warehouse, "shipped", { onHand: -qty, reserved: -qty }, refText, input);
         this.putAllocation({
           ...existing,
           reserved: existing.reserved - qty,
           shipped: existing.shipped + qty,
+          eventIds: [...existing.eventIds, r.eventId],
         });
         return;
       }
@@ -242,18 +238,33 @@ export class Ledger {
       }
       case "return": {
         const qty = Math.min(r.qty, existing.shipped - existing.returned);
-        if (qty <= 0) return;
+        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return;
         const delta: Partial<Position> = { onHand: qty };
         if (r.disposition === "damaged") delta.damaged = qty;
         if (r.disposition === "quality_control") delta.qualityControl = qty;
         this.change(r.sku, r.warehouse, "returned", delta, refText, input);
-        this.putAllocation({ ...existing, returned: existing.returned + qty });
+        this.putAllocation({
+          ...existing,
+          returned: existing.returned + qty,
+          eventIds: [...existing.eventIds, r.eventId],
+        });
         return;
       }
     }
   }
 
-  private reserve(r: Extract<LineRequest, { kind: "reserve" }>, refText: string, input: InputRef): void {
+  /** A new attempt keeps what the line shipped and returned before (a re-route of a partly shipped line). */
+  private reserve(
+    r: Extract<LineRequest, { kind: "reserve" }>,
+    refText: string,
+    input: InputRef,
+    previous: Allocation | undefined,
+  ): void {
+    const history = {
+      shipped: previous?.shipped ?? 0,
+      returned: previous?.returned ?? 0,
+      eventIds: previous?.eventIds ?? [],
+    };
     let best = 0;
     for (const warehouse of r.candidates) {
       const free = available(this.position(r.sku, warehouse));
@@ -266,9 +277,9 @@ export class Ledger {
           attempt: r.attempt,
           warehouse,
           reserved: r.qty,
-          shipped: 0,
-          returned: 0,
+          ...history,
           reservedAtMs: input.atMs,
+          refusal: "",
         });
         this.results.push({ ...baseResult(r), kind: "reserved", warehouse, qty: r.qty });
         return;
@@ -276,6 +287,7 @@ export class Ledger {
       best = Math.max(best, free);
     }
     // Record the refused attempt, so a duplicate request is answered the same way without a reservation.
+    const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
     this.putAllocation({
       sku: r.sku,
       orderKey: r.ref.orderKey,
@@ -283,11 +295,10 @@ export class Ledger {
       attempt: r.attempt,
       warehouse: "",
       reserved: 0,
-      shipped: 0,
-      returned: 0,
+      ...history,
       reservedAtMs: input.atMs,
+      refusal: code,
     });
-    const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
     this.results.push({ ...baseResult(r), kind: "refused", code, available: best });
   }
 

@@ -41,6 +41,10 @@ export type Allocation = {
   returned: number;
   /** When the reservation was made (the input's time): a count shortfall takes the newest first. */
   reservedAtMs: number;
+  /** Shipment and return ids applied to this line (bounded by the line's shipments and returns). */
+  eventIds: string[];
+  /** Why the current attempt was refused ("" when it was not). */
+  refusal: RefusalCode | "";
 };
 
 export type EntryType =
@@ -100,12 +104,15 @@ export type ReturnDisposition = "sellable" | "damaged" | "quality_control";
 export type LineRequest =
   | { kind: "reserve"; ref: LineRef; sku: string; qty: number; candidates: string[]; attempt: number }
   | { kind: "release"; ref: LineRef; sku: string; attempt: number }
-  | { kind: "ship"; ref: LineRef; sku: string; qty: number; attempt: number }
+  /** `eventId` (the WMS shipment id) makes a copy that outlived JetStream's duplicate window change nothing. */
+  | { kind: "ship"; ref: LineRef; sku: string; qty: number; attempt: number; eventId: string }
   | { kind: "reject"; ref: LineRef; sku: string; stockMissing: boolean; attempt: number }
   | {
       kind: "return";
       ref: LineRef;
       sku: string;
+      /** The return id, for the same reason as a shipment's. */
+      eventId: string;
       qty: number;
       disposition: ReturnDisposition;
       warehouse: string;

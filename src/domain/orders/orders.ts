@@ -134,6 +134,7 @@ export class Orders {
         attempt: 1,
         warehouse: null,
         shippedQty: 0,
+        shippedAt: {},
         returnedQty: 0,
         excluded: [],
         cancelCause: null,
@@ -257,12 +258,14 @@ export class Orders {
     for (const s of input.lines) {
       const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
       line.shippedQty += s.qty;
+      line.shippedAt[input.warehouse] = (line.shippedAt[input.warehouse] ?? 0) + s.qty;
       if (line.shippedQty === line.qty) line.state = "shipped";
       this.count("shipped", "units", s.qty);
       this.effects.ledger.push({
         ...this.request(order, line, "ship"),
         kind: "ship",
         qty: s.qty,
+        eventId: input.shipmentId,
       } as LineRequest);
     }
     order.shipmentIds.push(input.shipmentId);
@@ -322,9 +325,11 @@ export class Orders {
         kind: "return",
         ref: { orderKey: key, lineId: line.lineId },
         sku: line.sku,
+        eventId: input.returnId,
         qty: r.qty,
         disposition: r.disposition,
-        warehouse: r.warehouse ?? (line.warehouse as string),
+        // Back to where it shipped from unless the return names a warehouse.
+        warehouse: r.warehouse ?? (Object.keys(line.shippedAt)[0] as string),
         attempt: line.attempt,
       });
     }
@@ -417,7 +422,8 @@ export class Orders {
 
   private cancelLine(line: OrderLine, cause: CancelCause): void {
     this.count("cancelled", cause);
-    line.state = "cancelled";
+    // What shipped stays shipped: a partly shipped line whose rest is cancelled ends as shipped.
+    line.state = line.shippedQty > 0 ? "shipped" : "cancelled";
     line.cancelCause = cause;
     line.cancelPending = null;
   }
@@ -456,23 +462,14 @@ export class Orders {
     // A re-route keeps the split policy: once the order ships from its maximum number of warehouses, the
     // line may only move to one of those.
     if (line.attempt > 1 && order.split.maxShipments > 0) {
-      const used = new Set(
-        order.lines
-          .filter(
-            (l) =>
-              l !== line &&
-              l.warehouse !== null &&
-              (l.state === "allocated" || l.state === "released" || l.shippedQty > 0),
-          )
-          .map((l) => l.warehouse as string),
-      );
+      const used = warehousesInUse(order, line);
       if (used.size >= order.split.maxShipments) candidates = candidates.filter((w) => used.has(w));
     }
     this.effects.ledger.push({
       kind: "reserve",
       ref: { orderKey: order.key, lineId: line.lineId },
       sku: line.sku,
-      qty: line.qty,
+      qty: line.qty - line.shippedQty, // a re-routed, partly shipped line needs only the rest
       candidates,
       attempt: line.attempt,
     });
@@ -507,6 +504,8 @@ export class Orders {
         }
         this.touch(order, "ship_complete_released", at);
       }
+    } else if (order.policyApplied && order.split.maxShipments > 0 && this.keepWithinShipments(order, at)) {
+      return; // some re-routed lines were moved again, into the warehouses the order keeps
     }
     const byWarehouse = new Map<string, OrderLine[]>();
     for (const line of order.lines.filter((l) => l.state === "allocated")) {
@@ -519,6 +518,39 @@ export class Orders {
     }
     if (!order.lines.some(live)) this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
     order.status = statusOf(order);
+  }
+
+  /**
+   * Re-routed lines each find their own warehouse; together they may exceed max shipments. Warehouses that
+   * already have the order (released or shipped lines) stay, then those with the most re-routed lines; a
+   * re-routed line elsewhere is released and asked again, limited to the kept warehouses (or cancelled when
+   * none has stock). Returns whether it moved any line.
+   */
+  private keepWithinShipments(order: Order, at: InputRef): boolean {
+    // Where the order already ships from (released lines, and every warehouse a line shipped from).
+    const fixed = new Set([
+      ...order.lines.filter((l) => l.state === "released").map((l) => l.warehouse as string),
+      ...order.lines.flatMap((l) => Object.keys(l.shippedAt)),
+    ]);
+    const movable = order.lines.filter((l) => l.state === "allocated");
+    const counts = new Map<string, number>();
+    for (const l of movable) counts.set(l.warehouse as string, (counts.get(l.warehouse as string) ?? 0) + 1);
+    const all = new Set([...fixed, ...counts.keys()]);
+    if (all.size <= order.split.maxShipments) return false;
+    const keep = new Set(fixed);
+    for (const [w] of [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
+      if (keep.size >= order.split.maxShipments) break;
+      keep.add(w);
+    }
+    let moved = false;
+    for (const line of movable) {
+      if (keep.has(line.warehouse as string)) continue;
+      this.effects.ledger.push(this.request(order, line, "release"));
+      this.retry(order, line, line.rerouteCause ?? "warehouse");
+      moved = true;
+    }
+    if (moved) this.touch(order, "max_shipments_applied", at);
+    return moved;
   }
 
   private limitShipments(order: Order, allocated: OrderLine[], at: InputRef): void {
@@ -644,6 +676,17 @@ export class Orders {
     this.effects = { ledger: [], statuses: [], fulfilment: [] };
     return changes;
   }
+}
+
+/** The warehouses an order ships from, but for `except`: lines allocated or released there, and shipments. */
+function warehousesInUse(order: Order, except: OrderLine): Set<string> {
+  const used = new Set<string>();
+  for (const l of order.lines) {
+    for (const w of Object.keys(l.shippedAt)) used.add(w);
+    if (l !== except && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
+      used.add(l.warehouse);
+  }
+  return used;
 }
 
 export function statusOf(order: Order): OrderStatus {

@@ -27,6 +27,8 @@ export type OrderLine = {
   attempt: number;
   warehouse: string | null;
   shippedQty: number;
+  /** Where the shipped units left from (warehouse → quantity): returns go back there by default. */
+  shippedAt: Record<string, number>;
   returnedQty: number;
   /** Warehouses that rejected this line (never chosen again). */
   excluded: string[];

@@ -1,0 +1,638 @@
+import {
+  type Allocation,
+  available,
+  type EntryType,
+  foldEntries,
+  type Position,
+  positionFields,
+} from "../../../src/domain/ledger/index.ts";
+import { candidatesFor, channelOf, type Network } from "../../../src/domain/network/index.ts";
+import type { Order, OrderLine, OrderStatus } from "../../../src/domain/orders/index.ts";
+import { LedgerModel } from "./ledger-model.ts";
+import { type LedgerCommit, type OrderCommit, type Sim, type SimObserver, skuPartition } from "./sim.ts";
+
+// What must hold after every step of a simulated run (design.md §4) and, once every stream is drained,
+// between the stages. A broken rule throws a ModelViolation naming it; fast-check then shrinks the run.
+
+/** How often each event happened across all runs: shows what the random runs actually reached. */
+export const coverage = new Map<string, number>();
+export const count = (what: string, n = 1) => coverage.set(what, (coverage.get(what) ?? 0) + n);
+
+export class ModelViolation extends Error {
+  override name = "ModelViolation";
+}
+
+function check(condition: boolean, rule: string, detail: () => unknown): asserts condition {
+  if (!condition) throw new ModelViolation(`${rule}: ${JSON.stringify(detail())}`);
+}
+
+/** Invariant 5: the only entry types that may move on hand. */
+const onHandTypes = new Set<EntryType>([
+  "received",
+  "counted",
+  "override",
+  "adjusted",
+  "shipped",
+  "missing",
+  "returned",
+  "scrapped",
+]);
+
+/** States a line may be in after one committed batch, given the state it had before. */
+const nextStates: Record<OrderLine["state"], ReadonlySet<OrderLine["state"]>> = {
+  received: new Set(["received", "allocated", "released", "backordered", "rejected", "cancelled", "shipped"]),
+  allocated: new Set(["allocated", "released", "received", "backordered", "rejected", "cancelled"]),
+  released: new Set(["released", "shipped", "cancelled", "received"]),
+  backordered: new Set(["backordered", "received", "cancelled"]),
+  rejected: new Set(["rejected"]),
+  cancelled: new Set(["cancelled"]),
+  shipped: new Set(["shipped"]),
+};
+
+/** A line that can still move: it waits, holds stock or waits for stock. */
+const isOpen = (l: OrderLine) =>
+  l.state === "received" ||
+  l.state === "allocated" ||
+  l.state === "backordered" ||
+  (l.state === "released" && l.shippedQty < l.qty);
+
+/** The order's status, written from its definition (design.md §2), as a table over its lines. */
+export function expectedStatus(lines: readonly OrderLine[]): OrderStatus {
+  const all = (...s: OrderLine["state"][]) => lines.every((l) => s.includes(l.state));
+  if (lines.some((l) => l.state === "received")) return "pending";
+  if (all("cancelled")) return "cancelled";
+  if (all("cancelled", "rejected")) return "rejected";
+  if (lines.some((l) => l.shippedQty > 0)) return lines.some(isOpen) ? "partially_shipped" : "shipped";
+  if (!lines.some((l) => l.state === "allocated" || l.state === "released")) return "backordered";
+  return all("allocated", "released", "cancelled") ? "allocated" : "partially_allocated";
+}
+
+const lineKey = (orderKey: string, lineId: string) => `${orderKey}/${lineId}`;
+const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+
+export type CheckerOptions = { network: Network; partitions: number; avoid: ReadonlySet<string> };
+
+export class Checker implements SimObserver {
+  readonly model: LedgerModel;
+  private readonly touchedSkus = new Set<string>();
+  private readonly touchedOrders = new Set<string>();
+  private readonly statusVersion = new Map<string, number>();
+  private readonly fulfilVersion = new Map<string, number>();
+  /** Customer cancels the order stage accepted (also those kept for an order not yet arrived). */
+  private readonly cancels: Array<{ key: string; lineIds: string[] | null }> = [];
+  /** Lines that lost their reservation to a count at some point: their shipments may outrun the ledger's. */
+  private readonly lost = new Set<string>();
+  /** The warehouse each line was last asked to ship from and not told to stop (from the fulfilment output). */
+  private readonly openFulfil = new Map<string, string>();
+
+  constructor(private readonly o: CheckerOptions) {
+    this.model = new LedgerModel(o.avoid.has("repeat-refusal-code") ? "domain" : "same");
+  }
+
+  // ---- per commit ----------------------------------------------------------------------------------------
+
+  ledgerCommitted(c: LedgerCommit): void {
+    c.inputs.forEach((m, i) => {
+      if (m.body.kind === "stock") {
+        const expected = this.model.stock(m.body.sku, m.body.command);
+        const actual = c.stockOutcomes[i];
+        check(
+          actual !== null && actual !== undefined && actual.ok === expected.ok,
+          "stock command outcome differs from the model",
+          () => ({ command: m.body, expected, actual }),
+        );
+        if (!expected.ok && actual.ok === false)
+          check(actual.code === expected.code, "refusal code differs from the model", () => ({
+            expected,
+            actual,
+          }));
+      } else if (m.body.kind === "cmd") for (const r of m.body.items) this.model.line(r, m.atMs);
+    });
+    const expected = this.model.takeResults();
+    check(
+      sameJson(expected, c.changes.results),
+      "ledger answers to the order stage differ from the model",
+      () => ({ inputs: c.inputs.map((m) => m.body), expected, actual: c.changes.results }),
+    );
+    for (const e of c.changes.entries) count(`entry ${e.type}`);
+    for (const r of c.changes.results) count(`answer ${r.kind}`);
+    if (c.inputs.every((m) => m.dup))
+      check(c.changes.entries.length === 0, "a duplicate delivery moves no stock (invariant 3)", () => ({
+        inputs: c.inputs.map((m) => m.body),
+        entries: c.changes.entries,
+      }));
+    for (const s of c.touched) this.touchedSkus.add(s);
+  }
+
+  orderCommitted(c: OrderCommit): void {
+    for (const outcomes of c.outcomes)
+      for (const o of outcomes) count(o.ok ? `order ${o.event}` : `order refused: ${o.reason}`);
+    for (const order of c.changes.orders)
+      for (const h of order.history) if (h.atMs === c.nowMs && c.inputs === null) count(`timer ${h.event}`);
+    if (c.dup) count("duplicate applied to the order stage");
+    for (const order of c.changes.orders) {
+      this.touchedOrders.add(order.key);
+      const before = c.before.get(order.key);
+      if (before !== undefined) this.transition(before, order, c);
+    }
+    for (const key of c.before.keys()) {
+      if (c.dup)
+        check(!c.touched.has(key), "a duplicate delivery changed an order", () => ({
+          key,
+          inputs: c.inputs,
+        }));
+    }
+    for (const f of c.changes.effects.fulfilment) {
+      const last = this.fulfilVersion.get(f.orderKey) ?? 0;
+      const committed = c.changes.orders.find((o) => o.key === f.orderKey)?.version ?? 0;
+      check(f.version > last, "fulfilment versions of an order strictly increase (invariant 4)", () => ({
+        f,
+        last,
+      }));
+      check(f.version <= committed, "a fulfilment version is one the order has reached", () => ({
+        f,
+        committed,
+      }));
+      this.fulfilVersion.set(f.orderKey, f.version);
+    }
+    for (const s of c.changes.effects.statuses) {
+      const last = this.statusVersion.get(s.orderKey) ?? 0;
+      check(s.version > last, "order status versions strictly increase (invariant 4)", () => ({ s, last }));
+      this.statusVersion.set(s.orderKey, s.version);
+      const committed = c.changes.orders.find((o) => o.key === s.orderKey);
+      check(
+        committed !== undefined &&
+          committed.version === s.version &&
+          committed.status === s.status &&
+          sameJson(
+            committed.lines.map((l) => [l.lineId, l.state, l.shippedQty, l.returnedQty]),
+            s.lines.map((l) => [l.lineId, l.state, l.shippedQty, l.returnedQty]),
+          ),
+        "a status output describes the committed order",
+        () => ({ status: s, committed }),
+      );
+    }
+    this.trackFulfilment(c);
+    this.inputEffects(c);
+    for (const r of c.changes.effects.ledger) {
+      if (r.kind !== "reserve") continue;
+      const order = c.changes.orders.find((o) => o.key === r.ref.orderKey);
+      const line = order?.lines.find((l) => l.lineId === r.ref.lineId);
+      check(line !== undefined, "a reservation is asked for a line of a changed order", () => r);
+      // Only what is still to ship needs stock: a partly shipped line asks for the rest, never more.
+      check(
+        r.qty === line.qty - line.shippedQty,
+        "a reservation asks for the line's unshipped quantity",
+        () => ({ request: r, line }),
+      );
+      check(r.attempt === line.attempt, "a reservation carries the line's attempt", () => ({ r, line }));
+      const allowed = candidatesFor(this.o.network, order?.channel ?? "", line.excluded);
+      check(
+        r.candidates.every((w) => allowed.includes(w)) &&
+          (line.attempt > 1 || sameJson(r.candidates, allowed)),
+        "candidates are enabled warehouses that did not reject the line (all of them at first)",
+        () => ({ r, line }),
+      );
+    }
+  }
+
+  /** Accepted shipments and returns move exactly their quantities; accepted cancels are remembered. */
+  private inputEffects(c: OrderCommit): void {
+    const shipped = new Map<string, number>();
+    const returned = new Map<string, number>();
+    c.inputs?.forEach((m, i) => {
+      const outcome = c.outcomes[i]?.[0];
+      if (outcome?.ok !== true) return;
+      const b = m.body;
+      if (b.kind === "shipped" && outcome.event === "shipped")
+        for (const l of b.input.lines) add(shipped, lineKey(b.key, l.lineId), l.qty);
+      if (b.kind === "return" && outcome.event === "returned")
+        for (const l of b.input.lines) add(returned, lineKey(b.key, l.lineId), l.qty);
+      if (b.kind === "cancel") this.cancels.push({ key: b.key, lineIds: b.input.lineIds });
+    });
+    for (const r of c.inputs ?? [])
+      if (r.body.kind === "result")
+        for (const item of r.body.items)
+          if (item.kind === "lost")
+            this.lost.add(`${item.sku}|${lineKey(item.ref.orderKey, item.ref.lineId)}`);
+    for (const [key, before] of c.before) {
+      const after = c.changes.orders.find((o) => o.key === key);
+      if (before === undefined || after === undefined) continue;
+      for (const [i, a] of after.lines.entries()) {
+        const b = before.lines[i] as OrderLine;
+        const k = lineKey(key, a.lineId);
+        check(
+          a.shippedQty - b.shippedQty === (shipped.get(k) ?? 0),
+          "a line ships what accepted shipments say",
+          () => ({
+            line: k,
+            before: b.shippedQty,
+            after: a.shippedQty,
+            accepted: shipped.get(k),
+          }),
+        );
+        check(
+          a.returnedQty - b.returnedQty === (returned.get(k) ?? 0),
+          "a line is returned what accepted returns say",
+          () => ({ line: k, before: b.returnedQty, after: a.returnedQty, accepted: returned.get(k) }),
+        );
+      }
+    }
+  }
+
+  private transition(before: Order, after: Order, c: OrderCommit): void {
+    check(after.version > before.version, "an order's version increases with every change", () => ({
+      before: before.version,
+      after: after.version,
+    }));
+    check(after.lines.length === before.lines.length, "an order keeps its lines", () => after.key);
+    for (const [i, a] of after.lines.entries()) {
+      const b = before.lines[i] as OrderLine;
+      const where = () => ({ order: after.key, before: b, after: a, inputs: c.inputs?.map((m) => m.body) });
+      check(
+        a.lineId === b.lineId && a.sku === b.sku && a.qty === b.qty,
+        "a line keeps its id, SKU, qty",
+        where,
+      );
+      check(nextStates[b.state].has(a.state), `no line goes from ${b.state} to ${a.state}`, where);
+      check(!(b.shippedQty > 0 && a.state === "cancelled"), "a shipped line never becomes cancelled", where);
+      check(a.shippedQty >= b.shippedQty, "shipped quantities never shrink", where);
+      check(a.returnedQty >= b.returnedQty, "returned quantities never shrink", where);
+      check(a.attempt >= b.attempt, "attempts never go back", where);
+      if (c.inputs === null) this.deadline(before, b, a, where);
+    }
+  }
+
+  /** A passed ship-by deadline: the channel's first re-route moves open lines; otherwise they are cancelled. */
+  private deadline(order: Order, b: OrderLine, a: OrderLine, where: () => unknown): void {
+    const reroute = channelOf(this.o.network, order.channel)?.slaAction === "reroute" && !order.slaRerouted;
+    if (reroute)
+      check(a.state !== "cancelled" || b.state === "cancelled", "an SLA re-route cancels no line", where);
+    else check(a.attempt === b.attempt, "an SLA cancel re-routes no line", where);
+    if (isOpen(b) && b.state !== "received") {
+      const moved = reroute ? a.attempt > b.attempt : a.state === "cancelled" || a.state === "shipped";
+      check(
+        moved,
+        reroute ? "an SLA re-route moves every open line" : "an SLA cancel ends every open line",
+        where,
+      );
+    }
+  }
+
+  private trackFulfilment(c: OrderCommit): void {
+    // A warehouse that rejected lines stops on its own: no cancel is sent to it.
+    c.inputs?.forEach((m, i) => {
+      if (m.body.kind !== "rejected" || c.outcomes[i]?.[0]?.ok !== true) return;
+      for (const id of m.body.input.lineIds) {
+        const k = lineKey(m.body.key, id);
+        if (this.openFulfil.get(k) === m.body.input.warehouse) this.openFulfil.delete(k);
+      }
+    });
+    for (const f of c.changes.effects.fulfilment) {
+      for (const l of f.lines) {
+        const k = lineKey(f.orderKey, l.lineId);
+        const open = this.openFulfil.get(k);
+        if (f.type === "fulfil") {
+          check(
+            open === undefined || open === f.warehouse,
+            "a line is never asked of two warehouses at once",
+            () => ({ item: f, open }),
+          );
+          this.openFulfil.set(k, f.warehouse);
+        } else {
+          check(open === f.warehouse, "a cancel goes to the warehouse that was asked", () => ({
+            item: f,
+            open,
+          }));
+          this.openFulfil.delete(k);
+        }
+      }
+    }
+  }
+
+  // ---- after every step ----------------------------------------------------------------------------------
+
+  afterStep(sim: Sim): void {
+    count("checked steps");
+    for (const sku of this.touchedSkus) this.checkSku(sim, sku);
+    this.touchedSkus.clear();
+    for (const key of this.touchedOrders) this.checkOrder(sim, key);
+    this.touchedOrders.clear();
+    for (const l of sim.ledgers)
+      check(l.store.overwrittenEntries.length === 0, "a ledger entry key is never reused", () => [
+        ...l.store.overwrittenEntries,
+      ]);
+    if (sim.quiet) this.atQuiescence(sim);
+  }
+
+  private checkSku(sim: Sim, sku: string): void {
+    const p = skuPartition(sku, this.o.partitions);
+    for (const [i, l] of sim.ledgers.entries())
+      check(
+        i === p || !l.store.skus.has(sku),
+        "a SKU is written only by its partition (invariant 2)",
+        () => ({
+          sku,
+          owner: p,
+          writer: i,
+        }),
+      );
+    const store = sim.ledgers[p]?.store;
+    const state = store?.skus.get(sku);
+    if (store === undefined || state === undefined) return;
+    for (const [w, pos] of Object.entries(state.positions)) {
+      for (const f of positionFields)
+        check(pos[f] >= 0, `${f} is never negative (invariant 1)`, () => ({ sku, w, pos }));
+      check(available(pos) >= 0, "reserved + held back never exceed on hand (invariant 1)", () => ({
+        sku,
+        w,
+        pos,
+      }));
+    }
+    const entries = store.entriesOf(sku);
+    check(
+      entries.length === state.version && entries.every((e, i) => e.version === i + 1),
+      "entries are numbered 1..version without gaps (invariant 4)",
+      () => ({ sku, version: state.version, versions: entries.map((e) => e.version) }),
+    );
+    for (const e of entries) {
+      check(Object.keys(e.delta).length > 0, "every entry moves something", () => e);
+      if (e.delta.onHand !== undefined)
+        check(
+          onHandTypes.has(e.type),
+          "on hand moves only through stock-movement entries (invariant 5)",
+          () => e,
+        );
+    }
+    const folded = foldEntries(entries);
+    const warehouses = new Set([
+      ...folded.keys(),
+      ...Object.keys(state.positions),
+      ...this.model.warehousesOf(sku),
+    ]);
+    const reservedBy = new Map<string, number>();
+    for (const a of store.allocationsOf(sku))
+      reservedBy.set(a.warehouse, (reservedBy.get(a.warehouse) ?? 0) + a.reserved);
+    for (const w of warehouses) {
+      const stored = state.positions[w] ?? zero();
+      check(
+        samePosition(folded.get(w) ?? zero(), stored),
+        "positions are the fold of their entries (invariant 5)",
+        () => ({ sku, w, stored, folded: folded.get(w) }),
+      );
+      check(samePosition(this.model.position(sku, w), stored), "positions equal the reference model", () => ({
+        sku,
+        w,
+        stored,
+        model: this.model.position(sku, w),
+      }));
+      check(
+        (reservedBy.get(w) ?? 0) === stored.reserved,
+        "reserved equals the sum of the allocations' reservations",
+        () => ({ sku, w, stored, allocations: store.allocationsOf(sku) }),
+      );
+    }
+    check(
+      state.version === (this.model.versions.get(sku) ?? 0),
+      "the SKU's version equals the model's",
+      () => ({
+        sku,
+        version: state.version,
+        model: this.model.versions.get(sku),
+      }),
+    );
+    for (const a of store.allocationsOf(sku)) {
+      const m = this.model.lines.get(`${sku}|${a.orderKey}|${a.lineId}`);
+      check(
+        m !== undefined &&
+          m.attempt === a.attempt &&
+          m.warehouse === a.warehouse &&
+          m.reserved === a.reserved &&
+          m.shipped === a.shipped &&
+          m.returned === a.returned,
+        "allocations equal the reference model",
+        () => ({ stored: a, model: m }),
+      );
+    }
+  }
+
+  private checkOrder(sim: Sim, key: string): void {
+    const order = this.findOrder(sim, key);
+    if (order === undefined) return;
+    for (const l of order.lines) {
+      const where = () => ({ order: key, line: l });
+      check(l.shippedQty >= 0 && l.shippedQty <= l.qty, "0 ≤ shippedQty ≤ qty", where);
+      check(l.returnedQty >= 0 && l.returnedQty <= l.shippedQty, "0 ≤ returnedQty ≤ shippedQty", where);
+      check(l.state !== "shipped" || l.shippedQty > 0, "a shipped line shipped something", where);
+      check(l.state !== "cancelled" || l.shippedQty === 0, "a cancelled line shipped nothing", where);
+      if (l.state === "allocated" || l.state === "released") {
+        check(l.warehouse !== null, "an allocated line has a warehouse", where);
+        check(
+          !l.excluded.includes(l.warehouse),
+          "a warehouse that rejected a line never gets it again",
+          where,
+        );
+      }
+    }
+    for (const l of order.lines) {
+      const where = () => ({ order: key, split: order.split, line: l });
+      if (l.state === "backordered")
+        check(order.split.backorder, "a line waits as a backorder only if allowed", where);
+      if (l.state === "rejected")
+        check(!order.split.backorder, "a line is rejected only if backorders are not allowed", where);
+    }
+    check(order.status === expectedStatus(order.lines), "the order status follows from its lines", () => ({
+      status: order.status,
+      expected: expectedStatus(order.lines),
+      lines: order.lines.map((l) => l.state),
+    }));
+  }
+
+  private findOrder(sim: Sim, key: string): Order | undefined {
+    for (const p of sim.orderParts) {
+      const o = p.store.orders.get(key);
+      if (o !== undefined) return o;
+    }
+    return undefined;
+  }
+
+  /** At rest the order's split policy holds: max shipments, and ship complete's all or nothing. */
+  private splitPolicy(order: Order): void {
+    const shipping = order.lines.filter(
+      (l) => l.warehouse !== null && (l.state === "released" || l.state === "shipped"),
+    );
+    const warehouses = new Set(shipping.map((l) => l.warehouse));
+    if (order.split.maxShipments > 0)
+      check(
+        warehouses.size <= order.split.maxShipments,
+        "an order ships from at most maxShipments warehouses",
+        () => ({
+          order: order.key,
+          split: order.split,
+          lines: order.lines,
+        }),
+      );
+    if (order.split.mode === "ship_complete") {
+      const failed = order.lines.some((l) => l.state === "backordered" || l.state === "rejected");
+      const holding = order.lines.some((l) => l.state === "released");
+      check(!(failed && holding), "ship complete: no line holds stock while another failed", () => ({
+        order: order.key,
+        lines: order.lines,
+      }));
+    }
+  }
+
+  /** Once every deadline passed: each line is final, and no stock is reserved for anything. */
+  afterEveryDeadline(sim: Sim): void {
+    for (const part of sim.orderParts)
+      for (const order of part.store.orders.values())
+        for (const l of order.lines)
+          check(
+            l.state === "shipped" || l.state === "cancelled" || l.state === "rejected",
+            "after every deadline each line is shipped, cancelled or rejected",
+            () => ({ order: order.key, line: l, split: order.split }),
+          );
+    for (const l of sim.ledgers)
+      for (const s of l.store.skus.values())
+        for (const [w, p] of Object.entries(s.positions))
+          check(p.reserved === 0, "after every deadline nothing stays reserved", () => ({
+            sku: s.sku,
+            w,
+            p,
+          }));
+  }
+
+  // ---- when every stream is drained -----------------------------------------------------------------------
+
+  /** Conservation between the stages: every reservation belongs to a line that holds it, and back. */
+  atQuiescence(sim: Sim): void {
+    count("checked at rest (every stream drained)");
+    const holders = new Map<string, Allocation>();
+    for (const l of sim.ledgers)
+      for (const a of l.store.allocations.values())
+        if (a.reserved > 0) holders.set(`${a.sku}|${lineKey(a.orderKey, a.lineId)}`, a);
+    for (const part of sim.orderParts) {
+      for (const order of part.store.orders.values()) {
+        let live = false;
+        for (const l of order.lines) {
+          const where = () => ({ order: order.key, line: l, allocation: alloc });
+          const ledger = sim.ledgers[skuPartition(l.sku, this.o.partitions)]?.store;
+          const alloc = ledger?.allocations.get(`${l.sku}\u0000${order.key}\u0000${l.lineId}`);
+          check(l.state !== "received", "at rest no line waits for the ledger", where);
+          check(l.state !== "allocated", "at rest every allocated line is released", where);
+          holders.delete(`${l.sku}|${lineKey(order.key, l.lineId)}`);
+          if (l.state === "released") {
+            check(
+              alloc !== undefined &&
+                alloc.attempt === l.attempt &&
+                alloc.warehouse === l.warehouse &&
+                alloc.reserved === l.qty - l.shippedQty,
+              "a released line holds exactly its unshipped quantity at its warehouse",
+              where,
+            );
+          } else
+            check(alloc === undefined || alloc.reserved === 0, `a ${l.state} line holds no stock`, where);
+          if (
+            !this.lost.has(`${l.sku}|${lineKey(order.key, l.lineId)}`) &&
+            (l.shippedQty > 0 || alloc !== undefined)
+          )
+            check(
+              alloc !== undefined && alloc.shipped === l.shippedQty && alloc.returned === l.returnedQty,
+              "the ledger's shipped and returned quantities of a line are the order's",
+              where,
+            );
+          const open = this.openFulfil.get(lineKey(order.key, l.lineId));
+          if (l.state === "released")
+            check(open === l.warehouse, "a released line's warehouse was asked to ship it", () => ({
+              order: order.key,
+              line: l,
+              open,
+            }));
+          else if (l.state !== "shipped")
+            check(open === undefined, `a ${l.state} line is not left with a warehouse`, () => ({
+              order: order.key,
+              line: l,
+              open,
+            }));
+          live ||= isOpen(l);
+        }
+        this.splitPolicy(order);
+        check(
+          live === part.store.hasTimer(order.shipByMs, order.key),
+          "an order has an SLA timer exactly while a line is open",
+          () => ({
+            order: order.key,
+            live,
+            shipByMs: order.shipByMs,
+            timers: [...part.store.timers.values()],
+          }),
+        );
+        check(
+          !part.store.pending.has(order.key),
+          "no cancel waits for an order that exists",
+          () => order.key,
+        );
+      }
+      for (const t of part.store.timers.values())
+        check(part.store.orders.has(t.key), "a timer belongs to an order", () => t);
+    }
+    for (const c of this.cancels) {
+      const order = this.findOrder(sim, c.key);
+      for (const l of order?.lines ?? []) {
+        if (c.lineIds !== null && !c.lineIds.includes(l.lineId)) continue;
+        check(
+          l.state === "cancelled" || l.state === "shipped" || l.state === "rejected",
+          "an accepted customer cancel is never lost: the line ends cancelled unless it shipped or failed",
+          () => ({ cancel: c, line: l }),
+        );
+      }
+    }
+    check(holders.size === 0, "every reservation belongs to an order line (no leaked stock)", () => [
+      ...holders.values(),
+    ]);
+  }
+}
+
+const zero = (): Position => ({ onHand: 0, reserved: 0, damaged: 0, qualityControl: 0, safetyStock: 0 });
+
+const samePosition = (a: Position, b: Position) => positionFields.every((f) => a[f] === b[f]);
+
+export function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Where two committed states first differ (a path and both values), or null when they are the same. */
+export function firstDifference(expected: unknown, actual: unknown, path = "$"): string | null {
+  if (JSON.stringify(expected) === JSON.stringify(actual)) return null;
+  if (typeof expected === "object" && expected !== null && typeof actual === "object" && actual !== null) {
+    const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+    for (const k of keys) {
+      const d = firstDifference(
+        (expected as Record<string, unknown>)[k],
+        (actual as Record<string, unknown>)[k],
+        `${path}.${k}`,
+      );
+      if (d !== null) return d;
+    }
+  }
+  return `${path}: without faults ${JSON.stringify(expected)}, with faults ${JSON.stringify(actual)}`;
+}
+
+/** Everything a run committed, in a canonical form: two runs that did the same work give the same text. */
+export function committedState(sim: Sim): unknown {
+  const sorted = <T>(m: Map<string, T>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    ledgers: sim.ledgers.map((l) => ({
+      skus: sorted(l.store.skus),
+      // An entry's stream sequence differs when the faulty run's streams hold extra copies; all else must not.
+      entries: [...l.store.skus.keys()].sort().map((s) => l.store.entriesOf(s).map(({ seq: _, ...e }) => e)),
+      allocations: sorted(l.store.allocations),
+    })),
+    orders: sim.orderParts.map((o) => ({
+      orders: sorted(o.store.orders),
+      pending: sorted(o.store.pending),
+      timers: sorted(o.store.timers),
+    })),
+    outputs: sim.outputs,
+  };
+}

@@ -1,0 +1,43 @@
+import {
+  type Network,
+  parseNetwork,
+  type SlaAction,
+  type SplitMode,
+} from "../../../src/domain/network/index.ts";
+
+/** The channel rules a run varies; every warehouse serves every channel ("*"). */
+export type NetworkShape = {
+  warehouseCount: 2 | 3;
+  backorder: boolean;
+  split: SplitMode;
+  maxShipments: number;
+  slaAction: SlaAction;
+};
+
+export const warehouseIds = ["w1", "w2", "w3"] as const;
+
+/** Short deadlines so that a few SLA ticks of a sequence reach them. */
+export const slaShipWithinMs = 1_500;
+export const slaRerouteGraceMs = 700;
+
+export function buildNetwork(shape: NetworkShape): Network {
+  const parsed = parseNetwork(
+    {
+      warehouses: warehouseIds.slice(0, shape.warehouseCount).map((id) => ({ id, channels: ["*"] })),
+      channels: [
+        {
+          id: "*",
+          backorder: shape.backorder,
+          split: shape.split,
+          maxShipments: shape.maxShipments,
+          slaAction: shape.slaAction,
+          slaShipWithinMs,
+          slaRerouteGraceMs,
+        },
+      ],
+    },
+    "test-1",
+  );
+  if (!parsed.ok) throw new Error(`test network is invalid: ${parsed.detail}`);
+  return parsed.value;
+}

@@ -1,0 +1,141 @@
+import type {
+  Allocation,
+  LedgerChanges,
+  LedgerEntry,
+  LedgerView,
+  SkuState,
+} from "../../../src/domain/ledger/index.ts";
+import type { Order, OrderChanges, OrderView, PendingCancel } from "../../../src/domain/orders/index.ts";
+
+// Map-backed partition stores for the in-memory simulation. They write exactly what the appliers' `finish`
+// methods write (src/stages/*/applier.ts) and, like LMDB (msgpack on every put and get), hand out copies: a
+// domain object that mutates what it read must not change committed state before its batch commits.
+
+/** A deep copy of plain data (what msgpack round-trips); faster than structuredClone for small values. */
+export function copy<T>(v: T): T {
+  if (typeof v !== "object" || v === null) return v;
+  if (Array.isArray(v)) return v.map(copy) as T;
+  const out: Record<string, unknown> = {};
+  for (const k in v) out[k] = copy((v as Record<string, unknown>)[k]);
+  return out as T;
+}
+
+const allocationKey = (sku: string, orderKey: string, lineId: string) =>
+  `${sku}\u0000${orderKey}\u0000${lineId}`;
+
+/** A ledger partition's committed state: skus, entries [sku, version], allocations [sku, orderKey, lineId]. */
+export class MemLedgerStore implements LedgerView {
+  readonly skus = new Map<string, SkuState>();
+  readonly entries = new Map<string, Map<number, LedgerEntry>>();
+  readonly allocations = new Map<string, Allocation>();
+  streamSeqLastApplied = 0;
+  outboxSeq = 0;
+  /** Entries written over an existing [sku, version] key: a reused version (invariant 4), reported by checks. */
+  readonly overwrittenEntries: string[] = [];
+
+  getSku(sku: string): SkuState | undefined {
+    const s = this.skus.get(sku);
+    return s === undefined ? undefined : copy(s);
+  }
+
+  getAllocation(sku: string, orderKey: string, lineId: string): Allocation | undefined {
+    const a = this.allocations.get(allocationKey(sku, orderKey, lineId));
+    return a === undefined ? undefined : copy(a);
+  }
+
+  /** LMDB returns a range in key order; so do we (sorted keys), in case the domain depends on it. */
+  allocationsOf(sku: string): Allocation[] {
+    const prefix = `${sku}\u0000`;
+    return [...this.allocations.entries()]
+      .filter(([k]) => k.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, a]) => copy(a));
+  }
+
+  entriesOf(sku: string): LedgerEntry[] {
+    const m = this.entries.get(sku);
+    if (m === undefined) return [];
+    return [...m.values()].sort((a, b) => a.version - b.version);
+  }
+
+  /** One transaction: the ledger applier's `finish` ops plus the applied sequence. Returns the SKUs written. */
+  commit(changes: LedgerChanges, streamSeqLastApplied: number | null): Set<string> {
+    const touched = new Set<string>();
+    for (const s of changes.skus) {
+      this.skus.set(s.sku, copy(s));
+      touched.add(s.sku);
+    }
+    for (const e of changes.entries) {
+      let m = this.entries.get(e.sku);
+      if (m === undefined) {
+        m = new Map();
+        this.entries.set(e.sku, m);
+      }
+      if (m.has(e.version)) this.overwrittenEntries.push(`${e.sku}@${e.version}`);
+      m.set(e.version, copy(e));
+      touched.add(e.sku);
+    }
+    for (const a of changes.allocations) {
+      this.allocations.set(allocationKey(a.sku, a.orderKey, a.lineId), copy(a));
+      touched.add(a.sku);
+    }
+    for (const [sku, orderKey, lineId] of changes.allocationsDeleted) {
+      this.allocations.delete(allocationKey(sku, orderKey, lineId));
+      touched.add(sku);
+    }
+    if (streamSeqLastApplied !== null) this.streamSeqLastApplied = streamSeqLastApplied;
+    return touched;
+  }
+}
+
+export type TimerKey = { dueMs: number; key: string };
+
+/** An order partition's committed state: orders, pending cancels, timers [dueMs, orderKey]. */
+export class MemOrderStore implements OrderView {
+  readonly orders = new Map<string, Order>();
+  readonly pending = new Map<string, PendingCancel[]>();
+  readonly timers = new Map<string, TimerKey>();
+  streamSeqLastApplied = 0;
+  outboxSeq = 0;
+
+  getOrder(key: string): Order | undefined {
+    const o = this.orders.get(key);
+    return o === undefined ? undefined : copy(o);
+  }
+
+  getPendingCancels(key: string): PendingCancel[] {
+    return copy(this.pending.get(key) ?? []);
+  }
+
+  /** LMDB's range over [dueMs, key] up to [nowMs, "\uffff"]: earliest first, ties by key. */
+  dueTimers(nowMs: number, limit: number): TimerKey[] {
+    return [...this.timers.values()]
+      .filter((t) => t.dueMs <= nowMs)
+      .sort((a, b) => a.dueMs - b.dueMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .slice(0, limit);
+  }
+
+  hasTimer(dueMs: number, key: string): boolean {
+    return this.timers.has(`${dueMs}\u0000${key}`);
+  }
+
+  /** The order applier's `finish` ops, in its order (a put then a delete of the same timer deletes it). */
+  commit(changes: OrderChanges, streamSeqLastApplied: number | null): Set<string> {
+    const touched = new Set<string>();
+    for (const o of changes.orders) {
+      this.orders.set(o.key, copy(o));
+      touched.add(o.key);
+    }
+    for (const [key, list] of changes.pendingCancels) {
+      if (list === null) this.pending.delete(key);
+      else this.pending.set(key, copy(list));
+    }
+    for (const t of changes.timers) {
+      const k = `${t.dueMs}\u0000${t.key}`;
+      if (t.op === "put") this.timers.set(k, { dueMs: t.dueMs, key: t.key });
+      else this.timers.delete(k);
+    }
+    if (streamSeqLastApplied !== null) this.streamSeqLastApplied = streamSeqLastApplied;
+    return touched;
+  }
+}
