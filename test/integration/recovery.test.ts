@@ -109,7 +109,9 @@ describe("exactly-once effects across failures", () => {
     await waitFor(() => totals(second.sluice, skus).units === 60, "60 units after the restart");
     await Bun.sleep(300);
     expect(totals(second.sluice, skus)).toEqual({ units: 60, versions: 60 });
-    expect(resets).toEqual([]); // a graceful stop leaves consumers in step with the stores
+    // A graceful stop leaves consumers in step with the stores; a delivery that was on the wire when the
+    // consumer closed may make the restart re-sync from the store ("delivered_beyond_store"), never more.
+    expect(resets.filter((cause) => cause !== "delivered_beyond_store")).toEqual([]);
   });
 
   test("a graceful stop in the middle of a stream loses nothing and doubles nothing", async () => {
