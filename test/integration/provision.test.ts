@@ -76,10 +76,12 @@ test("the documented partition rule is the one the server's mapping applies (ran
 });
 
 test("start-up refuses a server whose max_payload cannot carry the largest input plus dead-letter headers", async () => {
-  const config = testConfig(nats.url, tempDir("payload"), {
+  const dir = tempDir("payload");
+  const config = testConfig(nats.url, dir, {
     streams: { partitionCount: 8, messageBytesMax: 2 * 1024 * 1024 },
   });
   await expect(startSluice(config)).rejects.toThrow(
     /max_payload is 2097152 bytes; streams.messageBytesMax \(2097152\)/,
   );
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -53,6 +53,7 @@ describe("config", () => {
     await Bun.write(file, "[streams\n");
     expect(() => loadConfig({ env: {}, file })).toThrow(/not valid TOML/);
     expect(() => loadConfig({ env: {}, file: `${file}.missing` })).toThrow(/does not exist/);
+    await Bun.file(file).delete();
   });
 
   test("relations between limits are asserted at start-up", () => {
