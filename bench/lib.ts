@@ -3,6 +3,8 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 
 export type SluiceUnderTest = {
   dir: string;
@@ -99,4 +101,43 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
     await Bun.sleep(100); // a scrape costs Sluice a little: do not poll it harder than a person would look
   }
+}
+
+/**
+ * This machine's raw JetStream rate in the same run: publish `count` messages of the given payloads with
+ * the same window, then consume and ack them (ack all, every 500) with no processing.
+ */
+export async function measureRawJetStream(
+  nc: NatsConnection,
+  count: number,
+  windowMax: number,
+  partitions: number,
+  payload: (i: number) => Uint8Array,
+) {
+  const js = jetstream(nc, { timeout: 10_000 });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], max_bytes: 1024 * 1024 * 1024 });
+  let t0 = performance.now();
+  await publishAll(count, windowMax, (i) => js.publish(`bench.raw.${i % partitions}`, payload(i)));
+  const publishSeconds = (performance.now() - t0) / 1000;
+  await jsm.consumers.add("BENCH_RAW", {
+    durable_name: "raw",
+    ack_policy: AckPolicy.All,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: 8000,
+  });
+  t0 = performance.now();
+  let consumed = 0;
+  for await (const m of await (await js.consumers.get("BENCH_RAW", "raw")).consume({ max_messages: 2000 })) {
+    consumed++;
+    if (consumed % 500 === 0 || consumed === count) m.ack();
+    if (consumed === count) break;
+  }
+  const consumeSeconds = (performance.now() - t0) / 1000;
+  await jsm.streams.delete("BENCH_RAW");
+  return {
+    publishPerSecond: Math.round(count / publishSeconds),
+    consumeAckPerSecond: Math.round(count / consumeSeconds),
+    publishThenConsumePerSecond: Math.round(count / (publishSeconds + consumeSeconds)),
+  };
 }

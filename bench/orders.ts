@@ -6,10 +6,10 @@
 //
 //   bun bench/orders.ts [--orders 50000] [--skus 5000] [--partitions 4] [--window 2000]
 import { parseArgs } from "node:util";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { connect, headers } from "@nats-io/transport-node";
 import { subjects } from "../src/stream/subjects.ts";
-import { publishAll, startSluice, waitUntil } from "./lib.ts";
+import { measureRawJetStream, publishAll, startSluice, waitUntil } from "./lib.ts";
 
 const { values } = parseArgs({
   options: {
@@ -55,26 +55,7 @@ try {
   const bytes = payload(0).length;
 
   // Raw JetStream: publish then consume + ack the same count and size, no processing.
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], max_bytes: 1024 * 1024 * 1024 });
-  let t0 = performance.now();
-  await publishAll(orders, windowMax, (i) => js.publish(`bench.raw.${i % partitions}`, payload(i)));
-  const rawPublishSeconds = (performance.now() - t0) / 1000;
-  await jsm.consumers.add("BENCH_RAW", {
-    durable_name: "raw",
-    ack_policy: AckPolicy.All,
-    deliver_policy: DeliverPolicy.All,
-    max_ack_pending: 8000,
-  });
-  t0 = performance.now();
-  let consumed = 0;
-  for await (const m of await (await js.consumers.get("BENCH_RAW", "raw")).consume({ max_messages: 2000 })) {
-    consumed++;
-    if (consumed % 500 === 0 || consumed === orders) m.ack();
-    if (consumed === orders) break;
-  }
-  const rawConsumeSeconds = (performance.now() - t0) / 1000;
-  await jsm.streams.delete("BENCH_RAW");
+  const raw = await measureRawJetStream(nc, orders, windowMax, partitions, payload);
 
   const done = async () =>
     (await sluice.metric("sluice_order_outcomes_total", { outcome: "released" })) +
@@ -91,7 +72,7 @@ try {
   for (const stage of ["order", "ledger"])
     for (const name of histograms) sums[`${stage}:${name}`] = await sluice.metric(name, { stage });
   const cpu0 = sluice.cpuSeconds();
-  t0 = performance.now();
+  const t0 = performance.now();
   await publishAll(orders, windowMax, (i) =>
     js.publish(subjects.orderPublic("order", "shop", `o-${i}`), payload(i), { headers: h }),
   );
@@ -112,7 +93,7 @@ try {
       messagesPerBatch: round((await d("sluice_batch_size_messages_sum")) / Math.max(1, batches)),
     };
   }
-  const rawRate = orders / (rawPublishSeconds + rawConsumeSeconds);
+  const rawRate = raw.publishThenConsumePerSecond;
   console.log(
     JSON.stringify(
       {
@@ -121,11 +102,7 @@ try {
         partitions,
         orderMessageBytes: bytes,
         publishWindow: windowMax,
-        rawJetStream: {
-          publishPerSecond: Math.round(orders / rawPublishSeconds),
-          consumeAckPerSecond: Math.round(orders / rawConsumeSeconds),
-          publishThenConsumePerSecond: Math.round(rawRate),
-        },
+        rawJetStream: raw,
         sluice: {
           ordersPublishedPerSecond: Math.round(orders / publishSeconds),
           ordersReleasedPerSecond: Math.round(orders / seconds),

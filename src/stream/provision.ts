@@ -20,76 +20,74 @@ export class ProvisionError extends Error {
   override name = "ProvisionError";
 }
 
-/** The stream of a stage: one subject per partition, so a publish to a partition that does not exist fails. */
-export function stageStreamConfig(
-  stage: Stage,
+type StreamSpec = Partial<StreamConfig> & { name: string; subjects: string[] };
+
+/** Every Sluice stream: limits retention on file, oldest dropped first, one duplicate window, one replica count. */
+function limitsStream(
   c: Config,
-): Partial<StreamConfig> & { name: string; subjects: string[] } {
-  const partitionSubjects = Array.from(
-    { length: c.streams.partitionCount },
-    (_, p) => `sluice.${stage}.${p}.>`,
-  );
+  spec: {
+    name: string;
+    description: string;
+    subjects: string[];
+    ageMsMax: number;
+    bytesMax: number;
+    messageBytesMax?: number;
+  },
+): StreamSpec {
   return {
+    name: spec.name,
+    description: spec.description,
+    subjects: spec.subjects,
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: msToNs(spec.ageMsMax),
+    max_bytes: spec.bytesMax,
+    ...(spec.messageBytesMax === undefined ? {} : { max_msg_size: spec.messageBytesMax }),
+    duplicate_window: msToNs(c.streams.duplicateWindowMs),
+    num_replicas: c.streams.replicas,
+  };
+}
+
+/** The stream of a stage: one subject per partition, so a publish to a partition that does not exist fails. */
+export function stageStreamConfig(stage: Stage, c: Config): StreamSpec {
+  return limitsStream(c, {
     name: streamNames[stage],
     description: `Sluice ${stage} stage; partitions=${c.streams.partitionCount}`,
-    subjects: partitionSubjects,
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: msToNs(c.streams.inboundAgeMsMax),
-    max_bytes: c.streams.inboundBytesMax,
-    max_msg_size: c.streams.messageBytesMax,
-    duplicate_window: msToNs(c.streams.duplicateWindowMs),
-    num_replicas: c.streams.replicas,
-  };
+    subjects: Array.from({ length: c.streams.partitionCount }, (_, p) => `sluice.${stage}.${p}.>`),
+    ageMsMax: c.streams.inboundAgeMsMax,
+    bytesMax: c.streams.inboundBytesMax,
+    messageBytesMax: c.streams.messageBytesMax,
+  });
 }
 
-function dlqStreamConfig(c: Config) {
-  return {
-    name: streamNames.dlq,
-    description: "Sluice dead letters: rejected inputs, untouched, reason in headers",
-    subjects: [subjects.dlqAll],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: msToNs(c.streams.dlqAgeMsMax),
-    max_bytes: c.streams.dlqBytesMax,
-    duplicate_window: msToNs(c.streams.duplicateWindowMs),
-    num_replicas: c.streams.replicas,
-  };
-}
-
-/** Catches what no server mapping claimed under sluice.in: wrong subjects, or a server without the mapping. */
-function unroutedStreamConfig(c: Config) {
-  return {
-    name: streamNames.unrouted,
-    description: "Sluice inbound not partitioned by a server mapping; routed or dead-lettered by Sluice",
-    subjects: [subjects.inboundAll],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: msToNs(c.streams.inboundAgeMsMax),
-    max_bytes: c.streams.unroutedBytesMax,
-    max_msg_size: c.streams.messageBytesMax,
-    duplicate_window: msToNs(c.streams.duplicateWindowMs),
-    num_replicas: c.streams.replicas,
-  };
-}
-
-/** Outputs for channels, warehouses and the ERP: kept so adapters can consume them durably. */
-function outStreamConfig(c: Config) {
-  return {
-    name: streamNames.out,
-    description: "Sluice outputs: order statuses, fulfilment requests (batched, Nats-Msg-Id deduplicated)",
-    subjects: [subjects.outAll],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: msToNs(c.streams.inboundAgeMsMax),
-    max_bytes: c.streams.outBytesMax,
-    duplicate_window: msToNs(c.streams.duplicateWindowMs),
-    num_replicas: c.streams.replicas,
-  };
+function otherStreams(c: Config): StreamSpec[] {
+  return [
+    limitsStream(c, {
+      name: streamNames.dlq,
+      description: "Sluice dead letters: rejected inputs, untouched, reason in headers",
+      subjects: [subjects.dlqAll],
+      ageMsMax: c.streams.dlqAgeMsMax,
+      bytesMax: c.streams.dlqBytesMax,
+    }),
+    // What no server mapping claimed under sluice.in: WMS events, imports, wrong subjects, unmapped servers.
+    limitsStream(c, {
+      name: streamNames.unrouted,
+      description: "Sluice inbound not partitioned by a server mapping; routed or dead-lettered by Sluice",
+      subjects: [subjects.inboundAll],
+      ageMsMax: c.streams.inboundAgeMsMax,
+      bytesMax: c.streams.unroutedBytesMax,
+      messageBytesMax: c.streams.messageBytesMax,
+    }),
+    // Outputs for channels and warehouses, kept so adapters can consume them durably.
+    limitsStream(c, {
+      name: streamNames.out,
+      description: "Sluice outputs: order statuses, fulfilment requests (batched, Nats-Msg-Id deduplicated)",
+      subjects: [subjects.outAll],
+      ageMsMax: c.streams.inboundAgeMsMax,
+      bytesMax: c.streams.outBytesMax,
+    }),
+  ];
 }
 
 /** Creates or updates Sluice's streams. Idempotent; refuses a partition count that differs from the stream's. */
@@ -104,7 +102,7 @@ export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Lo
       );
     }
   }
-  for (const config of [...stageStreams, dlqStreamConfig(c), unroutedStreamConfig(c), outStreamConfig(c)]) {
+  for (const config of [...stageStreams, ...otherStreams(c)]) {
     const info = await streamInfoOrNull(jsm, config.name);
     if (info === null) {
       await jsm.streams.add(config);
