@@ -204,6 +204,40 @@ describe("ledger pipeline over a real nats-server and LMDB", () => {
     expect(new TextDecoder().decode(dl.data)).toBe('{"type":"received"}');
   });
 
+  test("malformed internal envelopes are dead-lettered; the partitions keep running", async () => {
+    const h = natsHeaders();
+    h.set("Content-Type", "application/msgpack");
+    const bad = [
+      ["sluice.ledger.0.cmd.1", { items: [{ kind: "reserve", sku: "X" }] }],
+      [
+        "sluice.ledger.1.cmd.1",
+        { items: [{ kind: "teleport", ref: { orderKey: "a.b", lineId: "1" }, sku: "X", attempt: 1 }] },
+      ],
+      ["sluice.ledger.2.items.import", { items: [{ command: { type: "received" } }] }],
+      [
+        "sluice.order.3.result.0",
+        { items: [{ kind: "reserved", ref: { orderKey: "a.b" }, sku: "X", attempt: 1 }] },
+      ],
+      ["sluice.ledger.3.cmd.0", { nothing: true }],
+    ] as const;
+    for (const [subject, body] of bad) await producer.js.publish(subject, pack(body), { headers: h });
+    const dead = await waitFor(async () => {
+      const ms = await dlqMessages("invalid_command");
+      const mine = ms.filter((m) =>
+        bad.some(([subject]) => m.header.get(deadLetterHeaders.subject) === subject),
+      );
+      return mine.length === bad.length ? mine : null;
+    }, "five invalid_command dead letters");
+    expect(dead.map((m) => m.header.get(deadLetterHeaders.detail)).join(" | ")).toContain("envelope");
+    await producer.publishJson(subjects.stockPublic("SKU-AFTER"), {
+      type: "received",
+      warehouse: "w1",
+      qty: 2,
+    });
+    expect((await waitForVersion("SKU-AFTER", 1)).positions.w1.onHand).toBe(2);
+    expect(fatal).toEqual([]);
+  });
+
   test("health, readiness and metrics", async () => {
     expect((await getJson(`${httpBase(sluice)}/healthz`)).status).toBe(200);
     const ready = await getJson(`${httpBase(sluice)}/readyz`);

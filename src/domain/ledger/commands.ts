@@ -141,3 +141,54 @@ export function parseStockItems(
   }
   return { ok: true, value: items };
 }
+
+// ---- internal hops --------------------------------------------------------------------------------
+// Internal envelopes come from Sluice itself, but anyone with access to the subjects can publish one: each
+// item is checked for shape, so a malformed one is dead-lettered instead of crashing the partition.
+
+const isStr = (v: unknown): v is string => typeof v === "string" && v.length > 0;
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const isRef = (v: unknown) => isObject(v) && isStr(v.orderKey) && isStr(v.lineId);
+
+/** A LineRequest from the order stage, or why not. */
+export function checkLineRequest(v: unknown): string | null {
+  if (!isObject(v) || !isRef(v.ref) || !isStr(v.sku) || !isCount(v.attempt))
+    return "line request without ref, sku or attempt";
+  switch (v.kind) {
+    case "reserve":
+      return isCount(v.qty) && v.qty > 0 && Array.isArray(v.candidates) && v.candidates.every(isStr)
+        ? null
+        : "reserve needs qty > 0 and candidates";
+    case "release":
+      return null;
+    case "ship":
+      return isCount(v.qty) && v.qty > 0 && isStr(v.eventId) ? null : "ship needs qty > 0 and eventId";
+    case "reject":
+      return typeof v.stockMissing === "boolean" ? null : "reject needs stockMissing";
+    case "return":
+      return isCount(v.qty) &&
+        v.qty > 0 &&
+        isStr(v.eventId) &&
+        isStr(v.warehouse) &&
+        (v.disposition === "sellable" || v.disposition === "damaged" || v.disposition === "quality_control")
+        ? null
+        : "return needs qty > 0, eventId, warehouse and disposition";
+    default:
+      return `unknown line request kind ${JSON.stringify(v.kind)}`;
+  }
+}
+
+/** A LineResult from the ledger stage, or why not. */
+export function checkLineResult(v: unknown): string | null {
+  if (!isObject(v) || !isRef(v.ref) || !isStr(v.sku) || !isCount(v.attempt))
+    return "line result without ref, sku or attempt";
+  if (v.kind === "reserved" || v.kind === "lost")
+    return isStr(v.warehouse) && isCount(v.qty) ? null : `${v.kind} needs warehouse and qty`;
+  if (v.kind === "refused") return isStr(v.code) ? null : "refused needs code";
+  return `unknown line result kind ${JSON.stringify(v.kind)}`;
+}
+
+/** A stock item of an items envelope (router → ledger), or why not. */
+export function checkStockItem(v: unknown): string | null {
+  return isObject(v) && isStr(v.sku) && isObject(v.command) ? null : "stock item without sku or command";
+}

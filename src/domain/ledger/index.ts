@@ -1,4 +1,7 @@
 export {
+  checkLineRequest,
+  checkLineResult,
+  checkStockItem,
   type DomainLimits,
   invalid,
   isObject,

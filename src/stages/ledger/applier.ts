@@ -1,6 +1,8 @@
 import type { Config } from "../../config/index.ts";
 import {
   type Allocation,
+  checkLineRequest,
+  checkStockItem,
   type DomainLimits,
   isObject,
   Ledger,
@@ -166,6 +168,11 @@ export class LedgerApplier implements PartitionApplier {
     // One dead letter per message (its id is the message's): every item that did not apply is named in it.
     const wrong: string[] = [];
     const refused: string[] = [];
+    const malformed = (body.items as unknown[]).map(checkStockItem).find((e) => e !== null);
+    if (malformed !== undefined) {
+      reject(m, "invalid_command", `items envelope: ${malformed}`);
+      return;
+    }
     for (const item of body.items as StockItem[]) {
       if (partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount) !== this.partition) {
         wrong.push(item.sku);
@@ -202,6 +209,11 @@ export class LedgerApplier implements PartitionApplier {
     const body = safeUnpack(m.data);
     if (!isObject(body) || !Array.isArray(body.items)) {
       reject(m, "invalid_command", "cmd envelope without items");
+      return;
+    }
+    const malformed = (body.items as unknown[]).map(checkLineRequest).find((e) => e !== null);
+    if (malformed !== undefined) {
+      reject(m, "invalid_command", `cmd envelope: ${malformed}`);
       return;
     }
     const wrong: string[] = [];

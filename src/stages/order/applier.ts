@@ -1,5 +1,5 @@
 import type { Config } from "../../config/index.ts";
-import { type DomainLimits, isObject, type LineResult } from "../../domain/ledger/index.ts";
+import { checkLineResult, type DomainLimits, isObject, type LineResult } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import {
   type Order,
@@ -245,6 +245,11 @@ export class OrderApplier implements PartitionApplier {
     }
     if (!isObject(body) || !Array.isArray(body.items)) {
       reject(m, "invalid_command", "result envelope without items");
+      return;
+    }
+    const malformed = (body.items as unknown[]).map(checkLineResult).find((e) => e !== null);
+    if (malformed !== undefined) {
+      reject(m, "invalid_command", `result envelope: ${malformed}`);
       return;
     }
     for (const r of body.items as LineResult[]) this.orders.ledgerResult(r, input);
