@@ -69,6 +69,7 @@ export class PartitionRunner {
   private lagPoll: ReturnType<typeof setInterval> | null = null;
   private timerTick: ReturnType<typeof setInterval> | null = null;
   private tickRequested = false;
+  private resetting: Promise<void> | null = null;
   private lastBatchAtMs = 0;
   private readonly log: Logger;
   private readonly stream: string;
@@ -93,7 +94,15 @@ export class PartitionRunner {
     await this.publishLeftovers();
     await this.resetConsumer(null);
     this.state = "running";
-    await this.consume();
+    // Creating the first consumer counts as a reset in progress: a reconnect meanwhile waits for it.
+    const first = this.consume();
+    this.resetting = first.then(
+      () => undefined,
+      () => undefined,
+    );
+    await first.finally(() => {
+      this.resetting = null;
+    });
     this.lagPoll = setInterval(() => void this.pollLag(), this.d.config.consumer.lagPollMs);
     if (this.d.applier.tick !== undefined) {
       this.timerTick = setInterval(() => {
@@ -161,6 +170,7 @@ export class PartitionRunner {
   }
 
   private async consume(): Promise<void> {
+    await this.stopMessages(); // never two live consumers of one partition in this process
     const generation = ++this.generation;
     const consumer = await this.d.js.consumers.get(this.stream, consumerName(this.d.stage, this.d.partition));
     const messages = await consumer.consume({
@@ -222,7 +232,7 @@ export class PartitionRunner {
         .catch((error: Error) => this.fail(error))
         .finally(() => {
           this.flushing = null;
-          const more = this.buffer.length > 0 || this.tickRequested;
+          const more = this.buffer.length > 0 || (this.tickRequested && this.state === "running");
           if (more && (this.state === "running" || this.state === "stopping")) this.scheduleFlush();
         });
     });
@@ -230,11 +240,13 @@ export class PartitionRunner {
 
   private async drain(): Promise<void> {
     while (this.state === "running" || this.state === "stopping") {
-      if (this.buffer.length > 0) {
-        await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));
-      } else if (this.tickRequested && this.state === "running") {
+      // A due tick goes before the next batch: under a sustained burst, SLA deadlines still fire within
+      // one batch of orders.timerTickMs.
+      if (this.tickRequested && this.state === "running") {
         this.tickRequested = false;
         await this.processTick();
+      } else if (this.buffer.length > 0) {
+        await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));
       } else return;
     }
   }
@@ -301,9 +313,12 @@ export class PartitionRunner {
   }
 
   private requestReset(cause: string): void {
-    if (this.state !== "running") return;
+    // One reset at a time: a reconnect while the consumer is being (re)created is covered by that reset.
+    if (this.state !== "running" || this.resetting !== null) return;
     this.state = "resetting";
-    void this.reset(cause);
+    this.resetting = this.reset(cause).finally(() => {
+      this.resetting = null;
+    });
   }
 
   private async reset(cause: string): Promise<void> {
@@ -373,13 +388,24 @@ export class PartitionRunner {
       this.state = "stopped";
       return;
     }
-    const wasFailed = this.state === "failed";
-    this.state = "stopping";
     if (this.lagPoll !== null) clearInterval(this.lagPoll);
     if (this.timerTick !== null) clearInterval(this.timerTick);
+    this.tickRequested = false;
+    if (this.resetting !== null && this.state !== "failed") {
+      this.state = "stopping"; // a reset in progress sees it and returns after its current step
+      await this.resetting;
+    }
+    if (this.state === "failed") {
+      // Nothing more is applied or acked after a failure: what was not acked is delivered again.
+      this.generation++;
+      await this.stopMessages();
+      if (this.flushing !== null) await this.flushing;
+      return;
+    }
+    this.state = "stopping";
     await this.stopMessages();
     // Finish through the one flush path, so there is never a second flush in flight.
-    while (!wasFailed && this.state === "stopping") {
+    while (this.state === "stopping") {
       if (this.flushing !== null) await this.flushing;
       else if (this.buffer.length > 0) this.scheduleFlush();
       if (this.flushing === null && this.buffer.length === 0 && !this.flushScheduled) break;
@@ -393,6 +419,8 @@ export class PartitionRunner {
   private fail(error: Error): void {
     if (this.state === "failed") return;
     this.state = "failed";
+    this.buffer = [];
+    this.generation++; // deliveries still arriving are ignored
     this.log.error("partition failed", { error });
     this.d.onFatal(error);
   }
