@@ -105,7 +105,10 @@ export class Sluice {
       const orderApplier = new OrderApplier(p, c, orderStore, network, this.events);
       this.orders.push(this.partition("order", p, orderStore, orderApplier, js, publisher));
     }
-    await Promise.all(this.partitions.map((p) => p.runner.start()));
+    // Every runner settles before a failure is reported: stop() must never race a runner still starting.
+    const started = await Promise.allSettled(this.partitions.map((p) => p.runner.start()));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
     this.router = new UnroutedRouter(js, publisher, c, this.events, this.log, this.onFatal);
     await this.router.start();
     this.http = startHttp({

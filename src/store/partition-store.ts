@@ -31,6 +31,8 @@ export type BatchWrite = {
   outbox: OutboxItem[];
   /** The stream sequence of the batch's last message, or null for a batch with no input (a timer batch). */
   streamSeqLastApplied: number | null;
+  /** That message's stream timestamp in ms (with a sequence). */
+  streamSeqLastAppliedAtMs?: number;
 };
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
@@ -136,13 +138,12 @@ export class PartitionStore {
     return typeof v === "number" ? v : 0;
   }
 
-  /** The stream this partition's sequences belong to (its creation time): a recreated stream is detected. */
-  streamIdentity(): string | undefined {
-    return this.meta.get("stream") as string | undefined;
-  }
-
-  setStreamIdentity(id: string): Promise<boolean> {
-    return this.meta.put("stream", id);
+  /**
+   * The stream timestamp (ms) of the last applied message, committed with its sequence: at start the runner
+   * reads that message from the stream and compares, so a stream deleted and created again is detected.
+   */
+  streamSeqLastAppliedAtMs(): number | undefined {
+    return this.meta.get("streamSeqLastAppliedAtMs") as number | undefined;
   }
 
   get<T>(table: string, key: Key): T | undefined {
@@ -199,8 +200,12 @@ export class PartitionStore {
         else table.remove(op.key);
       }
       for (let i = 0; i < items.length; i++) this.outbox.put(keys[i] as number, items[i] as OutboxItem);
-      if (write.streamSeqLastApplied !== null)
+      if (write.streamSeqLastApplied !== null) {
         this.meta.put("streamSeqLastApplied", write.streamSeqLastApplied);
+      }
+      if (write.streamSeqLastAppliedAtMs !== undefined) {
+        this.meta.put("streamSeqLastAppliedAtMs", write.streamSeqLastAppliedAtMs);
+      }
       if (items.length > 0) this.meta.put("outboxSeq", outboxSeq);
     });
     assert(committed === true, "the batch transaction commits");

@@ -120,13 +120,21 @@ export class PartitionRunner {
    */
   private async checkStream(): Promise<void> {
     const info = await this.d.jsm.streams.info(this.stream);
-    const stored = this.d.store.streamIdentity();
-    if (stored === undefined || this.streamSeqLastApplied === 0) {
-      if (stored !== info.created) await this.d.store.setStreamIdentity(info.created);
-    } else if (stored !== info.created) {
-      throw new Error(
-        `${this.stream} was created at ${info.created}, but ${this.d.store.dir} applied messages of the stream created at ${stored}; restore that stream or move the partition directory away to start over (docs/operations.md)`,
+    const seq = this.streamSeqLastApplied;
+    const atMs = this.d.store.streamSeqLastAppliedAtMs();
+    const refuse = (why: string) =>
+      new Error(
+        `${this.d.store.dir} applied ${this.stream} up to sequence ${seq}, but ${why}: the stream was deleted and created again, or lost data; restore it, or move the partition directory away to start over (docs/operations.md)`,
       );
+    if (seq > 0 && info.state.last_seq < seq) throw refuse(`the stream ends at ${info.state.last_seq}`);
+    if (seq > 0 && atMs !== undefined && info.state.first_seq <= seq) {
+      const m = await this.d.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+      const storedMs = m?.time.getTime();
+      if (storedMs !== undefined && Math.abs(storedMs - atMs) > 1) {
+        throw refuse(
+          `its message ${seq} is from ${new Date(storedMs).toISOString()}, not ${new Date(atMs).toISOString()}`,
+        );
+      }
     }
     const next = this.streamSeqLastApplied + 1;
     if (info.state.messages > 0 && info.state.first_seq > next) {
@@ -277,7 +285,12 @@ export class PartitionRunner {
     if (fresh.length > 0) {
       const write = this.d.applier.apply(fresh);
       applied = performance.now();
-      const committed = await this.d.store.commit({ ...write, streamSeqLastApplied: seqMax });
+      const lastAtMs = (fresh[fresh.length - 1] as InboundMessage).atMs;
+      const committed = await this.d.store.commit({
+        ...write,
+        streamSeqLastApplied: seqMax,
+        streamSeqLastAppliedAtMs: lastAtMs,
+      });
       outbox = committed.items;
       keys = committed.keys;
       this.streamSeqLastApplied = seqMax;

@@ -107,11 +107,16 @@ export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Lo
     if (info === null) {
       await jsm.streams.add(config);
       log.info("stream created", { stream: config.name });
-    } else {
+    } else if (differs(info.config as unknown as Record<string, unknown>, config)) {
+      // Only when something changed: an update is not free, and some servers rewrite stream metadata on it.
       await jsm.streams.update(config.name, { ...info.config, ...config });
-      log.debug("stream up to date", { stream: config.name });
+      log.info("stream updated", { stream: config.name });
     }
   }
+}
+
+function differs(current: Record<string, unknown>, wanted: Record<string, unknown>): boolean {
+  return Object.entries(wanted).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
 }
 
 async function streamInfoOrNull(jsm: JetStreamManager, name: string) {

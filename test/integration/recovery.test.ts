@@ -166,3 +166,35 @@ describe("exactly-once effects across failures", () => {
     expect(ready.status).toBe(200);
   });
 });
+
+describe("the store knows which stream it applied", () => {
+  test("Sluice on its embedded server starts again and again on the same data directory", async () => {
+    const dataDir = tempDir("restarts");
+    cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const config = testConfig("", dataDir, {
+      nats: { url: "", embeddedPort: 0, embeddedStoreBytesMax: 256 * 1024 * 1024 },
+    });
+    for (let run = 1; run <= 3; run++) {
+      const { sluice, fatal } = await startSluice(config);
+      const producer = await Producer.connect(sluice.embedded?.url as string);
+      await producer.publishJson(subjects.stockPublic("RR-1"), receipt);
+      await waitFor(() => onHand(sluice, "RR-1").onHand === run, `${run} units after start ${run}`);
+      await producer.close();
+      await sluice.stop();
+      expect(fatal).toEqual([]);
+    }
+  });
+
+  test("a stream deleted and created again is refused instead of skipping its first messages", async () => {
+    const { config, producer } = await setup();
+    const first = await run(config);
+    for (let i = 0; i < 5; i++) await producer.publishJson(subjects.stockPublic("SD-1"), receipt);
+    await waitFor(() => onHand(first.sluice, "SD-1").onHand === 5, "5 units");
+    await first.sluice.stop();
+    const jsm = await producer.jsm();
+    await jsm.streams.delete("SLUICE_LEDGER");
+    await expect(startSluice(config)).rejects.toThrow(
+      /applied SLUICE_LEDGER up to sequence \d+, but the stream ends at 0/,
+    );
+  });
+});
