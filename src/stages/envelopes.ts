@@ -3,18 +3,24 @@ import type { OutboxItem } from "../store/index.ts";
 import { contentTypes, pack } from "../stream/codec.ts";
 
 /**
- * Batches outputs: one message per subject per batch, carrying many items (design.md §7: envelopes),
- * at most `itemsPerMessageMax` items each. Internal hops are msgpack; public outputs (sluice.out.*) JSON.
+ * Batches outputs: one message per subject per batch, carrying many items (design.md §7: envelopes). A
+ * message holds at most `itemsPerMessageMax` items and at most `messageBytesMax` bytes of payload, so it
+ * always fits the server's max_payload whatever the items weigh. Each item is encoded once; a message is
+ * the items' encodings joined under `{"items":[…]}` (JSON for public outputs, msgpack for internal hops).
  * Message ids are assigned by the store at commit (deterministic per partition).
  */
 export class Envelopes {
-  private readonly bySubject = new Map<string, { json: boolean; items: unknown[] }>();
+  private readonly bySubject = new Map<string, { json: boolean; items: Uint8Array[] }>();
+  private readonly encoder = new TextEncoder();
 
-  constructor(private readonly itemsPerMessageMax: number) {}
+  constructor(
+    private readonly itemsPerMessageMax: number,
+    private readonly messageBytesMax: number,
+  ) {}
 
   add(subject: string, item: unknown, json = false): void {
     const entry = this.bySubject.get(subject) ?? { json, items: [] };
-    entry.items.push(item);
+    entry.items.push(json ? this.encoder.encode(JSON.stringify(item)) : pack(item));
     this.bySubject.set(subject, entry);
   }
 
@@ -25,19 +31,68 @@ export class Envelopes {
   drain(): OutboxItem[] {
     const out: OutboxItem[] = [];
     for (const [subject, { json, items }] of this.bySubject) {
-      for (let i = 0; i < items.length; i += this.itemsPerMessageMax) {
-        const chunk = items.slice(i, i + this.itemsPerMessageMax);
+      const headers: Array<[string, string]> = [
+        ["Content-Type", json ? contentTypes.json : contentTypes.msgpack],
+      ];
+      let chunk: Uint8Array[] = [];
+      let bytes = 0;
+      const flush = () => {
+        if (chunk.length === 0) return;
         out.push({
           subject,
           msgId: "",
-          headers: [["Content-Type", json ? contentTypes.json : contentTypes.msgpack]],
-          data: json ? new TextEncoder().encode(JSON.stringify({ items: chunk })) : pack({ items: chunk }),
+          headers,
+          data: json ? jsonEnvelope(chunk) : msgpackEnvelope(chunk, bytes),
         });
+        chunk = [];
+        bytes = 0;
+      };
+      for (const item of items) {
+        const full =
+          chunk.length >= this.itemsPerMessageMax ||
+          bytes + item.length + envelopeOverheadBytes > this.messageBytesMax;
+        if (full) flush();
+        chunk.push(item);
+        bytes += item.length + 1;
       }
+      flush();
     }
     this.bySubject.clear();
     return out;
   }
+}
+
+/** `{"items":[` … `]}` or the msgpack map and array headers: what wraps the items' bytes. */
+const envelopeOverheadBytes = 16;
+
+function jsonEnvelope(items: Uint8Array[]): Uint8Array {
+  const open = new TextEncoder().encode('{"items":[');
+  const size = open.length + items.reduce((n, i) => n + i.length, 0) + Math.max(0, items.length - 1) + 2;
+  const out = new Uint8Array(size);
+  out.set(open, 0);
+  let at = open.length;
+  items.forEach((item, i) => {
+    if (i > 0) out[at++] = 0x2c; // ,
+    out.set(item, at);
+    at += item.length;
+  });
+  out[at++] = 0x5d; // ]
+  out[at++] = 0x7d; // }
+  return out;
+}
+
+/** msgpack {items: [...]}: fixmap(1), fixstr "items", array32 header, then each item's encoding as is. */
+function msgpackEnvelope(items: Uint8Array[], bytes: number): Uint8Array {
+  const head = [0x81, 0xa5, 0x69, 0x74, 0x65, 0x6d, 0x73, 0xdd];
+  const out = new Uint8Array(head.length + 4 + bytes);
+  out.set(head, 0);
+  new DataView(out.buffer).setUint32(head.length, items.length);
+  let at = head.length + 4;
+  for (const item of items) {
+    out.set(item, at);
+    at += item.length;
+  }
+  return out.subarray(0, at);
 }
 
 /** Content-Type of an inbound message, whatever the case of the header name. */

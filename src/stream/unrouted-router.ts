@@ -4,10 +4,10 @@ import { type DomainLimits, parseStockItems, type StockItem } from "../domain/le
 import { parseOrderRef } from "../domain/orders/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
-import { contentTypeOf } from "../stages/envelopes.ts";
+import { contentTypeOf, Envelopes } from "../stages/envelopes.ts";
 import { domainLimits } from "../stages/ledger/applier.ts";
 import type { OutboxItem } from "../store/index.ts";
-import { contentTypes, decodePayload, pack } from "./codec.ts";
+import { decodePayload } from "./codec.ts";
 import { type DeadLetterReason, deadLetter } from "./dead-letter.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import {
@@ -158,19 +158,21 @@ export class UnroutedRouter {
 
   /** Stock items of one message, one msgpack envelope per ledger partition that owns some of them. */
   private split(m: JsMsg, items: StockItem[], source: string): OutboxItem[] {
-    const byPartition = new Map<number, StockItem[]>();
+    // Envelopes bounded in items and bytes, one subject per ledger partition, in the items' order.
+    const envelopes = new Envelopes(
+      this.config.ledger.itemsPerMessageMax,
+      this.config.streams.messageBytesMax,
+    );
     for (const item of items) {
-      const p = skuPartition(item.sku, this.config.streams.partitionCount);
-      byPartition.set(p, [...(byPartition.get(p) ?? []), item]);
+      envelopes.add(
+        subjects.ledgerItems(skuPartition(item.sku, this.config.streams.partitionCount), source),
+        item,
+      );
     }
-    return [...byPartition.entries()].map(([p, list]) => ({
-      subject: subjects.ledgerItems(p, source),
-      msgId: `unrouted:${m.seq}:${p}`,
-      headers: [
-        ["Content-Type", contentTypes.msgpack],
-        [originalSubjectHeader, m.subject],
-      ],
-      data: pack({ items: list }),
+    return envelopes.drain().map((e, i) => ({
+      ...e,
+      msgId: `unrouted:${m.seq}:${i}`,
+      headers: [...e.headers, [originalSubjectHeader, m.subject]],
     }));
   }
 

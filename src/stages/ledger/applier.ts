@@ -240,7 +240,10 @@ export class LedgerApplier implements PartitionApplier {
       ops.push({ op: "put", table: "allocations", key: [a.sku, a.orderKey, a.lineId], value: a });
     }
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
-    const envelopes = new Envelopes(this.config.outbox.itemsPerMessageMax);
+    const envelopes = new Envelopes(
+      this.config.outbox.itemsPerMessageMax,
+      this.config.streams.messageBytesMax,
+    );
     for (const r of changes.results) this.answer(envelopes, r);
     this.ledger.evict();
     return { ops, outbox: [...outbox, ...envelopes.drain()] };

@@ -287,7 +287,10 @@ export class OrderApplier implements PartitionApplier {
           : { op: "delete", table: "timers", key: [t.dueMs, t.key] },
       );
     }
-    const envelopes = new Envelopes(this.config.outbox.itemsPerMessageMax);
+    const envelopes = new Envelopes(
+      this.config.outbox.itemsPerMessageMax,
+      this.config.streams.messageBytesMax,
+    );
     const P = this.config.streams.partitionCount;
     for (const r of changes.effects.ledger) {
       envelopes.add(subjects.ledgerCommands(skuPartition(r.sku, P), this.partition), r);
