@@ -136,7 +136,13 @@ export const schema = {
   },
   ledger: {
     quantityMax: int(1_000_000_000, 1, Number.MAX_SAFE_INTEGER, "Largest quantity one command may move."),
-    idBytesMax: int(256, 8, 4096, "Longest SKU, warehouse or reference id in UTF-8 bytes."),
+    // 256: the longest LMDB key, [sku, orderKey (two encoded ids), lineId], stays under LMDB's 1,978 bytes.
+    idBytesMax: int(
+      256,
+      8,
+      256,
+      "Longest SKU, channel, order, line, warehouse or reference id in UTF-8 bytes.",
+    ),
     itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
     cacheCountMax: int(100_000, 0, 10_000_000, "SKU states kept decoded in memory per ledger partition."),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),

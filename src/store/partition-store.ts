@@ -193,6 +193,9 @@ export class PartitionStore {
       items.push(msgId === item.msgId ? item : { ...item, msgId });
     }
     assert(outboxSeq < 0xffffffff, "outbox sequence fits its uint32 key");
+    // lmdb-js does not roll back a batch whose callback throws: a key LMDB refuses would commit half the
+    // batch. Every key is checked before anything is written (inputs are validated well inside this).
+    for (const op of write.ops) assert(keyBytes(op.key) <= keyBytesMax, "every key fits LMDB's key size");
     const committed = await this.root.batch(() => {
       for (const op of write.ops) {
         const table = this.table(op.table);
@@ -259,6 +262,17 @@ export class PartitionStore {
     this.closed = true;
     await this.root.close();
   }
+}
+
+/** LMDB's largest key (lmdb-js default build). */
+const keyBytesMax = 1978;
+
+/** An upper bound of a key's ordered-binary size: strings' UTF-8 bytes, 9 per number, 1 per separator. */
+function keyBytes(key: Key): number {
+  if (typeof key === "string") return Buffer.byteLength(key, "utf8") + 1;
+  if (typeof key === "number") return 9;
+  if (Array.isArray(key)) return key.reduce((n: number, k) => n + keyBytes(k as Key) + 1, 0);
+  return 64;
 }
 
 export function partitionDir(dataDir: string, stage: string, partition: number): string {

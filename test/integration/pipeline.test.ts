@@ -260,3 +260,31 @@ describe("ledger pipeline over a real nats-server and LMDB", () => {
     expect((await getJson(`${httpBase(sluice)}/nope`)).status).toBe(404);
   });
 });
+
+describe("ids at their limits", () => {
+  test("an order whose ids are too long or carry control characters is dead-lettered; orders beside it go through", async () => {
+    const long = "o".repeat(300);
+    await producer.publishJson(subjects.orderPublic("order", "shop", long), {
+      lines: [{ sku: "SKU-LIM", qty: 1 }],
+    });
+    await producer.publishJson(subjects.orderPublic("order", "shop", "nul\u0000id"), {
+      lines: [{ sku: "SKU-LIM", qty: 1 }],
+    });
+    await producer.publishJson(subjects.orderPublic("order", "shop", "ok-lim"), {
+      lines: [{ sku: "SKU-LIM", qty: 1 }],
+    });
+    const details = await waitFor(async () => {
+      const ms = (await dlqMessages("invalid_command")).map((m) => m.header.get(deadLetterHeaders.detail));
+      const mine = ms.filter((d) => d.startsWith("orderId"));
+      return mine.length >= 2 ? mine : null;
+    }, "two invalid_command dead letters for order ids");
+    expect(details).toContain("orderId must be at most 256 bytes");
+    expect(details).toContain("orderId must not contain control characters");
+    const ok = await waitFor(async () => {
+      const r = await getJson(`${httpBase(sluice)}/v1/orders/shop/ok-lim`);
+      return r.status === 200 && r.body.status !== "pending" ? r.body : null;
+    }, "the valid order settled");
+    expect(ok.lines[0].refusal).toBe("insufficient_available"); // no stock of SKU-LIM anywhere
+    expect(fatal).toEqual([]);
+  });
+});

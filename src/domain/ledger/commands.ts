@@ -97,6 +97,8 @@ export function parseId(v: unknown, field: string, limits: DomainLimits): Parsed
   if (Buffer.byteLength(v, "utf8") > limits.idBytesMax) {
     return invalid(`${field} must be at most ${limits.idBytesMax} bytes`);
   }
+  // Control characters (NUL among them) are refused: they have no place in an id and would blur key prefixes.
+  if (/[\u0000-\u001f\u007f]/.test(v)) return invalid(`${field} must not contain control characters`);
   return { ok: true, value: v };
 }
 
@@ -150,10 +152,22 @@ const isStr = (v: unknown): v is string => typeof v === "string" && v.length > 0
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 const isRef = (v: unknown) => isObject(v) && isStr(v.orderKey) && isStr(v.lineId);
 
+/** Ids of internal items are bounded like public ones (an order key holds two encoded ids). */
+function idsTooLong(v: Record<string, unknown>, limits: DomainLimits): boolean {
+  const ref = v.ref as { orderKey: string; lineId: string };
+  const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+  return (
+    bytes(v.sku as string) > limits.idBytesMax ||
+    bytes(ref.lineId) > limits.idBytesMax ||
+    bytes(ref.orderKey) > 3 * limits.idBytesMax
+  );
+}
+
 /** A LineRequest from the order stage, or why not. */
-export function checkLineRequest(v: unknown): string | null {
+export function checkLineRequest(v: unknown, limits: DomainLimits): string | null {
   if (!isObject(v) || !isRef(v.ref) || !isStr(v.sku) || !isCount(v.attempt))
     return "line request without ref, sku or attempt";
+  if (idsTooLong(v, limits)) return "line request with an id over ledger.idBytesMax";
   switch (v.kind) {
     case "reserve":
       return isCount(v.qty) && v.qty > 0 && Array.isArray(v.candidates) && v.candidates.every(isStr)
@@ -179,9 +193,10 @@ export function checkLineRequest(v: unknown): string | null {
 }
 
 /** A LineResult from the ledger stage, or why not. */
-export function checkLineResult(v: unknown): string | null {
+export function checkLineResult(v: unknown, limits: DomainLimits): string | null {
   if (!isObject(v) || !isRef(v.ref) || !isStr(v.sku) || !isCount(v.attempt))
     return "line result without ref, sku or attempt";
+  if (idsTooLong(v, limits)) return "line result with an id over ledger.idBytesMax";
   if (v.kind === "reserved" || v.kind === "lost")
     return isStr(v.warehouse) && isCount(v.qty) ? null : `${v.kind} needs warehouse and qty`;
   if (v.kind === "refused") return isStr(v.code) ? null : "refused needs code";
@@ -189,6 +204,8 @@ export function checkLineResult(v: unknown): string | null {
 }
 
 /** A stock item of an items envelope (router → ledger), or why not. */
-export function checkStockItem(v: unknown): string | null {
-  return isObject(v) && isStr(v.sku) && isObject(v.command) ? null : "stock item without sku or command";
+export function checkStockItem(v: unknown, limits: DomainLimits): string | null {
+  if (!isObject(v) || !isStr(v.sku) || !isObject(v.command)) return "stock item without sku or command";
+  const sku = parseId(v.sku, "sku", limits);
+  return sku.ok ? null : sku.detail;
 }

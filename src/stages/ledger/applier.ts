@@ -168,7 +168,9 @@ export class LedgerApplier implements PartitionApplier {
     // One dead letter per message (its id is the message's): every item that did not apply is named in it.
     const wrong: string[] = [];
     const refused: string[] = [];
-    const malformed = (body.items as unknown[]).map(checkStockItem).find((e) => e !== null);
+    const malformed = (body.items as unknown[])
+      .map((i) => checkStockItem(i, this.limits))
+      .find((e) => e !== null);
     if (malformed !== undefined) {
       reject(m, "invalid_command", `items envelope: ${malformed}`);
       return;
@@ -211,7 +213,9 @@ export class LedgerApplier implements PartitionApplier {
       reject(m, "invalid_command", "cmd envelope without items");
       return;
     }
-    const malformed = (body.items as unknown[]).map(checkLineRequest).find((e) => e !== null);
+    const malformed = (body.items as unknown[])
+      .map((r) => checkLineRequest(r, this.limits))
+      .find((e) => e !== null);
     if (malformed !== undefined) {
       reject(m, "invalid_command", `cmd envelope: ${malformed}`);
       return;

@@ -1,5 +1,11 @@
 import type { Config } from "../../config/index.ts";
-import { checkLineResult, type DomainLimits, isObject, type LineResult } from "../../domain/ledger/index.ts";
+import {
+  checkLineResult,
+  type DomainLimits,
+  isObject,
+  type LineResult,
+  parseId,
+} from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import {
   type Order,
@@ -145,6 +151,16 @@ export class OrderApplier implements PartitionApplier {
       reject(m, "bad_subject", (error as Error).message);
       return;
     }
+    for (const [field, id] of [
+      ["channel", channel],
+      ["orderId", orderId],
+    ] as const) {
+      const checked = parseId(id, field, this.limits);
+      if (!checked.ok) {
+        reject(m, checked.reason, checked.detail);
+        return;
+      }
+    }
     const owner = partitionOfTokens(tokens, this.config.streams.partitionCount);
     if (owner !== this.partition) {
       reject(
@@ -247,7 +263,9 @@ export class OrderApplier implements PartitionApplier {
       reject(m, "invalid_command", "result envelope without items");
       return;
     }
-    const malformed = (body.items as unknown[]).map(checkLineResult).find((e) => e !== null);
+    const malformed = (body.items as unknown[])
+      .map((r) => checkLineResult(r, this.limits))
+      .find((e) => e !== null);
     if (malformed !== undefined) {
       reject(m, "invalid_command", `result envelope: ${malformed}`);
       return;
