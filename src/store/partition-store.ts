@@ -239,10 +239,15 @@ export class PartitionStore {
         if (r.table === "meta" && r.key === "identity") {
           const id = r.value as PartitionIdentity;
           assert(
-            id.stage === this.identity.stage && id.partition === this.identity.partition,
-            "an export is imported into the same stage and partition",
+            id.stage === this.identity.stage &&
+              id.partition === this.identity.partition &&
+              id.partitionCount === this.identity.partitionCount,
+            "an export is imported into the same stage, partition and partition count",
           );
         }
+        // This store keeps its own id: outputs committed after the import never reuse an id the exporting
+        // store gave (a restore of an older export within the dedupe window would drop them as duplicates).
+        if (r.table === "meta" && r.key === "storeId") continue;
         const db = r.table === "meta" ? this.meta : r.table === "outbox" ? this.outbox : this.table(r.table);
         (db as Database<unknown, Key>).put(r.key, r.value);
         count++;
