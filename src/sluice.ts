@@ -66,7 +66,10 @@ export class Sluice {
   async start(): Promise<void> {
     const c = this.config;
     this.network = loadNetworkFile(c.orders.networkFile);
-    this.unlock = lockDataDir(this.dataDir);
+    this.unlock = lockDataDir(this.dataDir, {
+      refreshMs: c.store.lockRefreshMs,
+      staleMs: c.store.lockStaleMs,
+    });
     let servers = c.nats.url;
     if (servers === "") {
       this.embedded = this.embeddedServer();

@@ -176,6 +176,12 @@ export const relations: ReadonlyArray<{
       `nats.embeddedStopTimeoutMs (${c.nats.embeddedStopTimeoutMs}) must be below shutdown.timeoutMs (${c.shutdown.timeoutMs}): the server is stopped inside the stop budget`,
   },
   {
+    rule: "`store.lockStaleMs` ≥ 3 × `store.lockRefreshMs`: a live owner's lease never looks stale.",
+    holds: (c) => c.store.lockStaleMs >= 3 * c.store.lockRefreshMs,
+    fix: (c) =>
+      `store.lockStaleMs (${c.store.lockStaleMs}) must be at least 3 × store.lockRefreshMs (${c.store.lockRefreshMs}) so a live owner's lock never looks stale`,
+  },
+  {
     rule: "Embedded server only: `streams.replicas` = 1 (a single node).",
     holds: (c) => c.nats.url !== "" || c.streams.replicas === 1,
     fix: (c) =>

@@ -165,6 +165,13 @@ export const schema = {
     ),
   },
   store: {
+    lockRefreshMs: int(
+      5 * secondMs,
+      100,
+      minuteMs,
+      "How often a running Sluice touches its data-dir lock (a lease).",
+    ),
+    lockStaleMs: int(30 * secondMs, 300, 10 * minuteMs, "A data-dir lock untouched this long is taken over."),
     mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),
   },
   shutdown: {

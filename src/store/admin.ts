@@ -81,7 +81,7 @@ export async function importPartition(
     );
   }
   // The partition is written: no Sluice may run on this data directory meanwhile.
-  const unlock = lockDataDir(c.data.dir);
+  const unlock = lockDataDir(c.data.dir, { refreshMs: c.store.lockRefreshMs, staleMs: c.store.lockStaleMs });
   const store = openPartition(c, stage, partition, false);
   try {
     if (store.streamSeqLastApplied() !== 0 || store.count(tablesOf(stage)[0] as string) !== 0) {

@@ -124,7 +124,8 @@ test("a partition exported from one data directory imports into another, record 
   const a = open(dataDir);
   const b = open(otherDir);
   // Everything but the store's own id (each store names its outputs with its own).
-  const records = (s: PartitionStore) => [...s.export()].filter((r) => !(r.table === "meta" && r.key === "storeId"));
+  const records = (s: PartitionStore) =>
+    [...s.export()].filter((r) => !(r.table === "meta" && r.key === "storeId"));
   expect(records(b)).toEqual(records(a));
   expect(b.export().next().value).toBeDefined();
   expect(b.streamSeqLastApplied()).toBe(a.streamSeqLastApplied());

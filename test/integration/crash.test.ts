@@ -100,3 +100,15 @@ test("SIGKILL mid-stream, restart: every input applied exactly once", async () =
   expect(await second.child.exited).toBe(0);
   expect(second.output()).not.toContain('"level":"error"');
 });
+
+test("a second Sluice on the same data directory refuses to start", async () => {
+  const first = spawnSluice(env());
+  running.push(first);
+  await waitReady(first);
+  const second = spawnSluice(env());
+  running.push(second);
+  expect(await second.child.exited).toBe(1);
+  expect(second.output()).toContain(`is in use by Sluice process ${first.child.pid}`);
+  first.child.kill("SIGTERM");
+  expect(await first.child.exited).toBe(0);
+});
