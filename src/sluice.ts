@@ -162,7 +162,7 @@ export class Sluice {
     return PartitionStore.open(
       partitionDir(this.dataDir, stage, p),
       { stage, partition: p, partitionCount: c.streams.partitionCount },
-      { mapBytesMax: c.store.mapBytesMax, tables },
+      { mapBytesMax: c.store.mapBytesMax, tables, routedCountMax: c.store.routedCountMax },
     );
   }
 

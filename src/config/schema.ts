@@ -165,6 +165,12 @@ export const schema = {
     ),
   },
   store: {
+    routedCountMax: int(
+      1_000_000,
+      0,
+      100_000_000,
+      "Router message names each partition remembers: exactly-once past the duplicate window.",
+    ),
     lockRefreshMs: int(
       5 * secondMs,
       100,

@@ -11,7 +11,7 @@ import { assert } from "../domain/assert.ts";
  *   meta     identity, layoutVersion, streamSeqLastApplied, outboxSeq
  *   outbox   [outboxSeq] → OutboxItem   outputs committed with their cause, published after the commit
  */
-export const layoutVersion = 3;
+export const layoutVersion = 4;
 
 export type OutboxItem = {
   subject: string;
@@ -33,12 +33,16 @@ export type BatchWrite = {
   streamSeqLastApplied: number | null;
   /** That message's stream timestamp in ms (with a sequence). */
   streamSeqLastAppliedAtMs?: number;
+  /** Router message names applied in this batch (see routedIdHeader), remembered in a bounded window. */
+  routed?: Array<[number, number]>;
 };
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
 
 export type StoreOptions = {
   mapBytesMax: number;
+  /** Router message names remembered (see routedIdHeader); 0 keeps none. */
+  routedCountMax?: number;
   tables: readonly string[];
   /** Inspection by another process while Sluice runs (LMDB readers never block its writer). */
   readOnly?: boolean;
@@ -48,6 +52,7 @@ export class PartitionStore {
   private readonly tables = new Map<string, Database<unknown, Key>>();
   private readonly meta: Database<unknown, string>;
   private readonly outbox: Database<OutboxItem, number>;
+  private readonly routed: Database<number, [number, number]>;
   private closed = false;
 
   private constructor(
@@ -55,8 +60,10 @@ export class PartitionStore {
     readonly identity: PartitionIdentity,
     private readonly root: RootDatabase,
     tableNames: readonly string[],
+    private readonly routedCountMax: number,
   ) {
     this.meta = root.openDB<unknown, string>({ name: "meta", encoding: "msgpack" });
+    this.routed = root.openDB<number, [number, number]>({ name: "routed", encoding: "msgpack" });
     this.outbox = root.openDB<OutboxItem, number>({
       name: "outbox",
       encoding: "msgpack",
@@ -84,7 +91,7 @@ export class PartitionStore {
     mkdirSync(dir, { recursive: true });
     const root = open({
       path: dir,
-      maxDbs: options.tables.length + 4,
+      maxDbs: options.tables.length + 5,
       mapSize: options.mapBytesMax,
       overlappingSync: false,
       noSync: false,
@@ -93,7 +100,7 @@ export class PartitionStore {
       compression: false,
       readOnly: options.readOnly === true,
     });
-    const store = new PartitionStore(dir, identity, root, options.tables);
+    const store = new PartitionStore(dir, identity, root, options.tables, options.routedCountMax ?? 0);
     if (options.readOnly === true && store.meta.get("identity") === undefined) {
       throw new Error(`${dir} holds no Sluice partition`);
     }
@@ -162,8 +169,13 @@ export class PartitionStore {
 
   /** Entries in a table (LMDB keeps the count: no scan). */
   count(table: string): number {
-    const db = table === "outbox" ? this.outbox : this.table(table);
+    const db = table === "outbox" ? this.outbox : table === "routed" ? this.routed : this.table(table);
     return (db.getStats() as { entryCount: number }).entryCount;
+  }
+
+  /** Whether a router message of this name was applied (within the last `routedCountMax` names). */
+  isRouted(id: [number, number]): boolean {
+    return this.routed.doesExist(id);
   }
 
   pendingOutbox(): Array<{ key: number; item: OutboxItem }> {
@@ -210,9 +222,18 @@ export class PartitionStore {
         this.meta.put("streamSeqLastAppliedAtMs", write.streamSeqLastAppliedAtMs);
       }
       if (items.length > 0) this.meta.put("outboxSeq", outboxSeq);
+      for (const id of write.routed ?? []) this.routed.put(id, 1);
+      if ((write.routed?.length ?? 0) > 0) this.trimRouted();
     });
     assert(committed === true, "the batch transaction commits");
     return { keys, items };
+  }
+
+  /** Keeps the newest `routedCountMax` router names: the window in which a late copy is recognised. */
+  private trimRouted(): void {
+    const excess = this.count("routed") - this.routedCountMax;
+    if (excess <= 0) return;
+    for (const key of this.routed.getKeys({ limit: Math.min(excess, 10_000) })) this.routed.remove(key);
   }
 
   /** Forget published outbox items. Not awaited by the hot path: a crash before it only re-publishes (deduped). */

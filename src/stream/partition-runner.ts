@@ -7,7 +7,7 @@ import type { Logger } from "../log/index.ts";
 import type { BatchWrite, OutboxItem, PartitionStore } from "../store/index.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
-import { consumerName, type Stage, streamNames } from "./subjects.ts";
+import { consumerName, parseRoutedId, routedIdHeader, type Stage, streamNames } from "./subjects.ts";
 
 /** What a stage sees of a message: no JetStream types cross into the apply step. */
 export type InboundMessage = {
@@ -279,17 +279,30 @@ export class PartitionRunner {
       fresh.push(toInbound(this.stream, m));
     }
     assert(last !== null, "a batch is never empty");
+    // Router copies published again after the duplicate window carry a name this partition already applied.
+    const routed: Array<[number, number]> = [];
+    const seen = new Set<string>();
+    const toApply = fresh.filter((m) => {
+      const id = parseRoutedId(m.headers?.get(routedIdHeader) || undefined);
+      if (id === null) return true;
+      const name = `${id[0]}:${id[1]}`;
+      if (seen.has(name) || this.d.store.isRouted(id)) return false;
+      seen.add(name);
+      routed.push(id);
+      return true;
+    });
     let outbox: OutboxItem[] = [];
     let keys: number[] = [];
     let applied = started;
     if (fresh.length > 0) {
-      const write = this.d.applier.apply(fresh);
+      const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
       applied = performance.now();
       const lastAtMs = (fresh[fresh.length - 1] as InboundMessage).atMs;
       const committed = await this.d.store.commit({
         ...write,
         streamSeqLastApplied: seqMax,
         streamSeqLastAppliedAtMs: lastAtMs,
+        routed,
       });
       outbox = committed.items;
       keys = committed.keys;
@@ -300,8 +313,8 @@ export class PartitionRunner {
     this.d.events.emit("batch_committed", {
       stage: this.d.stage,
       partition: this.d.partition,
-      applied: fresh.length,
-      skipped: batch.length - fresh.length,
+      applied: toApply.length,
+      skipped: batch.length - toApply.length,
       applySeconds: (applied - started) / 1000,
       commitSeconds: (committed - applied) / 1000,
       lag: last.info.pending + this.buffer.length,

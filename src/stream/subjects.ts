@@ -119,6 +119,20 @@ export const streamNames = {
   out: "SLUICE_OUT",
 } as const;
 
+/**
+ * The router names each message it publishes `<source seq in SLUICE_UNROUTED>:<n>`; stage partitions keep
+ * the names they applied (a bounded window), so a copy published again after JetStream's duplicate window
+ * is still applied once.
+ */
+export const routedIdHeader = "Sluice-Routed-Id";
+
+/** `<seq>:<n>` → [seq, n], or null when absent or malformed. */
+export function parseRoutedId(value: string | undefined): [number, number] | null {
+  if (value === undefined) return null;
+  const m = /^(\d{1,15}):(\d{1,9})$/.exec(value);
+  return m === null ? null : [Number(m[1]), Number(m[2])];
+}
+
 export const consumerName = (stage: Stage, partition: number) => `${stage}-${partition}`;
 export const unroutedConsumerName = "unrouted";
 

@@ -14,6 +14,7 @@ import {
   decodeToken,
   orderKey,
   orderPartition,
+  routedIdHeader,
   routePublic,
   skuPartition,
   streamNames,
@@ -152,7 +153,7 @@ export class UnroutedRouter {
         for (const value of m.headers.values(key)) headers.push([key, value]);
       }
     }
-    headers.push([originalSubjectHeader, m.subject]);
+    headers.push([originalSubjectHeader, m.subject], [routedIdHeader, `${m.seq}:${index}`]);
     return { subject: target, msgId: `unrouted:${m.seq}:${index}`, headers, data: m.data };
   }
 
@@ -172,7 +173,7 @@ export class UnroutedRouter {
     return envelopes.drain().map((e, i) => ({
       ...e,
       msgId: `unrouted:${m.seq}:${i}`,
-      headers: [...e.headers, [originalSubjectHeader, m.subject]],
+      headers: [...e.headers, [originalSubjectHeader, m.subject], [routedIdHeader, `${m.seq}:${i}`]],
     }));
   }
 

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { Sluice } from "../../src/sluice.ts";
-import { streamNames, subjects } from "../../src/stream/subjects.ts";
+import { routedIdHeader, streamNames, subjects } from "../../src/stream/subjects.ts";
 import { originalSubjectHeader } from "../../src/stream/unrouted-router.ts";
 import {
   getJson,
@@ -77,4 +78,35 @@ test("a malformed inbound subject is dead-lettered, not routed", async () => {
   );
   expect(m.header.get("Sluice-Source-Subject")).toBe("sluice.in.stok.U-1");
   expect(m.header.get("Sluice-Detail")).toContain("expected sluice.in.stock.<sku>");
+});
+
+test("a routed copy published again after the duplicate window is applied once", async () => {
+  await producer.publishJson(subjects.stockPublic("U-DUP"), { type: "received", warehouse: "w1", qty: 3 });
+  const first = await waitFor(async () => {
+    const r = await getJson(`${httpBase(sluice)}/v1/stock/U-DUP`);
+    return r.status === 200 ? r.body : null;
+  }, "U-DUP applied");
+  expect(first.positions.w1.onHand).toBe(3);
+  // What the router published, as a crash-and-late-restart would publish it again: same name, new msg id.
+  const jsm = await producer.jsm();
+  const info = await jsm.streams.info(streamNames.ledger);
+  let copy = null;
+  for (let seq = info.state.last_seq; seq >= info.state.first_seq && copy === null; seq--) {
+    const m = await jsm.streams.getMessage(streamNames.ledger, { seq });
+    if (m?.subject.endsWith(".stock.U-DUP")) copy = m;
+  }
+  expect(copy?.header.get(routedIdHeader)).toMatch(/^\d+:0$/);
+  const h = natsHeaders();
+  for (const [k, vs] of copy?.header ?? []) for (const v of vs) h.append(k, v);
+  const again = await producer.js.publish(copy?.subject as string, copy?.data, {
+    headers: h,
+    msgID: "late-copy",
+  });
+  expect(again.duplicate).toBe(false);
+  await producer.publishJson(subjects.stockPublic("U-DUP"), { type: "received", warehouse: "w1", qty: 1 });
+  const after = await waitFor(async () => {
+    const r = await getJson(`${httpBase(sluice)}/v1/stock/U-DUP`);
+    return r.body.version === 2 ? r.body : null;
+  }, "the next receipt applied");
+  expect(after.positions.w1.onHand).toBe(4); // 3 + 1: the late copy changed nothing
 });
