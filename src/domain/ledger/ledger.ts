@@ -403,9 +403,6 @@ export class Ledger {
     this.allocations.clear();
   }
 
-  get cachedCount(): number {
-    return this.skus.size + this.allocations.size;
-  }
 }
 
 function baseResult(r: LineRequest) {
