@@ -98,8 +98,16 @@ export function parseId(v: unknown, field: string, limits: DomainLimits): Parsed
     return invalid(`${field} must be at most ${limits.idBytesMax} bytes`);
   }
   // Control characters (NUL among them) are refused: they have no place in an id and would blur key prefixes.
-  if (/[\u0000-\u001f\u007f]/.test(v)) return invalid(`${field} must not contain control characters`);
+  if (hasControlCharacter(v)) return invalid(`${field} must not contain control characters`);
   return { ok: true, value: v };
+}
+
+function hasControlCharacter(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
 }
 
 export function isObject(v: unknown): v is Record<string, unknown> {

@@ -402,7 +402,6 @@ export class Ledger {
     this.skus.clear();
     this.allocations.clear();
   }
-
 }
 
 function baseResult(r: LineRequest) {
