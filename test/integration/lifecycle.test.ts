@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Order } from "../../src/domain/orders/index.ts";
 import type { FulfilmentItem, OrderLine } from "../../src/domain/orders/types.ts";
 import { orderKey, orderPartition, skuPartition, subjects } from "../../src/stream/subjects.ts";
-import { waitFor } from "../helpers/index.ts";
+import { getJson, httpBase, waitFor } from "../helpers/index.ts";
 import {
   expectIncreasing,
   Lifecycle,
@@ -304,6 +304,13 @@ describe("order lifecycle over a real nats-server and LMDB", () => {
     ]);
     await h.waitPosition(k1, "w1", { onHand: 10, reserved: 0, available: 10 });
     await h.waitPosition(k2, "w2", { onHand: 10, reserved: 0, available: 10 });
+    // Each ledger entry says why: the reservation came from the order, its release from the customer's cancel.
+    const entries = await getJson(`${httpBase(h.sluice)}/v1/stock/${k1}/entries`);
+    expect(entries.body.entries.map((e: { type: string; cause: string }) => [e.type, e.cause])).toEqual([
+      ["received", "received"],
+      ["reserved", "order"],
+      ["released", "cancel:customer"],
+    ]);
     const sent = await waitFor(() => {
       const f = h.fulfilmentsOf("shop", "CX-1");
       return f.filter((x) => x.type === "cancel").length === 2 ? f : null;

@@ -94,6 +94,7 @@ describe("ledger pipeline over a real nats-server and LMDB", () => {
       ["received", { onHand: 10 }],
       ["reserved", { reserved: 7 }],
     ]);
+    expect(entries.body.entries.map((e: { cause: string }) => e.cause)).toEqual(["received", "order"]);
     expect(entries.body.next).toBe(2);
     const rest = await getJson(`${httpBase(sluice)}/v1/stock/SKU-A/entries?after=2`);
     expect(rest.body.entries.map((e: { ref: string }) => e.ref)).toEqual(["shop.o3/1"]);

@@ -54,6 +54,8 @@ export class Ledger {
   private readonly dirtySkus = new Set<string>();
   private readonly dirtyAllocations = new Set<string>();
   private entries: LedgerEntry[] = [];
+  /** The cause recorded on the entries of the command being applied. */
+  private cause = "";
   private results: LineResult[] = [];
 
   constructor(private readonly view: LedgerView = emptyView) {}
@@ -82,6 +84,7 @@ export class Ledger {
   // ---- stock commands ------------------------------------------------------------------------------
 
   applyStock(sku: string, c: StockCommand, input: InputRef): CommandResult {
+    this.cause = c.type;
     const p = this.position(sku, c.warehouse);
     const free = available(p);
     switch (c.type) {
@@ -158,7 +161,9 @@ export class Ledger {
       for (const a of reserved) {
         if (shortfall <= 0) break;
         const qty = a.reserved;
+        this.cause = "count_shortfall";
         this.change(sku, warehouse, "released", { reserved: -qty }, `${a.orderKey}/${a.lineId}`, input);
+        this.cause = "counted";
         this.putAllocation({ ...a, reserved: 0 });
         this.results.push({
           kind: "lost",
@@ -186,6 +191,14 @@ export class Ledger {
   // ---- order-line requests -------------------------------------------------------------------------
 
   applyLine(r: LineRequest, input: InputRef): void {
+    this.cause =
+      r.kind === "reserve"
+        ? "order"
+        : r.kind === "ship"
+          ? "shipment"
+          : r.kind === "return"
+            ? `return:${r.disposition}`
+            : (r.cause ?? (r.kind === "reject" ? "reroute:warehouse" : "release"));
     const existing = this.allocation(r.sku, r.ref.orderKey, r.ref.lineId);
     const refText = `${r.ref.orderKey}/${r.ref.lineId}`;
     if (r.kind === "reserve") {
@@ -351,6 +364,7 @@ export class Ledger {
       type,
       delta: compact(delta),
       ref,
+      cause: this.cause,
       seq: input.seq,
       atMs: input.atMs,
     });

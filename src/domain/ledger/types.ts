@@ -71,6 +71,12 @@ export type LedgerEntry = {
   delta: Partial<Position>;
   /** Who asked: an order line `orderKey/lineId`, a receipt, a count id…, or null. */
   ref: string | null;
+  /**
+   * Why: the stock command (received, counted, override…), or for an order line: order, shipment,
+   * return:<disposition>, cancel:<customer|sla|warehouse|ship_complete>, reroute:<cause>, ship_complete,
+   * max_shipments, count_shortfall.
+   */
+  cause: string;
   /** Stream sequence of the input that caused it (0 for a timer). */
   seq: number;
   /** Time of the input (the stream's timestamp, ms since epoch): an input, never read from a clock here. */
@@ -103,10 +109,10 @@ export type ReturnDisposition = "sellable" | "damaged" | "quality_control";
 /** Requests from the order stage about one order line (internal hop, msgpack). */
 export type LineRequest =
   | { kind: "reserve"; ref: LineRef; sku: string; qty: number; candidates: string[]; attempt: number }
-  | { kind: "release"; ref: LineRef; sku: string; attempt: number }
+  | { kind: "release"; ref: LineRef; sku: string; attempt: number; cause?: string }
   /** `eventId` (the WMS shipment id) makes a copy that outlived JetStream's duplicate window change nothing. */
   | { kind: "ship"; ref: LineRef; sku: string; qty: number; attempt: number; eventId: string }
-  | { kind: "reject"; ref: LineRef; sku: string; stockMissing: boolean; attempt: number }
+  | { kind: "reject"; ref: LineRef; sku: string; stockMissing: boolean; attempt: number; cause?: string }
   | {
       kind: "return";
       ref: LineRef;

@@ -219,7 +219,7 @@ export class Orders {
     if (r.kind === "reserved") {
       line.warehouse = r.warehouse;
       if (line.cancelPending !== null) {
-        this.effects.ledger.push(this.request(order, line, "release"));
+        this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
         this.cancelLine(line, line.cancelPending);
       } else line.state = "allocated";
       this.touch(order, "allocated", at);
@@ -262,7 +262,7 @@ export class Orders {
       if (line.shippedQty === line.qty) line.state = "shipped";
       this.count("shipped", "units", s.qty);
       this.effects.ledger.push({
-        ...this.request(order, line, "ship"),
+        ...this.request(order, line, "ship", "shipment"),
         kind: "ship",
         qty: s.qty,
         eventId: input.shipmentId,
@@ -390,13 +390,13 @@ export class Orders {
           line.cancelPending = cause;
           break;
         case "allocated":
-          this.effects.ledger.push(this.request(order, line, "release"));
+          this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
           this.cancelLine(line, cause);
           cancelled++;
           break;
         case "released":
           if (line.shippedQty >= line.qty) break;
-          this.effects.ledger.push(this.request(order, line, "release"));
+          this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
           byWarehouse.set(line.warehouse as string, [
             ...(byWarehouse.get(line.warehouse as string) ?? []),
             line,
@@ -439,11 +439,11 @@ export class Orders {
   ): void {
     if (reject || stockMissing) {
       this.effects.ledger.push({
-        ...this.request(order, line, "reject"),
+        ...this.request(order, line, "reject", `reroute:${cause}`),
         kind: "reject",
         stockMissing,
       } as LineRequest);
-    } else this.effects.ledger.push(this.request(order, line, "release"));
+    } else this.effects.ledger.push(this.request(order, line, "release", `reroute:${cause}`));
     if (!line.excluded.includes(warehouse)) line.excluded.push(warehouse);
     this.count("rerouted", cause);
     this.retry(order, line, cause);
@@ -475,12 +475,19 @@ export class Orders {
     });
   }
 
-  private request(order: Order, line: OrderLine, kind: "release" | "ship" | "reject"): LineRequest {
+  /** `cause` says why, in the ledger entry it leads to: cancel:<cause>, reroute:<cause>, ship_complete… */
+  private request(
+    order: Order,
+    line: OrderLine,
+    kind: "release" | "ship" | "reject",
+    cause: string,
+  ): LineRequest {
     return {
       kind,
       ref: { orderKey: order.key, lineId: line.lineId },
       sku: line.sku,
       attempt: line.attempt,
+      cause,
     } as LineRequest;
   }
 
@@ -498,7 +505,7 @@ export class Orders {
       const failed = order.lines.some((l) => l.state === "backordered" || l.state === "rejected");
       if (order.split.mode === "ship_complete" && failed) {
         for (const line of order.lines.filter((l) => l.state === "allocated")) {
-          this.effects.ledger.push(this.request(order, line, "release"));
+          this.effects.ledger.push(this.request(order, line, "release", "ship_complete"));
           line.warehouse = null;
           this.notReserved(order, line, "ship_complete");
         }
@@ -545,7 +552,7 @@ export class Orders {
     let moved = false;
     for (const line of movable) {
       if (keep.has(line.warehouse as string)) continue;
-      this.effects.ledger.push(this.request(order, line, "release"));
+      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
       this.retry(order, line, line.rerouteCause ?? "warehouse");
       moved = true;
     }
@@ -566,7 +573,7 @@ export class Orders {
     );
     for (const line of allocated) {
       if (keep.has(line.warehouse as string)) continue;
-      this.effects.ledger.push(this.request(order, line, "release"));
+      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
       line.warehouse = null;
       this.notReserved(order, line, "max_shipments");
     }
