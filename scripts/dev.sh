@@ -12,7 +12,16 @@ die() { say "$*"; exit 1; }
 is_root() { [ "$(id -u)" = "0" ]; }
 
 ensure_bun() {
-  if command -v bun >/dev/null 2>&1; then return; fi
+  if command -v bun >/dev/null 2>&1; then
+    # Bun.serve routes, Bun.TOML and --cpu-prof need a recent Bun: refuse an old one with the fix.
+    local have major minor
+    have=$(bun --version 2>/dev/null || echo 0.0.0)
+    major=${have%%.*}; minor=${have#*.}; minor=${minor%%.*}
+    if [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 2 ]; }; then
+      die "Bun ${have} is too old (1.2 or newer, ${bun_version} tested): run 'npm install -g bun@${bun_version}'"
+    fi
+    return
+  fi
   command -v npm >/dev/null 2>&1 || die "Bun is missing and so is npm: install Node.js 20+ with npm (or Bun ${bun_version}) and run this again"
   say "installing Bun ${bun_version} from npm"
   if is_root; then
