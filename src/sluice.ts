@@ -11,7 +11,7 @@ import { createMetrics, type Metrics } from "./metrics/index.ts";
 import { LedgerApplier, ledgerTables } from "./stages/ledger/applier.ts";
 import { OrderApplier, orderTables } from "./stages/order/applier.ts";
 import { PartitionStore, partitionDir } from "./store/index.ts";
-import { lockDataDir } from "./store/lock.ts";
+import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
 import { EmbeddedServer } from "./stream/embedded-server.ts";
 import { OutboxPublisher } from "./stream/outbox-publisher.ts";
@@ -44,7 +44,7 @@ export class Sluice {
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
   private stopping: Promise<void> | null = null;
-  private unlock: (() => void) | null = null;
+  private lock: DataDirLock | null = null;
 
   constructor(
     readonly config: Config,
@@ -66,7 +66,7 @@ export class Sluice {
   async start(): Promise<void> {
     const c = this.config;
     this.network = loadNetworkFile(c.orders.networkFile);
-    this.unlock = lockDataDir(this.dataDir, {
+    this.lock = lockDataDir(this.dataDir, {
       refreshMs: c.store.lockRefreshMs,
       staleMs: c.store.lockStaleMs,
     });
@@ -187,6 +187,8 @@ export class Sluice {
       events: this.events,
       log: this.log,
       onFatal: this.onFatal,
+      // Fencing: a process that stalled past the lock's lease and lost it stops before its next commit.
+      lockHeld: () => this.lock?.held() ?? false,
     });
     return { stage, index, store, applier, runner };
   }
@@ -209,7 +211,7 @@ export class Sluice {
     }
     for (const p of this.partitions) await p.store.close();
     await this.embedded?.stop();
-    this.unlock?.();
+    this.lock?.release();
     this.log.info("sluice stopped");
   }
 }

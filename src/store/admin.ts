@@ -81,9 +81,10 @@ export async function importPartition(
     );
   }
   // The partition is written: no Sluice may run on this data directory meanwhile.
-  const unlock = lockDataDir(c.data.dir, { refreshMs: c.store.lockRefreshMs, staleMs: c.store.lockStaleMs });
-  const store = openPartition(c, stage, partition, false);
+  const lock = lockDataDir(c.data.dir, { refreshMs: c.store.lockRefreshMs, staleMs: c.store.lockStaleMs });
+  let store: PartitionStore | null = null;
   try {
+    store = openPartition(c, stage, partition, false);
     if (store.streamSeqLastApplied() !== 0 || store.count(tablesOf(stage)[0] as string) !== 0) {
       throw new Error(
         `${stage} partition ${partition} in ${c.data.dir} is not empty; import goes into an empty partition`,
@@ -91,7 +92,7 @@ export async function importPartition(
     }
     return await store.import(body.records);
   } finally {
-    await store.close();
-    unlock();
+    await store?.close();
+    lock.release();
   }
 }

@@ -43,6 +43,8 @@ export type PartitionRunnerDeps = {
   log: Logger;
   /** A failure the runner cannot recover from (commit failed, invariant broken): the process must exit. */
   onFatal: (error: Error) => void;
+  /** Whether this process still holds the data-dir lock; checked before every commit. */
+  lockHeld?: () => boolean;
 };
 
 /**
@@ -263,6 +265,11 @@ export class PartitionRunner {
   private async processTick(): Promise<void> {
     const write = this.d.applier.tick?.(Date.now()) ?? null;
     if (write === null) return;
+    if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
+      throw new Error(
+        "another process took over the data-dir lock (this one stalled past store.lockStaleMs)",
+      );
+    }
     const { keys, items } = await this.d.store.commit({ ...write, streamSeqLastApplied: null });
     if (items.length > 0) await this.publishOutbox(items, keys);
   }
@@ -296,6 +303,11 @@ export class PartitionRunner {
     let applied = started;
     if (fresh.length > 0) {
       const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
+      if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
+        throw new Error(
+          "another process took over the data-dir lock (this one stalled past store.lockStaleMs)",
+        );
+      }
       applied = performance.now();
       const lastAtMs = (fresh[fresh.length - 1] as InboundMessage).atMs;
       const committed = await this.d.store.commit({
