@@ -17,8 +17,8 @@ ensure_bun() {
     local have major minor
     have=$(bun --version 2>/dev/null || echo 0.0.0)
     major=${have%%.*}; minor=${have#*.}; minor=${minor%%.*}
-    if [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 2 ]; }; then
-      die "Bun ${have} is too old (1.2 or newer, ${bun_version} tested): run 'npm install -g bun@${bun_version}'"
+    if [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 3 ]; }; then
+      die "Bun ${have} is too old (1.3 or newer, ${bun_version} tested): run 'npm install -g bun@${bun_version}'"
     fi
     return
   fi

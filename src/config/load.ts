@@ -182,6 +182,12 @@ export const relations: ReadonlyArray<{
       `store.lockStaleMs (${c.store.lockStaleMs}) must be at least 3 × store.lockRefreshMs (${c.store.lockRefreshMs}) so a live owner's lock never looks stale`,
   },
   {
+    rule: "`orders.linesPerOrderMax` × 1 KiB ≤ `streams.messageBytesMax`: one order's status item (≤ 1 KiB a line with ids at `ledger.idBytesMax`) always fits an output message.",
+    holds: (c) => c.orders.linesPerOrderMax * 1024 <= c.streams.messageBytesMax,
+    fix: (c) =>
+      `orders.linesPerOrderMax (${c.orders.linesPerOrderMax}) × 1 KiB must not exceed streams.messageBytesMax (${c.streams.messageBytesMax}): a status item of the largest order must fit one message; lower linesPerOrderMax or raise messageBytesMax (and the server's max_payload)`,
+  },
+  {
     rule: "Embedded server only: `streams.replicas` = 1 (a single node).",
     holds: (c) => c.nats.url !== "" || c.streams.replicas === 1,
     fix: (c) =>

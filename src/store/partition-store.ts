@@ -34,7 +34,7 @@ export type BatchWrite = {
   /** That message's stream timestamp in ms (with a sequence). */
   streamSeqLastAppliedAtMs?: number;
   /** Router message names applied in this batch (see routedIdHeader), remembered in a bounded window. */
-  routed?: Array<[number, number]>;
+  routed?: Array<[number, number, number]>;
 };
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
@@ -52,7 +52,7 @@ export class PartitionStore {
   private readonly tables = new Map<string, Database<unknown, Key>>();
   private readonly meta: Database<unknown, string>;
   private readonly outbox: Database<OutboxItem, number>;
-  private readonly routed: Database<number, [number, number]>;
+  private readonly routed: Database<number, [number, number, number]>;
   private closed = false;
 
   private constructor(
@@ -63,7 +63,7 @@ export class PartitionStore {
     private readonly routedCountMax: number,
   ) {
     this.meta = root.openDB<unknown, string>({ name: "meta", encoding: "msgpack" });
-    this.routed = root.openDB<number, [number, number]>({ name: "routed", encoding: "msgpack" });
+    this.routed = root.openDB<number, [number, number, number]>({ name: "routed", encoding: "msgpack" });
     this.outbox = root.openDB<OutboxItem, number>({
       name: "outbox",
       encoding: "msgpack",
@@ -174,7 +174,7 @@ export class PartitionStore {
   }
 
   /** Whether a router message of this name was applied (within the last `routedCountMax` names). */
-  isRouted(id: [number, number]): boolean {
+  isRouted(id: [number, number, number]): boolean {
     return this.routed.doesExist(id);
   }
 
@@ -247,6 +247,7 @@ export class PartitionStore {
   *export(): Generator<{ table: string; key: Key; value: unknown }> {
     for (const { key, value } of this.meta.getRange()) yield { table: "meta", key, value };
     for (const { key, value } of this.outbox.getRange()) yield { table: "outbox", key, value };
+    for (const { key, value } of this.routed.getRange()) yield { table: "routed", key, value };
     for (const [name, db] of this.tables)
       for (const { key, value } of db.getRange()) yield { table: name, key, value };
   }
@@ -269,7 +270,14 @@ export class PartitionStore {
         // This store keeps its own id: outputs committed after the import never reuse an id the exporting
         // store gave (a restore of an older export within the dedupe window would drop them as duplicates).
         if (r.table === "meta" && r.key === "storeId") continue;
-        const db = r.table === "meta" ? this.meta : r.table === "outbox" ? this.outbox : this.table(r.table);
+        const db =
+          r.table === "meta"
+            ? this.meta
+            : r.table === "outbox"
+              ? this.outbox
+              : r.table === "routed"
+                ? this.routed
+                : this.table(r.table);
         (db as Database<unknown, Key>).put(r.key, r.value);
         count++;
       }

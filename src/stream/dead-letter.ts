@@ -41,8 +41,10 @@ export function deadLetter(source: SourceMessage, reason: DeadLetterReason, deta
   const headers: Array<[string, string]> = [];
   if (source.headers !== undefined) {
     for (const key of source.headers.keys()) {
-      // Nats-Msg-Id is the producer's id for the inbound stream; the dead letter has its own.
-      if (key.toLowerCase() === "nats-msg-id") continue;
+      // Nats-Msg-Id is the producer's id for the inbound stream; the dead letter has its own. A router name
+      // is dropped too: a dead letter fixed and published again must be applied, not taken for a copy.
+      const lower = key.toLowerCase();
+      if (lower === "nats-msg-id" || lower === "sluice-routed-id") continue;
       for (const value of source.headers.values(key)) headers.push([key, value]);
     }
   }

@@ -7,7 +7,14 @@ import type { Logger } from "../log/index.ts";
 import type { BatchWrite, OutboxItem, PartitionStore } from "../store/index.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
-import { consumerName, parseRoutedId, routedIdHeader, type Stage, streamNames } from "./subjects.ts";
+import {
+  consumerName,
+  parseRoutedId,
+  routedIdHeader,
+  routerKinds,
+  type Stage,
+  streamNames,
+} from "./subjects.ts";
 
 /** What a stage sees of a message: no JetStream types cross into the apply step. */
 export type InboundMessage = {
@@ -287,12 +294,13 @@ export class PartitionRunner {
     }
     assert(last !== null, "a batch is never empty");
     // Router copies published again after the duplicate window carry a name this partition already applied.
-    const routed: Array<[number, number]> = [];
+    const routed: Array<[number, number, number]> = [];
     const seen = new Set<string>();
     const toApply = fresh.filter((m) => {
-      const id = parseRoutedId(m.headers?.get(routedIdHeader) || undefined);
+      const kind = m.subject.split(".")[3] ?? "";
+      const id = routerKinds.has(kind) ? parseRoutedId(m.headers?.get(routedIdHeader) || undefined) : null;
       if (id === null) return true;
-      const name = `${id[0]}:${id[1]}`;
+      const name = id.join(":");
       if (seen.has(name) || this.d.store.isRouted(id)) return false;
       seen.add(name);
       routed.push(id);

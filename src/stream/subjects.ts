@@ -120,17 +120,27 @@ export const streamNames = {
 } as const;
 
 /**
- * The router names each message it publishes `<source seq in SLUICE_UNROUTED>:<n>`; stage partitions keep
- * the names they applied (a bounded window), so a copy published again after JetStream's duplicate window
- * is still applied once.
+ * The router names each message it publishes `<source timestamp ms>:<source seq>:<n>` (a recreated
+ * SLUICE_UNROUTED restarts its sequences, never its clock); stage partitions keep the names they applied
+ * (a bounded window), so a copy published again after JetStream's duplicate window is still applied once.
+ * The name is honoured only on subjects only the router publishes (routerKinds).
  */
 export const routedIdHeader = "Sluice-Routed-Id";
 
-/** `<seq>:<n>` → [seq, n], or null when absent or malformed. */
-export function parseRoutedId(value: string | undefined): [number, number] | null {
+/** Partitioned subject kinds only the router publishes: public copies, stock item envelopes, WMS events. */
+export const routerKinds: ReadonlySet<string> = new Set(["routed", "items", "wms"]);
+
+/** `<ms>:<seq>:<n>` → [ms, seq, n], or null when absent or malformed. */
+export function parseRoutedId(value: string | undefined): [number, number, number] | null {
   if (value === undefined) return null;
-  const m = /^(\d{1,15}):(\d{1,9})$/.exec(value);
-  return m === null ? null : [Number(m[1]), Number(m[2])];
+  const m = /^(\d{1,15}):(\d{1,15}):(\d{1,9})$/.exec(value);
+  return m === null ? null : [Number(m[1]), Number(m[2]), Number(m[3])];
+}
+
+/** A router copy of a public message: `sluice.<stage>.<p>.routed.<kind>.…` (the mappings never make one). */
+export function routedSubject(partitioned: string): string {
+  const t = partitioned.split(".");
+  return [...t.slice(0, 3), "routed", ...t.slice(3)].join(".");
 }
 
 export const consumerName = (stage: Stage, partition: number) => `${stage}-${partition}`;
@@ -207,5 +217,8 @@ export function parsePartitioned(
   if (tokens.length < 5 || tokens[0] !== "sluice") return null;
   const partition = Number(tokens[2]);
   if (!Number.isInteger(partition) || partition < 0) return null;
-  return { stage: tokens[1] as string, partition, kind: tokens[3] as string, tokens: tokens.slice(4) };
+  // A router copy reads as the public message it copies.
+  const rest = tokens[3] === "routed" ? tokens.slice(4) : tokens.slice(3);
+  if (rest.length < 2) return null;
+  return { stage: tokens[1] as string, partition, kind: rest[0] as string, tokens: rest.slice(1) };
 }

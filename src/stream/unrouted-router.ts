@@ -15,6 +15,7 @@ import {
   orderKey,
   orderPartition,
   routedIdHeader,
+  routedSubject,
   routePublic,
   skuPartition,
   streamNames,
@@ -24,6 +25,17 @@ import {
 
 /** Header naming the public subject a routed message was published to. */
 export const originalSubjectHeader = "Sluice-Original-Subject";
+
+const strippedHeaders = new Set([
+  "nats-msg-id",
+  originalSubjectHeader.toLowerCase(),
+  routedIdHeader.toLowerCase(),
+]);
+
+/** `<source ms>:<source seq>:<n>`: the same for every re-publish of the same source message. */
+function routedName(m: JsMsg, n: number): string {
+  return `${Math.floor(m.info.timestampNanos / 1_000_000)}:${m.seq}:${n}`;
+}
 
 /**
  * Inbound messages that no server mapping partitioned land in SLUICE_UNROUTED, and this router sends each
@@ -141,7 +153,7 @@ export class UnroutedRouter {
     }
     const routed = routePublic(m.subject, this.config.streams.partitionCount);
     if (!routed.ok) return dead("bad_subject", routed.detail);
-    return [this.copy(m, routed.target, 0)];
+    return [this.copy(m, routedSubject(routed.target), 0)];
   }
 
   /** The message, untouched, on its partitioned subject, naming where it was published. */
@@ -149,11 +161,12 @@ export class UnroutedRouter {
     const headers: Array<[string, string]> = [];
     if (m.headers !== undefined) {
       for (const key of m.headers.keys()) {
-        if (key.toLowerCase() === "nats-msg-id") continue;
+        // The producer's message id is for SLUICE_UNROUTED; the router's own headers are never taken from it.
+        if (strippedHeaders.has(key.toLowerCase())) continue;
         for (const value of m.headers.values(key)) headers.push([key, value]);
       }
     }
-    headers.push([originalSubjectHeader, m.subject], [routedIdHeader, `${m.seq}:${index}`]);
+    headers.push([originalSubjectHeader, m.subject], [routedIdHeader, routedName(m, index)]);
     return { subject: target, msgId: `unrouted:${m.seq}:${index}`, headers, data: m.data };
   }
 
@@ -173,7 +186,7 @@ export class UnroutedRouter {
     return envelopes.drain().map((e, i) => ({
       ...e,
       msgId: `unrouted:${m.seq}:${i}`,
-      headers: [...e.headers, [originalSubjectHeader, m.subject], [routedIdHeader, `${m.seq}:${i}`]],
+      headers: [...e.headers, [originalSubjectHeader, m.subject], [routedIdHeader, routedName(m, i)]],
     }));
   }
 

@@ -95,7 +95,7 @@ test("a routed copy published again after the duplicate window is applied once",
     const m = await jsm.streams.getMessage(streamNames.ledger, { seq });
     if (m?.subject.endsWith(".stock.U-DUP")) copy = m;
   }
-  expect(copy?.header.get(routedIdHeader)).toMatch(/^\d+:0$/);
+  expect(copy?.header.get(routedIdHeader)).toMatch(/^\d+:\d+:0$/);
   const h = natsHeaders();
   for (const [k, vs] of copy?.header ?? []) for (const v of vs) h.append(k, v);
   const again = await producer.js.publish(copy?.subject as string, copy?.data, {

@@ -176,9 +176,16 @@ export function checkLineRequest(v: unknown, limits: DomainLimits): string | nul
   if (!isObject(v) || !isRef(v.ref) || !isStr(v.sku) || !isCount(v.attempt))
     return "line request without ref, sku or attempt";
   if (idsTooLong(v, limits)) return "line request with an id over ledger.idBytesMax";
+  if (v.cause !== undefined && (!isStr(v.cause) || v.cause.length > 64 || hasControlCharacter(v.cause))) {
+    return "line request cause must be a short string";
+  }
   switch (v.kind) {
     case "reserve":
-      return isCount(v.qty) && v.qty > 0 && Array.isArray(v.candidates) && v.candidates.every(isStr)
+      return isCount(v.qty) &&
+        v.qty > 0 &&
+        Array.isArray(v.candidates) &&
+        v.candidates.length <= 1000 &&
+        v.candidates.every((w) => parseId(w, "candidate", limits).ok)
         ? null
         : "reserve needs qty > 0 and candidates";
     case "release":

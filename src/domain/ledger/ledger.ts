@@ -217,7 +217,11 @@ export class Ledger {
         }
         return;
       }
-      if (existing !== undefined && existing.reserved > 0) this.releaseAllocation(existing, refText, input);
+      if (existing !== undefined && existing.reserved > 0) {
+        this.cause = "reroute"; // a new attempt supersedes the old reservation
+        this.releaseAllocation(existing, refText, input);
+        this.cause = "order";
+      }
       this.reserve(r, refText, input, existing);
       return;
     }
