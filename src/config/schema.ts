@@ -177,7 +177,12 @@ export const schema = {
       minuteMs,
       "How often a running Sluice touches its data-dir lock (a lease).",
     ),
-    lockStaleMs: int(30 * secondMs, 300, 10 * minuteMs, "A data-dir lock untouched this long is taken over."),
+    lockStaleMs: int(
+      30 * secondMs,
+      300,
+      10 * minuteMs,
+      "A lock of another host, boot or pid namespace untouched this long is taken over.",
+    ),
     mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),
   },
   shutdown: {

@@ -1,6 +1,6 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
-import { type DomainLimits, parseStockItems, type StockItem } from "../domain/ledger/index.ts";
+import { type DomainLimits, parseId, parseStockItems, type StockItem } from "../domain/ledger/index.ts";
 import { parseOrderRef } from "../domain/orders/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -132,6 +132,8 @@ export class UnroutedRouter {
       } catch (error) {
         return dead("bad_subject", (error as Error).message);
       }
+      const checked = parseId(id, tokens[2] === "wms" ? "warehouse" : "importId", this.limits);
+      if (!checked.ok) return dead(checked.reason, checked.detail);
       const decoded = decodePayload(m.data, contentTypeOf(m.headers));
       if (!decoded.ok) return dead(decoded.reason, decoded.detail);
       if (event === "shipped" || event === "rejected") {

@@ -220,6 +220,11 @@ export class OrderApplier implements PartitionApplier {
       reject(m, "bad_subject", (error as Error).message);
       return;
     }
+    const checked = parseId(warehouse, "warehouse", this.limits);
+    if (!checked.ok) {
+      reject(m, checked.reason, checked.detail);
+      return;
+    }
     const decoded = decodePayload(m.data, contentTypeOf(m.headers));
     if (!decoded.ok) {
       reject(m, decoded.reason, decoded.detail);
