@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -181,4 +182,36 @@ export function httpBase(sluice: Sluice): string {
   const server = sluice.http;
   if (server === null) throw new Error("sluice has no HTTP server");
   return `http://127.0.0.1:${server.port}`;
+}
+
+export type Fixture = { nats: TestNats; dataDir: string; sluice: Sluice; fatal: Error[]; producer: Producer };
+
+/**
+ * The usual integration-test set-up for one file: its own nats-server, a Sluice on it with a temporary data
+ * directory, a producer; all stopped and removed after the file. `ready` receives them once started.
+ */
+export function sluiceFixture(
+  name: string,
+  ready: (f: Fixture) => void,
+  options: {
+    partitionCount?: number;
+    mappings?: boolean;
+    overrides?: Record<string, Record<string, unknown>>;
+  } = {},
+): void {
+  const nats = new TestNats(options.partitionCount ?? 4, options.mappings ?? true);
+  const dataDir = tempDir(name);
+  let fixture: Fixture | null = null;
+  beforeAll(async () => {
+    await nats.start();
+    const { sluice, fatal } = await startSluice(testConfig(nats.url, dataDir, options.overrides));
+    fixture = { nats, dataDir, sluice, fatal, producer: await Producer.connect(nats.url) };
+    ready(fixture);
+  });
+  afterAll(async () => {
+    await fixture?.producer.close();
+    await fixture?.sluice.stop();
+    await nats.dispose();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 }

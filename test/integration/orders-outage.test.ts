@@ -1,38 +1,17 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { expect, test } from "bun:test";
 import type { Order } from "../../src/domain/orders/index.ts";
 import type { Sluice } from "../../src/sluice.ts";
 import { streamNames, subjects } from "../../src/stream/subjects.ts";
-import {
-  getJson,
-  httpBase,
-  Producer,
-  startSluice,
-  TestNats,
-  tempDir,
-  testConfig,
-  waitFor,
-} from "../helpers/index.ts";
+import { getJson, httpBase, type Producer, sluiceFixture, type TestNats, waitFor } from "../helpers/index.ts";
 
 // The whole order path (order stage → ledger partitions → order stage → outputs) through a nats-server
 // restart in the middle of a stream of orders: none lost, none doubled; then the stage's metrics.
-const nats = new TestNats(4);
-const dataDir = tempDir("orders-outage");
 let sluice: Sluice;
 let fatal: Error[];
 let producer: Producer;
-
-beforeAll(async () => {
-  await nats.start();
-  ({ sluice, fatal } = await startSluice(testConfig(nats.url, dataDir)));
-  producer = await Producer.connect(nats.url);
-});
-
-afterAll(async () => {
-  await producer?.close();
-  await sluice?.stop();
-  await nats.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
+let nats: TestNats;
+sluiceFixture("orders-outage", (f) => {
+  ({ sluice, fatal, producer, nats } = f);
 });
 
 const skus = ["OO-1", "OO-2", "OO-3", "OO-4", "OO-5"];

@@ -1,38 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { Sluice } from "../../src/sluice.ts";
 import { pack } from "../../src/stream/codec.ts";
 import { deadLetterHeaders } from "../../src/stream/dead-letter.ts";
 import { encodeToken, skuPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
-import {
-  getJson,
-  httpBase,
-  Producer,
-  startSluice,
-  TestNats,
-  tempDir,
-  testConfig,
-  waitFor,
-} from "../helpers/index.ts";
+import { getJson, httpBase, type Producer, sluiceFixture, waitFor } from "../helpers/index.ts";
 
-const nats = new TestNats(4);
-const dataDir = tempDir("pipeline");
 let sluice: Sluice;
 let fatal: Error[];
 let producer: Producer;
-
-beforeAll(async () => {
-  await nats.start();
-  ({ sluice, fatal } = await startSluice(testConfig(nats.url, dataDir)));
-  producer = await Producer.connect(nats.url);
-});
-
-afterAll(async () => {
-  await producer?.close();
-  await sluice?.stop();
-  await nats.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
+sluiceFixture("pipeline", (f) => {
+  ({ sluice, fatal, producer } = f);
 });
 
 async function stock(sku: string) {

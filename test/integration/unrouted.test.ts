@@ -1,39 +1,21 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { expect, test } from "bun:test";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { Sluice } from "../../src/sluice.ts";
 import { routedIdHeader, streamNames, subjects } from "../../src/stream/subjects.ts";
 import { originalSubjectHeader } from "../../src/stream/unrouted-router.ts";
-import {
-  getJson,
-  httpBase,
-  Producer,
-  startSluice,
-  TestNats,
-  tempDir,
-  testConfig,
-  waitFor,
-} from "../helpers/index.ts";
+import { getJson, httpBase, type Producer, sluiceFixture, waitFor } from "../helpers/index.ts";
 
 // An operator's nats-server without Sluice's subject mappings: public subjects land in SLUICE_UNROUTED and
 // the router partitions them. Everything still arrives, in order per SKU, exactly once.
-const nats = new TestNats(4, false);
-const dataDir = tempDir("unrouted");
 let sluice: Sluice;
 let producer: Producer;
-
-beforeAll(async () => {
-  await nats.start();
-  ({ sluice } = await startSluice(testConfig(nats.url, dataDir)));
-  producer = await Producer.connect(nats.url);
-});
-
-afterAll(async () => {
-  await producer?.close();
-  await sluice?.stop();
-  await nats.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+sluiceFixture(
+  "unrouted",
+  (f) => {
+    ({ sluice, producer } = f);
+  },
+  { mappings: false },
+);
 
 test("without server mappings, public inbound subjects are routed to their partition and applied in order", async () => {
   const skus = ["U-1", "U-2", "U-3", "U-4", "U-5"];
