@@ -18,6 +18,15 @@ export class BoundedCache<K, V> {
     return v;
   }
 
+  /** Read-through: the cached value, or `load()`'s (kept when there is one). */
+  getOr(key: K, load: () => V | undefined): V | undefined {
+    const cached = this.get(key);
+    if (cached !== undefined) return cached;
+    const loaded = load();
+    if (loaded !== undefined) this.set(key, loaded);
+    return loaded;
+  }
+
   set(key: K, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);

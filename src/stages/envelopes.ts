@@ -1,6 +1,6 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { OutboxItem } from "../store/index.ts";
-import { contentTypes, pack } from "../stream/codec.ts";
+import { contentTypes, pack, unpack } from "../stream/codec.ts";
 
 /**
  * Batches outputs: one message per subject per batch, carrying many items (design.md §7: envelopes). A
@@ -100,4 +100,30 @@ export function contentTypeOf(headers: MsgHdrs | undefined): string | undefined 
   if (headers === undefined) return undefined;
   for (const key of headers.keys()) if (key.toLowerCase() === "content-type") return headers.get(key);
   return undefined;
+}
+
+/**
+ * The inverse of Envelopes for internal hops: a msgpack `{items: [...]}` whose every item passes `check`,
+ * or why not (the message becomes a dead letter, the partition moves on).
+ */
+export function openEnvelope<T>(
+  data: Uint8Array,
+  what: string,
+  check: (item: unknown) => string | null,
+): { ok: true; items: T[] } | { ok: false; detail: string } {
+  let body: unknown;
+  try {
+    body = unpack(data);
+  } catch {
+    body = null;
+  }
+  if (typeof body !== "object" || body === null || !Array.isArray((body as { items?: unknown }).items)) {
+    return { ok: false, detail: `${what} envelope without items` };
+  }
+  const items = (body as { items: unknown[] }).items;
+  for (const item of items) {
+    const problem = check(item);
+    if (problem !== null) return { ok: false, detail: `${what} envelope: ${problem}` };
+  }
+  return { ok: true, items: items as T[] };
 }

@@ -47,3 +47,18 @@ export async function waitReady(p: SluiceProcess, timeoutMs = 20_000): Promise<v
   }
   throw new Error(`sluice not ready within ${timeoutMs} ms:\n${p.output()}`);
 }
+
+/** `bun src/cli.ts …` with only the given settings in its environment; its output and exit code. */
+export async function runCli(args: string[], env: Record<string, string> = {}) {
+  const child = Bun.spawn(["bun", "src/cli.ts", ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  return { stdout, stderr, code };
+}

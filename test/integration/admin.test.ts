@@ -15,30 +15,16 @@ import {
   testConfig,
   waitFor,
 } from "../helpers/index.ts";
+import { runCli } from "../helpers/process.ts";
 
 // Operator commands over a data directory: the ledger consistency check and partition export/import.
 const nats = new TestNats(4);
 const dataDir = tempDir("admin");
 const otherDir = tempDir("admin-import");
 
-async function cli(args: string[], dir: string) {
-  const child = Bun.spawn(["bun", "src/cli.ts", ...args], {
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: process.env.HOME ?? "/tmp",
-      SLUICE_DATA_DIR: dir,
-      SLUICE_STORE_MAP_BYTES_MAX: String(256 * 1024 * 1024),
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  return { stdout, stderr, code };
-}
+/** The CLI on `dir`, as an operator runs it (small LMDB maps for the test). */
+const cli = (args: string[], dir: string) =>
+  runCli(args, { SLUICE_DATA_DIR: dir, SLUICE_STORE_MAP_BYTES_MAX: String(256 * 1024 * 1024) });
 
 beforeAll(async () => {
   await nats.start();

@@ -3,25 +3,14 @@ import { rmSync } from "node:fs";
 import { provisionStreams } from "../../src/stream/provision.ts";
 import { skuPartition } from "../../src/stream/subjects.ts";
 import { Producer, TestNats, tempDir, testConfig, testLog } from "../helpers/index.ts";
+import { runCli } from "../helpers/process.ts";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const c of cleanups) await c();
 });
 
-async function cli(args: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawn(["bun", "src/cli.ts", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  return { stdout, stderr, code };
-}
+const cli = runCli;
 
 describe("sluice CLI", () => {
   test("--help and version", async () => {

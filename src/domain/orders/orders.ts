@@ -150,8 +150,9 @@ export class Orders {
     };
     this.cache.set(key, order);
     this.timers.push({ op: "put", dueMs: order.shipByMs, key });
-    for (const c of this.pendingCancelsOf(key)) this.markCancel(order, c.lineIds, c.cause, at);
-    if (this.pendingCancelsOf(key).length > 0) this.pending.set(key, null);
+    const waiting = this.pendingCancelsOf(key);
+    for (const c of waiting) this.markCancel(order, c.lineIds, c.cause, at);
+    if (waiting.length > 0) this.pending.set(key, null);
     for (const line of order.lines) {
       if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
       else this.requestReservation(order, line);

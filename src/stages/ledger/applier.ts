@@ -4,7 +4,6 @@ import {
   checkLineRequest,
   checkStockItem,
   type DomainLimits,
-  isObject,
   Ledger,
   type LedgerView,
   type LineRequest,
@@ -16,7 +15,7 @@ import {
 } from "../../domain/ledger/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
-import { decodePayload, unpack } from "../../stream/codec.ts";
+import { decodePayload } from "../../stream/codec.ts";
 import { type DeadLetterReason, deadLetter } from "../../stream/dead-letter.ts";
 import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
 import {
@@ -28,7 +27,7 @@ import {
   subjects,
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
-import { contentTypeOf, Envelopes } from "../envelopes.ts";
+import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
 
 export const ledgerTables = ["skus", "entries", "allocations"] as const;
 
@@ -48,11 +47,8 @@ export function ledgerView(
 ): LedgerView {
   return {
     getSku: (sku) => {
-      const cached = cache?.get(sku);
-      if (cached !== undefined) return cached;
-      const stored = store.get<SkuState>("skus", sku);
-      if (stored !== undefined) cache?.set(sku, stored);
-      return stored;
+      const load = () => store.get<SkuState>("skus", sku);
+      return cache === null ? load() : cache.getOr(sku, load);
     },
     getAllocation: (sku, orderKey, lineId) => store.get("allocations", [sku, orderKey, lineId]),
     allocationsOf: (sku) => [
@@ -160,22 +156,15 @@ export class LedgerApplier implements PartitionApplier {
     input: { seq: number; atMs: number },
     reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
   ): void {
-    const body = safeUnpack(m.data);
-    if (!isObject(body) || !Array.isArray(body.items)) {
-      reject(m, "invalid_command", "items envelope without items");
+    const envelope = openEnvelope<StockItem>(m.data, "items", (i) => checkStockItem(i, this.limits));
+    if (!envelope.ok) {
+      reject(m, "invalid_command", envelope.detail);
       return;
     }
     // One dead letter per message (its id is the message's): every item that did not apply is named in it.
     const wrong: string[] = [];
     const refused: string[] = [];
-    const malformed = (body.items as unknown[])
-      .map((i) => checkStockItem(i, this.limits))
-      .find((e) => e !== null);
-    if (malformed !== undefined) {
-      reject(m, "invalid_command", `items envelope: ${malformed}`);
-      return;
-    }
-    for (const item of body.items as StockItem[]) {
+    for (const item of envelope.items) {
       if (partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount) !== this.partition) {
         wrong.push(item.sku);
         continue;
@@ -208,20 +197,13 @@ export class LedgerApplier implements PartitionApplier {
     input: { seq: number; atMs: number },
     reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
   ): void {
-    const body = safeUnpack(m.data);
-    if (!isObject(body) || !Array.isArray(body.items)) {
-      reject(m, "invalid_command", "cmd envelope without items");
-      return;
-    }
-    const malformed = (body.items as unknown[])
-      .map((r) => checkLineRequest(r, this.limits))
-      .find((e) => e !== null);
-    if (malformed !== undefined) {
-      reject(m, "invalid_command", `cmd envelope: ${malformed}`);
+    const envelope = openEnvelope<LineRequest>(m.data, "cmd", (r) => checkLineRequest(r, this.limits));
+    if (!envelope.ok) {
+      reject(m, "invalid_command", envelope.detail);
       return;
     }
     const wrong: string[] = [];
-    for (const r of body.items as LineRequest[]) {
+    for (const r of envelope.items) {
       const owner = partitionOfTokens([encode(r.sku)], this.config.streams.partitionCount);
       if (owner !== this.partition) wrong.push(r.sku);
       else this.ledger.applyLine(r, input);
@@ -258,13 +240,5 @@ export class LedgerApplier implements PartitionApplier {
     envelopes.add(subjects.orderResults(target, this.partition), r);
     if (r.kind === "refused") this.events.emit("command_refused", { stage: "ledger", code: r.code });
     else if (r.kind === "reserved") this.events.emit("line_reserved", { partition: this.partition });
-  }
-}
-
-function safeUnpack(data: Uint8Array): unknown {
-  try {
-    return unpack(data);
-  } catch {
-    return null;
   }
 }

@@ -1,11 +1,5 @@
 import type { Config } from "../../config/index.ts";
-import {
-  checkLineResult,
-  type DomainLimits,
-  isObject,
-  type LineResult,
-  parseId,
-} from "../../domain/ledger/index.ts";
+import { checkLineResult, type DomainLimits, type LineResult, parseId } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import {
   type Order,
@@ -21,7 +15,7 @@ import {
 } from "../../domain/orders/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
-import { decodePayload, unpack } from "../../stream/codec.ts";
+import { decodePayload } from "../../stream/codec.ts";
 import { type DeadLetterReason, deadLetter } from "../../stream/dead-letter.ts";
 import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
 import {
@@ -34,7 +28,7 @@ import {
   subjects,
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
-import { contentTypeOf, Envelopes } from "../envelopes.ts";
+import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
 import { domainLimits } from "../ledger/applier.ts";
 
 export const orderTables = ["orders", "pending", "timers"] as const;
@@ -46,11 +40,8 @@ export function orderView(
 ): OrderView {
   return {
     getOrder: (key) => {
-      const cached = cache?.get(key);
-      if (cached !== undefined) return cached;
-      const stored = store.get<Order>("orders", key);
-      if (stored !== undefined) cache?.set(key, stored);
-      return stored;
+      const load = () => store.get<Order>("orders", key);
+      return cache === null ? load() : cache.getOr(key, load);
     },
     getPendingCancels: (key) => store.get<PendingCancel[]>("pending", key) ?? [],
     dueTimers: (nowMs, limit) =>
@@ -258,24 +249,12 @@ export class OrderApplier implements PartitionApplier {
   }
 
   private results(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
-    let body: unknown;
-    try {
-      body = unpack(m.data);
-    } catch {
-      body = null;
-    }
-    if (!isObject(body) || !Array.isArray(body.items)) {
-      reject(m, "invalid_command", "result envelope without items");
+    const envelope = openEnvelope<LineResult>(m.data, "result", (r) => checkLineResult(r, this.limits));
+    if (!envelope.ok) {
+      reject(m, "invalid_command", envelope.detail);
       return;
     }
-    const malformed = (body.items as unknown[])
-      .map((r) => checkLineResult(r, this.limits))
-      .find((e) => e !== null);
-    if (malformed !== undefined) {
-      reject(m, "invalid_command", `result envelope: ${malformed}`);
-      return;
-    }
-    for (const r of body.items as LineResult[]) this.orders.ledgerResult(r, input);
+    for (const r of envelope.items) this.orders.ledgerResult(r, input);
   }
 
   private outcome(m: InboundMessage, outcome: OrderOutcome, reject: Reject): void {
