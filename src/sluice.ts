@@ -8,8 +8,11 @@ import { startHttp } from "./http/server.ts";
 import { Instrumentation } from "./instrumentation/index.ts";
 import type { Logger } from "./log/index.ts";
 import { createMetrics, type Metrics } from "./metrics/index.ts";
+import { recentOrders } from "./rules/recent-orders.ts";
+import { RulesStore } from "./rules/store.ts";
 import { LedgerApplier, ledgerTables } from "./stages/ledger/applier.ts";
 import { OrderApplier, orderTables } from "./stages/order/applier.ts";
+import { LedgerReadView } from "./stages/order/routing-view.ts";
 import { PartitionStore, partitionDir } from "./store/index.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
@@ -40,7 +43,8 @@ export class Sluice {
   jsm: JetStreamManager | null = null;
   ledger: Array<Partition<LedgerApplier>> = [];
   orders: Array<Partition<OrderApplier>> = [];
-  network: Network | null = null;
+  rules: RulesStore | null = null;
+  routingView: LedgerReadView | null = null;
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
   private stopping: Promise<void> | null = null;
@@ -59,13 +63,18 @@ export class Sluice {
     return resolve(this.config.data.dir);
   }
 
+  /** The rule set in force (warehouses, channels, routing weights). */
+  get network(): Network | null {
+    return this.rules?.network() ?? null;
+  }
+
   get partitions(): Partition[] {
     return [...this.ledger, ...this.orders];
   }
 
   async start(): Promise<void> {
     const c = this.config;
-    this.network = loadNetworkFile(c.orders.networkFile);
+    const seed = loadNetworkFile(c.orders.networkFile);
     this.lock = lockDataDir(this.dataDir, {
       refreshMs: c.store.lockRefreshMs,
       staleMs: c.store.lockStaleMs,
@@ -89,9 +98,17 @@ export class Sluice {
     const js = jetstream(nc, { timeout: c.nats.requestTimeoutMs });
     await provisionStreams(jsm, c, this.log);
     await ensureUnroutedConsumer(jsm, c);
+    const rules = new RulesStore(js, c, seed, this.log, this.events);
+    await rules.start();
+    this.rules = rules;
+    this.routingView = new LedgerReadView(
+      () => this.ledger.map((p) => p.store),
+      c.streams.partitionCount,
+      c.routing.loadRefreshMs,
+    );
 
     const publisher = new OutboxPublisher(js, { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs });
-    const network = () => this.network as Network;
+    const network = () => rules.network();
     for (let p = 0; p < c.streams.partitionCount; p++) {
       const ledgerStore = this.openStore("ledger", p, ledgerTables);
       this.ledger.push(
@@ -105,7 +122,7 @@ export class Sluice {
         ),
       );
       const orderStore = this.openStore("order", p, orderTables);
-      const orderApplier = new OrderApplier(p, c, orderStore, network, this.events);
+      const orderApplier = new OrderApplier(p, c, orderStore, network, this.events, this.routingView);
       this.orders.push(this.partition("order", p, orderStore, orderApplier, js, publisher));
     }
     // Every runner settles before a failure is reported: stop() must never race a runner still starting.
@@ -127,12 +144,14 @@ export class Sluice {
       ],
       ledgerStore: (p) => this.ledger[p]?.store,
       orderStore: (p) => this.orders[p]?.store,
-      network: () => this.network,
+      rules,
+      routingView: this.routingView,
+      recentOrders: (count) => recentOrders(js, jsm, c, count),
     });
     this.log.info("sluice started", {
       nats: this.embedded ? `embedded ${this.embedded.url}` : "external",
       partitions: c.streams.partitionCount,
-      network: this.network.version,
+      rules: rules.network().version,
       http: `http://${this.http.hostname}:${this.http.port}`,
     });
   }
@@ -203,6 +222,7 @@ export class Sluice {
     this.log.info("sluice stopping");
     this.http?.stop(true);
     await this.router?.stop();
+    await this.rules?.stop();
     await Promise.all(this.partitions.map((p) => p.runner.stop()));
     if (this.connection !== null && !this.connection.nc.isClosed()) {
       // Flush sends the last acks before the connection closes.

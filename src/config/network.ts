@@ -2,22 +2,28 @@ import { existsSync, readFileSync } from "node:fs";
 import { type Network, parseNetwork } from "../domain/network/index.ts";
 import { ConfigError } from "./load.ts";
 
-/** Reads and validates the network file (warehouses, channels). Its content hash names the version. */
-export function loadNetworkFile(path: string): Network {
+/** A rule-set file as written (TOML, or JSON when the name ends in .json), before validation. */
+export function readRulesFile(path: string): unknown {
   if (!existsSync(path)) {
     throw new ConfigError(
-      `orders.networkFile ${path} does not exist; copy config/network.toml and list your warehouses and channels`,
+      `${path} does not exist; copy config/network.toml and list your warehouses, channels and routing weights`,
     );
   }
   const text = readFileSync(path, "utf8");
-  let raw: unknown;
   try {
-    raw = Bun.TOML.parse(text);
+    return path.endsWith(".json") ? JSON.parse(text) : Bun.TOML.parse(text);
   } catch (error) {
-    throw new ConfigError(`network file ${path} is not valid TOML: ${(error as Error).message}`);
+    throw new ConfigError(
+      `${path} is not valid ${path.endsWith(".json") ? "JSON" : "TOML"}: ${(error as Error).message}`,
+    );
   }
-  const version = `file-${Bun.hash(text).toString(16).slice(0, 12)}`;
+}
+
+/** Reads and validates the network file (warehouses, channels, routing). Its content hash names the version. */
+export function loadNetworkFile(path: string): { raw: unknown; network: Network } {
+  const raw = readRulesFile(path);
+  const version = `file-${Bun.hash(JSON.stringify(raw)).toString(16).slice(0, 12)}`;
   const parsed = parseNetwork(raw, version);
   if (!parsed.ok) throw new ConfigError(`network file ${path}: ${parsed.detail}`);
-  return parsed.value;
+  return { raw, network: parsed.value };
 }

@@ -161,8 +161,30 @@ export const schema = {
     ),
     networkFile: str(
       "config/network.toml",
-      "Warehouses and channels (read at start; routing moves it to KV).",
+      "Warehouses, channels and routing weights: seeds the rules bucket when it is empty.",
     ),
+  },
+  routing: {
+    rulesBucket: str("sluice_rules", "NATS KV bucket holding the rule set (warehouses, channels, weights).", {
+      pattern: /^[A-Za-z0-9_-]{1,64}$/,
+      hint: "use letters, digits, '_' or '-' (a KV bucket name)",
+    }),
+    // 64 is the most history a NATS KV bucket keeps per key.
+    rulesHistoryCountMax: int(64, 1, 64, "Rule-set versions kept in the bucket (named in decisions)."),
+    loadRefreshMs: int(
+      100,
+      10,
+      10 * secondMs,
+      "How stale the warehouse load routing reads may be (summed over ledger partitions).",
+    ),
+    whatIfOrdersMax: int(10_000, 1, 1_000_000, "Most recent orders one what-if evaluates."),
+    whatIfScanMessagesMax: int(
+      1_000_000,
+      1,
+      100_000_000,
+      "Order-stream messages a what-if reads to find them (orders share the stream with results).",
+    ),
+    whatIfWaitMs: int(30 * secondMs, 100, 10 * minuteMs, "Longest a what-if may read the order stream."),
   },
   store: {
     routedCountMax: int(

@@ -1,10 +1,12 @@
 import type { Server } from "bun";
 import type { Config } from "../config/index.ts";
 import { available, type LedgerEntry, type SkuState } from "../domain/ledger/index.ts";
-import type { Network } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
 import type { Metrics } from "../metrics/index.ts";
+import { type RulesStore, validateRules } from "../rules/store.ts";
+import { type PastOrder, whatIf } from "../rules/what-if.ts";
 import { checkLedgerPartition, isConsistent } from "../stages/ledger/check.ts";
+import type { LedgerReadView } from "../stages/order/routing-view.ts";
 import type { PartitionStore } from "../store/index.ts";
 import { orderKey, orderPartition, skuPartition } from "../stream/subjects.ts";
 
@@ -17,7 +19,10 @@ export type HttpDeps = {
   /** The store of a ledger partition (reads see committed state only). */
   ledgerStore: (partition: number) => PartitionStore | undefined;
   orderStore: (partition: number) => PartitionStore | undefined;
-  network: () => Network | null;
+  rules: RulesStore;
+  routingView: LedgerReadView;
+  /** The last N orders of the order stream (for what-if). */
+  recentOrders: (count: number) => Promise<PastOrder[]>;
 };
 
 const json = (status: number, body: unknown) =>
@@ -45,7 +50,19 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
       "/v1/stock/:sku/entries": (req) => entriesView(deps, req.params.sku, new URL(req.url)),
       "/v1/orders/:channel/:orderId": (req) => orderView(deps, req.params.channel, req.params.orderId),
       "/v1/ledger/check": () => ledgerCheck(deps),
-      "/v1/network": () => json(200, deps.network()),
+      "/v1/network": () => json(200, deps.rules.network()),
+      "/v1/rules": {
+        GET: () =>
+          json(200, {
+            inForce: deps.rules.network().version,
+            refusal: deps.rules.refusal(),
+            rules: deps.rules.network(),
+          }),
+        PUT: (req) => putRules(deps, req),
+      },
+      "/v1/rules/versions": async () => json(200, { versions: await deps.rules.versions() }),
+      "/v1/rules/what-if": { POST: (req) => whatIfView(deps, req) },
+      "/v1/routing/load": () => json(200, loadView(deps)),
     },
     fetch: () => json(404, { error: "not_found", fix: "see docs/http.md for the endpoints" }),
     error: (error) => json(500, { error: "internal", message: error.message }),
@@ -113,4 +130,57 @@ function ledgerCheck(deps: HttpDeps): Response {
   }
   const consistent = partitions.every(isConsistent);
   return json(consistent ? 200 : 500, { consistent, partitions });
+}
+
+/** A rule set in a request body: JSON, or TOML when the Content-Type says so. */
+async function ruleSetOf(req: Request): Promise<{ ok: true; raw: unknown } | { ok: false; detail: string }> {
+  const text = await req.text();
+  const toml = (req.headers.get("content-type") ?? "").includes("toml");
+  try {
+    return { ok: true, raw: toml ? Bun.TOML.parse(text) : JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, detail: `the body is not ${toml ? "TOML" : "JSON"}: ${(error as Error).message}` };
+  }
+}
+
+async function putRules(deps: HttpDeps, req: Request): Promise<Response> {
+  const body = await ruleSetOf(req);
+  if (!body.ok)
+    return json(400, { error: "invalid_rules", detail: body.detail, inForce: deps.rules.network().version });
+  const result = await deps.rules.put(body.raw);
+  if (!result.ok) {
+    return json(400, {
+      error: "invalid_rules",
+      detail: result.detail,
+      inForce: deps.rules.network().version,
+      fix: "correct the rule set and send it again; the one in force is unchanged",
+    });
+  }
+  return json(200, { revision: result.revision, version: result.version });
+}
+
+async function whatIfView(deps: HttpDeps, req: Request): Promise<Response> {
+  const url = new URL(req.url);
+  const max = deps.config.routing.whatIfOrdersMax;
+  const count = Number(url.searchParams.get("orders") ?? "1000");
+  if (!Number.isSafeInteger(count) || count < 1 || count > max)
+    return json(400, { error: "bad_orders", fix: `orders=<1..${max}> (routing.whatIfOrdersMax)` });
+  const body = await ruleSetOf(req);
+  if (!body.ok) return json(400, { error: "invalid_rules", detail: body.detail });
+  const candidate = validateRules(body.raw, "candidate");
+  if (!candidate.ok) return json(400, { error: "invalid_rules", detail: candidate.detail });
+  const orders = await deps.recentOrders(count);
+  return json(200, whatIf(orders, deps.rules.network(), candidate.value, deps.routingView, Date.now()));
+}
+
+function loadView(deps: HttpDeps) {
+  const load = deps.routingView.snapshot();
+  return {
+    warehouses: deps.rules.network().warehouses.map((w) => ({
+      warehouse: w.id,
+      enabled: w.enabled,
+      capacityPerDay: w.capacityPerDay,
+      loadUnits: load.get(w.id) ?? 0,
+    })),
+  };
 }

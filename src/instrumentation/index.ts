@@ -30,6 +30,10 @@ export type Events = {
   timers_fired: { partition: number; count: number };
   /** The partition's consumer was created, or reset to the store's last applied sequence (start-up, delivery gap, reconnect). */
   consumer_reset: { stage: string; partition: number; cause: string; streamSeqStart: number };
+  /** A rule-set revision was taken into force. */
+  rules_applied: { revision: number };
+  /** A rule set was refused (invalid): by a command (revision 0) or from the bucket (its revision). */
+  rules_refused: { revision: number };
   /** Lag of an idle partition (messages the consumer has not delivered yet). */
   lag_observed: { stage: string; partition: number; lag: number };
 };

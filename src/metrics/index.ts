@@ -124,8 +124,43 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     labelNames: ["stage", "partition"],
     registers: [registry],
   });
+  const decisions = new Counter({
+    name: "sluice_routing_decisions_total",
+    help: "Lines routed, by the warehouse chosen (none: no warehouse had stock by routing's view).",
+    labelNames: ["warehouse"],
+    registers: [registry],
+  });
+  const splits = new Counter({
+    name: "sluice_routing_splits_total",
+    help: "Orders routed to more than one warehouse, by the number of shipments.",
+    labelNames: ["shipments"],
+    registers: [registry],
+  });
+  const filtered = new Counter({
+    name: "sluice_routing_filtered_total",
+    help: "Warehouses a filter removed from a line's candidates, by reason.",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  const rulesRevision = new Gauge({
+    name: "sluice_rules_revision",
+    help: "KV revision of the rule set in force (0: the network file, the bucket had none valid).",
+    registers: [registry],
+  });
+  const rulesRefused = new Counter({
+    name: "sluice_rules_refused_total",
+    help: "Rule sets refused as invalid (by a command, or found in the bucket); the previous stays in force.",
+    registers: [registry],
+  });
+  events.on("rules_applied", (e) => rulesRevision.set(e.revision));
+  events.on("rules_refused", () => rulesRefused.inc());
   events.on("line_reserved", () => reserved.inc());
-  events.on("order_counted", (e) => orderOutcomes.inc({ outcome: e.name, label: e.label }, e.count));
+  events.on("order_counted", (e) => {
+    if (e.name === "routed") decisions.inc({ warehouse: e.label }, e.count);
+    else if (e.name === "split") splits.inc({ shipments: e.label }, e.count);
+    else if (e.name === "filtered") filtered.inc({ reason: e.label }, e.count);
+    else orderOutcomes.inc({ outcome: e.name, label: e.label }, e.count);
+  });
   events.on("timers_fired", (e) => timersFired.inc(e.count));
   events.on("store_sampled", (e) => {
     outboxDepth.set({ stage: e.stage, partition: String(e.partition) }, e.outboxItems);

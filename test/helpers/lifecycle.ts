@@ -41,13 +41,21 @@ const tomlValue = (v: unknown): string =>
       ? JSON.stringify(v)
       : String(v);
 
+/**
+ * Lifecycle tests route by list order: with no coordinates, carriers, load or stock weight every warehouse
+ * scores the same and ties go to the one listed first. Scoring has its own tests (routing*.test.ts).
+ */
+export const listOrderRouting = { loadWeight: 0, stockWeight: 0 };
+
 /** Writes a network TOML file (warehouses in routing order, channels with their rules) and returns its path. */
 export function writeNetwork(
   dir: string,
   channels: ChannelRules[],
   warehouses: WarehouseSpec[] = [{ id: "w1" }, { id: "w2" }, { id: "w3" }],
+  routing: Record<string, number> = listOrderRouting,
 ): string {
   const blocks: string[] = [];
+  blocks.push(["[routing]", ...Object.entries(routing).map(([k, v]) => `${k} = ${v}`)].join("\n"));
   for (const w of warehouses) {
     blocks.push(
       [

@@ -102,12 +102,14 @@ describe("order lifecycle over a real nats-server and LMDB", () => {
       warehouse: "w1",
       shipByMs: o.shipByMs,
     });
-    expect(byId(w1[0]?.lines ?? [])).toEqual([
-      { lineId: "1", sku: a, qty: 2 },
-      { lineId: "3", sku: c, qty: 1 },
+    // Each line carries the summary of its routing decision: the rule-set version, the reason, the shipments.
+    const routing = { rules: "kv-1", reason: "best_score", shipments: 2 };
+    expect(byId(w1[0]?.lines ?? [])).toMatchObject([
+      { lineId: "1", sku: a, qty: 2, routing },
+      { lineId: "3", sku: c, qty: 1, routing },
     ]);
     expect(w2).toHaveLength(1);
-    expect(w2[0]?.lines).toEqual([{ lineId: "2", sku: b, qty: 3 }]);
+    expect(w2[0]?.lines).toMatchObject([{ lineId: "2", sku: b, qty: 3, routing }]);
 
     const statuses = await waitFor(() => {
       const s = h.statuses("shop", "ML-1");
@@ -315,14 +317,20 @@ describe("order lifecycle over a real nats-server and LMDB", () => {
       const f = h.fulfilmentsOf("shop", "CX-1");
       return f.filter((x) => x.type === "cancel").length === 2 ? f : null;
     }, "two fulfilment cancels");
-    expect(sent.filter((f) => f.warehouse === "w1").map((f) => [f.type, f.lines])).toEqual([
+    // A request carries the routing summary of each line; a cancel names the lines only.
+    const plain = (lines: Array<{ lineId: string; sku: string; qty: number }>) =>
+      lines.map(({ lineId, sku, qty }) => ({ lineId, sku, qty }));
+    expect(sent.filter((f) => f.warehouse === "w1").map((f) => [f.type, plain(f.lines)])).toEqual([
       ["fulfil", [{ lineId: "1", sku: k1, qty: 2 }]],
       ["cancel", [{ lineId: "1", sku: k1, qty: 2 }]],
     ]);
-    expect(sent.filter((f) => f.warehouse === "w2").map((f) => [f.type, f.lines])).toEqual([
+    expect(sent.filter((f) => f.warehouse === "w2").map((f) => [f.type, plain(f.lines)])).toEqual([
       ["fulfil", [{ lineId: "2", sku: k2, qty: 3 }]],
       ["cancel", [{ lineId: "2", sku: k2, qty: 3 }]],
     ]);
+    expect(
+      sent.filter((f) => f.type === "cancel").every((f) => f.lines.every((l) => !("routing" in l))),
+    ).toBe(true);
     const last = await waitFor(() => {
       const s = h.statuses("shop", "CX-1").at(-1);
       return s?.status === "cancelled" ? s : null;

@@ -185,9 +185,11 @@ export function checkLineRequest(v: unknown, limits: DomainLimits): string | nul
         v.qty > 0 &&
         Array.isArray(v.candidates) &&
         v.candidates.length <= 1000 &&
-        v.candidates.every((w) => parseId(w, "candidate", limits).ok)
+        v.candidates.every((w) => parseId(w, "candidate", limits).ok) &&
+        (v.keep === undefined ||
+          (Array.isArray(v.keep) && v.keep.length === v.candidates.length && v.keep.every(isCount)))
         ? null
-        : "reserve needs qty > 0 and candidates";
+        : "reserve needs qty > 0, candidates and (optional) keep: units ≥ 0, one per candidate";
     case "release":
       return null;
     case "ship":

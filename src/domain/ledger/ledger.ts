@@ -3,6 +3,7 @@ import {
   type Allocation,
   available,
   type CommandResult,
+  dayMs,
   type EntryType,
   emptyPosition,
   type LedgerEntry,
@@ -14,6 +15,7 @@ import {
   type RefusalCode,
   type SkuState,
   type StockCommand,
+  type WarehouseLoad,
 } from "./types.ts";
 
 /** Where an input came from: its stream sequence and time. Time is an input; the ledger never reads a clock. */
@@ -24,12 +26,14 @@ export interface LedgerView {
   getSku(sku: string): SkuState | undefined;
   getAllocation(sku: string, orderKey: string, lineId: string): Allocation | undefined;
   allocationsOf(sku: string): Allocation[];
+  getLoad(warehouse: string): WarehouseLoad | undefined;
 }
 
 export const emptyView: LedgerView = {
   getSku: () => undefined,
   getAllocation: () => undefined,
   allocationsOf: () => [],
+  getLoad: () => undefined,
 };
 
 export type LedgerChanges = {
@@ -38,6 +42,7 @@ export type LedgerChanges = {
   allocations: Allocation[];
   allocationsDeleted: Array<[string, string, string]>;
   results: LineResult[];
+  loads: WarehouseLoad[];
 };
 
 const allocationKey = (sku: string, orderKey: string, lineId: string) =>
@@ -57,6 +62,8 @@ export class Ledger {
   /** The cause recorded on the entries of the command being applied. */
   private cause = "";
   private results: LineResult[] = [];
+  private readonly loads = new Map<string, WarehouseLoad>();
+  private readonly dirtyLoads = new Set<string>();
 
   constructor(private readonly view: LedgerView = emptyView) {}
 
@@ -283,9 +290,9 @@ export class Ledger {
       eventIds: previous?.eventIds ?? [],
     };
     let best = 0;
-    for (const warehouse of r.candidates) {
+    for (const [i, warehouse] of r.candidates.entries()) {
       const free = available(this.position(r.sku, warehouse));
-      if (free >= r.qty) {
+      if (free - r.qty >= (r.keep?.[i] ?? 0)) {
         this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
         this.putAllocation({
           sku: r.sku,
@@ -361,6 +368,13 @@ export class Ledger {
     const updated: SkuState = { sku, version, positions: { ...state.positions, [warehouse]: next } };
     this.skus.set(sku, updated);
     this.dirtySkus.add(sku);
+    if (next.reserved !== before.reserved || type === "shipped")
+      this.countLoad(
+        warehouse,
+        next.reserved - before.reserved,
+        type === "shipped" ? -(delta.onHand ?? 0) : 0,
+        input,
+      );
     this.entries.push({
       sku,
       version,
@@ -373,6 +387,22 @@ export class Ledger {
       atMs: input.atMs,
     });
     return { ok: true, sku, version };
+  }
+
+  /** Capacity use: reservations open and units shipped today (a shipment moves units from one to the other). */
+  private countLoad(warehouse: string, reservedDelta: number, shipped: number, input: InputRef): void {
+    const l = this.loads.get(warehouse) ??
+      this.view.getLoad(warehouse) ?? { warehouse, reserved: 0, shippedDay: 0, shippedUnits: 0 };
+    const day = Math.floor(input.atMs / dayMs);
+    const next: WarehouseLoad = {
+      warehouse,
+      reserved: l.reserved + reservedDelta,
+      shippedDay: Math.max(day, l.shippedDay),
+      shippedUnits: (day > l.shippedDay ? 0 : l.shippedUnits) + (day >= l.shippedDay ? shipped : 0),
+    };
+    assert(next.reserved >= 0, "a warehouse's open reservations are never negative");
+    this.loads.set(warehouse, next);
+    this.dirtyLoads.add(warehouse);
   }
 
   private putAllocation(a: Allocation): void {
@@ -407,7 +437,15 @@ export class Ledger {
         allocationsDeleted.push([sku, orderKey, lineId]);
       } else allocations.push(a);
     }
-    const changes = { skus, entries: this.entries, allocations, allocationsDeleted, results: this.results };
+    const changes = {
+      skus,
+      entries: this.entries,
+      allocations,
+      allocationsDeleted,
+      results: this.results,
+      loads: [...this.dirtyLoads].map((w) => this.loads.get(w) as WarehouseLoad),
+    };
+    this.dirtyLoads.clear();
     this.dirtySkus.clear();
     this.dirtyAllocations.clear();
     this.entries = [];
@@ -418,6 +456,7 @@ export class Ledger {
   /** Forget cached state (after a commit) so memory stays bounded; committed state is read again on demand. */
   evict(): void {
     this.skus.clear();
+    this.loads.clear();
     this.allocations.clear();
   }
 }

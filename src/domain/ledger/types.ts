@@ -47,6 +47,19 @@ export type Allocation = {
   refusal: RefusalCode | "";
 };
 
+/**
+ * What a partition's SKUs count against a warehouse's daily capacity: units reserved and not shipped, and
+ * units shipped on `shippedDay` (UTC day number). The sum over partitions is the warehouse's load.
+ */
+export type WarehouseLoad = { warehouse: string; reserved: number; shippedDay: number; shippedUnits: number };
+
+export const dayMs = 86_400_000;
+
+/** Units counted against capacity on the UTC day of `nowMs`. */
+export function loadUnits(l: WarehouseLoad, nowMs: number): number {
+  return l.reserved + (l.shippedDay === Math.floor(nowMs / dayMs) ? l.shippedUnits : 0);
+}
+
 export type EntryType =
   | "received"
   | "counted"
@@ -108,7 +121,17 @@ export type ReturnDisposition = "sellable" | "damaged" | "quality_control";
 
 /** Requests from the order stage about one order line (internal hop, msgpack). */
 export type LineRequest =
-  | { kind: "reserve"; ref: LineRef; sku: string; qty: number; candidates: string[]; attempt: number }
+  | {
+      kind: "reserve";
+      ref: LineRef;
+      sku: string;
+      qty: number;
+      /** Best first: the ledger reserves at the first with enough stock. */
+      candidates: string[];
+      /** Units each candidate must keep after the reservation (routing's min stock); absent: none. */
+      keep?: number[];
+      attempt: number;
+    }
   | { kind: "release"; ref: LineRef; sku: string; attempt: number; cause?: string }
   /** `eventId` (the WMS shipment id) makes a copy that outlived JetStream's duplicate window change nothing. */
   | { kind: "ship"; ref: LineRef; sku: string; qty: number; attempt: number; eventId: string }

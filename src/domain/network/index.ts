@@ -1,7 +1,11 @@
 import { invalid, isObject, type Parsed } from "../ledger/commands.ts";
 
-// The fulfilment network: warehouses and channels with their rules. Loaded from config/network.toml at start;
-// the routing issue moves it to a NATS KV bucket with versions. Plain data, validated once.
+// The fulfilment network and its routing rules: warehouses, channels, score weights. Seeded from
+// config/network.toml, then kept in a NATS KV bucket where each accepted revision is a named version
+// (src/rules/). Plain data, validated once, before it is used.
+
+/** A carrier a warehouse hands parcels to: its daily cut-off (warehouse local time) and transit days. */
+export type Carrier = { id: string; cutoffMinute: number; transitDays: number };
 
 export type Warehouse = {
   id: string;
@@ -9,9 +13,36 @@ export type Warehouse = {
   region: string;
   lat: number | null;
   lon: number | null;
+  /** Units it can ship per day: open reservations plus today's shipments count against it. */
   capacityPerDay: number;
   /** Channel ids served; "*" serves every channel. */
   channels: string[];
+  /** Empty: no carrier constraint (no cut-off filter, carrier score 0). */
+  carriers: Carrier[];
+  /** Offset of the warehouse's local time from UTC, for cut-offs (a fixed offset: no DST rules). */
+  utcOffsetMinutes: number;
+  /** Brokering safety stock: units an allocation must leave at this warehouse, per SKU or by default. */
+  minStockDefault: number;
+  minStock: Record<string, number>;
+};
+
+/**
+ * Score weights and scales. A candidate's score for a line is the weighted sum of four components in
+ * [0, 1] (1 is best); an order's objective is the sum over its lines minus `splitCost` per extra shipment.
+ */
+export type RoutingRules = {
+  distanceWeight: number;
+  stockWeight: number;
+  loadWeight: number;
+  carrierWeight: number;
+  /** Score units an order loses for each warehouse it ships from beyond the first. */
+  splitCost: number;
+  /** Proximity is 1 at the ship-to point and 0 at this distance or further. */
+  distanceKmMax: number;
+  /** Carrier score is 1 for same-day delivery and 0 at this many transit days or more. */
+  transitDaysMax: number;
+  /** Candidates kept with their scores in each line's decision (the best ones). */
+  decisionCandidatesMax: number;
 };
 
 export type SplitMode = "allow_partial" | "ship_complete";
@@ -32,7 +63,23 @@ export type Channel = {
   slaRerouteGraceMs: number;
 };
 
-export type Network = { version: string; warehouses: Warehouse[]; channels: Channel[] };
+export type Network = {
+  version: string;
+  warehouses: Warehouse[];
+  channels: Channel[];
+  routing: RoutingRules;
+};
+
+export const defaultRouting: RoutingRules = {
+  distanceWeight: 1,
+  stockWeight: 0.5,
+  loadWeight: 0.5,
+  carrierWeight: 0.5,
+  splitCost: 1,
+  distanceKmMax: 2000,
+  transitDaysMax: 7,
+  decisionCandidatesMax: 5,
+};
 
 /** Rules for a channel not listed: the "*" entry if there is one. */
 export const defaultChannelId = "*";
@@ -53,31 +100,84 @@ export function candidatesFor(network: Network, channel: string, excluded: reado
 
 const dayMs = 86_400_000;
 
+/** Bounds on a rule set: routing scores every warehouse per order, so their count is what it costs. */
+export const networkLimits = {
+  warehousesMax: 256,
+  carriersPerWarehouseMax: 16,
+  minStockSkusMax: 100_000,
+  weightMax: 1_000,
+} as const;
+
 export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
   if (!isObject(raw)) return invalid("network must be a table with [[warehouses]] and [[channels]]");
   const ws = raw.warehouses ?? [];
   const cs = raw.channels ?? [];
   if (!Array.isArray(ws) || !Array.isArray(cs))
     return invalid("warehouses and channels must be arrays of tables");
+  if (ws.length > networkLimits.warehousesMax)
+    return invalid(`at most ${networkLimits.warehousesMax} warehouses; this rule set lists ${ws.length}`);
   const warehouses: Warehouse[] = [];
   for (const [i, w] of ws.entries()) {
-    if (!isObject(w)) return invalid(`warehouses[${i}] must be a table`);
-    const where = `warehouses[${i}]`;
-    if (typeof w.id !== "string" || w.id === "") return invalid(`${where}.id must be a non-empty string`);
-    if (warehouses.some((x) => x.id === w.id))
-      return invalid(`${where}.id ${JSON.stringify(w.id)} is listed twice`);
-    const channels = w.channels ?? ["*"];
-    if (!Array.isArray(channels) || !channels.every((c) => typeof c === "string")) {
-      return invalid(`${where}.channels must be a list of channel ids (or ["*"])`);
-    }
-    const capacity = w.capacityPerDay ?? 1_000_000;
-    if (typeof capacity !== "number" || !Number.isSafeInteger(capacity) || capacity < 0) {
-      return invalid(`${where}.capacityPerDay must be a whole number ≥ 0`);
-    }
-    for (const k of ["lat", "lon"] as const) {
-      if (w[k] !== undefined && typeof w[k] !== "number") return invalid(`${where}.${k} must be a number`);
-    }
-    warehouses.push({
+    const parsed = parseWarehouse(w, `warehouses[${i}]`);
+    if (!parsed.ok) return parsed;
+    if (warehouses.some((x) => x.id === parsed.value.id))
+      return invalid(`warehouses[${i}].id ${JSON.stringify(parsed.value.id)} is listed twice`);
+    warehouses.push(parsed.value);
+  }
+  const channels: Channel[] = [];
+  for (const [i, c] of cs.entries()) {
+    const parsed = parseChannel(c, `channels[${i}]`);
+    if (!parsed.ok) return parsed;
+    if (channels.some((x) => x.id === parsed.value.id))
+      return invalid(`channels[${i}].id ${JSON.stringify(parsed.value.id)} is listed twice`);
+    channels.push(parsed.value);
+  }
+  const routing = parseRouting(raw.routing ?? {});
+  if (!routing.ok) return routing;
+  return { ok: true, value: { version, warehouses, channels, routing: routing.value } };
+}
+
+const wholeAtLeast = (v: unknown, min: number): v is number =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= min;
+
+function parseWarehouse(w: unknown, where: string): Parsed<Warehouse> {
+  if (!isObject(w)) return invalid(`${where} must be a table`);
+  if (typeof w.id !== "string" || w.id === "") return invalid(`${where}.id must be a non-empty string`);
+  const channels = w.channels ?? ["*"];
+  if (!Array.isArray(channels) || !channels.every((c) => typeof c === "string")) {
+    return invalid(`${where}.channels must be a list of channel ids (or ["*"])`);
+  }
+  const capacity = w.capacityPerDay ?? 1_000_000;
+  if (!wholeAtLeast(capacity, 0)) return invalid(`${where}.capacityPerDay must be a whole number ≥ 0`);
+  for (const k of ["lat", "lon"] as const) {
+    if (w[k] !== undefined && (typeof w[k] !== "number" || !Number.isFinite(w[k])))
+      return invalid(`${where}.${k} must be a number`);
+  }
+  if (typeof w.lat === "number" && Math.abs(w.lat) > 90) return invalid(`${where}.lat must be in [-90, 90]`);
+  if (typeof w.lon === "number" && Math.abs(w.lon) > 180)
+    return invalid(`${where}.lon must be in [-180, 180]`);
+  if (w.enabled !== undefined && typeof w.enabled !== "boolean")
+    return invalid(`${where}.enabled must be true or false`);
+  const offset = w.utcOffsetMinutes ?? 0;
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || Math.abs(offset) > 14 * 60)
+    return invalid(`${where}.utcOffsetMinutes must be a whole number of minutes in [-840, 840]`);
+  const carriers = parseCarriers(w.carriers ?? [], `${where}.carriers`);
+  if (!carriers.ok) return carriers;
+  const minStockDefault = w.minStockDefault ?? 0;
+  if (!wholeAtLeast(minStockDefault, 0))
+    return invalid(`${where}.minStockDefault must be a whole number ≥ 0`);
+  const minStock = w.minStock ?? {};
+  if (!isObject(minStock)) return invalid(`${where}.minStock must be a table of SKU = units`);
+  const skus = Object.entries(minStock);
+  if (skus.length > networkLimits.minStockSkusMax)
+    return invalid(`${where}.minStock lists more than ${networkLimits.minStockSkusMax} SKUs`);
+  for (const [sku, units] of skus) {
+    if (!wholeAtLeast(units, 0))
+      return invalid(`${where}.minStock.${JSON.stringify(sku)} must be a whole number of units ≥ 0`);
+  }
+  return {
+    ok: true,
+    value: {
       id: w.id,
       enabled: w.enabled !== false,
       region: typeof w.region === "string" ? w.region : "",
@@ -85,30 +185,55 @@ export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
       lon: typeof w.lon === "number" ? w.lon : null,
       capacityPerDay: capacity,
       channels: channels as string[],
-    });
+      carriers: carriers.value,
+      utcOffsetMinutes: offset,
+      minStockDefault,
+      minStock: minStock as Record<string, number>,
+    },
+  };
+}
+
+function parseCarriers(raw: unknown, where: string): Parsed<Carrier[]> {
+  if (!Array.isArray(raw)) return invalid(`${where} must be a list of { id, cutoff = "HH:MM", transitDays }`);
+  if (raw.length > networkLimits.carriersPerWarehouseMax)
+    return invalid(`${where}: at most ${networkLimits.carriersPerWarehouseMax} carriers`);
+  const out: Carrier[] = [];
+  for (const [i, c] of raw.entries()) {
+    const at = `${where}[${i}]`;
+    if (!isObject(c)) return invalid(`${at} must be a table { id, cutoff = "HH:MM", transitDays }`);
+    if (typeof c.id !== "string" || c.id === "") return invalid(`${at}.id must be a non-empty string`);
+    const m = typeof c.cutoff === "string" ? /^([01]\d|2[0-3]):([0-5]\d)$/.exec(c.cutoff) : null;
+    if (m === null) return invalid(`${at}.cutoff must be a time "HH:MM" (24 h, warehouse local time)`);
+    if (!wholeAtLeast(c.transitDays, 0) || c.transitDays > 365)
+      return invalid(`${at}.transitDays must be a whole number of days in [0, 365]`);
+    out.push({ id: c.id, cutoffMinute: Number(m[1]) * 60 + Number(m[2]), transitDays: c.transitDays });
   }
-  const channels: Channel[] = [];
-  for (const [i, c] of cs.entries()) {
-    if (!isObject(c)) return invalid(`channels[${i}] must be a table`);
-    const where = `channels[${i}]`;
-    if (typeof c.id !== "string" || c.id === "") return invalid(`${where}.id must be a non-empty string`);
-    const split = c.split ?? "allow_partial";
-    if (split !== "allow_partial" && split !== "ship_complete") {
-      return invalid(`${where}.split must be allow_partial or ship_complete`);
-    }
-    const slaAction = c.slaAction ?? "cancel";
-    if (slaAction !== "cancel" && slaAction !== "reroute")
-      return invalid(`${where}.slaAction must be cancel or reroute`);
-    const ints: Record<string, unknown> = {
-      maxShipments: c.maxShipments ?? 0,
-      slaShipWithinMs: c.slaShipWithinMs ?? 2 * dayMs,
-      slaRerouteGraceMs: c.slaRerouteGraceMs ?? dayMs,
-    };
-    for (const [k, v] of Object.entries(ints)) {
-      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
-        return invalid(`${where}.${k} must be a whole number ≥ 0`);
-    }
-    channels.push({
+  return { ok: true, value: out };
+}
+
+function parseChannel(c: unknown, where: string): Parsed<Channel> {
+  if (!isObject(c)) return invalid(`${where} must be a table`);
+  if (typeof c.id !== "string" || c.id === "") return invalid(`${where}.id must be a non-empty string`);
+  const split = c.split ?? "allow_partial";
+  if (split !== "allow_partial" && split !== "ship_complete") {
+    return invalid(`${where}.split must be allow_partial or ship_complete`);
+  }
+  const slaAction = c.slaAction ?? "cancel";
+  if (slaAction !== "cancel" && slaAction !== "reroute")
+    return invalid(`${where}.slaAction must be cancel or reroute`);
+  const ints: Record<string, unknown> = {
+    maxShipments: c.maxShipments ?? 0,
+    slaShipWithinMs: c.slaShipWithinMs ?? 2 * dayMs,
+    slaRerouteGraceMs: c.slaRerouteGraceMs ?? dayMs,
+  };
+  for (const [k, v] of Object.entries(ints)) {
+    if (!wholeAtLeast(v, 0)) return invalid(`${where}.${k} must be a whole number ≥ 0`);
+  }
+  if (c.backorder !== undefined && typeof c.backorder !== "boolean")
+    return invalid(`${where}.backorder must be true or false`);
+  return {
+    ok: true,
+    value: {
       id: c.id,
       backorder: c.backorder === true,
       split,
@@ -116,7 +241,33 @@ export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
       slaShipWithinMs: ints.slaShipWithinMs as number,
       slaAction,
       slaRerouteGraceMs: ints.slaRerouteGraceMs as number,
-    });
+    },
+  };
+}
+
+function parseRouting(raw: unknown): Parsed<RoutingRules> {
+  if (!isObject(raw)) return invalid("routing must be a table of weights and scales");
+  const known = new Set(Object.keys(defaultRouting));
+  const unknown = Object.keys(raw).find((k) => !known.has(k));
+  if (unknown !== undefined)
+    return invalid(`routing.${unknown} is not a routing setting; known: ${[...known].join(", ")}`);
+  const out = { ...defaultRouting };
+  for (const k of ["distanceWeight", "stockWeight", "loadWeight", "carrierWeight", "splitCost"] as const) {
+    const v = raw[k] ?? defaultRouting[k];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > networkLimits.weightMax)
+      return invalid(`routing.${k} must be a number in [0, ${networkLimits.weightMax}]`);
+    out[k] = v;
   }
-  return { ok: true, value: { version, warehouses, channels } };
+  for (const k of ["distanceKmMax", "transitDaysMax", "decisionCandidatesMax"] as const) {
+    const v = raw[k] ?? defaultRouting[k];
+    if (!wholeAtLeast(v, 1) || v > 100_000)
+      return invalid(`routing.${k} must be a whole number in [1, 100000]`);
+    out[k] = v;
+  }
+  return { ok: true, value: out };
+}
+
+/** The units an allocation must leave of `sku` at warehouse `w` (brokering safety stock). */
+export function minStockOf(w: Warehouse, sku: string): number {
+  return w.minStock[sku] ?? w.minStockDefault;
 }

@@ -7,11 +7,13 @@ export {
   parseShipped,
 } from "./commands.ts";
 export {
+  noRoutingView,
   type OrderChanges,
   type OrderCount,
   type OrderLimits,
   Orders,
   type OrderView,
+  type RoutingView,
   statusOf,
   type TimerOp,
 } from "./orders.ts";

@@ -1,7 +1,8 @@
 import { assert } from "../assert.ts";
 import type { InputRef } from "../ledger/ledger.ts";
-import type { LineRequest, LineResult } from "../ledger/types.ts";
-import { candidatesFor, channelOf, type Network } from "../network/index.ts";
+import type { LineRequest, LineResult, Position } from "../ledger/types.ts";
+import { channelOf, type Network } from "../network/index.ts";
+import { type LineDecision, type RouteContext, route } from "../routing/index.ts";
 import type {
   CancelCause,
   CancelInput,
@@ -18,6 +19,7 @@ import type {
   PendingCancel,
   RejectedInput,
   ReturnInput,
+  RoutingSummary,
   ShippedInput,
 } from "./types.ts";
 
@@ -35,6 +37,14 @@ export type OrderLimits = {
   timersPerTickMax: number;
 };
 
+/**
+ * What routing scores against: committed ledger state read synchronously (the ledger's reservation stays
+ * the authority: a line whose stock moved takes the next candidate there, or is refused).
+ */
+export type RoutingView = Omit<RouteContext, "nowMs">;
+
+export const noRoutingView: RoutingView = { stock: () => undefined, load: () => 0 };
+
 export type TimerOp = { op: "put" | "delete"; dueMs: number; key: string };
 
 /** Outcomes counted for metrics: a bounded name and label (a cause, a disposition), never an id. */
@@ -48,7 +58,11 @@ export type OrderCount = {
     | "rerouted"
     | "returned"
     | "shipped"
-    | "sla";
+    | "sla"
+    /** Routing: a line routed to a warehouse (label), an order split (label: shipments), a filter (reason). */
+    | "routed"
+    | "split"
+    | "filtered";
   label: string;
   count: number;
 };
@@ -86,11 +100,15 @@ export class Orders {
   private counts: OrderCount[] = [];
   private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [] };
   private readonly statusEvents = new Map<string, { event: string; detail?: string; atMs: number }>();
+  /** Stock and capacity this batch's reservation requests take, until the ledger has committed them. */
+  private readonly batchStock = new Map<string, number>();
+  private readonly batchLoad = new Map<string, number>();
 
   constructor(
     private readonly view: OrderView,
     private readonly network: () => Network,
     private readonly limits: OrderLimits,
+    private readonly routing: RoutingView = noRoutingView,
   ) {}
 
   get(key: string): Order | undefined {
@@ -141,6 +159,7 @@ export class Orders {
         rerouteCause: null,
         refusal: null,
         cancelPending: null,
+        decision: null,
       })),
       shipmentIds: [],
       returnIds: [],
@@ -153,10 +172,12 @@ export class Orders {
     const waiting = this.pendingCancelsOf(key);
     for (const c of waiting) this.markCancel(order, c.lineIds, c.cause, at);
     if (waiting.length > 0) this.pending.set(key, null);
+    const toRoute: OrderLine[] = [];
     for (const line of order.lines) {
       if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
-      else this.requestReservation(order, line);
+      else toRoute.push(line);
     }
+    this.requestReservations(order, toRoute, at.atMs);
     this.count("orders", "created");
     this.touch(order, "created", at);
     this.settle(order, at);
@@ -211,7 +232,7 @@ export class Orders {
         return { ok: true, event: "stale_result" };
       }
       if (line.state === "released") this.fulfil(order, "cancel", r.warehouse, [line], at);
-      this.reroute(order, line, r.warehouse, "warehouse", false);
+      this.reroute(order, line, r.warehouse, "warehouse", false, at);
       this.touch(order, "stock_lost", at, `${line.lineId} at ${r.warehouse}`);
       this.settle(order, at);
       return { ok: true, event: "stock_lost" };
@@ -219,6 +240,8 @@ export class Orders {
     if (line.state !== "received") return { ok: true, event: "stale_result" };
     if (r.kind === "reserved") {
       line.warehouse = r.warehouse;
+      // Stock moved since routing read it: the ledger took a later candidate. The decision says so.
+      if (line.decision !== null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
       if (line.cancelPending !== null) {
         this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
         this.cancelLine(line, line.cancelPending);
@@ -291,7 +314,7 @@ export class Orders {
       lines.push(line);
     }
     for (const line of lines)
-      this.reroute(order, line, input.warehouse, "warehouse", input.stockMissing, true);
+      this.reroute(order, line, input.warehouse, "warehouse", input.stockMissing, at, true);
     this.touch(
       order,
       "rejected_by_warehouse",
@@ -355,10 +378,10 @@ export class Orders {
         this.count("sla", "reroute");
         for (const line of open) {
           if (line.state === "received") continue; // waiting for the ledger already
-          if (line.state === "backordered") this.retry(order, line, "sla");
+          if (line.state === "backordered") this.retry(order, line, "sla", at);
           else {
             if (line.state === "released") this.fulfil(order, "cancel", line.warehouse as string, [line], at);
-            this.reroute(order, line, line.warehouse as string, "sla", false);
+            this.reroute(order, line, line.warehouse as string, "sla", false, at);
           }
         }
         order.shipByMs = nowMs + (channel?.slaRerouteGraceMs ?? 0);
@@ -436,6 +459,7 @@ export class Orders {
     warehouse: string,
     cause: CancelCause,
     stockMissing: boolean,
+    at: InputRef,
     reject = false,
   ): void {
     if (reject || stockMissing) {
@@ -447,33 +471,95 @@ export class Orders {
     } else this.effects.ledger.push(this.request(order, line, "release", `reroute:${cause}`));
     if (!line.excluded.includes(warehouse)) line.excluded.push(warehouse);
     this.count("rerouted", cause);
-    this.retry(order, line, cause);
+    this.retry(order, line, cause, at);
   }
 
-  private retry(order: Order, line: OrderLine, cause: CancelCause): void {
+  private retry(order: Order, line: OrderLine, cause: CancelCause, at: InputRef): void {
     line.attempt += 1;
     line.warehouse = null;
     line.state = "received";
     line.rerouteCause = cause;
-    this.requestReservation(order, line);
+    this.requestReservations(order, [line], at.atMs);
   }
 
-  private requestReservation(order: Order, line: OrderLine): void {
-    let candidates = candidatesFor(this.network(), order.channel, line.excluded);
-    // A re-route keeps the split policy: once the order ships from its maximum number of warehouses, the
-    // line may only move to one of those.
-    if (line.attempt > 1 && order.split.maxShipments > 0) {
-      const used = warehousesInUse(order, line);
-      if (used.size >= order.split.maxShipments) candidates = candidates.filter((w) => used.has(w));
+  /**
+   * Routes lines (all of a new order, or one re-routed line) and asks the ledger to reserve each at its
+   * choice, then at the other candidates by score. A re-route keeps the split policy: the warehouses the
+   * order already ships from cost no extra shipment, and once it ships from its maximum number of them the
+   * line may only move to one of those. Every decision is kept on its line.
+   */
+  private requestReservations(order: Order, lines: OrderLine[], nowMs: number): void {
+    if (lines.length === 0) return;
+    const used = new Set<string>();
+    for (const l of order.lines) {
+      for (const w of Object.keys(l.shippedAt)) used.add(w);
+      if (!lines.includes(l) && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
+        used.add(l.warehouse);
     }
-    this.effects.ledger.push({
-      kind: "reserve",
-      ref: { orderKey: order.key, lineId: line.lineId },
-      sku: line.sku,
-      qty: line.qty - line.shippedQty, // a re-routed, partly shipped line needs only the rest
-      candidates,
-      attempt: line.attempt,
-    });
+    const result = route(
+      {
+        channel: order.channel,
+        shipTo: order.shipTo,
+        shipByMs: order.shipByMs,
+        split: order.split,
+        // A re-routed, partly shipped line needs only the rest.
+        lines: lines.map((l) => ({
+          lineId: l.lineId,
+          sku: l.sku,
+          qty: l.qty - l.shippedQty,
+          excluded: l.excluded,
+        })),
+        used,
+      },
+      this.network(),
+      {
+        stock: (sku) => this.stockInBatch(sku),
+        load: (w) => this.routing.load(w) + (this.batchLoad.get(w) ?? 0),
+        nowMs,
+      },
+    );
+    for (const [i, line] of lines.entries()) {
+      const r = result.lines[i];
+      assert(r !== undefined && r.lineId === line.lineId, "routing answers every line, in order");
+      line.decision = r.decision;
+      this.countDecision(r.decision);
+      const qty = line.qty - line.shippedQty;
+      if (r.decision.chosen !== null) {
+        const k = `${line.sku}\u0000${r.decision.chosen}`;
+        this.batchStock.set(k, (this.batchStock.get(k) ?? 0) + qty);
+        this.batchLoad.set(r.decision.chosen, (this.batchLoad.get(r.decision.chosen) ?? 0) + qty);
+      }
+      this.effects.ledger.push({
+        kind: "reserve",
+        ref: { orderKey: order.key, lineId: line.lineId },
+        sku: line.sku,
+        qty,
+        candidates: r.candidates,
+        ...(r.keep.some((k) => k > 0) ? { keep: r.keep } : {}),
+        attempt: line.attempt,
+      });
+    }
+    if (lines.length === order.lines.length && result.shipments > 1)
+      this.count("split", String(result.shipments));
+  }
+
+  /** Committed positions less what this batch has already asked to reserve (until the ledger commits it). */
+  private stockInBatch(sku: string) {
+    const positions = this.routing.stock(sku);
+    if (positions === undefined || this.batchStock.size === 0) return positions;
+    let out: Record<string, Position> | undefined;
+    for (const [w, p] of Object.entries(positions)) {
+      const taken = this.batchStock.get(`${sku}\u0000${w}`);
+      if (taken === undefined) continue;
+      out ??= { ...positions };
+      out[w] = { ...p, reserved: p.reserved + taken };
+    }
+    return out ?? positions;
+  }
+
+  private countDecision(d: LineDecision): void {
+    this.count("routed", d.chosen ?? "none");
+    for (const f of d.filtered) this.count("filtered", f.reason);
   }
 
   /** `cause` says why, in the ledger entry it leads to: cancel:<cause>, reroute:<cause>, ship_complete… */
@@ -554,7 +640,7 @@ export class Orders {
     for (const line of movable) {
       if (keep.has(line.warehouse as string)) continue;
       this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
-      this.retry(order, line, line.rerouteCause ?? "warehouse");
+      this.retry(order, line, line.rerouteCause ?? "warehouse", at);
       moved = true;
     }
     if (moved) this.touch(order, "max_shipments_applied", at);
@@ -625,7 +711,12 @@ export class Orders {
       warehouse,
       shipTo: order.shipTo,
       shipByMs: order.shipByMs,
-      lines: lines.map((l) => ({ lineId: l.lineId, sku: l.sku, qty: l.qty - l.shippedQty })),
+      lines: lines.map((l) => ({
+        lineId: l.lineId,
+        sku: l.sku,
+        qty: l.qty - l.shippedQty,
+        ...(type === "fulfil" && l.decision !== null ? { routing: summaryOf(l.decision) } : {}),
+      })),
       atMs: at.atMs,
     };
     this.effects.fulfilment.push(item);
@@ -681,20 +772,23 @@ export class Orders {
     this.cache.clear();
     this.timers = [];
     this.counts = [];
+    this.batchStock.clear();
+    this.batchLoad.clear();
     this.effects = { ledger: [], statuses: [], fulfilment: [] };
     return changes;
   }
 }
 
-/** The warehouses an order ships from, but for `except`: lines allocated or released there, and shipments. */
-function warehousesInUse(order: Order, except: OrderLine): Set<string> {
-  const used = new Set<string>();
-  for (const l of order.lines) {
-    for (const w of Object.keys(l.shippedAt)) used.add(w);
-    if (l !== except && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
-      used.add(l.warehouse);
-  }
-  return used;
+function summaryOf(d: LineDecision): RoutingSummary {
+  const chosen = d.candidates.find((c) => c.warehouse === (d.taken ?? d.chosen));
+  return {
+    rules: d.rules,
+    score: chosen?.score ?? d.score,
+    reason: d.reason,
+    distanceKm: chosen?.distanceKm ?? null,
+    carrierId: chosen?.carrierId ?? null,
+    shipments: d.shipments,
+  };
 }
 
 export function statusOf(order: Order): OrderStatus {

@@ -1,5 +1,6 @@
 import type { LineRequest, ReturnDisposition } from "../ledger/types.ts";
 import type { SplitMode } from "../network/index.ts";
+import type { LineDecision } from "../routing/index.ts";
 
 /**
  * Line lifecycle (design.md §2): received → allocated (warehouse, qty) | backordered | rejected →
@@ -39,6 +40,8 @@ export type OrderLine = {
   refusal: string | null;
   /** A cancel that came while the line waited for the ledger: applied when the answer comes. */
   cancelPending: CancelCause | null;
+  /** Why the line went where it went (its latest routing): candidates, score components, filters, rules. */
+  decision: LineDecision | null;
 };
 
 export type OrderStatus =
@@ -168,8 +171,18 @@ export type FulfilmentItem = {
   warehouse: string;
   shipTo: ShipTo;
   shipByMs: number;
-  lines: Array<{ lineId: string; sku: string; qty: number }>;
+  lines: Array<{ lineId: string; sku: string; qty: number; routing?: RoutingSummary }>;
   atMs: number;
+};
+
+/** The summary of a line's routing decision a warehouse gets with the request (GET on the order has all). */
+export type RoutingSummary = {
+  rules: string;
+  score: number;
+  reason: LineDecision["reason"];
+  distanceKm: number | null;
+  carrierId: string | null;
+  shipments: number;
 };
 
 /** What the order stage asks the ledger stage, the statuses for channels and the requests for warehouses. */

@@ -12,6 +12,7 @@ import {
   parseStockCommand,
   type SkuState,
   type StockItem,
+  type WarehouseLoad,
 } from "../../domain/ledger/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
@@ -29,7 +30,7 @@ import {
 import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
 
-export const ledgerTables = ["skus", "entries", "allocations"] as const;
+export const ledgerTables = ["skus", "entries", "allocations", "load"] as const;
 
 export function domainLimits(c: Config): DomainLimits {
   return {
@@ -54,6 +55,7 @@ export function ledgerView(
     allocationsOf: (sku) => [
       ...store.rangeValues<Allocation>("allocations", { start: [sku], end: [`${sku}\u0000`] }),
     ],
+    getLoad: (warehouse) => store.get<WarehouseLoad>("load", warehouse),
   };
 }
 
@@ -226,6 +228,7 @@ export class LedgerApplier implements PartitionApplier {
       ops.push({ op: "put", table: "allocations", key: [a.sku, a.orderKey, a.lineId], value: a });
     }
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
+    for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
     const envelopes = new Envelopes(
       this.config.outbox.itemsPerMessageMax,
       this.config.streams.messageBytesMax,

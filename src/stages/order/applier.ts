@@ -2,6 +2,7 @@ import type { Config } from "../../config/index.ts";
 import { checkLineResult, type DomainLimits, type LineResult, parseId } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import {
+  noRoutingView,
   type Order,
   type OrderOutcome,
   Orders,
@@ -12,6 +13,7 @@ import {
   parseRejected,
   parseReturn,
   parseShipped,
+  type RoutingView,
 } from "../../domain/orders/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
@@ -72,14 +74,20 @@ export class OrderApplier implements PartitionApplier {
     store: PartitionStore,
     network: () => Network,
     private readonly events: Instrumentation,
+    routing: RoutingView = noRoutingView,
   ) {
     this.limits = domainLimits(config);
     this.cache = new BoundedCache(config.orders.cacheCountMax);
-    this.orders = new Orders(orderView(store, this.cache), network, {
-      historyCountMax: config.orders.historyCountMax,
-      pendingCancelsPerOrderMax: config.orders.pendingCancelsPerOrderMax,
-      timersPerTickMax: config.orders.timersPerTickMax,
-    });
+    this.orders = new Orders(
+      orderView(store, this.cache),
+      network,
+      {
+        historyCountMax: config.orders.historyCountMax,
+        pendingCancelsPerOrderMax: config.orders.pendingCancelsPerOrderMax,
+        timersPerTickMax: config.orders.timersPerTickMax,
+      },
+      routing,
+    );
   }
 
   apply(messages: readonly InboundMessage[]) {

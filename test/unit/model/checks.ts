@@ -189,8 +189,9 @@ export class Checker implements SimObserver {
       const allowed = candidatesFor(this.o.network, order?.channel ?? "", line.excluded);
       check(
         r.candidates.every((w) => allowed.includes(w)) &&
-          (line.attempt > 1 || sameJson(r.candidates, allowed)),
-        "candidates are enabled warehouses that did not reject the line (all of them at first)",
+          new Set(r.candidates).size === r.candidates.length &&
+          (line.attempt > 1 || sameJson([...r.candidates].sort(), [...allowed].sort())),
+        "candidates are enabled warehouses that did not reject the line (all of them at first, ranked)",
         () => ({ r, line }),
       );
     }

@@ -4,6 +4,7 @@ import {
   type LedgerChanges,
   type LineRequest,
   type LineResult,
+  loadUnits,
   type StockCommand,
 } from "../../../src/domain/ledger/index.ts";
 import type { Network } from "../../../src/domain/network/index.ts";
@@ -17,6 +18,7 @@ import {
   Orders,
   type RejectedInput,
   type ReturnInput,
+  type RoutingView,
   type ShippedInput,
 } from "../../../src/domain/orders/index.ts";
 import {
@@ -183,8 +185,20 @@ export class Sim {
     this.ledgers = Array.from({ length: o.partitions }, (_, i) => new LedgerPart(i));
     this.orderParts = Array.from(
       { length: o.partitions },
-      (_, i) => new OrderPart(i, (store) => new Orders(store, () => o.network, o.limits)),
+      (_, i) => new OrderPart(i, (store) => new Orders(store, () => o.network, o.limits, this.routingView())),
     );
+  }
+
+  /** Routing reads committed ledger state, as the order stage does over the ledger partitions' LMDB. */
+  private routingView(): RoutingView {
+    return {
+      stock: (sku) => this.ledgers[skuPartition(sku, this.P)]?.store.getSku(sku)?.positions,
+      load: (w) =>
+        this.ledgers.reduce((n, l) => {
+          const load = l.store.getLoad(w);
+          return n + (load === undefined ? 0 : loadUnits(load, this.clock));
+        }, 0),
+    };
   }
 
   get P(): number {

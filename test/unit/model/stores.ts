@@ -4,6 +4,7 @@ import type {
   LedgerEntry,
   LedgerView,
   SkuState,
+  WarehouseLoad,
 } from "../../../src/domain/ledger/index.ts";
 import type { Order, OrderChanges, OrderView, PendingCancel } from "../../../src/domain/orders/index.ts";
 
@@ -28,6 +29,7 @@ export class MemLedgerStore implements LedgerView {
   readonly skus = new Map<string, SkuState>();
   readonly entries = new Map<string, Map<number, LedgerEntry>>();
   readonly allocations = new Map<string, Allocation>();
+  readonly loads = new Map<string, WarehouseLoad>();
   streamSeqLastApplied = 0;
   outboxSeq = 0;
   /** Entries written over an existing [sku, version] key: a reused version (invariant 4), reported by checks. */
@@ -50,6 +52,11 @@ export class MemLedgerStore implements LedgerView {
       .filter(([k]) => k.startsWith(prefix))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, a]) => copy(a));
+  }
+
+  getLoad(warehouse: string): WarehouseLoad | undefined {
+    const l = this.loads.get(warehouse);
+    return l === undefined ? undefined : copy(l);
   }
 
   entriesOf(sku: string): LedgerEntry[] {
@@ -75,6 +82,7 @@ export class MemLedgerStore implements LedgerView {
       m.set(e.version, copy(e));
       touched.add(e.sku);
     }
+    for (const l of changes.loads) this.loads.set(l.warehouse, copy(l));
     for (const a of changes.allocations) {
       this.allocations.set(allocationKey(a.sku, a.orderKey, a.lineId), copy(a));
       touched.add(a.sku);

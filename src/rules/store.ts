@@ -1,0 +1,171 @@
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
+import type { Config } from "../config/index.ts";
+import { type Network, parseNetwork } from "../domain/network/index.ts";
+import type { Instrumentation } from "../instrumentation/index.ts";
+import type { Logger } from "../log/index.ts";
+
+/** The one key of the rules bucket: the whole rule set (warehouses, channels, routing weights) as JSON. */
+export const rulesKey = "network";
+
+export type Refusal = { revision: number; detail: string };
+export type PutResult = { ok: true; revision: number; version: string } | { ok: false; detail: string };
+export type RulesVersion = {
+  revision: number;
+  version: string;
+  createdAt: string;
+  valid: boolean;
+  detail?: string;
+};
+
+const versionOf = (revision: number) => `kv-${revision}`;
+
+function decode(value: Uint8Array): { ok: true; raw: unknown } | { ok: false; detail: string } {
+  try {
+    return { ok: true, raw: JSON.parse(new TextDecoder().decode(value)) };
+  } catch (error) {
+    return { ok: false, detail: `the rule set is not JSON: ${(error as Error).message}` };
+  }
+}
+
+/** Validates a rule set as the watcher will: the reply a command gives before anything is written. */
+export function validateRules(raw: unknown, version = "candidate"): ReturnType<typeof parseNetwork> {
+  return parseNetwork(raw, version);
+}
+
+/**
+ * The rule set in force, kept in a NATS KV bucket (design.md §6): seeded from the network file when the
+ * bucket is empty, watched for changes, each change validated before use. A valid revision is in force from
+ * the next message every partition applies; an invalid one is refused (log, metric, `refusal`) and the
+ * previous one stays. Each revision is a version decisions name (`kv-<revision>`); the bucket keeps
+ * routing.rulesHistoryCountMax of them.
+ */
+export class RulesStore {
+  private kv: KV | null = null;
+  private current: Network;
+  private revision = 0;
+  private lastRefusal: Refusal | null = null;
+  private watching: Promise<void> | null = null;
+  private stopWatch: (() => void) | null = null;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly config: Config,
+    private readonly seed: { raw: unknown; network: Network },
+    private readonly log: Logger,
+    private readonly events: Instrumentation,
+  ) {
+    this.current = seed.network;
+  }
+
+  /** The rule set in force. */
+  network(): Network {
+    return this.current;
+  }
+
+  refusal(): Refusal | null {
+    return this.lastRefusal;
+  }
+
+  async start(): Promise<void> {
+    const kv = await new Kvm(this.js).create(this.config.routing.rulesBucket, {
+      history: this.config.routing.rulesHistoryCountMax,
+      replicas: this.config.streams.replicas,
+    });
+    this.kv = kv;
+    let entry = await kv.get(rulesKey);
+    if (entry === null || entry.operation !== "PUT") {
+      try {
+        await kv.create(rulesKey, JSON.stringify(this.seed.raw));
+        this.log.info("rules bucket seeded from the network file", { file: this.config.orders.networkFile });
+      } catch {
+        // Another process seeded it first: theirs is read below.
+      }
+      entry = await kv.get(rulesKey);
+    }
+    if (entry !== null && !this.apply(entry)) await this.fallBackToNewestValid(kv);
+    const watcher = await kv.watch({ key: rulesKey });
+    this.stopWatch = () => watcher.stop();
+    this.watching = (async () => {
+      for await (const e of watcher) if (e.operation === "PUT" && e.revision > this.revision) this.apply(e);
+    })().catch((error) => this.log.error("rules watch ended", { error: (error as Error).message }));
+  }
+
+  /** At start the newest revision is invalid: the newest valid one in the history is in force. */
+  private async fallBackToNewestValid(kv: KV): Promise<void> {
+    const history: KvEntry[] = [];
+    for await (const e of await kv.history({ key: rulesKey })) history.push(e);
+    for (const e of history.reverse()) {
+      if (e.operation !== "PUT") continue;
+      const decoded = decode(e.value);
+      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : null;
+      if (parsed?.ok) {
+        this.current = parsed.value;
+        this.log.warn("rules: the newest revision is invalid; the newest valid one is in force", {
+          version: parsed.value.version,
+        });
+        return;
+      }
+    }
+    this.log.warn("rules: no valid revision in the bucket; the network file is in force", {
+      version: this.current.version,
+    });
+  }
+
+  /** Takes a revision if it is valid. Returns whether it did. */
+  private apply(e: KvEntry): boolean {
+    this.revision = Math.max(this.revision, e.revision);
+    const decoded = decode(e.value);
+    const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : decoded;
+    if (!parsed.ok) {
+      this.lastRefusal = { revision: e.revision, detail: parsed.detail };
+      this.events.emit("rules_refused", { revision: e.revision });
+      this.log.error("rules refused: the previous rule set stays in force", {
+        revision: e.revision,
+        detail: parsed.detail,
+        inForce: this.current.version,
+      });
+      return false;
+    }
+    this.current = parsed.value;
+    this.events.emit("rules_applied", { revision: e.revision });
+    this.log.info("rules in force", { version: parsed.value.version });
+    return true;
+  }
+
+  /** Validates, then writes a new revision. An invalid rule set is refused here and never written. */
+  async put(raw: unknown): Promise<PutResult> {
+    const checked = validateRules(raw);
+    if (!checked.ok) {
+      this.events.emit("rules_refused", { revision: 0 });
+      return { ok: false, detail: checked.detail };
+    }
+    if (this.kv === null) return { ok: false, detail: "the rules bucket is not open yet" };
+    const revision = await this.kv.put(rulesKey, JSON.stringify(raw));
+    return { ok: true, revision, version: versionOf(revision) };
+  }
+
+  /** Every revision the bucket keeps, newest first, with whether it was valid. */
+  async versions(): Promise<RulesVersion[]> {
+    if (this.kv === null) return [];
+    const out: RulesVersion[] = [];
+    for await (const e of await this.kv.history({ key: rulesKey })) {
+      if (e.operation !== "PUT") continue;
+      const decoded = decode(e.value);
+      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : decoded;
+      out.push({
+        revision: e.revision,
+        version: versionOf(e.revision),
+        createdAt: e.created.toISOString(),
+        valid: parsed.ok,
+        ...(parsed.ok ? {} : { detail: parsed.detail }),
+      });
+    }
+    return out.reverse();
+  }
+
+  async stop(): Promise<void> {
+    this.stopWatch?.();
+    await this.watching;
+  }
+}
