@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, printable } from "./config/index.ts";
+import { readRulesFile } from "./config/network.ts";
 import { skuPartition } from "./stream/subjects.ts";
 import { version } from "./version.ts";
 
@@ -15,6 +16,13 @@ Usage:
   sluice partition import STAGE P FILE  load an export into an empty partition (Sluice stopped)
   sluice send SUBJECT JSON              publish one JSON message with JetStream (to nats.url, or the
                                         embedded server on nats.embeddedHost:embeddedPort) and print the ack
+  sluice rules get                      print the rule set in force (warehouses, channels, routing weights)
+  sluice rules put FILE                 validate FILE (TOML, or JSON if *.json) and make it the rule set in
+                                        force; an invalid one is refused (exit 1) and the old one stays
+  sluice rules versions                 list the rule-set versions the bucket keeps
+  sluice rules what-if FILE [--orders N]  route the last N orders (default 1000) with FILE and with the
+                                        rules in force, against current stock; compare (nothing changes)
+                                        (rules talk to a running Sluice: --url, default http.host:http.port)
   sluice version                        print the version
   sluice --help                         this text
 
@@ -111,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify(ack)}\n`);
         return 0;
       }
+      case "rules":
+        return await rulesCommand(rest, values);
       case undefined:
         process.stdout.write(`${help}\n`);
         return 2;
@@ -136,11 +146,55 @@ export async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
+/** `sluice rules …`: through the running Sluice's HTTP port, which validates before anything is written. */
+async function rulesCommand(
+  rest: string[],
+  values: { config?: string; url?: string; orders?: string },
+): Promise<number> {
+  const [verb, file] = rest;
+  const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+  const host = config.http.host === "0.0.0.0" ? "127.0.0.1" : config.http.host;
+  const base = values.url ?? `http://${host}:${config.http.port}`;
+  const body = () => {
+    if (file === undefined)
+      throw new UsageError(`rules ${verb} needs a FILE (TOML, or JSON if it ends in .json)`);
+    return { body: JSON.stringify(readRulesFile(file)), headers: { "Content-Type": "application/json" } };
+  };
+  let res: Response;
+  switch (verb) {
+    case "get":
+      res = await fetch(`${base}/v1/rules`);
+      break;
+    case "versions":
+      res = await fetch(`${base}/v1/rules/versions`);
+      break;
+    case "put":
+      res = await fetch(`${base}/v1/rules`, { method: "PUT", ...body() });
+      break;
+    case "what-if":
+      res = await fetch(`${base}/v1/rules/what-if?orders=${values.orders ?? "1000"}`, {
+        method: "POST",
+        ...body(),
+      });
+      break;
+    default:
+      throw new UsageError("rules takes one subcommand: get, put FILE, versions or what-if FILE");
+  }
+  const text = await res.text();
+  (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
+  return res.ok ? 0 : 1;
+}
+
 function parse(argv: string[]) {
   return parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+    options: {
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      url: { type: "string" },
+      orders: { type: "string" },
+    },
   });
 }
 

@@ -145,9 +145,7 @@ async function ruleSetOf(req: Request): Promise<{ ok: true; raw: unknown } | { o
 
 async function putRules(deps: HttpDeps, req: Request): Promise<Response> {
   const body = await ruleSetOf(req);
-  if (!body.ok)
-    return json(400, { error: "invalid_rules", detail: body.detail, inForce: deps.rules.network().version });
-  const result = await deps.rules.put(body.raw);
+  const result = body.ok ? await deps.rules.put(body.raw) : deps.rules.refuse(body.detail);
   if (!result.ok) {
     return json(400, {
       error: "invalid_rules",

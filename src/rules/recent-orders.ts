@@ -9,7 +9,7 @@ import type { PastOrder } from "./what-if.ts";
 
 /**
  * The last `count` orders from the order stream (what the channels sent, as the order stage received them),
- * oldest first. Orders share the stream with line results and WMS events: at most
+ * oldest first, read with one ordered consumer per partition. Orders share the stream with line results and WMS events: at most
  * routing.whatIfScanMessagesMax messages are read, for at most routing.whatIfWaitMs. Orders that do not
  * parse are skipped (they went to the dead-letter stream when they arrived).
  */
@@ -20,18 +20,39 @@ export async function recentOrders(
   count: number,
 ): Promise<PastOrder[]> {
   const info = await jsm.streams.info(streamNames.order);
-  const last = info.state.last_seq;
   if (info.state.messages === 0) return [];
-  const start = Math.max(info.state.first_seq, last - config.routing.whatIfScanMessagesMax + 1);
+  const start = Math.max(
+    info.state.first_seq,
+    info.state.last_seq - config.routing.whatIfScanMessagesMax + 1,
+  );
+  const deadline = Date.now() + config.routing.whatIfWaitMs;
+  const found: Array<PastOrder & { seq: number }> = [];
+  // nats-server 2.9: one filter subject per consumer, inside one of the stream's (per-partition) subjects.
+  for (let p = 0; p < config.streams.partitionCount; p++) {
+    found.push(...(await partitionOrders(js, config, p, start, count, deadline)));
+  }
+  return found
+    .sort((a, b) => a.seq - b.seq)
+    .slice(-count)
+    .map(({ input, atMs }) => ({ input, atMs }));
+}
+
+async function partitionOrders(
+  js: JetStreamClient,
+  config: Config,
+  partition: number,
+  start: number,
+  count: number,
+  deadlineMs: number,
+): Promise<Array<PastOrder & { seq: number }>> {
   const consumer = await js.consumers.get(streamNames.order, {
-    filter_subjects: "sluice.order.*.order.>",
+    filter_subjects: `sluice.order.${partition}.order.>`,
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: start,
   });
   const limits = domainLimits(config);
-  const found: PastOrder[] = [];
-  const deadline = Date.now() + config.routing.whatIfWaitMs;
-  while (Date.now() < deadline) {
+  let found: Array<PastOrder & { seq: number }> = [];
+  while (Date.now() < deadlineMs) {
     const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
     let pending = 1;
     let seen = 0;
@@ -47,11 +68,12 @@ export async function recentOrders(
         if (!body.ok) continue;
         const parsed = parseOrder(channel, orderId, body.value, limits);
         if (!parsed.ok) continue;
-        found.push({ input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6) });
-        if (found.length >= 2 * count) found.splice(0, found.length - count);
+        found.push({ input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6), seq: m.seq });
+        if (found.length >= 2 * count) found = found.slice(-count);
       } catch {
         // A subject token that does not decode: not an order the order stage took either.
       }
+      if (pending === 0) break;
     }
     if (seen === 0 || pending === 0) break;
   }

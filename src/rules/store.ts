@@ -133,13 +133,17 @@ export class RulesStore {
     return true;
   }
 
+  /** A command's rule set that could not even be read (not JSON or TOML): refused, and counted. */
+  refuse(detail: string): PutResult {
+    this.events.emit("rules_refused", { revision: 0 });
+    this.log.warn("rules refused by a command: the rule set in force is unchanged", { detail });
+    return { ok: false, detail };
+  }
+
   /** Validates, then writes a new revision. An invalid rule set is refused here and never written. */
   async put(raw: unknown): Promise<PutResult> {
     const checked = validateRules(raw);
-    if (!checked.ok) {
-      this.events.emit("rules_refused", { revision: 0 });
-      return { ok: false, detail: checked.detail };
-    }
+    if (!checked.ok) return this.refuse(checked.detail);
     if (this.kv === null) return { ok: false, detail: "the rules bucket is not open yet" };
     const revision = await this.kv.put(rulesKey, JSON.stringify(raw));
     return { ok: true, revision, version: versionOf(revision) };

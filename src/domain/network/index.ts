@@ -269,5 +269,18 @@ function parseRouting(raw: unknown): Parsed<RoutingRules> {
 
 /** The units an allocation must leave of `sku` at warehouse `w` (brokering safety stock). */
 export function minStockOf(w: Warehouse, sku: string): number {
+  if (!hasPerSkuMinStock(w)) return w.minStockDefault;
   return w.minStock[sku] ?? w.minStockDefault;
+}
+
+const perSkuMinStock = new WeakMap<Warehouse, boolean>();
+
+/** Most warehouses list no per-SKU minimum: routing then skips the lookup (it runs per line per warehouse). */
+function hasPerSkuMinStock(w: Warehouse): boolean {
+  let has = perSkuMinStock.get(w);
+  if (has === undefined) {
+    has = Object.keys(w.minStock).length > 0;
+    perSkuMinStock.set(w, has);
+  }
+  return has;
 }

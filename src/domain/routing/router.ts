@@ -163,20 +163,40 @@ function splitPenalty(order: RouteOrder, warehouses: ReadonlySet<string>, networ
   return network.routing.splitCost * Math.max(0, warehouses.size - Math.max(1, order.used.size));
 }
 
-/** Stock and capacity an assignment has taken so far, so two lines never count the same units twice. */
+/**
+ * Stock and capacity an assignment has taken so far, so two lines never count the same units twice. Keyed
+ * by numbers (the line's SKU group × the site's index): routing runs per order on the hot path.
+ */
 class Taken {
-  private readonly stock = new Map<string, number>();
+  private readonly stock = new Map<number, number>();
   private readonly units = new Map<number, number>();
-  fits(line: RouteLine, o: Option): boolean {
-    const used = this.stock.get(`${line.sku}\u0000${o.site.index}`) ?? 0;
+  constructor(private readonly groups: readonly number[]) {}
+  fits(i: number, line: RouteLine, o: Option): boolean {
+    if (!o.feasible) return false;
+    const used = this.stock.get((this.groups[i] as number) * siteIndexBound + o.site.index) ?? 0;
     const capacityLeft = o.site.w.capacityPerDay - o.site.loadUnits - (this.units.get(o.site.index) ?? 0);
-    return o.feasible && o.free - used - line.qty >= o.keep && line.qty <= capacityLeft;
+    return o.free - used - line.qty >= o.keep && line.qty <= capacityLeft;
   }
-  take(line: RouteLine, o: Option): void {
-    const k = `${line.sku}\u0000${o.site.index}`;
+  take(i: number, line: RouteLine, o: Option): void {
+    const k = (this.groups[i] as number) * siteIndexBound + o.site.index;
     this.stock.set(k, (this.stock.get(k) ?? 0) + line.qty);
     this.units.set(o.site.index, (this.units.get(o.site.index) ?? 0) + line.qty);
   }
+}
+
+/** Above any warehouse index (networkLimits.warehousesMax). */
+const siteIndexBound = 1 << 16;
+
+/** Lines of the same SKU share a group: they draw on the same stock. */
+function skuGroups(lines: readonly RouteLine[]): number[] {
+  if (lines.length === 1) return [0];
+  const first = new Map<string, number>();
+  return lines.map((l, i) => {
+    const g = first.get(l.sku);
+    if (g !== undefined) return g;
+    first.set(l.sku, i);
+    return i;
+  });
 }
 
 /**
@@ -187,7 +207,7 @@ function assignGreedy(order: RouteOrder, options: Option[][], network: Network):
   const splitCost = network.routing.splitCost;
   const chosen: Array<Site | null> = order.lines.map(() => null);
   const warehouses = new Set(order.used);
-  const taken = new Taken();
+  const taken = new Taken(skuGroups(order.lines));
   const byConstraint = order.lines
     .map((_, i) => i)
     .sort((a, b) => count(options[a] as Option[]) - count(options[b] as Option[]) || a - b);
@@ -200,7 +220,7 @@ function assignGreedy(order: RouteOrder, options: Option[][], network: Network):
     let bestValue = Number.NEGATIVE_INFINITY;
     for (const o of options[i] as Option[]) {
       const isNew = !warehouses.has(o.site.w.id);
-      if ((full && isNew) || !taken.fits(line, o)) continue;
+      if ((full && isNew) || !taken.fits(i, line, o)) continue;
       const value = o.score - (isNew && warehouses.size > 0 ? splitCost : 0);
       if (value > bestValue + 1e-12) {
         best = o;
@@ -208,7 +228,7 @@ function assignGreedy(order: RouteOrder, options: Option[][], network: Network):
       }
     }
     if (best === null) continue;
-    taken.take(line, best);
+    taken.take(i, line, best);
     warehouses.add(best.site.w.id);
     chosen[i] = best.site;
     total += best.score;
@@ -225,17 +245,18 @@ function assignSingle(
   network: Network,
 ): Assignment | null {
   let best: Assignment | null = null;
+  const groups = skuGroups(order.lines);
   for (const site of sites) {
-    const taken = new Taken();
+    const taken = new Taken(groups);
     let total = 0;
     let ok = true;
     for (const [i, line] of order.lines.entries()) {
       const o = (options[i] as Option[]).find((x) => x.site === site);
-      if (o === undefined || !taken.fits(line, o)) {
+      if (o === undefined || !taken.fits(i, line, o)) {
         ok = false;
         break;
       }
-      taken.take(line, o);
+      taken.take(i, line, o);
       total += o.score;
     }
     if (!ok) continue;
@@ -265,27 +286,26 @@ function lineRoute(
   network: Network,
   ctx: RouteContext,
 ): LineRoute {
-  const filtered: Filtered[] = [...orderFiltered];
+  const filtered: Filtered[] = orderFiltered.slice();
   for (const id of line.excluded) filtered.push({ warehouse: id, reason: "rejected_before" });
+  // One sort: what the view says has stock, by score, then the rest (the view may be stale).
+  const byScore = options
+    .slice()
+    .sort(
+      (a, b) => Number(b.feasible) - Number(a.feasible) || b.score - a.score || a.site.index - b.site.index,
+    );
   const ranked: Option[] = [];
-  for (const o of options) {
-    if (full && !used.has(o.site.w.id)) filtered.push({ warehouse: o.site.w.id, reason: "max_shipments" });
-    else {
-      ranked.push(o);
-      if (o.why !== null) filtered.push({ warehouse: o.site.w.id, reason: o.why });
+  const top: Option[] = [];
+  if (chosen !== null) ranked.push(byScore.find((o) => o.site === chosen) as Option);
+  for (const o of byScore) {
+    if (o.feasible) top.push(o);
+    if (full && !used.has(o.site.w.id)) {
+      filtered.push({ warehouse: o.site.w.id, reason: "max_shipments" });
+      continue;
     }
+    if (o.why !== null) filtered.push({ warehouse: o.site.w.id, reason: o.why });
+    if (o.site !== chosen) ranked.push(o);
   }
-  // The choice first; then what the view says has stock, by score; then the rest (the view may be stale).
-  ranked.sort(
-    (a, b) =>
-      Number(b.site === chosen) - Number(a.site === chosen) ||
-      Number(b.feasible) - Number(a.feasible) ||
-      b.score - a.score ||
-      a.site.index - b.site.index,
-  );
-  const top = options
-    .filter((o) => o.feasible)
-    .sort((a, b) => b.score - a.score || a.site.index - b.site.index);
   const chosenOption = options.find((o) => o.site === chosen);
   const decision: LineDecision = {
     rules: network.version,
