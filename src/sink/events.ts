@@ -1,0 +1,44 @@
+import type { FailureKind } from "./post.ts";
+
+// Named events with payloads: the sink's loop emits them, the metrics exporter and tests subscribe. The loop
+// never imports a metrics library (the same pattern as src/instrumentation).
+
+export type SinkEvents = {
+  /** One HTTP request ended (any outcome). */
+  request: { seconds: number; ok: boolean };
+  /** A message reached the endpoint with a 2xx and was acked. */
+  delivered: { streamSeq: number; idempotencyKey: string; attempts: number };
+  /** An attempt failed; `willRetry` false means the message goes to the dead letter next. */
+  attempt_failed: {
+    streamSeq: number;
+    kind: FailureKind;
+    status: number | null;
+    attempt: number;
+    willRetry: boolean;
+  };
+  /** The bound was exhausted (or the failure was permanent): the message is in sluice.dlq.sink_failed. */
+  dead_lettered: { streamSeq: number; idempotencyKey: string; detail: string };
+  /** The dead letter could not be published: the message is left for redelivery. */
+  dead_letter_failed: { streamSeq: number; error: string };
+};
+
+export type SinkEventName = keyof SinkEvents;
+type Listener<K extends SinkEventName> = (payload: SinkEvents[K]) => void;
+
+export class SinkInstrumentation {
+  private readonly listeners: { [K in SinkEventName]?: Array<Listener<K>> } = {};
+
+  on<K extends SinkEventName>(name: K, listener: Listener<K>): () => void {
+    const list = (this.listeners[name] ?? []) as Array<Listener<K>>;
+    this.listeners[name] = list as (typeof this.listeners)[K];
+    list.push(listener);
+    return () => {
+      const i = list.indexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  emit<K extends SinkEventName>(name: K, payload: SinkEvents[K]): void {
+    for (const listener of (this.listeners[name] as Array<Listener<K>> | undefined) ?? []) listener(payload);
+  }
+}

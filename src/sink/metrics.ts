@@ -1,0 +1,64 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type { SinkInstrumentation } from "./events.ts";
+
+// The sink's Prometheus metrics: base units, histograms, bounded labels (the source is one per process; kinds
+// and outcomes come from fixed lists; never a SKU, a key or a sequence).
+
+const requestBucketsSeconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function createSinkMetrics(events: SinkInstrumentation, source: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ source });
+  collectDefaultMetrics({ register: registry });
+  const deliveries = new Counter({
+    name: "sluice_sink_deliveries_total",
+    help: "Messages settled: delivered (2xx, acked) or dead_lettered (sluice.dlq.sink_failed).",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: "sluice_sink_retries_total",
+    help: "Failed attempts that were retried.",
+    registers: [registry],
+  });
+  const failures = new Counter({
+    name: "sluice_sink_failures_total",
+    help: "Failed attempts by kind: http_4xx, http_429, http_5xx, http_other, network, timeout, aborted.",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
+  const deadLetterFailures = new Counter({
+    name: "sluice_sink_dead_letter_failures_total",
+    help: "Dead letters that could not be published (the message is redelivered later).",
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "sluice_sink_request_duration_seconds",
+    help: "Duration of one HTTP request to the endpoint.",
+    labelNames: ["ok"],
+    buckets: requestBucketsSeconds,
+    registers: [registry],
+  });
+  events.on("request", (e) => latency.observe({ ok: String(e.ok) }, e.seconds));
+  events.on("delivered", () => deliveries.inc({ outcome: "delivered" }));
+  events.on("dead_lettered", () => deliveries.inc({ outcome: "dead_lettered" }));
+  events.on("attempt_failed", (e) => {
+    failures.inc({ kind: e.kind });
+    if (e.willRetry) retries.inc();
+  });
+  events.on("dead_letter_failed", () => deadLetterFailures.inc());
+  return registry;
+}
+
+/** GET /metrics on host:port (0 picks a free port); the caller stops it. */
+export function serveMetrics(registry: Registry, host: string, port: number) {
+  return Bun.serve({
+    hostname: host,
+    port,
+    fetch: async (req) => {
+      if (new URL(req.url).pathname !== "/metrics")
+        return new Response("not found: try /metrics\n", { status: 404 });
+      return new Response(await registry.metrics(), { headers: { "Content-Type": registry.contentType } });
+    },
+  });
+}

@@ -1,0 +1,374 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+  ReplayPolicy,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { TokenBucket } from "../domain/sync/token-bucket.ts";
+import { Logger } from "../log/index.ts";
+import { deadLetterHeaders } from "../stream/dead-letter.ts";
+import { isNotFound } from "../stream/provision.ts";
+import { SinkInstrumentation } from "./events.ts";
+import { createSinkMetrics, serveMetrics } from "./metrics.ts";
+import { filterSubjectOf, outStream, type SinkOptions } from "./options.ts";
+import { backoffMs, type PostOutcome, postJson } from "./post.ts";
+
+// The reference sink: one durable consumer on SLUICE_OUT, one message in flight, POST → 2xx → ack. Strict
+// order comes from the server: max_ack_pending = 1 delivers the next message only once this one is settled,
+// redeliveries included, so two versions of a SKU never reach the endpoint out of order. At-least-once: a
+// crash between the 2xx and the ack repeats the request with the same Idempotency-Key.
+
+export const sinkDeadLetterSubject = "sluice.dlq.sink_failed";
+export const sinkDeadLetterReason = "sink_failed";
+/** Sink-specific dead-letter headers, next to the common ones of src/stream/dead-letter.ts. */
+export const sinkHeaders = {
+  idempotencyKey: "Sluice-Idempotency-Key",
+  attempts: "Sluice-Sink-Attempts",
+  status: "Sluice-Sink-Status",
+  consumer: "Sluice-Sink-Consumer",
+} as const;
+
+/** Pause before consuming again after the consumer broke (server restart, consumer deleted). */
+const reconsumePauseMs = 1000;
+const msToNs = (ms: number) => ms * 1_000_000;
+
+export class SinkError extends Error {
+  override name = "SinkError";
+}
+
+export type SinkStats = { delivered: number; retried: number; deadLettered: number; failedAttempts: number };
+
+export type Sink = {
+  readonly stats: Readonly<SinkStats>;
+  readonly events: SinkInstrumentation;
+  /** The metrics port actually bound (null: not served). */
+  readonly metricsPort: number | null;
+  /** Finishes or abandons the message in hand (left for redelivery), then closes. Idempotent. */
+  stop(): Promise<void>;
+};
+
+export type SinkDeps = { log?: Logger; events?: SinkInstrumentation };
+
+/** Connects, makes sure the durable consumer exists, and starts delivering. Throws SinkError on a bad setup. */
+export async function startSink(options: SinkOptions, deps: SinkDeps = {}): Promise<Sink> {
+  const label = options.source.kind === "erp" ? "erp" : `stock:${options.source.channel}`;
+  const log = deps.log ?? new Logger(options.logLevel, { component: "sink", source: label });
+  const events = deps.events ?? new SinkInstrumentation();
+  const nc = await connectSink(options, log);
+  try {
+    const runner = new SinkRunner(options, nc, jetstream(nc), await jetstreamManager(nc), log, events);
+    await runner.ensureConsumer();
+    const metrics =
+      options.metricsPort === null
+        ? null
+        : serveMetrics(createSinkMetrics(events, label), options.metricsHost, options.metricsPort);
+    runner.start();
+    log.info("sink started", { filter: filterSubjectOf(options.source), consumer: options.consumerName });
+    return {
+      stats: runner.stats,
+      events,
+      metricsPort: metrics === null ? null : (metrics.port ?? null),
+      stop: async () => {
+        await runner.stop();
+        await metrics?.stop(true);
+      },
+    };
+  } catch (error) {
+    await nc.close();
+    throw error;
+  }
+}
+
+async function connectSink(o: SinkOptions, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: o.natsUrl.split(",").map((s) => s.trim()),
+    name: `sluice-sink-${o.consumerName}`,
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    ...(o.natsToken !== "" ? { token: o.natsToken } : {}),
+    ...(o.natsUser !== "" ? { user: o.natsUser, pass: o.natsPassword } : {}),
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") log.warn(`NATS ${s.type}`, { server: s.server });
+    }
+  })();
+  return nc;
+}
+
+class SinkRunner {
+  readonly stats: SinkStats = { delivered: 0, retried: 0, deadLettered: 0, failedAttempts: 0 };
+  private readonly filter: string;
+  private readonly bucket: TokenBucket;
+  private readonly stopSignal = new AbortController();
+  private messages: ConsumerMessages | null = null;
+  private loop: Promise<void> = Promise.resolve();
+  private stopped: Promise<void> | null = null;
+
+  constructor(
+    private readonly o: SinkOptions,
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly log: Logger,
+    private readonly events: SinkInstrumentation,
+  ) {
+    this.filter = filterSubjectOf(o.source);
+    this.bucket = new TokenBucket(o.requestsPerSecond, o.burstRequestsMax);
+  }
+
+  private get stopping(): boolean {
+    return this.stopSignal.signal.aborted;
+  }
+
+  /** Creates the durable consumer, or checks and keeps one that filters the same subject. */
+  async ensureConsumer(): Promise<void> {
+    const wanted: Partial<ConsumerConfig> = {
+      durable_name: this.o.consumerName,
+      description: `Sluice reference sink (${this.filter})`,
+      filter_subject: this.filter,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: msToNs(this.o.ackWaitMs),
+      max_ack_pending: 1,
+      max_deliver: -1,
+      deliver_policy: DeliverPolicy.All,
+      replay_policy: ReplayPolicy.Instant,
+    };
+    const info = await this.jsm.consumers.info(outStream, this.o.consumerName).catch((error) => {
+      if (isNotFound(error)) return null;
+      throw error;
+    });
+    if (info === null) {
+      await this.requireStream();
+      await this.jsm.consumers.add(outStream, wanted);
+      return;
+    }
+    if (info.config.filter_subject !== this.filter) {
+      throw new SinkError(
+        `consumer ${this.o.consumerName} on ${outStream} filters ${info.config.filter_subject}, not ${this.filter}: choose another --consumer, or delete it (nats consumer rm ${outStream} ${this.o.consumerName})`,
+      );
+    }
+    if (info.config.ack_wait !== wanted.ack_wait || info.config.max_ack_pending !== 1) {
+      await this.jsm.consumers.update(outStream, this.o.consumerName, {
+        ack_wait: wanted.ack_wait,
+        max_ack_pending: 1,
+      });
+    }
+  }
+
+  private async requireStream(): Promise<void> {
+    try {
+      await this.jsm.streams.info(outStream);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      throw new SinkError(
+        `stream ${outStream} not found at ${this.o.natsUrl}: start Sluice first (it creates its streams)`,
+      );
+    }
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        const consumer = await this.js.consumers.get(outStream, this.o.consumerName);
+        this.messages = await consumer.consume({ max_messages: 1 });
+        // stop() ran while consume() was being set up: closed now, the loop below ends at once.
+        if (this.stopping) void this.messages.close();
+        for await (const m of this.messages) {
+          await this.handle(m);
+          if (this.stopping) break;
+        }
+      } catch (error) {
+        if (this.stopping) break;
+        this.log.warn("consuming failed; starting again", { error });
+        await this.ensureConsumer().catch((e) => this.log.warn("consumer check failed", { error: e }));
+      }
+      if (!this.stopping) await sleep(reconsumePauseMs, this.stopSignal.signal);
+    }
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    const key = m.headers?.get("Nats-Msg-Id") || `${m.info.stream}:${m.seq}`;
+    if (!isJson(m.data)) {
+      await this.deadLetter(m, key, "payload is not JSON", 0, null);
+      return;
+    }
+    await this.deliver(m, key);
+  }
+
+  /** Up to attemptsMax tries, each within the rate budget; 2xx → ack; bound spent or permanent → dead letter. */
+  private async deliver(m: JsMsg, key: string): Promise<void> {
+    let last: Extract<PostOutcome, { ok: false }> | null = null;
+    let attempt = 0;
+    while (attempt < this.o.attemptsMax) {
+      attempt++;
+      await this.waitForToken(m);
+      if (this.stopping) return this.leave(m);
+      m.working();
+      const out = await postJson({
+        url: this.o.url,
+        body: m.data,
+        headers: this.requestHeaders(m, key),
+        timeoutMs: this.o.requestTimeoutMs,
+        stop: this.stopSignal.signal,
+      });
+      this.events.emit("request", { seconds: out.seconds, ok: out.ok });
+      if (out.ok) return this.delivered(m, key, attempt);
+      if (out.kind === "aborted") return this.leave(m);
+      last = out;
+      const willRetry = out.retriable && attempt < this.o.attemptsMax;
+      this.failed(m, out, attempt, willRetry);
+      if (!willRetry) break;
+      await this.pause(backoffMs(attempt, this.o, out.retryAfterMs), m);
+      if (this.stopping) return this.leave(m);
+    }
+    await this.deadLetter(m, key, last?.detail ?? "no attempt made", attempt, last?.status ?? null);
+  }
+
+  private requestHeaders(m: JsMsg, key: string): Array<[string, string]> {
+    return [
+      ["Content-Type", "application/json"],
+      ["Idempotency-Key", key],
+      ["Sluice-Subject", m.subject],
+      ["Sluice-Stream-Seq", String(m.seq)],
+      ...this.o.headers,
+    ];
+  }
+
+  private failed(
+    m: JsMsg,
+    out: Extract<PostOutcome, { ok: false }>,
+    attempt: number,
+    willRetry: boolean,
+  ): void {
+    this.stats.failedAttempts++;
+    if (willRetry) this.stats.retried++;
+    this.events.emit("attempt_failed", {
+      streamSeq: m.seq,
+      kind: out.kind,
+      status: out.status,
+      attempt,
+      willRetry,
+    });
+    this.log.warn("delivery attempt failed", { seq: m.seq, attempt, willRetry, detail: out.detail });
+  }
+
+  private async delivered(m: JsMsg, key: string, attempts: number): Promise<void> {
+    try {
+      await m.ackAck({ timeout: this.o.requestTimeoutMs });
+    } catch (error) {
+      // The endpoint has it; a lost ack only repeats the request, with the same Idempotency-Key.
+      this.log.warn("ack not confirmed; the message may be delivered again", { seq: m.seq, error });
+    }
+    this.stats.delivered++;
+    this.events.emit("delivered", { streamSeq: m.seq, idempotencyKey: key, attempts });
+  }
+
+  /** Stopping: the message goes back to the server at once and is delivered to the next run. */
+  private leave(m: JsMsg): void {
+    m.nak();
+  }
+
+  /**
+   * The message, untouched, to sluice.dlq.sink_failed with the reason in headers; then term() so the next
+   * message can go. If the dead letter cannot be published the message is nak'ed and comes back later:
+   * nothing is dropped silently.
+   */
+  private async deadLetter(m: JsMsg, key: string, detail: string, attempts: number, status: number | null) {
+    const h = natsHeaders();
+    for (const k of m.headers?.keys() ?? []) {
+      if (k.toLowerCase() === "nats-msg-id") continue;
+      for (const v of m.headers?.values(k) ?? []) h.append(k, v);
+    }
+    h.set(deadLetterHeaders.reason, sinkDeadLetterReason);
+    h.set(deadLetterHeaders.detail, detail.replace(/[\r\n]+/g, " ").slice(0, 1024));
+    h.set(deadLetterHeaders.subject, m.subject);
+    h.set(deadLetterHeaders.stream, m.info.stream);
+    h.set(deadLetterHeaders.seq, String(m.seq));
+    h.set(sinkHeaders.idempotencyKey, key);
+    h.set(sinkHeaders.attempts, String(attempts));
+    h.set(sinkHeaders.status, status === null ? "none" : String(status));
+    h.set(sinkHeaders.consumer, this.o.consumerName);
+    try {
+      const msgID = `dlq:${m.info.stream}:${m.seq}:${this.o.consumerName}`;
+      await this.js.publish(sinkDeadLetterSubject, m.data, { headers: h, msgID });
+      m.term();
+      this.stats.deadLettered++;
+      this.events.emit("dead_lettered", { streamSeq: m.seq, idempotencyKey: key, detail });
+      this.log.warn("message dead-lettered", { seq: m.seq, subject: sinkDeadLetterSubject, detail });
+    } catch (error) {
+      this.events.emit("dead_letter_failed", { streamSeq: m.seq, error: String(error) });
+      this.log.error("dead letter not published; the message will be redelivered", { seq: m.seq, error });
+      m.nak(this.o.backoffMsMax);
+    }
+  }
+
+  private async waitForToken(m: JsMsg): Promise<void> {
+    while (!this.stopping && !this.bucket.tryTake(performance.now())) {
+      await this.pause(this.bucket.msUntilToken(performance.now()), m);
+    }
+  }
+
+  /** Sleeps `ms`, telling the server the message is still being worked on (at most every ackWaitMs / 2). */
+  private async pause(ms: number, m: JsMsg): Promise<void> {
+    const sliceMs = Math.floor(this.o.ackWaitMs / 2);
+    for (let left = ms; left > 0 && !this.stopping; left -= sliceMs) {
+      await sleep(Math.min(left, sliceMs), this.stopSignal.signal);
+      m.working();
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.close();
+    return this.stopped;
+  }
+
+  private async close(): Promise<void> {
+    this.stopSignal.abort();
+    // Not awaited: close() resolves when the iteration ends, which is what waiting for the loop covers.
+    void this.messages?.close().catch(() => undefined);
+    const budget = new AbortController();
+    const timedOut = await Promise.race([
+      this.loop.then(() => false),
+      sleep(this.o.stopTimeoutMs, budget.signal).then(() => !budget.signal.aborted),
+    ]);
+    budget.abort(); // no timer left behind
+    if (timedOut) this.log.warn("stop budget spent with a message in hand; it will be redelivered");
+    await this.nc.drain().catch(() => this.nc.close());
+    this.log.info("sink stopped", { ...this.stats });
+  }
+}
+
+function isJson(data: Uint8Array): boolean {
+  try {
+    JSON.parse(new TextDecoder().decode(data));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
