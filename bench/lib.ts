@@ -11,10 +11,31 @@ export type SluiceUnderTest = {
   httpPort: number;
   natsUrl: string;
   pid: number;
+  natsPid: number;
   metric: (name: string, labels?: Record<string, string>) => Promise<number>;
+  /** The whole /metrics text; rejects after `timeoutMs`. */
+  metricsText: (timeoutMs?: number) => Promise<string>;
   cpuSeconds: () => { sluice: number; nats: number };
+  /** True while the Sluice process runs. */
+  alive: () => boolean;
   stop: () => Promise<void>;
 };
+
+/** The repository root: Sluice is started from here whatever the caller's working directory. */
+export const repoRoot = join(import.meta.dir, "..");
+
+/** CPU seconds (user + system) and resident memory of a process, from /proc; null when it is gone. */
+export function procSample(pid: number): { cpuSeconds: number; rssBytes: number } | null {
+  try {
+    // Fields after the command name: state is [0], utime [11], stime [12], in clock ticks (1/100 s here).
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const rssKb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    return { cpuSeconds: (Number(f[11]) + Number(f[12])) / 100, rssBytes: rssKb * 1024 };
+  } catch {
+    return null;
+  }
+}
 
 export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
@@ -22,7 +43,8 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
   // BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit.
   const profileDir = process.env.BENCH_PROFILE;
   const profile = profileDir ? ["--cpu-prof-md", `--cpu-prof-dir=${profileDir}`] : [];
-  const child = Bun.spawn(["bun", ...profile, "src/cli.ts", "start"], {
+  const child = Bun.spawn(["bun", ...profile, join(repoRoot, "src/cli.ts"), "start"], {
+    cwd: repoRoot,
     env: {
       ...process.env,
       SLUICE_DATA_DIR: dir,
@@ -34,8 +56,12 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
     stdout: "inherit",
     stderr: "inherit",
   });
+  const metricsText = async (timeoutMs = 10_000) =>
+    await (
+      await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(timeoutMs) })
+    ).text();
   const metric = async (name: string, labels: Record<string, string> = {}) => {
-    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const text = await metricsText();
     let sum = 0;
     for (const line of text.split("\n")) {
       if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
@@ -57,21 +83,17 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
   const natsUrl = (JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: string[] })
     .nats[0] as string;
   const natsPid = Number(file.split("_").pop()?.replace(".ports", ""));
-  const ticks = (pid: number) => {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-      return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks of 1/100 s
-    } catch {
-      return 0;
-    }
-  };
+  const ticks = (pid: number) => procSample(pid)?.cpuSeconds ?? 0;
   return {
     dir,
     httpPort,
     natsUrl,
     pid: child.pid,
+    natsPid,
     metric,
+    metricsText,
     cpuSeconds: () => ({ sluice: ticks(child.pid), nats: ticks(natsPid) }),
+    alive: () => child.exitCode === null && child.signalCode === null,
     stop: async () => {
       child.kill("SIGTERM");
       await child.exited;

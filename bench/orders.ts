@@ -24,7 +24,11 @@ const skus = Number(values.skus);
 const partitions = Number(values.partitions);
 const windowMax = Number(values.window);
 
-const sluice = await startSluice({ SLUICE_STREAMS_PARTITION_COUNT: String(partitions) });
+// The bench network: warehouses with capacities no bench exhausts (routing would refuse past capacityPerDay).
+const sluice = await startSluice({
+  SLUICE_STREAMS_PARTITION_COUNT: String(partitions),
+  SLUICE_ORDERS_NETWORK_FILE: new URL("./harness/network.toml", import.meta.url).pathname,
+});
 try {
   const nc = await connect({ servers: sluice.natsUrl });
   const js = jetstream(nc, { timeout: 10_000 });

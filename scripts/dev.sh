@@ -2,7 +2,8 @@
 # The README's two commands on a fresh machine:
 #   ./scripts/dev.sh start   installs what is missing, then runs Sluice on an embedded local nats-server
 #   ./scripts/dev.sh test    installs what is missing, then type-checks, lints and runs the whole suite
-# What it installs when absent: Bun (from npm), nats-server (Debian's package), the locked dependencies.
+# What it installs when absent: Bun (from npm), nats-server (Debian's package), the locked dependencies,
+# and for `test` Chromium (Debian's package: the bench report test renders the HTML report headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,14 +34,33 @@ ensure_bun() {
   command -v bun >/dev/null 2>&1 || die "Bun was installed but is not on PATH: add \"$(npm prefix -g)/bin\" to PATH"
 }
 
+apt_updated=0
+apt_install() {
+  # One `apt-get update` per run, however many packages are missing.
+  if [ "$apt_updated" = "0" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
 ensure_nats_server() {
   if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then return; fi
   command -v apt-get >/dev/null 2>&1 ||
     die "nats-server is missing and this is not a Debian-like system: install nats-server 2.9 or newer on PATH, or set SLUICE_NATS_URL to a server you run"
   is_root || die "nats-server is missing: run 'sudo apt-get update && sudo apt-get install -y nats-server' and run this again"
   say "installing nats-server from Debian's packages"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >&2
+  apt_install nats-server
+}
+
+ensure_chromium() {
+  # test/integration/bench-report.test.ts opens the bench's HTML report in headless Chromium.
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "chromium is missing and this is not a Debian-like system: install Chromium as 'chromium' on PATH (the bench report test runs it headless) and run this again"
+  is_root || die "chromium is missing: run 'sudo apt-get update && sudo apt-get install -y chromium' and run this again"
+  say "installing chromium from Debian's packages (the bench report test renders its HTML headless)"
+  apt_install chromium
 }
 
 ensure_deps() {
@@ -78,7 +98,7 @@ case "$cmd" in
     ;;
   test)
     shift
-    ensure_bun; ensure_nats_server; ensure_deps
+    ensure_bun; ensure_nats_server; ensure_chromium; ensure_deps
     run_tests "$@"
     ;;
   *)

@@ -1,0 +1,284 @@
+// The correctness audit at the end of a run, through Sluice's HTTP API (docs/http.md) and what the observer
+// saw: ledger consistent, no oversell, every accepted order in a final state, the last published ATS equal
+// to the ATS computed from the positions, no dead letters.
+
+import type { Observer } from "./observe.ts";
+import { limits } from "./options.ts";
+import { hotSku } from "./workload.ts";
+
+export type AuditCheck = {
+  name: string;
+  /** null: could not be checked in this run (the detail says why). */
+  passed: boolean | null;
+  detail: string;
+  examples?: string[];
+};
+
+export type Audit = {
+  passed: boolean;
+  checks: AuditCheck[];
+  /** Accepted orders by their last observed status ("unseen": no status observed). */
+  statuses: Record<string, number>;
+  hot: {
+    sku: string;
+    stock: number;
+    unitsOffered: number;
+    reserved: number;
+    onHand: number;
+    allocatedObserved: number;
+  }[];
+};
+
+export type AuditInput = {
+  httpPort: number;
+  observer: Observer;
+  /** Orders 0 … sent−1 were published; those in `failed` were not accepted. */
+  sent: number;
+  failed: ReadonlySet<number>;
+  finalStatuses: ReadonlySet<string>;
+  hot: { skus: number; stock: number; unitsOffered: Record<string, number> } | null;
+  deadLettersByReason: Record<string, number>;
+  /** The first dead letters seen on sluice.dlq.>: reason, detail, source subject. */
+  deadLetterExamples: string[];
+  /** The run seeded more stock than it can order (all but hot-sku): any refusal is a finding. */
+  stockAmple: boolean;
+};
+
+type Position = {
+  onHand: number;
+  reserved: number;
+  damaged: number;
+  qualityControl: number;
+  safetyStock: number;
+  available: number;
+};
+type StockBody = { sku: string; version: number; positions: Record<string, Position> };
+type CheckBody = {
+  consistent: boolean;
+  partitions: {
+    partition: number;
+    skus: number;
+    entries: number;
+    mismatches: unknown[];
+    oversold: unknown[];
+    versionGaps: unknown[];
+  }[];
+};
+
+async function getJson<T>(url: string, timeoutMs = 10_000): Promise<{ status: number; body: T | null }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const text = await res.text();
+  try {
+    return { status: res.status, body: JSON.parse(text) as T };
+  } catch {
+    return { status: res.status, body: null };
+  }
+}
+
+/** Runs `work` over `items`, at most `limits.auditConcurrencyMax` at a time. */
+async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limits.auditConcurrencyMax, items.length) }, worker));
+  return out;
+}
+
+export async function runAudit(input: AuditInput): Promise<Audit> {
+  const base = `http://127.0.0.1:${input.httpPort}`;
+  const checks: AuditCheck[] = [];
+  const ledger = await ledgerChecks(base);
+  checks.push(...ledger);
+  const hot = input.hot === null ? [] : await hotChecks(base, input, checks);
+  const statuses = await finalStateCheck(base, input, checks);
+  if (input.stockAmple) {
+    const refused =
+      (statuses.rejected ?? 0) + (statuses.backordered ?? 0) + (statuses.partially_allocated ?? 0);
+    checks.push({
+      name: "no order refused while stock was ample",
+      passed: refused === 0,
+      detail:
+        refused === 0
+          ? "every order line found stock (the bench seeds more than the run can order)"
+          : `${refused} orders rejected, backordered or partly allocated although stock was seeded for every line: a routing filter (capacity, cut-off, minimum stock) or a seeding problem`,
+    });
+  }
+  checks.push(await atsCheck(base, input.observer));
+  const dead = Object.entries(input.deadLettersByReason).filter(([, n]) => n > 0);
+  checks.push({
+    name: "no dead letters",
+    passed: dead.length === 0,
+    detail:
+      dead.length === 0
+        ? "no input of this run was dead-lettered"
+        : `dead letters during the run: ${dead.map(([r, n]) => `${r} ${n}`).join(", ")} (sluice_dead_letters_total)`,
+    examples: input.deadLetterExamples,
+  });
+  return { passed: checks.every((c) => c.passed !== false), checks, statuses, hot };
+}
+
+async function ledgerChecks(base: string): Promise<AuditCheck[]> {
+  let result: { status: number; body: CheckBody | null };
+  try {
+    result = await getJson<CheckBody>(`${base}/v1/ledger/check`, limits.ledgerCheckTimeoutMs);
+  } catch (error) {
+    const detail = `GET /v1/ledger/check failed: ${(error as Error).message}`;
+    return [
+      { name: "ledger consistent", passed: false, detail },
+      { name: "no oversell", passed: false, detail },
+    ];
+  }
+  const body = result.body;
+  if (body === null || !Array.isArray(body.partitions)) {
+    const detail = `GET /v1/ledger/check answered ${result.status} without a report`;
+    return [
+      { name: "ledger consistent", passed: false, detail },
+      { name: "no oversell", passed: false, detail },
+    ];
+  }
+  const sum = (f: (p: CheckBody["partitions"][number]) => number) =>
+    body.partitions.reduce((n, p) => n + f(p), 0);
+  const mismatches = sum((p) => p.mismatches.length);
+  const gaps = sum((p) => p.versionGaps.length);
+  const oversold = sum((p) => p.oversold.length);
+  return [
+    {
+      name: "ledger consistent",
+      passed: body.consistent && mismatches === 0 && gaps === 0,
+      detail: `positions rebuilt from ${sum((p) => p.entries)} entries of ${sum((p) => p.skus)} SKUs in ${body.partitions.length} partitions: ${mismatches} mismatches, ${gaps} version gaps (GET /v1/ledger/check)`,
+    },
+    {
+      name: "no oversell",
+      passed: oversold === 0,
+      detail: `${oversold} positions with reserved + held back > onHand (GET /v1/ledger/check)`,
+      examples: body.partitions
+        .flatMap((p) => p.oversold.map((o) => JSON.stringify(o)))
+        .slice(0, limits.examplesMax),
+    },
+  ];
+}
+
+async function hotChecks(base: string, input: AuditInput, checks: AuditCheck[]): Promise<Audit["hot"]> {
+  const hot = input.hot as NonNullable<AuditInput["hot"]>;
+  const skus = Array.from({ length: hot.skus }, (_, i) => hotSku(i));
+  const bodies = await pool(skus, (sku) => getJson<StockBody>(`${base}/v1/stock/${encodeURIComponent(sku)}`));
+  const rows: Audit["hot"] = [];
+  const problems: string[] = [];
+  for (const [i, sku] of skus.entries()) {
+    const positions = Object.values(bodies[i]?.body?.positions ?? {});
+    const reserved = positions.reduce((n, p) => n + p.reserved, 0);
+    const onHand = positions.reduce((n, p) => n + p.onHand, 0);
+    const heldBack = positions.reduce((n, p) => n + p.damaged + p.qualityControl + p.safetyStock, 0);
+    const unitsOffered = hot.unitsOffered[sku] ?? 0;
+    const allocatedObserved = input.observer.allocatedUnits.get(sku) ?? 0;
+    rows.push({ sku, stock: hot.stock, unitsOffered, reserved, onHand, allocatedObserved });
+    if (reserved + heldBack > onHand)
+      problems.push(`${sku}: reserved ${reserved} + held ${heldBack} > onHand ${onHand}`);
+    if (allocatedObserved > hot.stock)
+      problems.push(`${sku}: ${allocatedObserved} units allocated in statuses > stock ${hot.stock}`);
+    const expected = Math.min(hot.stock, unitsOffered);
+    if (reserved !== expected)
+      problems.push(
+        `${sku}: reserved ${reserved}, expected min(stock ${hot.stock}, demand ${unitsOffered}) = ${expected}`,
+      );
+  }
+  checks.push({
+    name: "hot SKUs sold to the last unit, never beyond",
+    passed: problems.length === 0,
+    detail:
+      problems.length === 0
+        ? `${skus.length} hot SKUs: reserved = min(stock, units ordered) for each, reserved ≤ onHand (GET /v1/stock)`
+        : `${problems.length} hot SKUs wrong`,
+    examples: problems.slice(0, limits.examplesMax),
+  });
+  return rows;
+}
+
+async function finalStateCheck(
+  base: string,
+  input: AuditInput,
+  checks: AuditCheck[],
+): Promise<Record<string, number>> {
+  const statuses: Record<string, number> = {};
+  const notFinal: number[] = [];
+  for (let n = 0; n < input.sent; n++) {
+    if (input.failed.has(n)) continue;
+    const status = input.observer.statusOf(n) ?? "unseen";
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (!input.finalStatuses.has(status)) notFinal.push(n);
+  }
+  // The observer may have missed an output (it reads a core subscription): ask Sluice about the open ones.
+  const toAsk = notFinal.filter((n) => input.observer.openKeys.has(n)).slice(0, limits.auditOrdersFetchMax);
+  const answers = await pool(toAsk, async (n) => {
+    const key = input.observer.openKeys.get(n) as string;
+    const dot = key.indexOf(".");
+    try {
+      const r = await getJson<{ status?: string }>(
+        `${base}/v1/orders/${key.slice(0, dot)}/${key.slice(dot + 1)}`,
+      );
+      return r.body?.status ?? `http ${r.status}`;
+    } catch (error) {
+      return `http error ${(error as Error).message}`;
+    }
+  });
+  const stillOpen = toAsk.filter((_, i) => !input.finalStatuses.has(answers[i] as string));
+  const unseen = notFinal.filter((n) => !input.observer.openKeys.has(n)).length;
+  const open = notFinal.length - (toAsk.length - stillOpen.length);
+  const accepted = input.sent - input.failed.size;
+  checks.push({
+    name: "every order in a final state",
+    passed: open === 0,
+    detail:
+      open === 0
+        ? `${accepted} accepted orders, all in ${[...input.finalStatuses].join(" | ")}` +
+          (toAsk.length > 0
+            ? ` (${toAsk.length} confirmed over HTTP: the observer missed their last status)`
+            : "")
+        : `${open} of ${accepted} accepted orders not final (${unseen} never seen on sluice.out.order)`,
+    examples: stillOpen
+      .map((n, i) => `${input.observer.openKeys.get(n)}: ${answers[toAsk.indexOf(n)] ?? i}`)
+      .slice(0, limits.examplesMax),
+  });
+  return statuses;
+}
+
+async function atsCheck(base: string, observer: Observer): Promise<AuditCheck> {
+  const name = "last published ATS equals computed ATS";
+  if (observer.stock.size === 0)
+    return {
+      name,
+      passed: null,
+      detail:
+        "no stock deltas observed: this Sluice does not publish sluice.out.stock yet, so ATS was not checked",
+    };
+  const views = [...observer.stock.entries()].slice(0, limits.auditSkusMax);
+  const bodies = await pool(views, ([key]) =>
+    getJson<StockBody>(`${base}/v1/stock/${encodeURIComponent(key.slice(key.indexOf("\u0000") + 1))}`).catch(
+      () => null,
+    ),
+  );
+  const problems: string[] = [];
+  for (const [i, [key, view]] of views.entries()) {
+    const body = bodies[i]?.body;
+    const sku = key.slice(key.indexOf("\u0000") + 1);
+    if (body === null || body === undefined) {
+      problems.push(`${sku}: GET /v1/stock failed`);
+      continue;
+    }
+    // The bench network's channels have no buffer or share rules: ATS = Σ available over the warehouses.
+    const computed = Object.values(body.positions).reduce((n, p) => n + Math.max(0, p.available), 0);
+    if (computed !== view.ats)
+      problems.push(`${view.channel}/${sku}: published ${view.ats} (v${view.version}), computed ${computed}`);
+  }
+  return {
+    name,
+    passed: problems.length === 0,
+    detail: `${views.length} (channel, SKU) pairs of ${observer.stock.size} with deltas compared: ${problems.length} differ (ATS computed as Σ available over the SKU's warehouses; the bench network has no channel rules)`,
+    examples: problems.slice(0, limits.examplesMax),
+  };
+}

@@ -1,0 +1,459 @@
+// Bench options: scenario defaults, then a file (--config FILE, JSON or TOML, camelCase keys as in
+// BenchOptions), then the command line (kebab-case flags). Every value is validated with a message that
+// names the flag and the fix. The limits of the harness itself are at the bottom (`limits`).
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+export const scenarios = ["steady", "flash-sale", "hot-sku", "lifecycle", "replay"] as const;
+export type Scenario = (typeof scenarios)[number];
+export const lineMixes = ["single", "mix", "olist"] as const;
+export type LineMix = (typeof lineMixes)[number];
+export const arrivalKinds = ["poisson", "uniform"] as const;
+export type Arrivals = (typeof arrivalKinds)[number];
+export const traceFormats = ["auto", "olist-csv", "ndjson"] as const;
+export type TraceFormat = (typeof traceFormats)[number];
+
+export type BenchOptions = {
+  scenario: Scenario;
+  seed: number;
+  /** steady, hot-sku, lifecycle: orders per second offered for durationS. */
+  rate: number;
+  durationS: number;
+  /** flash-sale: baseline for preS, baseline × multiplier for burstS, baseline again for postS. */
+  baseline: number;
+  multiplier: number;
+  preS: number;
+  burstS: number;
+  postS: number;
+  arrivals: Arrivals;
+  /** Catalogue: SKU-0 … SKU-(skus−1), Zipf popularity with this exponent, stockPerSku units each at w1. */
+  skus: number;
+  zipf: number;
+  lines: LineMix;
+  stockPerSku: number;
+  channel: string;
+  /** hot-sku: hotSkus SKUs with hotStock units each; hotShare of the lines go to them. */
+  hotSkus: number;
+  hotStock: number;
+  hotShare: number;
+  /** lifecycle: percentages of orders (cancel) or of fulfilment requests (reject, partial ship, return). */
+  cancelPct: number;
+  rejectPct: number;
+  partialShipPct: number;
+  returnPct: number;
+  /** replay: a trace file or Olist-style directory; time compressed by speedup, or fitted into fitS. */
+  trace: string | null;
+  traceFormat: TraceFormat;
+  speedup: number | null;
+  fitS: number;
+  partitions: number;
+  inFlightPublishesMax: number;
+  /** Raw JetStream measurement: messages (null: as many as the scenario's expected orders; 0: skip). */
+  rawMessages: number | null;
+  out: string | null;
+  drainWaitS: number;
+  quiet: boolean;
+};
+
+export type Phase = { name: string; startS: number; endS: number; ratePerSecond: number };
+
+export class OptionsError extends Error {
+  override name = "OptionsError";
+}
+
+/** Limits of the harness: every queue, window and wait, with its unit and why. */
+export const limits = {
+  /** Publishes awaiting their JetStream ack at most; the loadgen waits (and falls behind) past it. */
+  inFlightPublishesMaxDefault: 2000,
+  inFlightPublishesMaxCeiling: 50_000,
+  /** Sends in one event-loop turn at most, so acks and timers get a turn: 20k/s ≈ 20 a millisecond. */
+  sendsPerTurnMax: 256,
+  /** The loadgen sleeps at least this long between sends (timer granularity; see loadgen.ts). */
+  sendTickMs: 1,
+  /** A JetStream publish without an ack after this long is an error (counted, not retried). */
+  publishAckWaitMs: 10_000,
+  /** The loadgen connects and computes its schedule in this time before the first intended send. */
+  startDelayMs: 1_500,
+  /** Loadgen → harness report interval. */
+  reportIntervalMs: 1_000,
+  /** Prometheus scrape and /proc sample interval: a scrape costs Sluice a little, once a second is enough. */
+  sampleIntervalMs: 1_000,
+  scrapeTimeoutMs: 2_000,
+  /** After the loadgen ends: wait for every accepted order to settle at most this long (--drain-wait-s). */
+  drainWaitSDefault: 120,
+  /** After settling: wait for stock deltas to stop this long (a delta may trail its order by deltaFlushMs). */
+  stockQuietMs: 1_500,
+  stockQuietWaitMsMax: 10_000,
+  /** lifecycle: wait for the loadgen's follow-ups (ships, returns) this long after the last order at most. */
+  followUpWaitMs: 60_000,
+  /** Orders per second × seconds the bench can track (typed arrays, ~6 bytes an order). */
+  ordersMax: 20_000_000,
+  rawMessagesMax: 2_000_000,
+  /** Bulk import messages carry this many stock items (Sluice's ledger.itemsPerMessageMax is 10,000). */
+  seedItemsPerMessage: 5_000,
+  seedWaitMs: 120_000,
+  /** The audit asks Sluice's HTTP API about this many SKUs / orders at most, this many at a time. */
+  auditSkusMax: 2_000,
+  auditOrdersFetchMax: 200,
+  auditConcurrencyMax: 16,
+  ledgerCheckTimeoutMs: 120_000,
+  /** Per SKU, the newest stock deltas kept to match order lines first seen after their delta. */
+  deltasKeptPerSku: 8,
+  /** Sustained throughput: the best window of this many seconds. */
+  sustainedWindowS: 5,
+  /** Problems listed by name in the report at most (counts are always complete). */
+  examplesMax: 20,
+} as const;
+
+const flags = {
+  scenario: { type: "string" },
+  seed: { type: "string" },
+  rate: { type: "string" },
+  "duration-s": { type: "string" },
+  baseline: { type: "string" },
+  multiplier: { type: "string" },
+  "pre-s": { type: "string" },
+  "burst-s": { type: "string" },
+  "post-s": { type: "string" },
+  arrivals: { type: "string" },
+  skus: { type: "string" },
+  zipf: { type: "string" },
+  lines: { type: "string" },
+  stock: { type: "string" },
+  channel: { type: "string" },
+  "hot-skus": { type: "string" },
+  "hot-stock": { type: "string" },
+  "hot-share": { type: "string" },
+  "cancel-pct": { type: "string" },
+  "reject-pct": { type: "string" },
+  "partial-ship-pct": { type: "string" },
+  "return-pct": { type: "string" },
+  trace: { type: "string" },
+  "trace-format": { type: "string" },
+  speedup: { type: "string" },
+  "fit-s": { type: "string" },
+  partitions: { type: "string" },
+  inflight: { type: "string" },
+  "raw-messages": { type: "string" },
+  out: { type: "string" },
+  "drain-wait-s": { type: "string" },
+  config: { type: "string" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Flag → option key (the file uses the keys). */
+const flagKey: Record<string, keyof BenchOptions> = {
+  scenario: "scenario",
+  seed: "seed",
+  rate: "rate",
+  "duration-s": "durationS",
+  baseline: "baseline",
+  multiplier: "multiplier",
+  "pre-s": "preS",
+  "burst-s": "burstS",
+  "post-s": "postS",
+  arrivals: "arrivals",
+  skus: "skus",
+  zipf: "zipf",
+  lines: "lines",
+  stock: "stockPerSku",
+  channel: "channel",
+  "hot-skus": "hotSkus",
+  "hot-stock": "hotStock",
+  "hot-share": "hotShare",
+  "cancel-pct": "cancelPct",
+  "reject-pct": "rejectPct",
+  "partial-ship-pct": "partialShipPct",
+  "return-pct": "returnPct",
+  trace: "trace",
+  "trace-format": "traceFormat",
+  speedup: "speedup",
+  "fit-s": "fitS",
+  partitions: "partitions",
+  inflight: "inFlightPublishesMax",
+  "raw-messages": "rawMessages",
+  out: "out",
+  "drain-wait-s": "drainWaitS",
+  quiet: "quiet",
+};
+
+export const usage = `sluice bench: open-loop load against a Sluice of its own, with latency, limits and reports
+
+Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
+
+  --scenario NAME     steady | flash-sale | hot-sku | lifecycle | replay       (default flash-sale)
+  --seed N            PRNG seed: the same seed offers the same orders at the same times     (1)
+  --rate N            orders/s for steady, hot-sku, lifecycle          (2000; hot-sku 2000; lifecycle 500)
+  --duration-s N      seconds of load for steady, hot-sku, lifecycle                          (30; 20)
+  --baseline N        flash-sale: orders/s before and after the burst                        (100)
+  --multiplier N      flash-sale: burst rate = baseline × N                                   (50)
+  --pre-s N / --burst-s N / --post-s N    flash-sale phase lengths in seconds          (10 / 10 / 15)
+  --arrivals KIND     poisson | uniform spacing of intended send times                    (poisson)
+  --skus N            catalogue size, SKU-0 … SKU-(N−1)                                       (10000)
+  --zipf S            SKU popularity exponent (0.6 ≈ Olist 2017: top 10 % of SKUs, ~37 % of units)
+  --lines MIX         single | mix (1: 70 %, 2: 20 %, 3–5: 10 %) | olist (96.9 / 2.8 / 0.3 %)
+                      (single for steady and hot-sku, mix otherwise)
+  --stock N           units per catalogue SKU at w1 (lifecycle: also at w2)                (1000000)
+  --channel NAME      the channel orders arrive on                                            (shop)
+  --hot-skus N / --hot-stock N / --hot-share F    hot-sku: SKUs, units each, share of lines (10/2000/0.9)
+  --cancel-pct P / --reject-pct P / --partial-ship-pct P / --return-pct P   lifecycle (5 / 2 / 5 / 8)
+  --trace PATH        replay: an Olist-style directory (orders.csv + order_items.csv) or an NDJSON file
+  --trace-format F    auto | olist-csv | ndjson                                               (auto)
+  --speedup N         replay: time compression factor (default: fit the trace into --fit-s)
+  --fit-s N           replay: seconds the whole trace should take when --speedup is absent     (60)
+  --partitions N      Sluice partitions per stage                                             (4)
+  --inflight N        publishes awaiting their JetStream ack at most (a real producer's window) (2000)
+  --raw-messages N    raw JetStream measurement size (default: the expected order count; 0 skips it)
+  --out DIR           where the reports go (default ./bench-results/<timestamp>)
+  --drain-wait-s N    after the load, wait this long at most for every order to settle       (120)
+  --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
+  --quiet             no live progress line
+
+The full 11.11 run: --scenario flash-sale --baseline 400 --multiplier 50 --burst-s 60
+Reports: report.json, report.md, report.html in the output directory. docs/bench.md explains every figure.`;
+
+function baseDefaults(scenario: Scenario): BenchOptions {
+  return {
+    scenario,
+    seed: 1,
+    rate: scenario === "lifecycle" ? 500 : 2000,
+    durationS: scenario === "hot-sku" ? 20 : 30,
+    baseline: 100,
+    multiplier: 50,
+    preS: 10,
+    burstS: 10,
+    postS: 15,
+    arrivals: "poisson",
+    skus: 10_000,
+    zipf: 0.6,
+    lines: scenario === "steady" || scenario === "hot-sku" ? "single" : "mix",
+    stockPerSku: 1_000_000,
+    channel: "shop",
+    hotSkus: 10,
+    hotStock: 2000,
+    hotShare: 0.9,
+    cancelPct: 5,
+    rejectPct: 2,
+    partialShipPct: 5,
+    returnPct: 8,
+    trace: null,
+    traceFormat: "auto",
+    speedup: null,
+    fitS: 60,
+    partitions: 4,
+    inFlightPublishesMax: limits.inFlightPublishesMaxDefault,
+    rawMessages: null,
+    out: null,
+    drainWaitS: limits.drainWaitSDefault,
+    quiet: false,
+  };
+}
+
+export type Parsed = { help: true } | { help: false; options: BenchOptions };
+
+export function parseOptions(argv: string[]): Parsed {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof flags; allowPositionals: false; strict: true }>>;
+  try {
+    parsed = parseArgs({ args: argv, options: flags, allowPositionals: false, strict: true });
+  } catch (error) {
+    throw new OptionsError(`${(error as Error).message} (see --help)`);
+  }
+  const cli = parsed.values as Record<string, string | boolean | undefined>;
+  if (cli.help === true) return { help: true };
+  const file = typeof cli.config === "string" ? readOptionsFile(cli.config) : {};
+  const fromCli: Record<string, unknown> = {};
+  for (const [flag, value] of Object.entries(cli)) {
+    if (value === undefined || flag === "config" || flag === "help") continue;
+    fromCli[flagKey[flag] as string] = value;
+  }
+  const scenario = pick(fromCli.scenario ?? file.scenario ?? "flash-sale", scenarios, "--scenario");
+  const options = baseDefaults(scenario);
+  for (const [key, raw] of [...Object.entries(file), ...Object.entries(fromCli)]) {
+    assign(options, key as keyof BenchOptions, raw);
+  }
+  validate(options);
+  return { help: false, options };
+}
+
+function readOptionsFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new OptionsError(`--config ${path}: cannot read it (${(error as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = path.endsWith(".toml") ? Bun.TOML.parse(text) : JSON.parse(text);
+  } catch (error) {
+    throw new OptionsError(
+      `--config ${path}: not valid ${path.endsWith(".toml") ? "TOML" : "JSON"}: ${(error as Error).message}`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new OptionsError(`--config ${path}: expected an object of options such as {"scenario":"steady"}`);
+  const known = new Set(Object.values(flagKey));
+  for (const key of Object.keys(value)) {
+    if (!known.has(key as keyof BenchOptions))
+      throw new OptionsError(
+        `--config ${path}: unknown option ${JSON.stringify(key)}; expected one of ${[...known].join(", ")}`,
+      );
+  }
+  return value as Record<string, unknown>;
+}
+
+const numberKeys = new Set<keyof BenchOptions>([
+  "seed",
+  "rate",
+  "durationS",
+  "baseline",
+  "multiplier",
+  "preS",
+  "burstS",
+  "postS",
+  "skus",
+  "zipf",
+  "stockPerSku",
+  "hotSkus",
+  "hotStock",
+  "hotShare",
+  "cancelPct",
+  "rejectPct",
+  "partialShipPct",
+  "returnPct",
+  "speedup",
+  "fitS",
+  "partitions",
+  "inFlightPublishesMax",
+  "rawMessages",
+  "drainWaitS",
+]);
+
+function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): void {
+  const name = flagOf(key);
+  const target = options as Record<string, unknown>;
+  if (numberKeys.has(key)) {
+    const n =
+      typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+    if (!Number.isFinite(n)) throw new OptionsError(`${name} must be a number, got ${JSON.stringify(raw)}`);
+    target[key] = n;
+  } else if (key === "quiet") {
+    if (typeof raw !== "boolean") throw new OptionsError(`${name} must be true or false`);
+    target[key] = raw;
+  } else if (key === "scenario") target[key] = pick(raw, scenarios, name);
+  else if (key === "lines") target[key] = pick(raw, lineMixes, name);
+  else if (key === "arrivals") target[key] = pick(raw, arrivalKinds, name);
+  else if (key === "traceFormat") target[key] = pick(raw, traceFormats, name);
+  else {
+    if (typeof raw !== "string" || raw === "") throw new OptionsError(`${name} must be a non-empty string`);
+    target[key] = raw;
+  }
+}
+
+function flagOf(key: keyof BenchOptions): string {
+  const flag = Object.entries(flagKey).find(([, k]) => k === key)?.[0] ?? key;
+  return `--${flag}`;
+}
+
+function pick<T extends string>(raw: unknown, allowed: readonly T[], name: string): T {
+  if (typeof raw === "string" && (allowed as readonly string[]).includes(raw)) return raw as T;
+  throw new OptionsError(`${name} must be one of ${allowed.join(", ")}; got ${JSON.stringify(raw)}`);
+}
+
+function validate(o: BenchOptions): void {
+  const whole = (key: keyof BenchOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const v = o[key] as number;
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new OptionsError(`${flagOf(key)} must be a whole number in ${min} … ${max}, got ${v}`);
+  };
+  const range = (key: keyof BenchOptions, min: number, max: number) => {
+    const v = o[key] as number;
+    if (!(v >= min && v <= max))
+      throw new OptionsError(`${flagOf(key)} must be in ${min} … ${max}, got ${v}`);
+  };
+  whole("seed", 0, 2 ** 32 - 1);
+  range("rate", 0.001, 1_000_000);
+  range("durationS", 0.1, 86_400);
+  range("baseline", 0, 1_000_000);
+  range("multiplier", 1, 1000);
+  range("preS", 0, 86_400);
+  range("burstS", 0.1, 86_400);
+  range("postS", 0, 86_400);
+  whole("skus", 1, 10_000_000);
+  range("zipf", 0, 5);
+  whole("stockPerSku", 0, 1_000_000_000);
+  whole("hotSkus", 1, 10_000);
+  whole("hotStock", 0, 1_000_000_000);
+  range("hotShare", 0, 1);
+  for (const key of ["cancelPct", "rejectPct", "partialShipPct", "returnPct"] as const) range(key, 0, 100);
+  if (o.speedup !== null) range("speedup", 1e-6, 1e12);
+  range("fitS", 0.1, 86_400);
+  whole("partitions", 1, 1024);
+  whole("inFlightPublishesMax", 1, limits.inFlightPublishesMaxCeiling);
+  if (o.rawMessages !== null) whole("rawMessages", 0, limits.rawMessagesMax);
+  range("drainWaitS", 1, 86_400);
+  if (!/^[A-Za-z0-9_\-:@+,=]+$/.test(o.channel))
+    throw new OptionsError("--channel must be a plain subject token (letters, digits, _ - : @ + , =)");
+  if (o.scenario === "replay" && o.trace === null)
+    throw new OptionsError(
+      "--scenario replay needs --trace PATH: an Olist-style directory (e.g. ../shared/data/olist-2017-10k) or an NDJSON file (docs/bench.md)",
+    );
+  if (o.scenario === "flash-sale" && o.baseline * o.multiplier <= 0)
+    throw new OptionsError("--baseline × --multiplier must be > 0 for a flash sale");
+  const expected = phasesOf(o, null).reduce((n, p) => n + p.ratePerSecond * (p.endS - p.startS), 0);
+  if (expected > limits.ordersMax)
+    throw new OptionsError(
+      `this run would offer ~${Math.round(expected)} orders; the bench tracks at most ${limits.ordersMax}`,
+    );
+}
+
+/**
+ * The scenario's phases. replay passes its trace's span in seconds (already compressed); a phase's rate is
+ * what the schedule offers on average.
+ */
+export function phasesOf(o: BenchOptions, replay: { spanS: number; orders: number } | null): Phase[] {
+  switch (o.scenario) {
+    case "flash-sale": {
+      const burst = o.baseline * o.multiplier;
+      const phases: Phase[] = [];
+      if (o.preS > 0) phases.push({ name: "baseline", startS: 0, endS: o.preS, ratePerSecond: o.baseline });
+      phases.push({ name: "burst", startS: o.preS, endS: o.preS + o.burstS, ratePerSecond: burst });
+      if (o.postS > 0)
+        phases.push({
+          name: "after",
+          startS: o.preS + o.burstS,
+          endS: o.preS + o.burstS + o.postS,
+          ratePerSecond: o.baseline,
+        });
+      return phases;
+    }
+    case "replay": {
+      const spanS = replay?.spanS ?? 0;
+      return [
+        {
+          name: "replay",
+          startS: 0,
+          endS: spanS,
+          ratePerSecond: spanS > 0 ? (replay?.orders ?? 0) / spanS : 0,
+        },
+      ];
+    }
+    default:
+      return [{ name: o.scenario, startS: 0, endS: o.durationS, ratePerSecond: o.rate }];
+  }
+}
+
+export function expectedOrders(phases: Phase[]): number {
+  return Math.round(phases.reduce((n, p) => n + p.ratePerSecond * (p.endS - p.startS), 0));
+}
+
+/** The phase an intended send time (seconds from the start of the load) belongs to; −1 before/after. */
+export function phaseIndexAt(phases: Phase[], s: number): number {
+  for (let i = 0; i < phases.length; i++) {
+    const p = phases[i] as Phase;
+    if (s >= p.startS && s < p.endS) return i;
+  }
+  const last = phases[phases.length - 1];
+  return last !== undefined && s >= last.endS ? phases.length - 1 : 0;
+}

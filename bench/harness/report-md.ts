@@ -1,0 +1,244 @@
+// The Markdown summary of a report: the verdict first, then the figures a person reads (docs/bench.md).
+import type { LatencySummary } from "./histogram.ts";
+import { latencyKinds } from "./observe.ts";
+import type { BenchReport } from "./report-json.ts";
+
+const n = (x: number) => Math.round(x).toLocaleString("en-US");
+const mib = (bytes: number) => `${n(bytes / 1024 / 1024)} MiB`;
+const verdictMark = {
+  met: "✅ met",
+  missed: "❌ missed",
+  "not measured": "— not measured",
+  "not applicable": "· n/a",
+};
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) =>
+    `| ${cells.map((c) => String(c).replaceAll("|", "\\|")).join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+function latencyRow(name: string, s: LatencySummary): (string | number)[] {
+  return [name, n(s.count), s.p50Ms, s.p90Ms, s.p99Ms, s.p999Ms, s.maxMs];
+}
+
+export function renderMarkdown(r: BenchReport): string {
+  const out: string[] = [];
+  const audit = r.audit.passed ? "passed" : "FAILED";
+  out.push(`# Sluice bench: ${r.title}`);
+  out.push("");
+  out.push(
+    `${r.startedAt} · ${r.machine.cpus} × ${r.machine.cpuModel}, ${mib(r.machine.memoryBytes)} · Sluice ${r.versions.sluice}` +
+      ` (${r.versions.git.commit?.slice(0, 12) ?? "no git"}${r.versions.git.dirty ? ", uncommitted changes" : ""}) · Bun ${r.versions.bun}` +
+      ` · nats-server ${r.versions.natsServer} · seed ${r.options.seed} · ${r.options.partitions} partitions`,
+  );
+  out.push("");
+  out.push("## Verdict");
+  out.push("");
+  const raw =
+    r.raw === null
+      ? "raw JetStream not measured"
+      : `**${r.throughput.ratioToRaw ?? "?"}** of this machine's raw JetStream publish-then-consume rate (${n(r.raw.publishThenConsumePerSecond)} msg/s)`;
+  out.push(
+    `- **${n(r.throughput.ordersPerSecond)} orders/s** end to end during ${r.throughput.phase} (best ${r.throughput.sustainedWindowS} s of the run: ${n(r.throughput.sustainedPeakPerSecond)}/s), ${raw}. ${r.throughput.note}.`,
+  );
+  const a = r.latency.allocated.overall;
+  out.push(
+    `- accept → allocated p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, p99.9 ${a.p999Ms} ms, max ${a.maxMs} ms.`,
+  );
+  out.push(
+    r.latency.stockDelta.observed
+      ? `- accept → stock delta p99 ${r.latency.stockDelta.overall.p99Ms} ms, p99.9 ${r.latency.stockDelta.overall.p999Ms} ms.`
+      : `- accept → stock delta: ${r.latency.stockDelta.note}.`,
+  );
+  out.push(`- ${r.drain.note}.`);
+  out.push(
+    `- audit ${audit}; offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors, loadgen at most ${n(r.load.behindMsMax)} ms behind its schedule.`,
+  );
+  out.push("");
+  out.push(
+    table(
+      ["target", "goal", "measured", "verdict", "note"],
+      r.targets.map((t) => [t.name, t.target, t.measured, verdictMark[t.verdict], t.note]),
+    ),
+  );
+  out.push("");
+  out.push("## Load");
+  out.push("");
+  out.push(
+    table(
+      [
+        "phase",
+        "from s",
+        "to s",
+        "rate offered /s",
+        "offered",
+        "accepted",
+        "completed",
+        "completed /s",
+        "CPU cores Sluice / nats / loadgen",
+      ],
+      r.phases.map((p) => [
+        p.name,
+        p.startS,
+        p.endS,
+        n(p.ratePerSecond),
+        n(p.offered),
+        n(p.accepted),
+        n(p.completed),
+        n(p.completedPerSecond),
+        p.cpuCores === null ? "" : `${p.cpuCores.sluice} / ${p.cpuCores.nats} / ${p.cpuCores.loadgen}`,
+      ]),
+    ),
+  );
+  out.push("");
+  const lines = Object.entries(r.workload.linesPerOrder)
+    .map(([k, v]) => `${k}: ${n(v)}`)
+    .join(", ");
+  out.push(
+    `Orders by line count: ${lines}; ${n(r.workload.unitsOffered)} units; mean order message ${n(r.workload.orderMessageBytesMean)} B; SKU popularity: ${r.workload.skuPopularity}.`,
+  );
+  if (r.load.followUps !== null) {
+    const f = r.load.followUps;
+    out.push("");
+    out.push(
+      `Lifecycle follow-ups (sent / accepted): cancels ${f.cancel.sent} / ${f.cancel.accepted}, warehouse rejections ${f.rejected.sent} / ${f.rejected.accepted}, shipments ${f.shipped.sent} / ${f.shipped.accepted}, partial returns ${f.returned.sent} / ${f.returned.accepted}; reactions still awaited at the end: ${r.load.reactionsAwaited}.`,
+    );
+  }
+  out.push("");
+  out.push("## Latency (ms, from the intended send time)");
+  for (const kind of latencyKinds) {
+    const l = r.latency[kind];
+    out.push("");
+    out.push(`**${l.label}**: ${l.description}.`);
+    out.push("");
+    if (!l.observed) {
+      out.push(`_${l.note}._`);
+      continue;
+    }
+    out.push(
+      table(
+        ["phase", "count", "p50", "p90", "p99", "p99.9", "max"],
+        [latencyRow("all", l.overall), ...Object.entries(l.phases).map(([name, s]) => latencyRow(name, s))],
+      ),
+    );
+  }
+  out.push("");
+  out.push("## Limit of this machine (same run)");
+  out.push("");
+  if (r.raw === null) out.push("_Raw JetStream measurement skipped (--raw-messages 0)._");
+  else
+    out.push(
+      `${n(r.raw.messages)} messages of ${n(r.raw.messageBytes)} B, no processing: publish ${n(r.raw.publishPerSecond)}/s, consume + ack ${n(r.raw.consumeAckPerSecond)}/s, publish then consume ${n(r.raw.publishThenConsumePerSecond)}/s. Sluice: ${n(r.throughput.ordersPerSecond)} orders/s = ${r.throughput.ratioToRaw ?? "?"} of it (an order crosses JetStream three times: order, ledger request, ledger answer).`,
+    );
+  out.push("");
+  out.push("## Lag, CPU, memory");
+  out.push("");
+  out.push(
+    `Consumer lag peaked at ${n(r.lag.maxMessages)} messages at ${r.lag.maxAtS} s (order ${n(r.lag.byStageMax.order)}, ledger ${n(r.lag.byStageMax.ledger)}).`,
+  );
+  out.push("");
+  const res = r.resources;
+  out.push(
+    table(
+      ["process", "CPU s", "cores mean", "cores max", "RSS max"],
+      [
+        [
+          "Sluice",
+          res.sluice.cpuSeconds,
+          res.sluice.cpuCoresMean,
+          res.sluice.cpuCoresMax,
+          mib(res.sluice.rssBytesMax),
+        ],
+        [
+          "nats-server",
+          res.natsServer.cpuSeconds,
+          res.natsServer.cpuCoresMean,
+          res.natsServer.cpuCoresMax,
+          mib(res.natsServer.rssBytesMax),
+        ],
+        [
+          "load generator",
+          res.loadgen.cpuSeconds,
+          res.loadgen.cpuCoresMean,
+          res.loadgen.cpuCoresMax,
+          mib(res.loadgen.rssBytesMax),
+        ],
+        ["harness (observer)", res.harnessCpuSeconds, "", "", ""],
+      ],
+    ),
+  );
+  out.push("");
+  out.push(`Over ${res.windowS} s from the start of the load to the end of the drain.`);
+  out.push("");
+  out.push("## Where the time goes");
+  out.push("");
+  out.push("The accept → allocated latency cut at the stream timestamps the status items carry (ms):");
+  out.push("");
+  const phaseNames = r.phases.map((p) => p.name);
+  out.push(
+    table(
+      ["hop", "what", ...phaseNames.flatMap((p) => [`${p} p50`, `${p} p99`])],
+      Object.values(r.hops).map((h) => [
+        h.label,
+        h.description,
+        ...phaseNames.flatMap((p) => [h.phases[p]?.p50Ms ?? "", h.phases[p]?.p99Ms ?? ""]),
+      ]),
+    ),
+  );
+  out.push("");
+  for (const f of r.where.findings) out.push(`- ${f}`);
+  if (r.where.profile !== null) out.push(`- CPU profile of Sluice: ${r.where.profile}`);
+  out.push("");
+  out.push("## Audit");
+  out.push("");
+  out.push(
+    table(
+      ["check", "result", "detail"],
+      r.audit.checks.map((c) => [
+        c.name,
+        c.passed === null ? "— not checked" : c.passed ? "✅ passed" : "❌ FAILED",
+        c.detail,
+      ]),
+    ),
+  );
+  const examples = r.audit.checks.filter((c) => (c.examples?.length ?? 0) > 0 && c.passed === false);
+  for (const c of examples) {
+    out.push("");
+    out.push(`${c.name}, examples:`);
+    for (const e of c.examples ?? []) out.push(`- \`${e}\``);
+  }
+  if (r.audit.hot.length > 0) {
+    out.push("");
+    out.push(
+      table(
+        ["hot SKU", "stock", "units ordered", "reserved", "onHand", "allocated in statuses"],
+        r.audit.hot.map((h) => [
+          h.sku,
+          n(h.stock),
+          n(h.unitsOffered),
+          n(h.reserved),
+          n(h.onHand),
+          n(h.allocatedObserved),
+        ]),
+      ),
+    );
+  }
+  out.push("");
+  out.push(
+    `Orders by last status: ${Object.entries(r.audit.statuses)
+      .map(([k, v]) => `${k} ${n(v)}`)
+      .join(", ")}.`,
+  );
+  if (r.notes.length > 0) {
+    out.push("");
+    out.push("## Notes");
+    out.push("");
+    for (const note of r.notes) out.push(`- ${note}`);
+  }
+  out.push("");
+  out.push(
+    `Command: \`${["bun run bench", ...r.command].join(" ")}\` · every figure: report.json · charts: report.html`,
+  );
+  return `${out.join("\n")}\n`;
+}
