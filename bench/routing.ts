@@ -74,7 +74,10 @@ const load = new Map(network.warehouses.map((w) => [w.id, Math.floor(random() * 
 // Zipf(1) popularity by inverse CDF over a precomputed table.
 const cdf: number[] = [];
 let sum = 0;
-for (let k = 1; k <= skuCount; k++) cdf.push((sum += 1 / k));
+for (let k = 1; k <= skuCount; k++) {
+  sum += 1 / k;
+  cdf.push(sum);
+}
 const zipf = () => {
   const x = random() * sum;
   let lo = 0;
