@@ -116,7 +116,7 @@ export class Sluice {
           "ledger",
           p,
           ledgerStore,
-          new LedgerApplier(p, c, ledgerStore, this.events),
+          new LedgerApplier(p, c, ledgerStore, this.events, network),
           js,
           publisher,
         ),

@@ -96,7 +96,18 @@ export const schema = {
       1024 * GiB,
       "Cap on inbound waiting to be routed (no server mapping).",
     ),
-    outBytesMax: int(1 * GiB, 1 * MiB, 1024 * GiB, "Cap on the outputs stream (statuses, fulfilment)."),
+    outBytesMax: int(
+      1 * GiB,
+      1 * MiB,
+      1024 * GiB,
+      "Cap on the outputs stream (statuses, fulfilment, channel stock, ERP batches).",
+    ),
+    stockViewBytesMax: int(
+      256 * MiB,
+      1 * MiB,
+      1024 * GiB,
+      "Cap on the current-stock view (one message per channel × SKU; ~150 B each).",
+    ),
     dlqAgeMsMax: int(30 * dayMs, minuteMs, 365 * dayMs, "Dead letters are kept this long for operators."),
     dlqBytesMax: int(512 * MiB, 1 * MiB, 1024 * GiB, "Dead-letter stream size cap."),
     messageBytesMax: int(
@@ -185,6 +196,44 @@ export const schema = {
       "Order-stream messages a what-if reads to find them (orders share the stream with results).",
     ),
     whatIfWaitMs: int(30 * secondMs, 100, 10 * minuteMs, "Longest a what-if may read the order stream."),
+  },
+  sync: {
+    flushWindowMs: int(
+      100,
+      0,
+      10 * secondMs,
+      "A channel's ATS change waits at most this long to coalesce (a drop to 0 does not wait).",
+    ),
+    tickMs: int(25, 5, secondMs, "How often a ledger partition looks for due stock updates and ERP windows."),
+    pendingCountMax: int(
+      2_000_000,
+      1,
+      100_000_000,
+      "(channel, SKU) pairs waiting to be sent per ledger partition (SKUs × channels bounds it).",
+    ),
+    burstRequestsMax: int(2, 1, 1000, "A channel's rate bucket depth: requests at once after a quiet spell."),
+    viewItemsPerSecondMax: int(
+      5000,
+      1,
+      1_000_000,
+      "Current-stock view updates per second per ledger partition (the view never limits throughput).",
+    ),
+    resyncSkusPerTickMax: int(
+      2000,
+      1,
+      1_000_000,
+      "SKUs a channel resync reads per tick per ledger partition.",
+    ),
+  },
+  erp: {
+    windowMs: int(
+      1000,
+      0,
+      10 * minuteMs,
+      "An ERP batch closes this long after its first movement or document.",
+    ),
+    movementKeysMax: int(2000, 1, 100_000, "SKU × warehouse × type keys in one ERP batch (else it closes)."),
+    documentsMax: int(500, 1, 100_000, "Order documents in one ERP batch (else it closes)."),
   },
   store: {
     routedCountMax: int(

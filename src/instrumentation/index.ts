@@ -30,6 +30,20 @@ export type Events = {
   timers_fired: { partition: number; count: number };
   /** The partition's consumer was created, or reset to the store's last applied sequence (start-up, delivery gap, reconnect). */
   consumer_reset: { stage: string; partition: number; cause: string; streamSeqStart: number };
+  /** A stock value left for a channel: `latencySeconds` from the input's acceptance to the outbox. */
+  stock_delta: { channel: string; latencySeconds: number };
+  /** Per channel since the last report: requests and items sent, offers coalesced, time throttled. */
+  stock_counted: {
+    channel: string;
+    requests: number;
+    items: number;
+    coalesced: number;
+    throttledSeconds: number;
+  };
+  /** A channel's full resync finished in a ledger partition. */
+  stock_resynced: { partition: number; channel: string };
+  /** An ERP batch was committed to the outbox. */
+  erp_batch: { stage: string; movements: number; documents: number };
   /** A rule-set revision was taken into force. */
   rules_applied: { revision: number };
   /** A rule set was refused (invalid): by a command (revision 0) or from the bucket (its revision). */

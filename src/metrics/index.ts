@@ -152,6 +152,61 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     help: "Rule sets refused as invalid (by a command, or found in the bucket); the previous stays in force.",
     registers: [registry],
   });
+  const stockLatency = new Histogram({
+    name: "sluice_stock_delta_latency_seconds",
+    help: "From an input's acceptance (its stream time) to the channel's ATS change committed for publishing.",
+    labelNames: ["channel"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const stockItems = new Counter({
+    name: "sluice_stock_deltas_published_total",
+    help: "ATS values sent to channels (items of sluice.out.stock.<channel>).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const stockRequests = new Counter({
+    name: "sluice_stock_requests_total",
+    help: "Messages (requests, within the channel's rate budget) on sluice.out.stock.<channel>.",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const stockCoalesced = new Counter({
+    name: "sluice_stock_deltas_coalesced_total",
+    help: "ATS values replaced by a newer one before they were sent (the saving coalescing makes).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const stockThrottled = new Counter({
+    name: "sluice_stock_throttled_seconds_total",
+    help: "Time due ATS values waited for the channel's rate budget, summed over ledger partitions.",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const erpBatches = new Counter({
+    name: "sluice_erp_batches_total",
+    help: "ERP batches committed for sluice.out.erp, by stage.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  const erpBatchItems = new Histogram({
+    name: "sluice_erp_batch_items",
+    help: "Movements and documents per ERP batch.",
+    labelNames: ["stage"],
+    buckets: [1, 10, 50, 100, 500, 1000, 5000],
+    registers: [registry],
+  });
+  events.on("stock_delta", (e) => stockLatency.observe({ channel: e.channel }, e.latencySeconds));
+  events.on("stock_counted", (e) => {
+    stockItems.inc({ channel: e.channel }, e.items);
+    stockRequests.inc({ channel: e.channel }, e.requests);
+    if (e.coalesced > 0) stockCoalesced.inc({ channel: e.channel }, e.coalesced);
+    if (e.throttledSeconds > 0) stockThrottled.inc({ channel: e.channel }, e.throttledSeconds);
+  });
+  events.on("erp_batch", (e) => {
+    erpBatches.inc({ stage: e.stage });
+    erpBatchItems.observe({ stage: e.stage }, e.movements + e.documents);
+  });
   events.on("rules_applied", (e) => rulesRevision.set(e.revision));
   events.on("rules_refused", () => rulesRefused.inc());
   events.on("line_reserved", () => reserved.inc());

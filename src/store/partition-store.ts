@@ -140,6 +140,11 @@ export class PartitionStore {
     return !this.closed;
   }
 
+  /** Names this store's outputs (assigned when the partition was created; export/import keeps it). */
+  storeId(): string {
+    return this.meta.get("storeId") as string;
+  }
+
   streamSeqLastApplied(): number {
     const v = this.meta.get("streamSeqLastApplied");
     return typeof v === "number" ? v : 0;

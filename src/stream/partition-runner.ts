@@ -32,6 +32,8 @@ export interface PartitionApplier {
   apply(messages: readonly InboundMessage[]): Omit<BatchWrite, "streamSeqLastApplied">;
   /** Work that is due by time alone (SLA deadlines); null when nothing is due. `nowMs` is the runner's clock. */
   tick?(nowMs: number): Omit<BatchWrite, "streamSeqLastApplied"> | null;
+  /** How often `tick` runs (ms); orders.timerTickMs when absent. */
+  readonly tickMs?: number;
 }
 
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
@@ -117,7 +119,7 @@ export class PartitionRunner {
       this.timerTick = setInterval(() => {
         this.tickRequested = true;
         this.scheduleFlush();
-      }, this.d.config.orders.timerTickMs);
+      }, this.d.applier.tickMs ?? this.d.config.orders.timerTickMs);
     }
     void this.watchConnection();
     this.log.info("partition running", { streamSeqLastApplied: this.streamSeqLastApplied });

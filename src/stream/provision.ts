@@ -82,11 +82,24 @@ function otherStreams(c: Config): StreamSpec[] {
     // Outputs for channels and warehouses, kept so adapters can consume them durably.
     limitsStream(c, {
       name: streamNames.out,
-      description: "Sluice outputs: order statuses, fulfilment requests (batched, Nats-Msg-Id deduplicated)",
+      description:
+        "Sluice outputs: order statuses, fulfilment requests, channel stock, ERP batches (batched, Nats-Msg-Id deduplicated)",
       subjects: [subjects.outAll],
       ageMsMax: c.streams.inboundAgeMsMax,
       bytesMax: c.streams.outBytesMax,
     }),
+    // The current stock of every (channel, SKU): only the last message per subject is kept.
+    {
+      ...limitsStream(c, {
+        name: streamNames.stockView,
+        description:
+          "Sluice current ATS per channel and SKU (last value per subject; refreshed at a bounded rate)",
+        subjects: [subjects.stockViewAll],
+        ageMsMax: 0,
+        bytesMax: c.streams.stockViewBytesMax,
+      }),
+      max_msgs_per_subject: 1,
+    },
   ];
 }
 

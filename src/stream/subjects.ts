@@ -103,7 +103,15 @@ export const subjects = {
     `sluice.order.${orderPartition}.wms.${encodeToken(warehouse)}.${event}`,
   outOrder: (channel: string) => `sluice.out.order.${encodeToken(channel)}`,
   outFulfil: (warehouse: string) => `sluice.out.fulfil.${encodeToken(warehouse)}`,
+  /** ATS changes of one channel: `{"items":[{sku, ats, version, atMs}]}`, coalesced, within its rate budget. */
+  outStock: (channel: string) => `sluice.out.stock.${encodeToken(channel)}`,
+  /** Compacted ERP batches (ledger movements, order documents). */
+  outErp: "sluice.out.erp",
   outAll: "sluice.out.>",
+  /** The compacted current-stock view: the last message per (channel, SKU) is kept (a late joiner reads it). */
+  stockView: (channel: string, sku: string) =>
+    `sluice.view.stock.${encodeToken(channel)}.${encodeToken(sku)}`,
+  stockViewAll: "sluice.view.stock.>",
   stagePartitionFilter: (stage: Stage, partition: number) => `sluice.${stage}.${partition}.>`,
   dlq: (reason: string) => `sluice.dlq.${reason}`,
   dlqAll: "sluice.dlq.>",
@@ -117,6 +125,7 @@ export const streamNames = {
   dlq: "SLUICE_DLQ",
   unrouted: "SLUICE_UNROUTED",
   out: "SLUICE_OUT",
+  stockView: "SLUICE_STOCK_VIEW",
 } as const;
 
 /**

@@ -89,6 +89,7 @@ export function testConfig(
       unroutedBytesMax: 16 * MiB,
       dlqBytesMax: 16 * MiB,
       outBytesMax: 64 * MiB,
+      stockViewBytesMax: 16 * MiB,
       duplicateWindowMs: 60_000,
     },
     consumer: { ackWaitMs: 3000, batchCountMax: 500, pendingMessagesMax: 2000, lagPollMs: 200 },

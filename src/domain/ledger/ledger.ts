@@ -365,7 +365,7 @@ export class Ledger {
     assert(moved, "a ledger entry moves at least one field");
     assertPosition(next);
     const version = state.version + 1;
-    const updated: SkuState = { sku, version, positions: { ...state.positions, [warehouse]: next } };
+    const updated: SkuState = { ...state, version, positions: { ...state.positions, [warehouse]: next } };
     this.skus.set(sku, updated);
     this.dirtySkus.add(sku);
     if (next.reserved !== before.reserved || type === "shipped")

@@ -23,6 +23,8 @@ export type SkuState = {
   /** Strictly increasing on every change of any of the SKU's positions (invariant 4). */
   version: number;
   positions: Record<string, Position>;
+  /** The ATS last offered to each synced channel (stock sync compares with it; absent: never offered). */
+  ats?: Record<string, number>;
 };
 
 /** Which order line a reservation belongs to. */

@@ -1,3 +1,4 @@
+import { type ChannelSync, channelSyncFields, parseChannelSync } from "../channels/index.ts";
 import { invalid, isObject, type Parsed } from "../ledger/commands.ts";
 
 // The fulfilment network and its routing rules: warehouses, channels, score weights. Seeded from
@@ -61,6 +62,8 @@ export type Channel = {
   slaAction: SlaAction;
   /** After an SLA re-route, the lines get this long before they are cancelled. */
   slaRerouteGraceMs: number;
+  /** Stock sync: which warehouses feed the channel's ATS, share, buffer, thresholds, rate budget. */
+  sync: ChannelSync;
 };
 
 export type Network = {
@@ -125,8 +128,9 @@ export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
     warehouses.push(parsed.value);
   }
   const channels: Channel[] = [];
+  const warehouseIds = warehouses.map((w) => w.id);
   for (const [i, c] of cs.entries()) {
-    const parsed = parseChannel(c, `channels[${i}]`);
+    const parsed = parseChannel(c, `channels[${i}]`, warehouseIds);
     if (!parsed.ok) return parsed;
     if (channels.some((x) => x.id === parsed.value.id))
       return invalid(`channels[${i}].id ${JSON.stringify(parsed.value.id)} is listed twice`);
@@ -211,8 +215,29 @@ function parseCarriers(raw: unknown, where: string): Parsed<Carrier[]> {
   return { ok: true, value: out };
 }
 
-function parseChannel(c: unknown, where: string): Parsed<Channel> {
+/** Fields of a channel table that are not stock-sync fields (those belong to parseChannelSync). */
+const channelFields = [
+  "id",
+  "backorder",
+  "split",
+  "maxShipments",
+  "slaShipWithinMs",
+  "slaAction",
+  "slaRerouteGraceMs",
+];
+
+function parseChannel(c: unknown, where: string, warehouseIds: readonly string[]): Parsed<Channel> {
   if (!isObject(c)) return invalid(`${where} must be a table`);
+  const unknown = Object.keys(c).find(
+    (k) => !channelFields.includes(k) && !(channelSyncFields as readonly string[]).includes(k),
+  );
+  if (unknown !== undefined) {
+    return invalid(
+      `${where}.${unknown} is not a channel setting; known: ${[...channelFields, ...channelSyncFields].join(", ")}`,
+    );
+  }
+  const sync = parseChannelSync(c, where, warehouseIds);
+  if (!sync.ok) return sync;
   if (typeof c.id !== "string" || c.id === "") return invalid(`${where}.id must be a non-empty string`);
   const split = c.split ?? "allow_partial";
   if (split !== "allow_partial" && split !== "ship_complete") {
@@ -241,6 +266,7 @@ function parseChannel(c: unknown, where: string): Parsed<Channel> {
       slaShipWithinMs: ints.slaShipWithinMs as number,
       slaAction,
       slaRerouteGraceMs: ints.slaRerouteGraceMs as number,
+      sync: sync.value,
     },
   };
 }
@@ -265,6 +291,11 @@ function parseRouting(raw: unknown): Parsed<RoutingRules> {
     out[k] = v;
   }
   return { ok: true, value: out };
+}
+
+/** Channels whose stock is published: every channel listed by its own id ("*" only gives default rules). */
+export function syncedChannels(network: Network): Channel[] {
+  return network.channels.filter((c) => c.id !== defaultChannelId);
 }
 
 /** The units an allocation must leave of `sku` at warehouse `w` (brokering safety stock). */

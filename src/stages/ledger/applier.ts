@@ -14,6 +14,7 @@ import {
   type StockItem,
   type WarehouseLoad,
 } from "../../domain/ledger/index.ts";
+import type { Network } from "../../domain/network/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
@@ -29,8 +30,9 @@ import {
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
+import { LedgerOutputs, outputTables } from "./outputs.ts";
 
-export const ledgerTables = ["skus", "entries", "allocations", "load"] as const;
+export const ledgerTables = ["skus", "entries", "allocations", "load", ...outputTables] as const;
 
 export function domainLimits(c: Config): DomainLimits {
   return {
@@ -69,16 +71,30 @@ export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
   private readonly limits: DomainLimits;
   private readonly cache: BoundedCache<string, SkuState>;
+  readonly outputs: LedgerOutputs;
+  /** Stock updates and ERP windows are due by time: looked for every sync.tickMs. */
+  readonly tickMs: number;
 
   constructor(
     readonly partition: number,
     private readonly config: Config,
     store: PartitionStore,
     private readonly events: Instrumentation,
+    network: () => Network,
+    private readonly clock: () => number = Date.now,
   ) {
     this.cache = new BoundedCache(config.ledger.cacheCountMax);
     this.ledger = new Ledger(ledgerView(store, this.cache));
     this.limits = domainLimits(config);
+    this.tickMs = config.sync.tickMs;
+    this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
+      this.cache.set(s.sku, s),
+    );
+  }
+
+  tick(nowMs: number) {
+    const out = this.outputs.tick(nowMs);
+    return out === null ? null : { ops: out.ops, outbox: out.outbox };
   }
 
   apply(messages: readonly InboundMessage[]) {
@@ -105,7 +121,7 @@ export class LedgerApplier implements PartitionApplier {
           `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
         );
     }
-    return this.finish(outbox);
+    return this.finish(outbox, messages.at(-1)?.seq ?? 0);
   }
 
   private stock(
@@ -215,8 +231,10 @@ export class LedgerApplier implements PartitionApplier {
     }
   }
 
-  private finish(outbox: OutboxItem[]) {
+  private finish(outbox: OutboxItem[], seqTo: number) {
     const changes = this.ledger.takeChanges();
+    // Before the SKU states are written: the outputs record in each the ATS they offered its channels.
+    const out = this.outputs.afterBatch(changes.skus, changes.entries, this.clock(), seqTo);
     const ops: Op[] = [];
     for (const s of changes.skus) {
       ops.push({ op: "put", table: "skus", key: s.sku, value: s });
@@ -235,7 +253,7 @@ export class LedgerApplier implements PartitionApplier {
     );
     for (const r of changes.results) this.answer(envelopes, r);
     this.ledger.evict();
-    return { ops, outbox: [...outbox, ...envelopes.drain()] };
+    return { ops: [...ops, ...out.ops], outbox: [...outbox, ...envelopes.drain(), ...out.outbox] };
   }
 
   private answer(envelopes: Envelopes, r: LineResult): void {

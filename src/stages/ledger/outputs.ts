@@ -1,0 +1,362 @@
+import type { Config } from "../../config/index.ts";
+import { atsOf, isUrgent } from "../../domain/channels/index.ts";
+import { type ErpBatch, ErpCompactor, type ErpCompactorState } from "../../domain/erp/index.ts";
+import type { LedgerEntry, SkuState } from "../../domain/ledger/index.ts";
+import { type Channel, candidatesFor, type Network, syncedChannels } from "../../domain/network/index.ts";
+import {
+  type AtsItem,
+  type PendingRow,
+  type StockRequest,
+  StockSync,
+  stateFromRows,
+  type TokenBucketState,
+} from "../../domain/sync/index.ts";
+import type { Instrumentation } from "../../instrumentation/index.ts";
+import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
+import { contentTypes } from "../../stream/codec.ts";
+import { subjects } from "../../stream/subjects.ts";
+import { Envelopes } from "../envelopes.ts";
+
+/**
+ * Tables of a ledger partition's outputs to channels and the ERP (written in the batch's transaction):
+ *   sync  ["p", lane, sku] → PendingRow (a value waiting to go out)   ["b", lane] → its rate bucket
+ *         ["c"] → the publisher's clock   ["f", channel] → the rule a channel's ATS was computed with
+ *         ["r", channel] → resync cursor (the last SKU offered again; "" at the start)
+ *   erp   "state" → the ERP accumulator of the open window
+ */
+export const outputTables = ["sync", "erp"] as const;
+
+/** The current-stock view of a channel is its own lane: rate-bounded, one message per (channel, SKU). */
+const viewLanePrefix = "\u0001view:";
+const viewLane = (channel: string) => `${viewLanePrefix}${channel}`;
+/** 500 items per view request: the view's per-partition budget is viewItemsPerSecondMax / 500 requests. */
+const viewItemsPerRequestMax = 500;
+
+type Emit = { ops: Op[]; outbox: OutboxItem[] };
+
+/**
+ * What a ledger partition sends besides line answers: every change of a synced channel's ATS on
+ * `sluice.out.stock.<channel>` (coalesced per (channel, SKU), within the channel's rate budget, a drop to 0
+ * first), the current-stock view on `sluice.view.stock.<channel>.<sku>` (bounded rate), and compacted ERP
+ * batches on `sluice.out.erp`. Everything waiting is in LMDB with the batch that caused it: a crash loses
+ * nothing and sends nothing twice (outbox message ids are deterministic).
+ */
+export class LedgerOutputs {
+  private readonly sync: StockSync;
+  private readonly erp: ErpCompactor;
+  private erpDirty = false;
+  private readonly fingerprints = new Map<string, string>();
+  private readonly resyncs = new Map<string, string>();
+  private readonly resyncRequested = new Set<string>();
+  private rulesChecked: Network | null = null;
+  private published = new Map<
+    string,
+    { requests: number; items: number; coalesced: number; throttledMs: number }
+  >();
+
+  constructor(
+    private readonly partition: number,
+    private readonly config: Config,
+    private readonly store: PartitionStore,
+    private readonly network: () => Network,
+    private readonly events: Instrumentation,
+    /** Writes a SKU state through the ledger stage's cache (a resync records the ATS it offered). */
+    private readonly skuWritten: (s: SkuState) => void,
+  ) {
+    this.sync = new StockSync(
+      { flushWindowMs: config.sync.flushWindowMs, pendingCountMax: config.sync.pendingCountMax },
+      (lane) => this.budgetOf(lane),
+    );
+    const rows: PendingRow[] = [];
+    const buckets: Array<{ channel: string; bucket: TokenBucketState }> = [];
+    let clockMs = 0;
+    for (const { key, value } of store.range<unknown>("sync", {})) {
+      const k = key as string[];
+      if (k[0] === "p") rows.push(value as PendingRow);
+      else if (k[0] === "b") buckets.push({ channel: k[1] as string, bucket: value as TokenBucketState });
+      else if (k[0] === "c") clockMs = value as number;
+      else if (k[0] === "f") this.fingerprints.set(k[1] as string, value as string);
+      else if (k[0] === "r") this.resyncs.set(k[1] as string, value as string);
+    }
+    this.sync.importState(stateFromRows(clockMs, rows, buckets));
+    const source = { stage: "ledger", partition, storeId: store.storeId() };
+    const limits = {
+      windowMs: config.erp.windowMs,
+      movementKeysMax: config.erp.movementKeysMax,
+      documentsMax: config.erp.documentsMax,
+    };
+    this.erp = new ErpCompactor(source, limits, store.get<ErpCompactorState>("erp", "state"));
+  }
+
+  /** A channel's budget in this partition: its share of requestsPerSecond (1/P), or the view's bound. */
+  private budgetOf(lane: string) {
+    const P = this.config.streams.partitionCount;
+    const burstRequestsMax = this.config.sync.burstRequestsMax;
+    if (lane.startsWith(viewLanePrefix)) {
+      return {
+        requestsPerSecond: this.config.sync.viewItemsPerSecondMax / viewItemsPerRequestMax,
+        itemsPerRequestMax: viewItemsPerRequestMax,
+        burstRequestsMax,
+      };
+    }
+    const rule = this.network().channels.find((c) => c.id === lane)?.sync;
+    return {
+      // A channel no longer listed keeps a slow lane until its last values are out: never dropped.
+      requestsPerSecond: (rule?.requestsPerSecond ?? 1) / P,
+      itemsPerRequestMax: rule?.itemsPerRequestMax ?? 50,
+      burstRequestsMax,
+    };
+  }
+
+  /** Operators ask a channel's full resync (a new channel, or after its outage): started at the next tick. */
+  requestResync(channel: string): void {
+    this.resyncRequested.add(channel);
+  }
+
+  resyncing(): string[] {
+    return [...this.resyncs.keys()];
+  }
+
+  /**
+   * After a batch: offers the new ATS of every synced channel for each SKU the batch changed (and records it
+   * in the SKU's state, which the batch writes), nets the batch's entries into the ERP window, and emits what
+   * is due. `seqTo` is the batch's last stream sequence.
+   */
+  afterBatch(skus: SkuState[], entries: LedgerEntry[], nowMs: number, seqTo: number): Emit {
+    const atMs = new Map<string, number>();
+    for (const e of entries) atMs.set(e.sku, Math.max(atMs.get(e.sku) ?? 0, e.atMs));
+    const network = this.network();
+    const channels = syncedChannels(network);
+    for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
+    if (this.erp.addEntries(entries) > 0) this.erpDirty = true;
+    return this.emit(nowMs, seqTo);
+  }
+
+  /** Due by time alone: stock values whose window passed or budget returned, ERP windows, resync steps. */
+  tick(nowMs: number): Emit | null {
+    const ops: Op[] = [];
+    this.checkRules(ops);
+    this.resyncStep(nowMs, ops);
+    const due = this.sync.nextDueMs(nowMs);
+    const erpDue = this.erp.shouldClose(nowMs);
+    if (ops.length === 0 && !erpDue && (due === null || due > nowMs) && !this.erpDirty) return null;
+    const out = this.emit(nowMs, this.store.streamSeqLastApplied());
+    return { ops: [...ops, ...out.ops], outbox: out.outbox };
+  }
+
+  private offerAts(
+    s: SkuState,
+    channels: Channel[],
+    network: Network,
+    atMs: number,
+    nowMs: number,
+    force: boolean,
+  ): boolean {
+    let changed = false;
+    for (const c of channels) {
+      const ats = atsOf(s.positions, s.sku, c.sync, servingOf(network, c.id));
+      const previous = s.ats?.[c.id];
+      if (!force && previous === ats) continue;
+      const item: AtsItem = { sku: s.sku, ats, version: s.version, atMs };
+      const result = this.sync.offer(c.id, item, nowMs, isUrgent(previous ?? null, ats));
+      // Full: the SKU's recorded ATS stays as it was, so its next change (or a resync) offers it again.
+      if (result === "refused_full") continue;
+      if (previous !== ats) {
+        s.ats = { ...s.ats, [c.id]: ats };
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** A channel whose rule or feeding warehouses changed is resynced: its ATS may differ for every SKU. */
+  private checkRules(ops: Op[]): void {
+    const network = this.network();
+    if (network === this.rulesChecked && this.resyncRequested.size === 0) return;
+    this.rulesChecked = network;
+    for (const c of syncedChannels(network)) {
+      const fp = JSON.stringify([c.sync, servingOf(network, c.id)]);
+      if (this.fingerprints.get(c.id) === fp && !this.resyncRequested.has(c.id)) continue;
+      this.fingerprints.set(c.id, fp);
+      ops.push({ op: "put", table: "sync", key: ["f", c.id], value: fp });
+      this.resyncs.set(c.id, "");
+      ops.push({ op: "put", table: "sync", key: ["r", c.id], value: "" });
+    }
+    this.resyncRequested.clear();
+  }
+
+  /** Offers again, at most sync.resyncSkusPerTickMax SKUs per tick, the ATS of every SKU of a channel. */
+  private resyncStep(nowMs: number, ops: Op[]): void {
+    if (this.resyncs.size === 0) return;
+    const network = this.network();
+    for (const [channelId, after] of this.resyncs) {
+      const channel = syncedChannels(network).find((c) => c.id === channelId);
+      const page =
+        channel === undefined
+          ? []
+          : // No `start` key at all from the beginning: `start: undefined` would include LMDB's structures key.
+            this.store.range<SkuState>(
+              "skus",
+              after === ""
+                ? { limit: this.config.sync.resyncSkusPerTickMax }
+                : { start: after, limit: this.config.sync.resyncSkusPerTickMax + 1 },
+            );
+      const skus = page.filter(({ key }) => key !== after).map(({ value }) => value);
+      for (const s of skus) {
+        if (channel !== undefined && this.offerAts(s, [channel], network, nowMs, nowMs, true)) {
+          ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+          this.skuWritten(s);
+        }
+      }
+      const last = skus.at(-1)?.sku;
+      if (last === undefined) {
+        this.resyncs.delete(channelId);
+        ops.push({ op: "delete", table: "sync", key: ["r", channelId] });
+        this.events.emit("stock_resynced", { partition: this.partition, channel: channelId });
+      } else {
+        this.resyncs.set(channelId, last);
+        ops.push({ op: "put", table: "sync", key: ["r", channelId], value: last });
+      }
+    }
+  }
+
+  private emit(nowMs: number, seqTo: number): Emit {
+    const ops: Op[] = [];
+    const outbox: OutboxItem[] = [];
+    for (const request of this.sync.take(nowMs)) this.send(request, nowMs, outbox);
+    while (this.erp.shouldClose(nowMs)) {
+      const batch = this.erp.close(seqTo, nowMs);
+      this.erpDirty = true;
+      if (batch === null) continue;
+      outbox.push(...erpMessages(batch, this.config.streams.messageBytesMax));
+      this.events.emit("erp_batch", { stage: "ledger", movements: batch.movements.length, documents: 0 });
+    }
+    if (this.erpDirty) {
+      ops.push({ op: "put", table: "erp", key: "state", value: this.erp.exportState() });
+      this.erpDirty = false;
+    }
+    const changes = this.sync.takeChanges();
+    for (const p of changes.pending) {
+      const key = ["p", p.channel, p.sku];
+      ops.push(
+        p.row === null
+          ? { op: "delete", table: "sync", key }
+          : { op: "put", table: "sync", key, value: p.row },
+      );
+    }
+    if (changes.pending.length > 0 || outbox.length > 0) {
+      for (const b of changes.buckets)
+        ops.push({ op: "put", table: "sync", key: ["b", b.channel], value: b.bucket });
+      ops.push({ op: "put", table: "sync", key: ["c"], value: changes.clockMs });
+    }
+    this.countPublished();
+    return { ops, outbox };
+  }
+
+  /** One request: one message on the channel's subject (split further only if it would pass max payload). */
+  private send(request: StockRequest, nowMs: number, outbox: OutboxItem[]): void {
+    if (request.channel.startsWith(viewLanePrefix)) {
+      const channel = request.channel.slice(viewLanePrefix.length);
+      for (const item of request.items) {
+        outbox.push({
+          subject: subjects.stockView(channel, item.sku),
+          msgId: "",
+          headers: [["Content-Type", contentTypes.json]],
+          data: new TextEncoder().encode(JSON.stringify(item)),
+        });
+      }
+      return;
+    }
+    const envelopes = new Envelopes(request.items.length, this.config.streams.messageBytesMax);
+    for (const item of request.items) {
+      envelopes.add(subjects.outStock(request.channel), item, true);
+      this.events.emit("stock_delta", {
+        channel: request.channel,
+        latencySeconds: Math.max(0, nowMs - item.atMs) / 1000,
+      });
+      // The view follows what channels were sent, at its own bounded rate.
+      this.sync.offer(viewLane(request.channel), item, nowMs, false);
+    }
+    outbox.push(...envelopes.drain());
+  }
+
+  private countPublished(): void {
+    for (const [lane, c] of Object.entries(this.sync.counters())) {
+      if (lane.startsWith(viewLanePrefix)) continue;
+      const last = this.published.get(lane) ?? { requests: 0, items: 0, coalesced: 0, throttledMs: 0 };
+      const now = {
+        requests: c.requests,
+        items: c.published,
+        coalesced: c.coalesced,
+        throttledMs: c.throttledMs,
+      };
+      if (
+        now.requests !== last.requests ||
+        now.coalesced !== last.coalesced ||
+        now.throttledMs !== last.throttledMs
+      ) {
+        this.events.emit("stock_counted", {
+          channel: lane,
+          requests: now.requests - last.requests,
+          items: now.items - last.items,
+          coalesced: now.coalesced - last.coalesced,
+          throttledSeconds: (now.throttledMs - last.throttledMs) / 1000,
+        });
+        this.published.set(lane, now);
+      }
+    }
+  }
+
+  pendingCount(): number {
+    return this.sync.pendingCount;
+  }
+}
+
+/** Enabled warehouses serving a channel, per rule set (computed once per version: routing's view of it). */
+const servingCache = new WeakMap<Network, Map<string, string[]>>();
+function servingOf(network: Network, channel: string): string[] {
+  let byChannel = servingCache.get(network);
+  if (byChannel === undefined) {
+    byChannel = new Map();
+    servingCache.set(network, byChannel);
+  }
+  let list = byChannel.get(channel);
+  if (list === undefined) {
+    list = candidatesFor(network, channel);
+    byChannel.set(channel, list);
+  }
+  return list;
+}
+
+/**
+ * An ERP batch as one JSON message whose Nats-Msg-Id is the batch id. A batch too big for one message
+ * (very many long documents) goes in parts, `<id>/<part>`, each carrying `part` and `parts`.
+ */
+export function erpMessages(batch: ErpBatch, bytesMax: number): OutboxItem[] {
+  const encode = (b: unknown) => new TextEncoder().encode(JSON.stringify(b));
+  const whole = encode(batch);
+  const headers: Array<[string, string]> = [["Content-Type", contentTypes.json]];
+  if (whole.length <= bytesMax) return [{ subject: subjects.outErp, msgId: batch.id, headers, data: whole }];
+  const parts: ErpBatch[] = [];
+  let current: ErpBatch = { ...batch, movements: [], documents: [] };
+  let size = encode(current).length;
+  const push = (kind: "movements" | "documents", item: unknown) => {
+    const bytes = encode(item).length + 1;
+    if (size + bytes > bytesMax && (current.movements.length > 0 || current.documents.length > 0)) {
+      parts.push(current);
+      current = { ...batch, movements: [], documents: [] };
+      size = encode(current).length;
+    }
+    (current[kind] as unknown[]).push(item);
+    size += bytes;
+  };
+  for (const m of batch.movements) push("movements", m);
+  for (const d of batch.documents) push("documents", d);
+  parts.push(current);
+  return parts.map((p, i) => ({
+    subject: subjects.outErp,
+    msgId: `${batch.id}/${i + 1}`,
+    headers,
+    data: encode({ ...p, part: i + 1, parts: parts.length }),
+  }));
+}
