@@ -147,6 +147,10 @@ export class Sluice {
       rules,
       routingView: this.routingView,
       recentOrders: (count) => recentOrders(js, jsm, c, count),
+      resync: (channel) => {
+        for (const p of this.ledger) p.applier.outputs.requestResync(channel);
+        return this.ledger.length;
+      },
     });
     this.log.info("sluice started", {
       nats: this.embedded ? `embedded ${this.embedded.url}` : "external",

@@ -1,6 +1,8 @@
 import type { Server } from "bun";
 import type { Config } from "../config/index.ts";
+import { atsOf } from "../domain/channels/index.ts";
 import { available, type LedgerEntry, type SkuState } from "../domain/ledger/index.ts";
+import { candidatesFor, syncedChannels } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
 import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
@@ -23,6 +25,8 @@ export type HttpDeps = {
   routingView: LedgerReadView;
   /** The last N orders of the order stream (for what-if). */
   recentOrders: (count: number) => Promise<PastOrder[]>;
+  /** Starts a channel's full stock resync in every local ledger partition; returns how many. */
+  resync: (channel: string) => number;
 };
 
 const json = (status: number, body: unknown) =>
@@ -48,6 +52,8 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
       // Bun has already percent-decoded route parameters: decoding again would misread a SKU with "%".
       "/v1/stock/:sku": (req) => stockView(deps, req.params.sku),
       "/v1/stock/:sku/entries": (req) => entriesView(deps, req.params.sku, new URL(req.url)),
+      "/v1/stock/:sku/ats": (req) => atsView(deps, req.params.sku),
+      "/v1/channels/:channel/resync": { POST: (req) => resyncView(deps, req.params.channel) },
       "/v1/orders/:channel/:orderId": (req) => orderView(deps, req.params.channel, req.params.orderId),
       "/v1/ledger/check": () => ledgerCheck(deps),
       "/v1/network": () => json(200, deps.rules.network()),
@@ -181,4 +187,33 @@ function loadView(deps: HttpDeps) {
       loadUnits: load.get(w.id) ?? 0,
     })),
   };
+}
+
+/** A SKU's ATS on every synced channel: computed from its positions now, and the value last offered. */
+function atsView(deps: HttpDeps, sku: string): Response {
+  const { partition, store } = storeOf(deps, sku);
+  if (store === undefined) return json(503, { error: "partition_not_local", partition });
+  const state = store.get<SkuState>("skus", sku);
+  if (state === undefined)
+    return json(404, { error: "unknown_sku", sku, partition, fix: "no event has named this SKU yet" });
+  const network = deps.rules.network();
+  const channels: Record<string, { ats: number; offered: number | null }> = {};
+  for (const c of syncedChannels(network)) {
+    channels[c.id] = {
+      ats: atsOf(state.positions, sku, c.sync, candidatesFor(network, c.id)),
+      offered: state.ats?.[c.id] ?? null,
+    };
+  }
+  return json(200, { sku, partition, version: state.version, rules: network.version, channels });
+}
+
+function resyncView(deps: HttpDeps, channel: string): Response {
+  if (!syncedChannels(deps.rules.network()).some((c) => c.id === channel)) {
+    return json(404, {
+      error: "unknown_channel",
+      channel,
+      fix: "only channels listed by id in the rule set have their stock published (sluice rules get)",
+    });
+  }
+  return json(202, { channel, partitions: deps.resync(channel) });
 }

@@ -1,6 +1,7 @@
 import { assert } from "../assert.ts";
+import { documentId, type ErpLine } from "../erp/index.ts";
 import type { InputRef } from "../ledger/ledger.ts";
-import type { LineRequest, LineResult, Position } from "../ledger/types.ts";
+import type { LineRequest, LineResult, Position, ReturnDisposition } from "../ledger/types.ts";
 import { channelOf, type Network } from "../network/index.ts";
 import { type LineDecision, type RouteContext, route } from "../routing/index.ts";
 import type {
@@ -98,11 +99,13 @@ export class Orders {
   private readonly pending = new Map<string, PendingCancel[] | null>();
   private timers: TimerOp[] = [];
   private counts: OrderCount[] = [];
-  private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [] };
+  private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [], erp: [] };
   private readonly statusEvents = new Map<string, { event: string; detail?: string; atMs: number }>();
   /** Stock and capacity this batch's reservation requests take, until the ledger has committed them. */
   private readonly batchStock = new Map<string, number>();
   private readonly batchLoad = new Map<string, number>();
+  /** Lines cancelled in this batch per order: one ERP cancellation document each, at the order's version. */
+  private readonly cancellations = new Map<string, { order: Order; cause: string; lines: ErpLine[] }>();
 
   constructor(
     private readonly view: OrderView,
@@ -174,7 +177,7 @@ export class Orders {
     if (waiting.length > 0) this.pending.set(key, null);
     const toRoute: OrderLine[] = [];
     for (const line of order.lines) {
-      if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
+      if (line.cancelPending !== null) this.cancelLine(order, line, line.cancelPending);
       else toRoute.push(line);
     }
     this.requestReservations(order, toRoute, at.atMs);
@@ -244,12 +247,12 @@ export class Orders {
       if (line.decision !== null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
       if (line.cancelPending !== null) {
         this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
-        this.cancelLine(line, line.cancelPending);
+        this.cancelLine(order, line, line.cancelPending);
       } else line.state = "allocated";
       this.touch(order, "allocated", at);
     } else {
       line.refusal = r.code;
-      if (line.cancelPending !== null) this.cancelLine(line, line.cancelPending);
+      if (line.cancelPending !== null) this.cancelLine(order, line, line.cancelPending);
       else if (line.attempt > 1) this.rerouteFailed(order, line, at);
       else this.notReserved(order, line, r.code);
       this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
@@ -293,6 +296,20 @@ export class Orders {
       } as LineRequest);
     }
     order.shipmentIds.push(input.shipmentId);
+    this.effects.erp.push({
+      kind: "shipment",
+      id: documentId.shipment(key, input.shipmentId),
+      orderKey: key,
+      channel: order.channel,
+      orderId: order.orderId,
+      warehouse: input.warehouse,
+      shipmentId: input.shipmentId,
+      lines: input.lines.map((s) => {
+        const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
+        return { lineId: s.lineId, sku: line.sku, qty: s.qty, price: line.price };
+      }),
+      atMs: at.atMs,
+    });
     this.touch(order, "shipped", at, input.shipmentId);
     this.settle(order, at);
     return { ok: true, event: "shipped" };
@@ -358,8 +375,41 @@ export class Orders {
       });
     }
     order.returnIds.push(input.returnId);
+    this.returnDocuments(order, input, at);
     this.touch(order, "returned", at, input.returnId);
     return { ok: true, event: "returned" };
+  }
+
+  /** One ERP return document per warehouse the units go back to (the return id names it; with @warehouse if several). */
+  private returnDocuments(order: Order, input: ReturnInput, at: InputRef): void {
+    const byWarehouse = new Map<string, Array<ErpLine & { disposition: ReturnDisposition }>>();
+    for (const r of input.lines) {
+      const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
+      const warehouse = r.warehouse ?? (Object.keys(line.shippedAt)[0] as string);
+      const list = byWarehouse.get(warehouse) ?? [];
+      list.push({
+        lineId: r.lineId,
+        sku: line.sku,
+        qty: r.qty,
+        price: line.price,
+        disposition: r.disposition,
+      });
+      byWarehouse.set(warehouse, list);
+    }
+    for (const [warehouse, lines] of byWarehouse) {
+      const name = byWarehouse.size === 1 ? input.returnId : `${input.returnId}@${warehouse}`;
+      this.effects.erp.push({
+        kind: "return",
+        id: documentId.return(order.key, name),
+        orderKey: order.key,
+        channel: order.channel,
+        orderId: order.orderId,
+        returnId: input.returnId,
+        warehouse,
+        lines,
+        atMs: at.atMs,
+      });
+    }
   }
 
   /** SLA deadlines that passed: cancel or re-route the unshipped lines, by the channel's rule. */
@@ -415,7 +465,7 @@ export class Orders {
           break;
         case "allocated":
           this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
-          this.cancelLine(line, cause);
+          this.cancelLine(order, line, cause);
           cancelled++;
           break;
         case "released":
@@ -425,15 +475,11 @@ export class Orders {
             ...(byWarehouse.get(line.warehouse as string) ?? []),
             line,
           ]);
-          if (line.shippedQty > 0) {
-            line.state = "shipped"; // the rest is cancelled; what shipped stays shipped
-            line.cancelCause = cause;
-            this.count("cancelled", cause);
-          } else this.cancelLine(line, cause);
+          this.cancelLine(order, line, cause); // a partly shipped line: the rest is cancelled
           cancelled++;
           break;
         case "backordered":
-          this.cancelLine(line, cause);
+          this.cancelLine(order, line, cause);
           cancelled++;
           break;
         default:
@@ -444,8 +490,14 @@ export class Orders {
     return cancelled > 0 ? "cancelled" : "cancel_noted";
   }
 
-  private cancelLine(line: OrderLine, cause: CancelCause): void {
+  private cancelLine(order: Order, line: OrderLine, cause: CancelCause): void {
     this.count("cancelled", cause);
+    const open = line.qty - line.shippedQty;
+    if (open > 0) {
+      const c = this.cancellations.get(order.key) ?? { order, cause, lines: [] };
+      c.lines.push({ lineId: line.lineId, sku: line.sku, qty: open, price: line.price });
+      this.cancellations.set(order.key, c);
+    }
     // What shipped stays shipped: a partly shipped line whose rest is cancelled ends as shipped.
     line.state = line.shippedQty > 0 ? "shipped" : "cancelled";
     line.cancelCause = cause;
@@ -673,7 +725,7 @@ export class Orders {
    */
   private rerouteFailed(order: Order, line: OrderLine, at: InputRef): void {
     const cause = line.rerouteCause ?? "warehouse";
-    this.cancelLine(line, cause);
+    this.cancelLine(order, line, cause);
     if (order.split.mode !== "ship_complete") return;
     const others = order.lines
       .filter((l) => l !== line && live(l) && l.shippedQty === 0)
@@ -759,6 +811,19 @@ export class Orders {
       const e = this.statusEvents.get(key);
       this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
     }
+    for (const [key, c] of this.cancellations) {
+      this.effects.erp.push({
+        kind: "cancellation",
+        id: documentId.cancellation(key, c.order.version),
+        orderKey: key,
+        channel: c.order.channel,
+        orderId: c.order.orderId,
+        cause: c.cause,
+        lines: c.lines,
+        atMs: this.statusEvents.get(key)?.atMs ?? 0,
+      });
+    }
+    this.cancellations.clear();
     const changes: OrderChanges = {
       counts: this.counts,
       orders,
@@ -774,7 +839,7 @@ export class Orders {
     this.counts = [];
     this.batchStock.clear();
     this.batchLoad.clear();
-    this.effects = { ledger: [], statuses: [], fulfilment: [] };
+    this.effects = { ledger: [], statuses: [], fulfilment: [], erp: [] };
     return changes;
   }
 }

@@ -1,3 +1,4 @@
+import type { ErpDocument } from "../erp/index.ts";
 import type { LineRequest, ReturnDisposition } from "../ledger/types.ts";
 import type { SplitMode } from "../network/index.ts";
 import type { LineDecision } from "../routing/index.ts";
@@ -190,6 +191,8 @@ export type OrderEffects = {
   ledger: LineRequest[];
   statuses: OrderStatusItem[];
   fulfilment: FulfilmentItem[];
+  /** Order documents for the ERP: shipments with prices, cancellations, returns. */
+  erp: ErpDocument[];
 };
 
 /** Why an order-stage input was refused (dead-letter reason) and the detail for people. */

@@ -78,7 +78,7 @@ export class LedgerApplier implements PartitionApplier {
   constructor(
     readonly partition: number,
     private readonly config: Config,
-    store: PartitionStore,
+    private readonly store: PartitionStore,
     private readonly events: Instrumentation,
     network: () => Network,
     private readonly clock: () => number = Date.now,
@@ -121,7 +121,7 @@ export class LedgerApplier implements PartitionApplier {
           `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
         );
     }
-    return this.finish(outbox, messages.at(-1)?.seq ?? 0);
+    return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
   }
 
   private stock(

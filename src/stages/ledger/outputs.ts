@@ -1,6 +1,5 @@
 import type { Config } from "../../config/index.ts";
 import { atsOf, isUrgent } from "../../domain/channels/index.ts";
-import { type ErpBatch, ErpCompactor, type ErpCompactorState } from "../../domain/erp/index.ts";
 import type { LedgerEntry, SkuState } from "../../domain/ledger/index.ts";
 import { type Channel, candidatesFor, type Network, syncedChannels } from "../../domain/network/index.ts";
 import {
@@ -16,6 +15,7 @@ import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { contentTypes } from "../../stream/codec.ts";
 import { subjects } from "../../stream/subjects.ts";
 import { Envelopes } from "../envelopes.ts";
+import { ErpWindow, erpTable } from "../erp-window.ts";
 
 /**
  * Tables of a ledger partition's outputs to channels and the ERP (written in the batch's transaction):
@@ -24,7 +24,7 @@ import { Envelopes } from "../envelopes.ts";
  *         ["r", channel] → resync cursor (the last SKU offered again; "" at the start)
  *   erp   "state" → the ERP accumulator of the open window
  */
-export const outputTables = ["sync", "erp"] as const;
+export const outputTables = ["sync", erpTable] as const;
 
 /** The current-stock view of a channel is its own lane: rate-bounded, one message per (channel, SKU). */
 const viewLanePrefix = "\u0001view:";
@@ -43,8 +43,7 @@ type Emit = { ops: Op[]; outbox: OutboxItem[] };
  */
 export class LedgerOutputs {
   private readonly sync: StockSync;
-  private readonly erp: ErpCompactor;
-  private erpDirty = false;
+  private readonly erp: ErpWindow;
   private readonly fingerprints = new Map<string, string>();
   private readonly resyncs = new Map<string, string>();
   private readonly resyncRequested = new Set<string>();
@@ -79,13 +78,7 @@ export class LedgerOutputs {
       else if (k[0] === "r") this.resyncs.set(k[1] as string, value as string);
     }
     this.sync.importState(stateFromRows(clockMs, rows, buckets));
-    const source = { stage: "ledger", partition, storeId: store.storeId() };
-    const limits = {
-      windowMs: config.erp.windowMs,
-      movementKeysMax: config.erp.movementKeysMax,
-      documentsMax: config.erp.documentsMax,
-    };
-    this.erp = new ErpCompactor(source, limits, store.get<ErpCompactorState>("erp", "state"));
+    this.erp = new ErpWindow("ledger", partition, config, store, events);
   }
 
   /** A channel's budget in this partition: its share of requestsPerSecond (1/P), or the view's bound. */
@@ -128,7 +121,7 @@ export class LedgerOutputs {
     const network = this.network();
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
-    if (this.erp.addEntries(entries) > 0) this.erpDirty = true;
+    this.erp.addEntries(entries);
     return this.emit(nowMs, seqTo);
   }
 
@@ -138,8 +131,7 @@ export class LedgerOutputs {
     this.checkRules(ops);
     this.resyncStep(nowMs, ops);
     const due = this.sync.nextDueMs(nowMs);
-    const erpDue = this.erp.shouldClose(nowMs);
-    if (ops.length === 0 && !erpDue && (due === null || due > nowMs) && !this.erpDirty) return null;
+    if (ops.length === 0 && !this.erp.due(nowMs) && (due === null || due > nowMs)) return null;
     const out = this.emit(nowMs, this.store.streamSeqLastApplied());
     return { ops: [...ops, ...out.ops], outbox: out.outbox };
   }
@@ -224,17 +216,7 @@ export class LedgerOutputs {
     const ops: Op[] = [];
     const outbox: OutboxItem[] = [];
     for (const request of this.sync.take(nowMs)) this.send(request, nowMs, outbox);
-    while (this.erp.shouldClose(nowMs)) {
-      const batch = this.erp.close(seqTo, nowMs);
-      this.erpDirty = true;
-      if (batch === null) continue;
-      outbox.push(...erpMessages(batch, this.config.streams.messageBytesMax));
-      this.events.emit("erp_batch", { stage: "ledger", movements: batch.movements.length, documents: 0 });
-    }
-    if (this.erpDirty) {
-      ops.push({ op: "put", table: "erp", key: "state", value: this.erp.exportState() });
-      this.erpDirty = false;
-    }
+    this.erp.emit(nowMs, seqTo, ops, outbox);
     const changes = this.sync.takeChanges();
     for (const p of changes.pending) {
       const key = ["p", p.channel, p.sku];
@@ -326,37 +308,4 @@ function servingOf(network: Network, channel: string): string[] {
     byChannel.set(channel, list);
   }
   return list;
-}
-
-/**
- * An ERP batch as one JSON message whose Nats-Msg-Id is the batch id. A batch too big for one message
- * (very many long documents) goes in parts, `<id>/<part>`, each carrying `part` and `parts`.
- */
-export function erpMessages(batch: ErpBatch, bytesMax: number): OutboxItem[] {
-  const encode = (b: unknown) => new TextEncoder().encode(JSON.stringify(b));
-  const whole = encode(batch);
-  const headers: Array<[string, string]> = [["Content-Type", contentTypes.json]];
-  if (whole.length <= bytesMax) return [{ subject: subjects.outErp, msgId: batch.id, headers, data: whole }];
-  const parts: ErpBatch[] = [];
-  let current: ErpBatch = { ...batch, movements: [], documents: [] };
-  let size = encode(current).length;
-  const push = (kind: "movements" | "documents", item: unknown) => {
-    const bytes = encode(item).length + 1;
-    if (size + bytes > bytesMax && (current.movements.length > 0 || current.documents.length > 0)) {
-      parts.push(current);
-      current = { ...batch, movements: [], documents: [] };
-      size = encode(current).length;
-    }
-    (current[kind] as unknown[]).push(item);
-    size += bytes;
-  };
-  for (const m of batch.movements) push("movements", m);
-  for (const d of batch.documents) push("documents", d);
-  parts.push(current);
-  return parts.map((p, i) => ({
-    subject: subjects.outErp,
-    msgId: `${batch.id}/${i + 1}`,
-    headers,
-    data: encode({ ...p, part: i + 1, parts: parts.length }),
-  }));
 }

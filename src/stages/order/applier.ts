@@ -31,9 +31,10 @@ import {
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
+import { ErpWindow, erpTable } from "../erp-window.ts";
 import { domainLimits } from "../ledger/applier.ts";
 
-export const orderTables = ["orders", "pending", "timers"] as const;
+export const orderTables = ["orders", "pending", "timers", erpTable] as const;
 
 /** The order view over a partition's store: synchronous, memory-mapped reads of committed state. */
 export function orderView(
@@ -65,8 +66,10 @@ type Reject = (m: InboundMessage, reason: DeadLetterReason, detail: string) => v
  */
 export class OrderApplier implements PartitionApplier {
   readonly orders: Orders;
+  private readonly store: PartitionStore;
   private readonly limits: DomainLimits;
   private readonly cache: BoundedCache<string, Order>;
+  private readonly erp: ErpWindow;
 
   constructor(
     readonly partition: number,
@@ -75,9 +78,12 @@ export class OrderApplier implements PartitionApplier {
     network: () => Network,
     private readonly events: Instrumentation,
     routing: RoutingView = noRoutingView,
+    private readonly clock: () => number = Date.now,
   ) {
     this.limits = domainLimits(config);
     this.cache = new BoundedCache(config.orders.cacheCountMax);
+    this.erp = new ErpWindow("order", partition, config, store, events);
+    this.store = store;
     this.orders = new Orders(
       orderView(store, this.cache),
       network,
@@ -124,14 +130,14 @@ export class OrderApplier implements PartitionApplier {
         `order partitions take order, cancel, return, wms and result subjects, not ${route.kind}`,
       );
     }
-    return this.finish(outbox);
+    return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
   }
 
   tick(nowMs: number) {
     const fired = this.orders.fireDueTimers(nowMs);
-    if (fired === 0) return null;
-    this.events.emit("timers_fired", { partition: this.partition, count: fired });
-    return this.finish([]);
+    if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
+    if (fired === 0 && !this.erp.due(nowMs)) return null;
+    return this.finish([], this.store.streamSeqLastApplied());
   }
 
   private orderInput(
@@ -275,8 +281,9 @@ export class OrderApplier implements PartitionApplier {
     }
   }
 
-  private finish(outbox: OutboxItem[]) {
+  private finish(outbox: OutboxItem[], seqTo: number) {
     const changes = this.orders.takeChanges();
+    this.erp.addDocuments(changes.effects.erp);
     for (const c of changes.counts) this.events.emit("order_counted", c);
     const ops: Op[] = [];
     for (const o of changes.orders) {
@@ -307,6 +314,8 @@ export class OrderApplier implements PartitionApplier {
     }
     for (const s of changes.effects.statuses) envelopes.add(subjects.outOrder(s.channel), s, true);
     for (const f of changes.effects.fulfilment) envelopes.add(subjects.outFulfil(f.warehouse), f, true);
-    return { ops, outbox: [...outbox, ...envelopes.drain()] };
+    const erp: OutboxItem[] = [];
+    this.erp.emit(this.clock(), seqTo, ops, erp);
+    return { ops, outbox: [...outbox, ...envelopes.drain(), ...erp] };
   }
 }
