@@ -617,12 +617,11 @@ describe("route: scoring and filters, hand-worked", () => {
   });
 });
 
-// The router's gaps found while writing these tests. `test.failing` passes while the router behaves as
-// described; once it is fixed, the test fails and should become a plain `test`.
-describe("known gaps", () => {
-  test.failing("a warehouse the line would overfill is reported as such, not as 'fewer_shipments'", () => {
+// Gaps found while writing these tests (each was a `test.failing` until the router was fixed).
+describe("gaps found and fixed", () => {
+  test("a warehouse the line would overfill is reported as such, not as 'fewer_shipments'", () => {
     // One line, one shipment either way. rio scores higher (loadWeight 0: 1.319688 vs bh 1.255008) but has
-    // 5 units of capacity left for a line of 10. Today: chosen bh with reason "fewer_shipments", rio absent
+    // 5 units of capacity left for a line of 10. Was: chosen bh with reason "fewer_shipments", rio absent
     // from `filtered`, rio first in decision.candidates and still a fallback in `candidates` for the ledger.
     const network = net({
       warehouses: [wh("rio", rio, { capacityPerDay: 100 }), wh("bh", beloHorizonte, { capacityPerDay: 100 })],
@@ -637,8 +636,8 @@ describe("known gaps", () => {
     expect(l.candidates).toEqual(["bh"]);
   });
 
-  test.failing("a warehouse filtered for max_shipments is not also listed among the decision's candidates", () => {
-    // Re-route with maxShipments 1 and bh already used: filtered says rio is max_shipments, yet today
+  test("a warehouse filtered for max_shipments is not also listed among the decision's candidates", () => {
+    // Re-route with maxShipments 1 and bh already used: filtered says rio is max_shipments, yet before the fix
     // decision.candidates lists rio (first, 1.82) and the reason is "fewer_shipments".
     const network = net({ warehouses: [wh("rio", rio), wh("bh", beloHorizonte)] });
     const o = orderOf([line("l2", "A", 5)], {
@@ -650,7 +649,7 @@ describe("known gaps", () => {
     expect(d.candidates.map((c) => c.warehouse)).toEqual(["bh"]);
   });
 
-  test.failing("fewest shipments when no single warehouse has every line (greedy is not optimal)", () => {
+  test("fewest shipments when no single warehouse has every line (greedy is not optimal)", () => {
     // sp (proximity 1) has P; rio (0.82) has P and Q; bh1, bh2 (0.755) have Q and R, R. splitCost 1000.
     // Two shipments suffice: l1 → rio, l2 → rio or bh1, l3 → bh1 — or l1, l2 → rio and l3 → bh1.
     // Greedy (every line has two options, so line order): l1 → sp (best), l2 → rio (new either way, higher

@@ -32,7 +32,7 @@ type Option = {
   free: number;
   keep: number;
   feasible: boolean;
-  why: "no_stock" | "min_stock" | null;
+  why: "no_stock" | "min_stock" | "capacity_full" | null;
   stock: number;
   score: number;
 };
@@ -54,7 +54,12 @@ export function route(order: RouteOrder, network: Network, ctx: RouteContext): R
   let best = greedy;
   if (order.lines.length > 1) {
     const single = assignSingle(order, options, sites, network);
-    if (single !== null && better(single, greedy)) best = single;
+    if (single !== null && better(single, best)) best = single;
+    // Greedy takes lines one at a time: when it needs three or more warehouses, two may do (W² / 2 pairs).
+    if (order.lines.length > 2 && order.used.size === 0 && shipmentsOf(best) > 2) {
+      const pair = assignPairs(order, options, sites, network);
+      if (pair !== null && better(pair, best)) best = pair;
+    }
   }
   const final = new Set([
     ...order.used,
@@ -140,7 +145,15 @@ function optionsFor(line: RouteLine, sites: Site[], network: Network, ctx: Route
     const p = positions?.[site.w.id];
     const free = p === undefined ? 0 : Math.max(0, available(p));
     const keep = minStockOf(site.w, line.sku);
-    const why = free < line.qty ? "no_stock" : free - line.qty < keep ? "min_stock" : null;
+    // Per line, capacity: a warehouse with some capacity left may still not take this line's units.
+    const why =
+      line.qty > site.w.capacityPerDay - site.loadUnits
+        ? "capacity_full"
+        : free < line.qty
+          ? "no_stock"
+          : free - line.qty < keep
+            ? "min_stock"
+            : null;
     if (why === null) bestLeft = Math.max(bestLeft, free - line.qty);
     out.push({ site, free, keep, feasible: why === null, why, stock: 0, score: 0 });
   }
@@ -273,6 +286,49 @@ function assignSingle(
   return best;
 }
 
+const shipmentsOf = (a: Assignment) => new Set(a.chosen.filter((c) => c !== null)).size;
+
+/** The best assignment using two warehouses: each line to the better of the pair that can take it. */
+function assignPairs(
+  order: RouteOrder,
+  options: Option[][],
+  sites: Site[],
+  network: Network,
+): Assignment | null {
+  if (order.split.maxShipments === 1) return null;
+  const groups = skuGroups(order.lines);
+  let best: Assignment | null = null;
+  for (let a = 0; a < sites.length; a++) {
+    for (let b = a + 1; b < sites.length; b++) {
+      const pair = [sites[a] as Site, sites[b] as Site];
+      const taken = new Taken(groups);
+      const chosen: Array<Site | null> = order.lines.map(() => null);
+      let total = 0;
+      let assigned = 0;
+      for (const [i, line] of order.lines.entries()) {
+        let pick: Option | null = null;
+        for (const o of options[i] as Option[]) {
+          if (
+            (o.site === pair[0] || o.site === pair[1]) &&
+            taken.fits(i, line, o) &&
+            (pick === null || o.score > pick.score)
+          )
+            pick = o;
+        }
+        if (pick === null) continue;
+        taken.take(i, line, pick);
+        chosen[i] = pick.site;
+        total += pick.score;
+        assigned++;
+      }
+      const warehouses = new Set(chosen.filter((c): c is Site => c !== null).map((c) => c.w.id));
+      const candidate = { chosen, assigned, objective: total - splitPenalty(order, warehouses, network) };
+      if (best === null || better(candidate, best)) best = candidate;
+    }
+  }
+  return best;
+}
+
 const count = (os: Option[]) => os.reduce((n, o) => n + (o.feasible ? 1 : 0), 0);
 
 function lineRoute(
@@ -298,13 +354,14 @@ function lineRoute(
   const top: Option[] = [];
   if (chosen !== null) ranked.push(byScore.find((o) => o.site === chosen) as Option);
   for (const o of byScore) {
-    if (o.feasible) top.push(o);
     if (full && !used.has(o.site.w.id)) {
       filtered.push({ warehouse: o.site.w.id, reason: "max_shipments" });
       continue;
     }
+    if (o.feasible) top.push(o);
     if (o.why !== null) filtered.push({ warehouse: o.site.w.id, reason: o.why });
-    if (o.site !== chosen) ranked.push(o);
+    // The ledger knows stock, not capacity: a warehouse this line would overfill is never a fallback.
+    if (o.site !== chosen && o.why !== "capacity_full") ranked.push(o);
   }
   const chosenOption = options.find((o) => o.site === chosen);
   const decision: LineDecision = {
