@@ -23,6 +23,8 @@ Usage:
   sluice rules what-if FILE [--orders N]  route the last N orders (default 1000) with FILE and with the
                                         rules in force, against current stock; compare (nothing changes)
                                         (rules talk to a running Sluice: --url, default http.host:http.port)
+  sluice channel resync CHANNEL         republish the ATS of every SKU to CHANNEL (paced by its rate budget)
+  sluice bench [OPTIONS]                run the load-test harness (docs/bench.md; sluice bench --help)
   sluice version                        print the version
   sluice --help                         this text
 
@@ -30,6 +32,11 @@ Config: config/sluice.toml (or --config / SLUICE_CONFIG), overridden by SLUICE_<
 environment variables; every key is in docs/configuration.md.`;
 
 export async function main(argv: string[]): Promise<number> {
+  // The bench has options of its own (docs/bench.md): everything after `bench` is its.
+  if (argv[0] === "bench") {
+    const { runBench } = await import("../bench/harness/main.ts");
+    return runBench(argv.slice(1));
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);
@@ -121,6 +128,17 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "rules":
         return await rulesCommand(rest, values);
+      case "channel": {
+        const [verb, channel] = rest;
+        if (verb !== "resync" || channel === undefined)
+          throw new UsageError("channel takes one subcommand: resync CHANNEL");
+        const res = await fetch(`${httpBase(values)}/v1/channels/${encodeURIComponent(channel)}/resync`, {
+          method: "POST",
+        });
+        const text = await res.text();
+        (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
+        return res.ok ? 0 : 1;
+      }
       case undefined:
         process.stdout.write(`${help}\n`);
         return 2;
@@ -146,15 +164,21 @@ export async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
+/** The running Sluice's HTTP port: --url, or http.host:http.port of the config. */
+function httpBase(values: { config?: string; url?: string }): string {
+  if (values.url !== undefined) return values.url;
+  const config = loadConfig(values.config === undefined ? {} : { file: values.config });
+  const host = config.http.host === "0.0.0.0" ? "127.0.0.1" : config.http.host;
+  return `http://${host}:${config.http.port}`;
+}
+
 /** `sluice rules …`: through the running Sluice's HTTP port, which validates before anything is written. */
 async function rulesCommand(
   rest: string[],
   values: { config?: string; url?: string; orders?: string },
 ): Promise<number> {
   const [verb, file] = rest;
-  const config = loadConfig(values.config === undefined ? {} : { file: values.config });
-  const host = config.http.host === "0.0.0.0" ? "127.0.0.1" : config.http.host;
-  const base = values.url ?? `http://${host}:${config.http.port}`;
+  const base = httpBase(values);
   const body = () => {
     if (file === undefined)
       throw new UsageError(`rules ${verb} needs a FILE (TOML, or JSON if it ends in .json)`);

@@ -253,32 +253,32 @@ async function atsCheck(base: string, observer: Observer): Promise<AuditCheck> {
     return {
       name,
       passed: null,
-      detail:
-        "no stock deltas observed: this Sluice does not publish sluice.out.stock yet, so ATS was not checked",
+      detail: "no stock deltas observed (no channel of the bench network is synced?), so ATS was not checked",
     };
   const views = [...observer.stock.entries()].slice(0, limits.auditSkusMax);
+  type AtsBody = { channels: Record<string, { ats: number }> };
   const bodies = await pool(views, ([key]) =>
-    getJson<StockBody>(`${base}/v1/stock/${encodeURIComponent(key.slice(key.indexOf("\u0000") + 1))}`).catch(
-      () => null,
-    ),
+    getJson<AtsBody>(
+      `${base}/v1/stock/${encodeURIComponent(key.slice(key.indexOf("\u0000") + 1))}/ats`,
+    ).catch(() => null),
   );
   const problems: string[] = [];
   for (const [i, [key, view]] of views.entries()) {
     const body = bodies[i]?.body;
     const sku = key.slice(key.indexOf("\u0000") + 1);
     if (body === null || body === undefined) {
-      problems.push(`${sku}: GET /v1/stock failed`);
+      problems.push(`${sku}: GET /v1/stock/${sku}/ats failed`);
       continue;
     }
-    // The bench network's channels have no buffer or share rules: ATS = Σ available over the warehouses.
-    const computed = Object.values(body.positions).reduce((n, p) => n + Math.max(0, p.available), 0);
+    // Sluice computes ATS from the SKU's positions now, with the channel's rules (share, buffer, threshold).
+    const computed = body.channels[view.channel]?.ats;
     if (computed !== view.ats)
       problems.push(`${view.channel}/${sku}: published ${view.ats} (v${view.version}), computed ${computed}`);
   }
   return {
     name,
     passed: problems.length === 0,
-    detail: `${views.length} (channel, SKU) pairs of ${observer.stock.size} with deltas compared: ${problems.length} differ (ATS computed as Σ available over the SKU's warehouses; the bench network has no channel rules)`,
+    detail: `${views.length} (channel, SKU) pairs of ${observer.stock.size} with deltas compared with GET /v1/stock/<sku>/ats: ${problems.length} differ`,
     examples: problems.slice(0, limits.examplesMax),
   };
 }
