@@ -138,6 +138,12 @@ export const schema = {
       100_000,
       "Items batched in one output message (keeps it under max_payload).",
     ),
+    batchesInFlightMax: int(
+      4,
+      1,
+      64,
+      "Committed batches per partition whose outbox is still publishing before the next batch waits.",
+    ),
     publishInFlightMax: int(
       1024,
       1,
@@ -213,10 +219,10 @@ export const schema = {
     ),
     burstRequestsMax: int(2, 1, 1000, "A channel's rate bucket depth: requests at once after a quiet spell."),
     viewItemsPerSecondMax: int(
-      5000,
+      250,
       1,
       1_000_000,
-      "Current-stock view updates per second per ledger partition (the view never limits throughput).",
+      "Current-stock view updates per second per ledger partition: one message each, so kept low.",
     ),
     resyncSkusPerTickMax: int(
       2000,

@@ -82,6 +82,9 @@ export class PartitionRunner {
   private tickRequested = false;
   private resetting: Promise<void> | null = null;
   private lastBatchAtMs = 0;
+  /** Outboxes of committed batches, published one batch after another (per-subject order across batches). */
+  private publishing: Promise<void> = Promise.resolve();
+  private publishesPending = 0;
   private readonly log: Logger;
   private readonly stream: string;
 
@@ -280,7 +283,7 @@ export class PartitionRunner {
       );
     }
     const { keys, items } = await this.d.store.commit({ ...write, streamSeqLastApplied: null });
-    if (items.length > 0) await this.publishOutbox(items, keys);
+    if (items.length > 0) await this.enqueuePublish(items, keys);
   }
 
   private async processBatch(batch: JsMsg[]): Promise<void> {
@@ -343,7 +346,28 @@ export class PartitionRunner {
     });
     last.ack(); // AckAll: acknowledges every message of the batch, after the commit
     this.lastBatchAtMs = Date.now();
-    if (outbox.length > 0) await this.publishOutbox(outbox, keys);
+    if (outbox.length > 0) await this.enqueuePublish(outbox, keys);
+  }
+
+  /**
+   * The next batch is applied and committed while this one's outbox is published (pipelining: JetStream's
+   * publish acks no longer stall the partition). Publishes stay in commit order, batch after batch, so a
+   * subject's items never overtake each other; at most outbox.batchesInFlightMax batches wait to publish.
+   */
+  private async enqueuePublish(outbox: OutboxItem[], keys: number[]): Promise<void> {
+    this.publishesPending++;
+    this.publishing = this.publishing
+      .then(() => (this.state === "failed" ? undefined : this.publishOutbox(outbox, keys)))
+      .catch((error: Error) => this.fail(error))
+      .finally(() => {
+        this.publishesPending--;
+      });
+    if (this.publishesPending > this.d.config.outbox.batchesInFlightMax) await this.publishing;
+  }
+
+  /** Resolves once every committed batch's outbox has been published (or the partition failed). */
+  private async published(): Promise<void> {
+    while (this.publishesPending > 0) await this.publishing;
   }
 
   private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
@@ -448,6 +472,7 @@ export class PartitionRunner {
       this.generation++;
       await this.stopMessages();
       if (this.flushing !== null) await this.flushing;
+      await this.publishing;
       return;
     }
     this.state = "stopping";
@@ -460,6 +485,7 @@ export class PartitionRunner {
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (this.flushing !== null) await this.flushing;
+    await this.published();
     this.state = "stopped";
     this.log.info("partition stopped", { streamSeqLastApplied: this.streamSeqLastApplied });
   }

@@ -48,6 +48,8 @@ export class LedgerOutputs {
   private readonly resyncs = new Map<string, string>();
   private readonly resyncRequested = new Set<string>();
   private rulesChecked: Network | null = null;
+  /** Pairs with a row in the sync table: a pair queued and sent within one batch never gets one. */
+  private readonly persisted = new Set<string>();
   private published = new Map<
     string,
     { requests: number; items: number; coalesced: number; throttledMs: number }
@@ -71,8 +73,10 @@ export class LedgerOutputs {
     let clockMs = 0;
     for (const { key, value } of store.range<unknown>("sync", {})) {
       const k = key as string[];
-      if (k[0] === "p") rows.push(value as PendingRow);
-      else if (k[0] === "b") buckets.push({ channel: k[1] as string, bucket: value as TokenBucketState });
+      if (k[0] === "p") {
+        rows.push(value as PendingRow);
+        this.persisted.add(`${k[1]}\u0000${k[2]}`);
+      } else if (k[0] === "b") buckets.push({ channel: k[1] as string, bucket: value as TokenBucketState });
       else if (k[0] === "c") clockMs = value as number;
       else if (k[0] === "f") this.fingerprints.set(k[1] as string, value as string);
       else if (k[0] === "r") this.resyncs.set(k[1] as string, value as string);
@@ -220,11 +224,11 @@ export class LedgerOutputs {
     const changes = this.sync.takeChanges();
     for (const p of changes.pending) {
       const key = ["p", p.channel, p.sku];
-      ops.push(
-        p.row === null
-          ? { op: "delete", table: "sync", key }
-          : { op: "put", table: "sync", key, value: p.row },
-      );
+      const name = `${p.channel}\u0000${p.sku}`;
+      if (p.row !== null) {
+        ops.push({ op: "put", table: "sync", key, value: p.row });
+        this.persisted.add(name);
+      } else if (this.persisted.delete(name)) ops.push({ op: "delete", table: "sync", key });
     }
     if (changes.pending.length > 0 || outbox.length > 0) {
       for (const b of changes.buckets)
