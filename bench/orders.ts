@@ -27,7 +27,8 @@ const windowMax = Number(values.window);
 // The bench network: warehouses with capacities no bench exhausts (routing would refuse past capacityPerDay).
 const sluice = await startSluice({
   SLUICE_STREAMS_PARTITION_COUNT: String(partitions),
-  SLUICE_ORDERS_NETWORK_FILE: new URL("./harness/network.toml", import.meta.url).pathname,
+  SLUICE_ORDERS_NETWORK_FILE:
+    process.env.SLUICE_ORDERS_NETWORK_FILE ?? new URL("./harness/network.toml", import.meta.url).pathname,
 });
 try {
   const nc = await connect({ servers: sluice.natsUrl });

@@ -105,6 +105,8 @@ export class Sluice {
       () => this.ledger.map((p) => p.store),
       c.streams.partitionCount,
       c.routing.loadRefreshMs,
+      Date.now,
+      (p, sku) => this.ledger[p]?.applier.cachedSku(sku),
     );
 
     const publisher = new OutboxPublisher(js, { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs });

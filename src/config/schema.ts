@@ -210,7 +210,7 @@ export const schema = {
       10 * secondMs,
       "A channel's ATS change waits at most this long to coalesce (a drop to 0 does not wait).",
     ),
-    tickMs: int(25, 5, secondMs, "How often a ledger partition looks for due stock updates and ERP windows."),
+    tickMs: int(50, 5, secondMs, "How often a ledger partition looks for due stock updates and ERP windows."),
     pendingCountMax: int(
       2_000_000,
       1,

@@ -18,6 +18,11 @@ export class BoundedCache<K, V> {
     return v;
   }
 
+  /** The cached value without touching its recency (a read by another stage must not reorder). */
+  peek(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
   /** Read-through: the cached value, or `load()`'s (kept when there is one). */
   getOr(key: K, load: () => V | undefined): V | undefined {
     const cached = this.get(key);

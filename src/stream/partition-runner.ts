@@ -34,6 +34,11 @@ export interface PartitionApplier {
   tick?(nowMs: number): Omit<BatchWrite, "streamSeqLastApplied"> | null;
   /** How often `tick` runs (ms); orders.timerTickMs when absent. */
   readonly tickMs?: number;
+  /**
+   * False when every batch already does what a tick would (the ledger's stock and ERP outputs): a tick is
+   * then skipped while messages wait, instead of costing a commit of its own between batches.
+   */
+  readonly tickWhenBusy?: boolean;
 }
 
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
@@ -266,6 +271,7 @@ export class PartitionRunner {
       // one batch of orders.timerTickMs.
       if (this.tickRequested && this.state === "running") {
         this.tickRequested = false;
+        if (this.d.applier.tickWhenBusy === false && this.buffer.length > 0) continue;
         await this.processTick();
       } else if (this.buffer.length > 0) {
         await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));

@@ -98,7 +98,7 @@ export class Orders {
   private readonly dirty = new Set<string>();
   private readonly pending = new Map<string, PendingCancel[] | null>();
   private timers: TimerOp[] = [];
-  private counts: OrderCount[] = [];
+  private counts = new Map<string, OrderCount>();
   private effects: OrderEffects = { ledger: [], statuses: [], fulfilment: [], erp: [] };
   private readonly statusEvents = new Map<string, { event: string; detail?: string; atMs: number }>();
   /** Stock and capacity this batch's reservation requests take, until the ledger has committed them. */
@@ -743,8 +743,12 @@ export class Orders {
     this.count(line.state, why);
   }
 
+  /** Summed per (name, label) within a batch: a batch reports each outcome once, whatever its size. */
   private count(name: OrderCount["name"], label: string, count = 1): void {
-    this.counts.push({ name, label, count });
+    const key = `${name}\u0000${label}`;
+    const c = this.counts.get(key);
+    if (c === undefined) this.counts.set(key, { name, label, count });
+    else c.count += count;
   }
 
   private fulfil(
@@ -825,7 +829,7 @@ export class Orders {
     }
     this.cancellations.clear();
     const changes: OrderChanges = {
-      counts: this.counts,
+      counts: [...this.counts.values()],
       orders,
       pendingCancels: [...this.pending.entries()],
       timers: this.timers,
@@ -836,7 +840,7 @@ export class Orders {
     this.statusEvents.clear();
     this.cache.clear();
     this.timers = [];
-    this.counts = [];
+    this.counts = new Map();
     this.batchStock.clear();
     this.batchLoad.clear();
     this.effects = { ledger: [], statuses: [], fulfilment: [], erp: [] };

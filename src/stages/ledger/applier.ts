@@ -74,6 +74,8 @@ export class LedgerApplier implements PartitionApplier {
   readonly outputs: LedgerOutputs;
   /** Stock updates and ERP windows are due by time: looked for every sync.tickMs. */
   readonly tickMs: number;
+  /** Each batch takes what is due itself: ticks matter only when no input flows. */
+  readonly tickWhenBusy = false;
 
   constructor(
     readonly partition: number,
@@ -90,6 +92,11 @@ export class LedgerApplier implements PartitionApplier {
     this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
       this.cache.set(s.sku, s),
     );
+  }
+
+  /** A SKU's state as this partition last wrote or read it (decoded; no LMDB read), if cached. */
+  cachedSku(sku: string): SkuState | undefined {
+    return this.cache.peek(sku);
   }
 
   tick(nowMs: number) {
