@@ -123,10 +123,14 @@ export class LedgerOutputs {
     const atMs = new Map<string, number>();
     for (const e of entries) atMs.set(e.sku, Math.max(atMs.get(e.sku) ?? 0, e.atMs));
     const network = this.network();
+    // Rules first: a rule set in force for less than a tick still resyncs what it changed.
+    const ops: Op[] = [];
+    this.checkRules(ops);
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
     this.erp.addEntries(entries);
-    return this.emit(nowMs, seqTo);
+    const out = this.emit(nowMs, seqTo);
+    return { ops: [...ops, ...out.ops], outbox: out.outbox };
   }
 
   /** Due by time alone: stock values whose window passed or budget returned, ERP windows, resync steps. */
@@ -185,6 +189,9 @@ export class LedgerOutputs {
   private resyncStep(nowMs: number, ops: Op[]): void {
     if (this.resyncs.size === 0) return;
     const network = this.network();
+    // SKUs rewritten in this tick: a second channel's resync must build on the first's write, not on the
+    // committed state (else the first channel's recorded ATS is lost and a later change is not sent).
+    const written = new Map<string, SkuState>();
     for (const [channelId, after] of this.resyncs) {
       const channel = syncedChannels(network).find((c) => c.id === channelId);
       const page =
@@ -197,10 +204,13 @@ export class LedgerOutputs {
                 ? { limit: this.config.sync.resyncSkusPerTickMax }
                 : { start: after, limit: this.config.sync.resyncSkusPerTickMax + 1 },
             );
-      const skus = page.filter(({ key }) => key !== after).map(({ value }) => value);
+      const skus = page
+        .filter(({ key }) => key !== after)
+        .map(({ value }) => written.get(value.sku) ?? value);
       for (const s of skus) {
         if (channel !== undefined && this.offerAts(s, [channel], network, nowMs, nowMs, true)) {
           ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+          written.set(s.sku, s);
           this.skuWritten(s);
         }
       }
