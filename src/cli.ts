@@ -205,6 +205,15 @@ async function rulesCommand(
       throw new UsageError("rules takes one subcommand: get, put FILE, versions or what-if FILE");
   }
   const text = await res.text();
+  if (res.ok && verb === "get") {
+    // The rule set alone, as written: what `rules put` takes back. Which version it is goes to stderr.
+    const body = JSON.parse(text) as { inForce: string; refusal: unknown; rules: unknown };
+    process.stderr.write(
+      `in force: ${body.inForce}${body.refusal ? `; last refused: ${JSON.stringify(body.refusal)}` : ""}\n`,
+    );
+    process.stdout.write(`${JSON.stringify(body.rules, null, 2)}\n`);
+    return 0;
+  }
   (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
   return res.ok ? 0 : 1;
 }

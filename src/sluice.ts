@@ -11,6 +11,7 @@ import { createMetrics, type Metrics } from "./metrics/index.ts";
 import { recentOrders } from "./rules/recent-orders.ts";
 import { RulesStore } from "./rules/store.ts";
 import { LedgerApplier, ledgerTables } from "./stages/ledger/applier.ts";
+import { ledgerUpgrades } from "./stages/ledger/upgrade.ts";
 import { OrderApplier, orderTables } from "./stages/order/applier.ts";
 import { LedgerReadView } from "./stages/order/routing-view.ts";
 import { PartitionStore, partitionDir } from "./store/index.ts";
@@ -187,7 +188,12 @@ export class Sluice {
     return PartitionStore.open(
       partitionDir(this.dataDir, stage, p),
       { stage, partition: p, partitionCount: c.streams.partitionCount },
-      { mapBytesMax: c.store.mapBytesMax, tables, routedCountMax: c.store.routedCountMax },
+      {
+        mapBytesMax: c.store.mapBytesMax,
+        tables,
+        routedCountMax: c.store.routedCountMax,
+        ...(stage === "ledger" ? { upgrades: ledgerUpgrades } : {}),
+      },
     );
   }
 

@@ -254,7 +254,7 @@ export function buildReport(input: BuildInput): BenchReport {
       const observed = s.overall.count > 0;
       const note =
         kind === "stockDelta" && !observed
-          ? "no stock deltas observed: this Sluice does not publish sluice.out.stock yet (issue 5), so there is no accept-to-stock-delta figure"
+          ? "no stock deltas observed: this Sluice no synced channel in the bench network, so there is no accept-to-stock-delta figure"
           : !observed
             ? "nothing observed"
             : null;

@@ -62,7 +62,7 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
           json(200, {
             inForce: deps.rules.network().version,
             refusal: deps.rules.refusal(),
-            rules: deps.rules.network(),
+            rules: deps.rules.raw(),
           }),
         PUT: (req) => putRules(deps, req),
       },

@@ -39,6 +39,8 @@ export type Events = {
     items: number;
     coalesced: number;
     throttledSeconds: number;
+    /** New values refused because sync.pendingCountMax pairs were waiting (offered again at the next change). */
+    refusedFull: number;
   };
   /** A channel's full resync finished in a ledger partition. */
   stock_resynced: { partition: number; channel: string };

@@ -183,6 +183,18 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     labelNames: ["channel"],
     registers: [registry],
   });
+  const stockRefused = new Counter({
+    name: "sluice_stock_refused_full_total",
+    help: "ATS values not queued because sync.pendingCountMax pairs were waiting (sent at the SKU's next change or a resync).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const stockResyncs = new Counter({
+    name: "sluice_stock_resyncs_total",
+    help: "Channel resyncs finished, per ledger partition (a rule change or a resync command starts one).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
   const erpBatches = new Counter({
     name: "sluice_erp_batches_total",
     help: "ERP batches committed for sluice.out.erp, by stage.",
@@ -202,7 +214,9 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     stockRequests.inc({ channel: e.channel }, e.requests);
     if (e.coalesced > 0) stockCoalesced.inc({ channel: e.channel }, e.coalesced);
     if (e.throttledSeconds > 0) stockThrottled.inc({ channel: e.channel }, e.throttledSeconds);
+    if (e.refusedFull > 0) stockRefused.inc({ channel: e.channel }, e.refusedFull);
   });
+  events.on("stock_resynced", (e) => stockResyncs.inc({ channel: e.channel }));
   events.on("erp_batch", (e) => {
     erpBatches.inc({ stage: e.stage });
     erpBatchItems.observe({ stage: e.stage }, e.movements + e.documents);

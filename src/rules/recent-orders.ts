@@ -46,7 +46,8 @@ async function partitionOrders(
   deadlineMs: number,
 ): Promise<Array<PastOrder & { seq: number }>> {
   const consumer = await js.consumers.get(streamNames.order, {
-    filter_subjects: `sluice.order.${partition}.order.>`,
+    // Every order-stage input of the partition: orders arrive mapped (…order.…) or as router copies (…routed.order.…).
+    filter_subjects: `sluice.order.${partition}.>`,
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: start,
   });
@@ -60,7 +61,7 @@ async function partitionOrders(
       seen++;
       pending = m.info.pending;
       const route = parsePartitioned(m.subject);
-      if (route === null || route.tokens.length !== 2) continue;
+      if (route === null || route.kind !== "order" || route.tokens.length !== 2) continue;
       try {
         const channel = decodeToken(route.tokens[0] as string);
         const orderId = decodeToken(route.tokens[1] as string);

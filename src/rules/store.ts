@@ -43,6 +43,8 @@ export function validateRules(raw: unknown, version = "candidate"): ReturnType<t
 export class RulesStore {
   private kv: KV | null = null;
   private current: Network;
+  /** The rule set in force as written (what `rules get` prints and `rules put` takes back). */
+  private currentRaw: unknown;
   private revision = 0;
   private lastRefusal: Refusal | null = null;
   private watching: Promise<void> | null = null;
@@ -56,6 +58,12 @@ export class RulesStore {
     private readonly events: Instrumentation,
   ) {
     this.current = seed.network;
+    this.currentRaw = seed.raw;
+  }
+
+  /** The rule set in force as it was written: `sluice rules get > f.json; sluice rules put f.json` round-trips. */
+  raw(): unknown {
+    return this.currentRaw;
   }
 
   /** The rule set in force. */
@@ -99,8 +107,10 @@ export class RulesStore {
       if (e.operation !== "PUT") continue;
       const decoded = decode(e.value);
       const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : null;
-      if (parsed?.ok) {
+      if (parsed?.ok && decoded.ok) {
         this.current = parsed.value;
+        this.currentRaw = decoded.raw;
+        this.events.emit("rules_applied", { revision: e.revision });
         this.log.warn("rules: the newest revision is invalid; the newest valid one is in force", {
           version: parsed.value.version,
         });
@@ -128,6 +138,9 @@ export class RulesStore {
       return false;
     }
     this.current = parsed.value;
+    this.currentRaw = (decoded as { ok: true; raw: unknown }).raw;
+    // A refusal older than the revision now in force is history (kept in `versions`), not news.
+    if (this.lastRefusal !== null && this.lastRefusal.revision < e.revision) this.lastRefusal = null;
     this.events.emit("rules_applied", { revision: e.revision });
     this.log.info("rules in force", { version: parsed.value.version });
     return true;

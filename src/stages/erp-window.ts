@@ -21,6 +21,7 @@ export const erpTable = "erp";
 export class ErpWindow {
   private readonly compactor: ErpCompactor;
   private dirty = false;
+  private readonly storeId: string;
 
   constructor(
     private readonly stage: "ledger" | "order",
@@ -29,14 +30,20 @@ export class ErpWindow {
     store: PartitionStore,
     private readonly events: Instrumentation,
   ) {
+    const storeId = store.storeId();
+    const saved = store.get<ErpCompactorState & { storeId?: string }>(erpTable, "state");
+    // An imported partition gets a store id of its own: its ERP chain starts again at batch 1 (the ERP sees a
+    // new chain, not a gap), carrying the open window and the last sequence it covered.
+    const state = saved === undefined || saved.storeId === storeId ? saved : { ...saved, batchNoLast: 0 };
+    this.storeId = storeId;
     this.compactor = new ErpCompactor(
-      { stage, partition, storeId: store.storeId() },
+      { stage, partition, storeId },
       {
         windowMs: config.erp.windowMs,
         movementKeysMax: config.erp.movementKeysMax,
         documentsMax: config.erp.documentsMax,
       },
-      store.get<ErpCompactorState>(erpTable, "state"),
+      state,
     );
   }
 
@@ -67,7 +74,12 @@ export class ErpWindow {
       });
     }
     if (!this.dirty) return;
-    ops.push({ op: "put", table: erpTable, key: "state", value: this.compactor.exportState() });
+    ops.push({
+      op: "put",
+      table: erpTable,
+      key: "state",
+      value: { ...this.compactor.exportState(), storeId: this.storeId },
+    });
     this.dirty = false;
   }
 }

@@ -11,6 +11,8 @@ import { PartitionStore, partitionDir } from "./partition-store.ts";
 // Offline operator commands over a data directory: `sluice ledger check`, `sluice partition export|import`.
 // LMDB lets these read while Sluice runs; import needs the partition stopped (it writes).
 
+import { ledgerUpgrades } from "../stages/ledger/upgrade.ts";
+
 const tablesOf = (stage: Stage) => (stage === "ledger" ? ledgerTables : orderTables);
 
 function openPartition(c: Config, stage: Stage, partition: number, readOnly: boolean): PartitionStore {
@@ -20,7 +22,12 @@ function openPartition(c: Config, stage: Stage, partition: number, readOnly: boo
   return PartitionStore.open(
     dir,
     { stage, partition, partitionCount: c.streams.partitionCount },
-    { mapBytesMax: c.store.mapBytesMax, tables: tablesOf(stage), readOnly },
+    {
+      mapBytesMax: c.store.mapBytesMax,
+      tables: tablesOf(stage),
+      readOnly,
+      ...(stage === "ledger" ? { upgrades: ledgerUpgrades } : {}),
+    },
   );
 }
 

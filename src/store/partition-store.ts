@@ -11,7 +11,7 @@ import { assert } from "../domain/assert.ts";
  *   meta     identity, layoutVersion, streamSeqLastApplied, outboxSeq
  *   outbox   [outboxSeq] → OutboxItem   outputs committed with their cause, published after the commit
  */
-export const layoutVersion = 4;
+export const layoutVersion = 5;
 
 export type OutboxItem = {
   subject: string;
@@ -46,6 +46,12 @@ export type StoreOptions = {
   tables: readonly string[];
   /** Inspection by another process while Sluice runs (LMDB readers never block its writer). */
   readOnly?: boolean;
+  /**
+   * Upgrades of the stage's own tables, by the layout they start from: run once, in one transaction, when
+   * a partition written by an older version is opened for writing (the stage knows its tables; the store
+   * does not).
+   */
+  upgrades?: Record<number, (store: PartitionStore) => void>;
 };
 
 export class PartitionStore {
@@ -104,11 +110,11 @@ export class PartitionStore {
     if (options.readOnly === true && store.meta.get("identity") === undefined) {
       throw new Error(`${dir} holds no Sluice partition`);
     }
-    store.checkIdentity();
+    store.checkIdentity(options);
     return store;
   }
 
-  private checkIdentity(): void {
+  private checkIdentity(options: StoreOptions): void {
     const identity = this.identity;
     const stored = this.meta.get("identity") as PartitionIdentity | undefined;
     if (stored === undefined) {
@@ -128,12 +134,28 @@ export class PartitionStore {
         `${this.dir} was written with streams.partitionCount = ${stored.partitionCount}, config says ${identity.partitionCount}; the count is fixed once streams exist (docs/operations.md, "Changing the partition count")`,
       );
     }
-    const layout = this.meta.get("layoutVersion");
+    let layout = this.meta.get("layoutVersion");
+    while (typeof layout === "number" && layout < layoutVersion && options.readOnly !== true) {
+      const upgrade = options.upgrades?.[layout];
+      if (upgrade === undefined && layout !== 4) break;
+      const from = layout;
+      // 4 → 5 added tables (a fresh table is empty); a stage that derives one from existing data says how.
+      this.root.transactionSync(() => {
+        upgrade?.(this);
+        this.meta.put("layoutVersion", from + 1);
+      });
+      layout = from + 1;
+    }
     if (layout !== layoutVersion) {
       throw new Error(
         `${this.dir} has store layout ${String(layout)}, this version reads layout ${layoutVersion}; export with the version that wrote it and import (docs/operations.md)`,
       );
     }
+  }
+
+  /** A write inside an upgrade's transaction (see StoreOptions.upgrades); nowhere else. */
+  upgradePut(table: string, key: Key, value: unknown): void {
+    this.table(table).put(key, value);
   }
 
   get isOpen(): boolean {

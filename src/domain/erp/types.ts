@@ -104,7 +104,7 @@ export type ErpBatch = {
   seqFrom: number;
   seqTo: number;
   prevSeqTo: number;
-  /** When the window opened (its first movement or document) and closed: inputs' times, not a clock read. */
+  /** When the window opened (its first movement or document's input time) and closed (the stage's clock). */
   openedAtMs: number;
   closedAtMs: number;
   /** Sorted by sku, warehouse, type (code-unit order). */

@@ -99,8 +99,12 @@ export class LedgerApplier implements PartitionApplier {
     return this.cache.peek(sku);
   }
 
+  /** When the last batch was applied (the applier's clock): ticks stand aside while batches flow. */
+  private lastApplyMs = Number.NEGATIVE_INFINITY;
+
   tick(nowMs: number) {
-    const out = this.outputs.tick(nowMs);
+    // A batch within the flush window takes what is due itself: then a tick only handles rule changes.
+    const out = this.outputs.tick(nowMs, nowMs - this.lastApplyMs < this.config.sync.flushWindowMs);
     return out === null ? null : { ops: out.ops, outbox: out.outbox };
   }
 
@@ -241,7 +245,8 @@ export class LedgerApplier implements PartitionApplier {
   private finish(outbox: OutboxItem[], seqTo: number) {
     const changes = this.ledger.takeChanges();
     // Before the SKU states are written: the outputs record in each the ATS they offered its channels.
-    const out = this.outputs.afterBatch(changes.skus, changes.entries, this.clock(), seqTo);
+    this.lastApplyMs = this.clock();
+    const out = this.outputs.afterBatch(changes.skus, changes.entries, this.lastApplyMs, seqTo);
     const ops: Op[] = [];
     for (const s of changes.skus) {
       ops.push({ op: "put", table: "skus", key: s.sku, value: s });

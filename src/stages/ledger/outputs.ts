@@ -52,7 +52,7 @@ export class LedgerOutputs {
   private readonly persisted = new Set<string>();
   private published = new Map<
     string,
-    { requests: number; items: number; coalesced: number; throttledMs: number }
+    { requests: number; items: number; coalesced: number; throttledMs: number; refusedFull: number }
   >();
 
   constructor(
@@ -126,6 +126,9 @@ export class LedgerOutputs {
     // Rules first: a rule set in force for less than a tick still resyncs what it changed.
     const ops: Op[] = [];
     this.checkRules(ops);
+    // A resync moves on with every batch too (a page each), so sustained input never stalls it. It reads
+    // committed states, so this batch's own (not yet committed) states stand in for theirs.
+    this.resyncStep(nowMs, ops, new Map(skus.map((s) => [s.sku, s])));
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
     this.erp.addEntries(entries);
@@ -134,10 +137,12 @@ export class LedgerOutputs {
   }
 
   /** Due by time alone: stock values whose window passed or budget returned, ERP windows, resync steps. */
-  tick(nowMs: number): Emit | null {
+  tick(nowMs: number, busy = false): Emit | null {
     const ops: Op[] = [];
     this.checkRules(ops);
     this.resyncStep(nowMs, ops);
+    // Batches are flowing and will take what is due: a commit of its own only for rule work.
+    if (busy && ops.length === 0) return null;
     const due = this.sync.nextDueMs(nowMs);
     if (ops.length === 0 && !this.erp.due(nowMs) && (due === null || due > nowMs)) return null;
     const out = this.emit(nowMs, this.store.streamSeqLastApplied());
@@ -186,12 +191,12 @@ export class LedgerOutputs {
   }
 
   /** Offers again, at most sync.resyncSkusPerTickMax SKUs per tick, the ATS of every SKU of a channel. */
-  private resyncStep(nowMs: number, ops: Op[]): void {
+  private resyncStep(nowMs: number, ops: Op[], fresh: ReadonlyMap<string, SkuState> = new Map()): void {
     if (this.resyncs.size === 0) return;
     const network = this.network();
     // SKUs rewritten in this tick: a second channel's resync must build on the first's write, not on the
     // committed state (else the first channel's recorded ATS is lost and a later change is not sent).
-    const written = new Map<string, SkuState>();
+    const written = new Map<string, SkuState>(fresh);
     for (const [channelId, after] of this.resyncs) {
       const channel = syncedChannels(network).find((c) => c.id === channelId);
       const page =
@@ -276,30 +281,30 @@ export class LedgerOutputs {
     outbox.push(...envelopes.drain());
   }
 
+  /** Counter deltas since the last report, per channel (the view's own lane is not a channel). */
   private countPublished(): void {
     for (const [lane, c] of Object.entries(this.sync.counters())) {
       if (lane.startsWith(viewLanePrefix)) continue;
-      const last = this.published.get(lane) ?? { requests: 0, items: 0, coalesced: 0, throttledMs: 0 };
+      const last = this.published.get(lane);
       const now = {
         requests: c.requests,
         items: c.published,
         coalesced: c.coalesced,
         throttledMs: c.throttledMs,
+        refusedFull: c.refusedFull,
       };
-      if (
-        now.requests !== last.requests ||
-        now.coalesced !== last.coalesced ||
-        now.throttledMs !== last.throttledMs
-      ) {
-        this.events.emit("stock_counted", {
-          channel: lane,
-          requests: now.requests - last.requests,
-          items: now.items - last.items,
-          coalesced: now.coalesced - last.coalesced,
-          throttledSeconds: (now.throttledMs - last.throttledMs) / 1000,
-        });
-        this.published.set(lane, now);
-      }
+      if (last !== undefined && Object.entries(now).every(([k, v]) => last[k as keyof typeof now] === v))
+        continue;
+      const before = last ?? { requests: 0, items: 0, coalesced: 0, throttledMs: 0, refusedFull: 0 };
+      this.events.emit("stock_counted", {
+        channel: lane,
+        requests: now.requests - before.requests,
+        items: now.items - before.items,
+        coalesced: now.coalesced - before.coalesced,
+        throttledSeconds: (now.throttledMs - before.throttledMs) / 1000,
+        refusedFull: now.refusedFull - before.refusedFull,
+      });
+      this.published.set(lane, now);
     }
   }
 
