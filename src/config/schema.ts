@@ -205,7 +205,7 @@ export const schema = {
   },
   sync: {
     flushWindowMs: int(
-      100,
+      25,
       0,
       10 * secondMs,
       "A channel's ATS change waits at most this long to coalesce (a drop to 0 does not wait).",

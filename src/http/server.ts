@@ -163,7 +163,21 @@ async function putRules(deps: HttpDeps, req: Request): Promise<Response> {
   return json(200, { revision: result.revision, version: result.version });
 }
 
+/** One what-if at a time: it routes thousands of orders on the event loop the partitions share. */
+let whatIfRunning = false;
+
 async function whatIfView(deps: HttpDeps, req: Request): Promise<Response> {
+  if (whatIfRunning)
+    return json(429, { error: "what_if_busy", fix: "one what-if runs at a time; try again when it is done" });
+  whatIfRunning = true;
+  try {
+    return await whatIfOnce(deps, req);
+  } finally {
+    whatIfRunning = false;
+  }
+}
+
+async function whatIfOnce(deps: HttpDeps, req: Request): Promise<Response> {
   const url = new URL(req.url);
   const max = deps.config.routing.whatIfOrdersMax;
   const count = Number(url.searchParams.get("orders") ?? "1000");

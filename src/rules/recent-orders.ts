@@ -28,8 +28,11 @@ export async function recentOrders(
   const deadline = Date.now() + config.routing.whatIfWaitMs;
   const found: Array<PastOrder & { seq: number }> = [];
   // nats-server 2.9: one filter subject per consumer, inside one of the stream's (per-partition) subjects.
+  // Each partition gets its share of the wait, so a slow one never leaves the others out.
+  const shareMs = config.routing.whatIfWaitMs / config.streams.partitionCount;
   for (let p = 0; p < config.streams.partitionCount; p++) {
-    found.push(...(await partitionOrders(js, config, p, start, count, deadline)));
+    const deadlineMs = Math.min(deadline, Date.now() + shareMs);
+    found.push(...(await partitionOrders(js, config, p, start, count, deadlineMs)));
   }
   return found
     .sort((a, b) => a.seq - b.seq)
@@ -53,30 +56,39 @@ async function partitionOrders(
   });
   const limits = domainLimits(config);
   let found: Array<PastOrder & { seq: number }> = [];
-  while (Date.now() < deadlineMs) {
-    const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
-    let pending = 1;
-    let seen = 0;
-    for await (const m of batch) {
-      seen++;
-      pending = m.info.pending;
-      const route = parsePartitioned(m.subject);
-      if (route === null || route.kind !== "order" || route.tokens.length !== 2) continue;
-      try {
-        const channel = decodeToken(route.tokens[0] as string);
-        const orderId = decodeToken(route.tokens[1] as string);
-        const body = decodePayload(m.data, contentTypeOf(m.headers));
-        if (!body.ok) continue;
-        const parsed = parseOrder(channel, orderId, body.value, limits);
-        if (!parsed.ok) continue;
-        found.push({ input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6), seq: m.seq });
-        if (found.length >= 2 * count) found = found.slice(-count);
-      } catch {
-        // A subject token that does not decode: not an order the order stage took either.
-      }
-      if (pending === 0) break;
-    }
-    if (seen === 0 || pending === 0) break;
+  try {
+    await readOrders();
+  } finally {
+    // The ordered consumer would otherwise linger on the server until its inactivity threshold.
+    await consumer.delete().catch(() => undefined);
   }
   return found.slice(-count);
+
+  async function readOrders(): Promise<void> {
+    while (Date.now() < deadlineMs) {
+      const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
+      let pending = 1;
+      let seen = 0;
+      for await (const m of batch) {
+        seen++;
+        pending = m.info.pending;
+        const route = parsePartitioned(m.subject);
+        if (route === null || route.kind !== "order" || route.tokens.length !== 2) continue;
+        try {
+          const channel = decodeToken(route.tokens[0] as string);
+          const orderId = decodeToken(route.tokens[1] as string);
+          const body = decodePayload(m.data, contentTypeOf(m.headers));
+          if (!body.ok) continue;
+          const parsed = parseOrder(channel, orderId, body.value, limits);
+          if (!parsed.ok) continue;
+          found.push({ input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6), seq: m.seq });
+          if (found.length >= 2 * count) found = found.slice(-count);
+        } catch {
+          // A subject token that does not decode: not an order the order stage took either.
+        }
+        if (pending === 0) break;
+      }
+      if (seen === 0 || pending === 0) break;
+    }
+  }
 }

@@ -49,6 +49,7 @@ export class RulesStore {
   private lastRefusal: Refusal | null = null;
   private watching: Promise<void> | null = null;
   private stopWatch: (() => void) | null = null;
+  private stopped = false;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -92,11 +93,24 @@ export class RulesStore {
       entry = await kv.get(rulesKey);
     }
     if (entry !== null && !this.apply(entry)) await this.fallBackToNewestValid(kv);
-    const watcher = await kv.watch({ key: rulesKey });
-    this.stopWatch = () => watcher.stop();
-    this.watching = (async () => {
-      for await (const e of watcher) if (e.operation === "PUT" && e.revision > this.revision) this.apply(e);
-    })().catch((error) => this.log.error("rules watch ended", { error: (error as Error).message }));
+    this.watching = this.watch(kv);
+  }
+
+  /**
+   * Watches the key until stopped. A watch that ends (the connection or the bucket went away) is started
+   * again after a pause, from the revision after the last one seen, so a change is never missed for good.
+   */
+  private async watch(kv: KV): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const watcher = await kv.watch({ key: rulesKey, resumeFromRevision: this.revision + 1 });
+        this.stopWatch = () => watcher.stop();
+        for await (const e of watcher) if (e.operation === "PUT" && e.revision > this.revision) this.apply(e);
+      } catch (error) {
+        this.log.warn("rules watch ended; watching again", { error: (error as Error).message });
+      }
+      if (!this.stopped) await Bun.sleep(this.config.nats.reconnectWaitMs);
+    }
   }
 
   /** At start the newest revision is invalid: the newest valid one in the history is in force. */
@@ -182,6 +196,7 @@ export class RulesStore {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.stopWatch?.();
     await this.watching;
   }

@@ -244,7 +244,8 @@ export class Orders {
     if (r.kind === "reserved") {
       line.warehouse = r.warehouse;
       // Stock moved since routing read it: the ledger took a later candidate. The decision says so.
-      if (line.decision !== null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
+      // (`!= null`: lines written before routing existed have no decision at all.)
+      if (line.decision != null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
       if (line.cancelPending !== null) {
         this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
         this.cancelLine(order, line, line.cancelPending);
@@ -426,6 +427,9 @@ export class Orders {
       if (channel?.slaAction === "reroute" && !order.slaRerouted) {
         order.slaRerouted = true;
         this.count("sla", "reroute");
+        // The new deadline first: routing filters carriers by it (the one that passed would filter all).
+        order.shipByMs = nowMs + (channel?.slaRerouteGraceMs ?? 0);
+        this.timers.push({ op: "put", dueMs: order.shipByMs, key: order.key });
         for (const line of open) {
           if (line.state === "received") continue; // waiting for the ledger already
           if (line.state === "backordered") this.retry(order, line, "sla", at);
@@ -434,8 +438,6 @@ export class Orders {
             this.reroute(order, line, line.warehouse as string, "sla", false, at);
           }
         }
-        order.shipByMs = nowMs + (channel?.slaRerouteGraceMs ?? 0);
-        this.timers.push({ op: "put", dueMs: order.shipByMs, key: order.key });
         this.touch(order, "sla_rerouted", at);
       } else {
         this.count("sla", "cancel");
@@ -494,9 +496,10 @@ export class Orders {
     this.count("cancelled", cause);
     const open = line.qty - line.shippedQty;
     if (open > 0) {
-      const c = this.cancellations.get(order.key) ?? { order, cause, lines: [] };
+      const k = `${order.key}\u0000${cause}`;
+      const c = this.cancellations.get(k) ?? { order, cause, lines: [] };
       c.lines.push({ lineId: line.lineId, sku: line.sku, qty: open, price: line.price });
-      this.cancellations.set(order.key, c);
+      this.cancellations.set(k, c);
     }
     // What shipped stays shipped: a partly shipped line whose rest is cancelled ends as shipped.
     line.state = line.shippedQty > 0 ? "shipped" : "cancelled";
@@ -771,7 +774,7 @@ export class Orders {
         lineId: l.lineId,
         sku: l.sku,
         qty: l.qty - l.shippedQty,
-        ...(type === "fulfil" && l.decision !== null ? { routing: summaryOf(l.decision) } : {}),
+        ...(type === "fulfil" && l.decision != null ? { routing: summaryOf(l.decision) } : {}),
       })),
       atMs: at.atMs,
     };
@@ -815,10 +818,12 @@ export class Orders {
       const e = this.statusEvents.get(key);
       this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
     }
-    for (const [key, c] of this.cancellations) {
+    for (const c of this.cancellations.values()) {
+      const key = c.order.key;
       this.effects.erp.push({
         kind: "cancellation",
-        id: documentId.cancellation(key, c.order.version),
+        // One document per order, cause and batch: the order's version names the batch.
+        id: `${documentId.cancellation(key, c.order.version)}:${c.cause}`,
         orderKey: key,
         channel: c.order.channel,
         orderId: c.order.orderId,

@@ -113,6 +113,12 @@ export class StockSync {
     );
   }
 
+  /** Values waiting in one channel's lane. */
+  pendingIn(channel: string): number {
+    const lane = this.lanes.get(channel);
+    return lane === undefined ? 0 : lane.urgent.size + lane.waiting.size;
+  }
+
   get pendingCount(): number {
     return this.pending;
   }

@@ -50,6 +50,8 @@ export class LedgerOutputs {
   private rulesChecked: Network | null = null;
   /** Pairs with a row in the sync table: a pair queued and sent within one batch never gets one. */
   private readonly persisted = new Set<string>();
+  /** (channel, SKU) pairs whose value was refused (sync.pendingCountMax reached): offered again with room. */
+  private readonly refused = new Set<string>();
   private published = new Map<
     string,
     { requests: number; items: number; coalesced: number; throttledMs: number; refusedFull: number }
@@ -131,6 +133,7 @@ export class LedgerOutputs {
     this.resyncStep(nowMs, ops, new Map(skus.map((s) => [s.sku, s])));
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
+    this.reofferRefused(nowMs, ops, new Map(skus.map((s) => [s.sku, s])));
     this.erp.addEntries(entries);
     const out = this.emit(nowMs, seqTo);
     return { ops: [...ops, ...out.ops], outbox: out.outbox };
@@ -141,6 +144,7 @@ export class LedgerOutputs {
     const ops: Op[] = [];
     this.checkRules(ops);
     this.resyncStep(nowMs, ops);
+    this.reofferRefused(nowMs, ops, new Map());
     // Batches are flowing and will take what is due: a commit of its own only for rule work.
     if (busy && ops.length === 0) return null;
     const due = this.sync.nextDueMs(nowMs);
@@ -149,6 +153,7 @@ export class LedgerOutputs {
     return { ops: [...ops, ...out.ops], outbox: out.outbox };
   }
 
+  /** Offers the SKU's ATS to each channel; returns whether its state changed and which channels refused. */
   private offerAts(
     s: SkuState,
     channels: Channel[],
@@ -156,22 +161,28 @@ export class LedgerOutputs {
     atMs: number,
     nowMs: number,
     force: boolean,
-  ): boolean {
+  ): { changed: boolean; refused: boolean } {
     let changed = false;
+    let refused = false;
     for (const c of channels) {
       const ats = atsOf(s.positions, s.sku, c.sync, servingOf(network, c.id));
       const previous = s.ats?.[c.id];
       if (!force && previous === ats) continue;
       const item: AtsItem = { sku: s.sku, ats, version: s.version, atMs };
       const result = this.sync.offer(c.id, item, nowMs, isUrgent(previous ?? null, ats));
-      // Full: the SKU's recorded ATS stays as it was, so its next change (or a resync) offers it again.
-      if (result === "refused_full") continue;
+      // Full: the SKU's recorded ATS stays as it was, and the pair is offered again once there is room.
+      if (result === "refused_full") {
+        this.refused.add(`${c.id}\u0000${s.sku}`);
+        refused = true;
+        continue;
+      }
+      this.refused.delete(`${c.id}\u0000${s.sku}`);
       if (previous !== ats) {
         s.ats = { ...s.ats, [c.id]: ats };
         changed = true;
       }
     }
-    return changed;
+    return { changed, refused };
   }
 
   /** A channel whose rule or feeding warehouses changed is resynced: its ATS may differ for every SKU. */
@@ -190,6 +201,37 @@ export class LedgerOutputs {
     this.resyncRequested.clear();
   }
 
+  /** Whether a channel's lane is short enough to take a resync page (about a burst of requests' worth). */
+  private roomFor(channel: Channel): boolean {
+    const burst = channel.sync.itemsPerRequestMax * this.config.sync.burstRequestsMax;
+    const pageMax = this.config.sync.resyncSkusPerTickMax;
+    return (
+      this.sync.pendingIn(channel.id) <= burst &&
+      this.sync.pendingCount + pageMax <= this.config.sync.pendingCountMax
+    );
+  }
+
+  /** Pairs refused while the queue was full, offered again now that there is room (a page at most). */
+  private reofferRefused(nowMs: number, ops: Op[], fresh: ReadonlyMap<string, SkuState>): void {
+    if (this.refused.size === 0) return;
+    const network = this.network();
+    let budget = this.config.sync.resyncSkusPerTickMax;
+    for (const key of [...this.refused]) {
+      if (budget-- <= 0 || this.sync.pendingCount >= this.config.sync.pendingCountMax) return;
+      const [channelId, sku] = key.split("\u0000") as [string, string];
+      const channel = syncedChannels(network).find((c) => c.id === channelId);
+      const s = fresh.get(sku) ?? this.store.get<SkuState>("skus", sku);
+      if (channel === undefined || s === undefined) {
+        this.refused.delete(key);
+        continue;
+      }
+      if (this.offerAts(s, [channel], network, nowMs, nowMs, true).changed) {
+        ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+        this.skuWritten(s);
+      }
+    }
+  }
+
   /** Offers again, at most sync.resyncSkusPerTickMax SKUs per tick, the ATS of every SKU of a channel. */
   private resyncStep(nowMs: number, ops: Op[], fresh: ReadonlyMap<string, SkuState> = new Map()): void {
     if (this.resyncs.size === 0) return;
@@ -199,6 +241,9 @@ export class LedgerOutputs {
     const written = new Map<string, SkuState>(fresh);
     for (const [channelId, after] of this.resyncs) {
       const channel = syncedChannels(network).find((c) => c.id === channelId);
+      // Paced by the channel's budget: the next page only once what waits is about a burst's worth, so
+      // live changes never queue behind the whole catalogue.
+      if (channel !== undefined && !this.roomFor(channel)) continue;
       const page =
         channel === undefined
           ? []
@@ -212,14 +257,19 @@ export class LedgerOutputs {
       const skus = page
         .filter(({ key }) => key !== after)
         .map(({ value }) => written.get(value.sku) ?? value);
+      let last: string | undefined;
       for (const s of skus) {
-        if (channel !== undefined && this.offerAts(s, [channel], network, nowMs, nowMs, true)) {
+        if (channel === undefined) break;
+        const offered = this.offerAts(s, [channel], network, nowMs, nowMs, true);
+        if (offered.changed) {
           ops.push({ op: "put", table: "skus", key: s.sku, value: s });
           written.set(s.sku, s);
           this.skuWritten(s);
         }
+        if (offered.refused) break; // the cursor stays before it: the resync resumes there
+        last = s.sku;
       }
-      const last = skus.at(-1)?.sku;
+      if (last === undefined && skus.length > 0) continue; // refused at its first SKU: try again later
       if (last === undefined) {
         this.resyncs.delete(channelId);
         ops.push({ op: "delete", table: "sync", key: ["r", channelId] });
@@ -275,8 +325,10 @@ export class LedgerOutputs {
         channel: request.channel,
         latencySeconds: Math.max(0, nowMs - item.atMs) / 1000,
       });
-      // The view follows what channels were sent, at its own bounded rate.
-      this.sync.offer(viewLane(request.channel), item, nowMs, false);
+      // The view follows what channels were sent, at its own bounded rate, in at most half the queue (it
+      // catches up with the SKU's next change): channel values always find room.
+      if (this.sync.pendingCount < this.config.sync.pendingCountMax / 2)
+        this.sync.offer(viewLane(request.channel), item, nowMs, false);
     }
     outbox.push(...envelopes.drain());
   }
