@@ -84,19 +84,39 @@ export function route(order: RouteOrder, network: Network, ctx: RouteContext): R
   return { lines, shipments: final.size };
 }
 
+/** Per rule set and channel, once: the warehouses that may serve it, and why the others may not. */
+const servingCache = new WeakMap<
+  Network,
+  Map<string, { sites: Array<{ index: number; w: Warehouse }>; filtered: Filtered[] }>
+>();
+function servingSites(network: Network, channel: string) {
+  let byChannel = servingCache.get(network);
+  if (byChannel === undefined) {
+    byChannel = new Map();
+    servingCache.set(network, byChannel);
+  }
+  let entry = byChannel.get(channel);
+  if (entry === undefined) {
+    entry = { sites: [], filtered: [] };
+    for (const [index, w] of network.warehouses.entries()) {
+      if (!w.enabled) entry.filtered.push({ warehouse: w.id, reason: "disabled" });
+      else if (!w.channels.includes(channel) && !w.channels.includes("*"))
+        entry.filtered.push({ warehouse: w.id, reason: "not_serving_channel" });
+      else entry.sites.push({ index, w });
+    }
+    // Bounded by the channels orders name: a rule set is replaced (and this map with it) on every change.
+    if (byChannel.size < 10_000) byChannel.set(channel, entry);
+  }
+  return entry;
+}
+
 function sitesFor(order: RouteOrder, network: Network, ctx: RouteContext, filtered: Filtered[]): Site[] {
   const r = network.routing;
   const sites: Site[] = [];
   const to = order.shipTo;
-  for (const [index, w] of network.warehouses.entries()) {
-    if (!w.enabled) {
-      filtered.push({ warehouse: w.id, reason: "disabled" });
-      continue;
-    }
-    if (!w.channels.includes(order.channel) && !w.channels.includes("*")) {
-      filtered.push({ warehouse: w.id, reason: "not_serving_channel" });
-      continue;
-    }
+  const serving = servingSites(network, order.channel);
+  for (const f of serving.filtered) filtered.push(f);
+  for (const { index, w } of serving.sites) {
     const loadUnits = ctx.load(w.id);
     // Nothing fits once the day's capacity is taken; a part of the order may fit (checked per line).
     if (loadUnits >= w.capacityPerDay) {
@@ -217,6 +237,7 @@ function skuGroups(lines: readonly RouteLine[]): number[] {
  * from yet costs `splitCost`; once the order ships from `maxShipments` warehouses, only those remain.
  */
 function assignGreedy(order: RouteOrder, options: Option[][], network: Network): Assignment {
+  if (order.lines.length === 1) return assignOne(order, options[0] as Option[], network);
   const splitCost = network.routing.splitCost;
   const chosen: Array<Site | null> = order.lines.map(() => null);
   const warehouses = new Set(order.used);
@@ -248,6 +269,34 @@ function assignGreedy(order: RouteOrder, options: Option[][], network: Network):
     assigned++;
   }
   return { chosen, assigned, objective: total - splitPenalty(order, warehouses, network) };
+}
+
+/**
+ * The fast path of most orders, one line: its best feasible option (options already hold its stock, min
+ * stock and capacity), a warehouse the order does not ship from yet costing splitCost, max shipments kept.
+ */
+function assignOne(order: RouteOrder, options: Option[], network: Network): Assignment {
+  const used = order.used;
+  const full = order.split.maxShipments > 0 && used.size >= order.split.maxShipments;
+  let best: Option | null = null;
+  let bestValue = Number.NEGATIVE_INFINITY;
+  for (const o of options) {
+    if (!o.feasible) continue;
+    const isNew = !used.has(o.site.w.id);
+    if (full && isNew) continue;
+    const value = o.score - (isNew && used.size > 0 ? network.routing.splitCost : 0);
+    if (value > bestValue + 1e-12) {
+      best = o;
+      bestValue = value;
+    }
+  }
+  if (best === null) return { chosen: [null], assigned: 0, objective: -splitPenalty(order, used, network) };
+  const warehouses = used.has(best.site.w.id) ? used : new Set([...used, best.site.w.id]);
+  return {
+    chosen: [best.site],
+    assigned: 1,
+    objective: best.score - splitPenalty(order, warehouses, network),
+  };
 }
 
 /** The best single warehouse that can take every line (the fewest shipments), if any. */
