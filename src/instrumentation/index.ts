@@ -55,14 +55,14 @@ export type Events = {
 };
 
 export type EventName = keyof Events;
-type Listener<K extends EventName> = (payload: Events[K]) => void;
 
-export class Instrumentation {
-  private readonly listeners: { [K in EventName]?: Array<Listener<K>> } = {};
+/** A typed event emitter: the pipeline's (Events) and the sink's (src/sink/events.ts) share it. */
+export class Emitter<E extends Record<string, unknown>> {
+  private readonly listeners: { [K in keyof E]?: Array<(payload: E[K]) => void> } = {};
 
-  on<K extends EventName>(name: K, listener: Listener<K>): () => void {
-    const list = (this.listeners[name] ?? []) as Array<Listener<K>>;
-    this.listeners[name] = list as (typeof this.listeners)[K];
+  on<K extends keyof E>(name: K, listener: (payload: E[K]) => void): () => void {
+    const list = this.listeners[name] ?? [];
+    this.listeners[name] = list;
     list.push(listener);
     return () => {
       const i = list.indexOf(listener);
@@ -70,9 +70,11 @@ export class Instrumentation {
     };
   }
 
-  emit<K extends EventName>(name: K, payload: Events[K]): void {
-    const list = this.listeners[name] as Array<Listener<K>> | undefined;
+  emit<K extends keyof E>(name: K, payload: E[K]): void {
+    const list = this.listeners[name];
     if (list === undefined) return;
     for (const listener of list) listener(payload);
   }
 }
+
+export class Instrumentation extends Emitter<Events> {}

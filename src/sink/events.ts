@@ -1,3 +1,4 @@
+import { Emitter } from "../instrumentation/index.ts";
 import type { FailureKind } from "./post.ts";
 
 // Named events with payloads: the sink's loop emits them, the metrics exporter and tests subscribe. The loop
@@ -23,22 +24,5 @@ export type SinkEvents = {
 };
 
 export type SinkEventName = keyof SinkEvents;
-type Listener<K extends SinkEventName> = (payload: SinkEvents[K]) => void;
 
-export class SinkInstrumentation {
-  private readonly listeners: { [K in SinkEventName]?: Array<Listener<K>> } = {};
-
-  on<K extends SinkEventName>(name: K, listener: Listener<K>): () => void {
-    const list = (this.listeners[name] ?? []) as Array<Listener<K>>;
-    this.listeners[name] = list as (typeof this.listeners)[K];
-    list.push(listener);
-    return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
-    };
-  }
-
-  emit<K extends SinkEventName>(name: K, payload: SinkEvents[K]): void {
-    for (const listener of (this.listeners[name] as Array<Listener<K>> | undefined) ?? []) listener(payload);
-  }
-}
+export class SinkInstrumentation extends Emitter<SinkEvents> {}
