@@ -192,6 +192,18 @@ export const relations: ReadonlyArray<{
       `orders.linesPerOrderMax (${c.orders.linesPerOrderMax}) × 1 KiB must not exceed streams.messageBytesMax (${c.streams.messageBytesMax}): a status item of the largest order must fit one message; lower linesPerOrderMax or raise messageBytesMax (and the server's max_payload)`,
   },
   {
+    rule: "`routing.whatIfOrdersMax` ≤ `routing.whatIfScanMessagesMax`: a what-if can read the orders it is asked for.",
+    holds: (c) => c.routing.whatIfOrdersMax <= c.routing.whatIfScanMessagesMax,
+    fix: (c) =>
+      `routing.whatIfOrdersMax (${c.routing.whatIfOrdersMax}) must not exceed routing.whatIfScanMessagesMax (${c.routing.whatIfScanMessagesMax}): orders share the stream with other inputs, so the scan must be at least as long`,
+  },
+  {
+    rule: "`sync.resyncSkusPerTickMax` < `sync.pendingCountMax`: a resync page always fits the stock queue.",
+    holds: (c) => c.sync.resyncSkusPerTickMax < c.sync.pendingCountMax,
+    fix: (c) =>
+      `sync.resyncSkusPerTickMax (${c.sync.resyncSkusPerTickMax}) must be below sync.pendingCountMax (${c.sync.pendingCountMax}): a resync page would never find room`,
+  },
+  {
     rule: "Embedded server only: `streams.replicas` = 1 (a single node).",
     holds: (c) => c.nats.url !== "" || c.streams.replicas === 1,
     fix: (c) =>
