@@ -34,8 +34,16 @@ environment variables; every key is in docs/configuration.md.`;
 export async function main(argv: string[]): Promise<number> {
   // The bench has options of its own (docs/bench.md): everything after `bench` is its.
   if (argv[0] === "bench") {
-    const { runBench } = await import("../bench/harness/main.ts");
-    return runBench(argv.slice(1));
+    let harness: typeof import("../bench/harness/main.ts");
+    try {
+      harness = await import("../bench/harness/main.ts");
+    } catch (error) {
+      process.stderr.write(
+        `sluice: the bench harness is not here (${(error as Error).message}); run it from a checkout: bun run bench\n`,
+      );
+      return 1;
+    }
+    return harness.runBench(argv.slice(1));
   }
   let parsed: ReturnType<typeof parse>;
   try {
