@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { latencyKinds } from "./observe.ts";
-import type { BenchReport } from "./report-json.ts";
+import { type BenchReport, formatCount, phaseCells, phaseColumns } from "./report-json.ts";
 
 const chartsScript = () => readFileSync(join(import.meta.dir, "html", "charts.js"), "utf8");
 
@@ -24,7 +24,7 @@ const esc = (s: unknown) =>
     .replaceAll("<", "&lt;")
     .replaceAll(">", "&gt;")
     .replaceAll('"', "&quot;");
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
+const n = formatCount;
 
 function table(header: string[], rows: unknown[][]): string {
   return `<table><thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows
@@ -106,19 +106,7 @@ ${figures}
 <h2>Latency</h2>
 ${latency}
 <h2>Load</h2>
-${table(
-  ["phase", "from s", "to s", "rate /s", "offered", "accepted", "completed", "completed /s"],
-  r.phases.map((p) => [
-    p.name,
-    p.startS,
-    p.endS,
-    n(p.ratePerSecond),
-    n(p.offered),
-    n(p.accepted),
-    n(p.completed),
-    n(p.completedPerSecond),
-  ]),
-)}
+${table(phaseColumns, r.phases.map(phaseCells))}
 <p>Offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors; the load generator was at most ${n(r.load.behindMsMax)} ms behind its schedule (at most ${n(r.load.inflightMax)} of ${n(r.load.inFlightPublishesMax)} publishes awaiting an ack).</p>
 <h2>Where the time goes</h2>
 <p class="muted">The accept → allocated latency cut at the stream timestamps the status items carry (ms).</p>

@@ -745,3 +745,33 @@ export function targetsOf(r: BenchReport): Target[] {
   });
   return targets;
 }
+
+// ---- shared by the Markdown and HTML renderers ----------------------------------------------------------
+
+/** A count as people read it: rounded, with thousands separators. */
+export const formatCount = (x: number) => Math.round(x).toLocaleString("en-US");
+
+/** The load table's columns and one row per phase (both reports show the same figures). */
+export const phaseColumns = [
+  "phase",
+  "from s",
+  "to s",
+  "rate offered /s",
+  "offered",
+  "accepted",
+  "completed",
+  "completed /s",
+];
+export function phaseCells(p: BenchReport["phases"][number]): Array<string | number> {
+  const n = formatCount;
+  return [
+    p.name,
+    p.startS,
+    p.endS,
+    n(p.ratePerSecond),
+    n(p.offered),
+    n(p.accepted),
+    n(p.completed),
+    n(p.completedPerSecond),
+  ];
+}

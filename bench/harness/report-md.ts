@@ -1,9 +1,9 @@
 // The Markdown summary of a report: the verdict first, then the figures a person reads (docs/bench.md).
 import type { LatencySummary } from "./histogram.ts";
 import { latencyKinds } from "./observe.ts";
-import type { BenchReport } from "./report-json.ts";
+import { type BenchReport, formatCount, phaseCells, phaseColumns } from "./report-json.ts";
 
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
+const n = formatCount;
 const mib = (bytes: number) => `${n(bytes / 1024 / 1024)} MiB`;
 const verdictMark = {
   met: "✅ met",
@@ -67,26 +67,9 @@ export function renderMarkdown(r: BenchReport): string {
   out.push("");
   out.push(
     table(
-      [
-        "phase",
-        "from s",
-        "to s",
-        "rate offered /s",
-        "offered",
-        "accepted",
-        "completed",
-        "completed /s",
-        "CPU cores Sluice / nats / loadgen",
-      ],
+      [...phaseColumns, "CPU cores Sluice / nats / loadgen"],
       r.phases.map((p) => [
-        p.name,
-        p.startS,
-        p.endS,
-        n(p.ratePerSecond),
-        n(p.offered),
-        n(p.accepted),
-        n(p.completed),
-        n(p.completedPerSecond),
+        ...phaseCells(p),
         p.cpuCores === null ? "" : `${p.cpuCores.sluice} / ${p.cpuCores.nats} / ${p.cpuCores.loadgen}`,
       ]),
     ),

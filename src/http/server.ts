@@ -2,7 +2,7 @@ import type { Server } from "bun";
 import type { Config } from "../config/index.ts";
 import { atsOf } from "../domain/channels/index.ts";
 import { available, type LedgerEntry, type SkuState } from "../domain/ledger/index.ts";
-import { candidatesFor, syncedChannels } from "../domain/network/index.ts";
+import { serving, syncedChannels } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
 import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
@@ -214,7 +214,7 @@ function atsView(deps: HttpDeps, sku: string): Response {
   const channels: Record<string, { ats: number; offered: number | null }> = {};
   for (const c of syncedChannels(network)) {
     channels[c.id] = {
-      ats: atsOf(state.positions, sku, c.sync, candidatesFor(network, c.id)),
+      ats: atsOf(state.positions, sku, c.sync, serving(network, c.id).ids),
       offered: state.ats?.[c.id] ?? null,
     };
   }

@@ -1,5 +1,6 @@
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
+import type { DomainLimits } from "../domain/ledger/index.ts";
 import { parseOrder } from "../domain/orders/index.ts";
 import { contentTypeOf } from "../stages/envelopes.ts";
 import { domainLimits } from "../stages/ledger/applier.ts";
@@ -57,14 +58,6 @@ async function partitionOrders(
   const limits = domainLimits(config);
   let found: Array<PastOrder & { seq: number }> = [];
   try {
-    await readOrders();
-  } finally {
-    // The ordered consumer would otherwise linger on the server until its inactivity threshold.
-    await consumer.delete().catch(() => undefined);
-  }
-  return found.slice(-count);
-
-  async function readOrders(): Promise<void> {
     while (Date.now() < deadlineMs) {
       const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
       let pending = 1;
@@ -72,23 +65,33 @@ async function partitionOrders(
       for await (const m of batch) {
         seen++;
         pending = m.info.pending;
-        const route = parsePartitioned(m.subject);
-        if (route === null || route.kind !== "order" || route.tokens.length !== 2) continue;
-        try {
-          const channel = decodeToken(route.tokens[0] as string);
-          const orderId = decodeToken(route.tokens[1] as string);
-          const body = decodePayload(m.data, contentTypeOf(m.headers));
-          if (!body.ok) continue;
-          const parsed = parseOrder(channel, orderId, body.value, limits);
-          if (!parsed.ok) continue;
-          found.push({ input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6), seq: m.seq });
-          if (found.length >= 2 * count) found = found.slice(-count);
-        } catch {
-          // A subject token that does not decode: not an order the order stage took either.
-        }
+        const order = pastOrderOf(m, limits);
+        if (order !== null) found.push(order);
+        if (found.length >= 2 * count) found = found.slice(-count);
         if (pending === 0) break;
       }
       if (seen === 0 || pending === 0) break;
     }
+  } finally {
+    // The ordered consumer would otherwise linger on the server until its inactivity threshold.
+    await consumer.delete().catch(() => undefined);
+  }
+  return found.slice(-count);
+}
+
+/** An order as the order stage took it, or null (not an order, or one it refused into the dead letters). */
+function pastOrderOf(m: JsMsg, limits: DomainLimits): (PastOrder & { seq: number }) | null {
+  const route = parsePartitioned(m.subject);
+  if (route === null || route.kind !== "order" || route.tokens.length !== 2) return null;
+  try {
+    const channel = decodeToken(route.tokens[0] as string);
+    const orderId = decodeToken(route.tokens[1] as string);
+    const body = decodePayload(m.data, contentTypeOf(m.headers));
+    if (!body.ok) return null;
+    const parsed = parseOrder(channel, orderId, body.value, limits);
+    if (!parsed.ok) return null;
+    return { input: parsed.value, atMs: Math.floor(m.info.timestampNanos / 1e6), seq: m.seq };
+  } catch {
+    return null; // a subject token that does not decode: not an order the order stage took either
   }
 }

@@ -47,25 +47,24 @@ function commit(view: MemView, orders: Orders) {
   return changes;
 }
 
+/** A one-line order for SKU A on channel shop, at t0. */
+function create(orders: Orders, orderId: string) {
+  const shipTo = { region: null, zip: null, lat: null, lon: null };
+  const lines = [{ lineId: "1", sku: "A", qty: 1, price: 5 }];
+  const input = { channel: "shop", orderId, lines, shipTo, shipByMs: null, priority: 0, split: {} };
+  expect(orders.create(`shop.${orderId}`, input, { seq: 1, atMs: t0 })).toEqual({
+    ok: true,
+    event: "created",
+  });
+}
+
 // 2026-11-11 15:00 UTC: today's 16:00 cut-off is still ahead.
 const t0 = Date.UTC(2026, 10, 11, 15, 0, 0);
 
 test("an SLA re-route routes with the new deadline: carriers whose cut-off the old one missed stay candidates", () => {
   const view = new MemView();
   const orders = new Orders(view, () => network, limits, routing);
-  orders.create(
-    "shop.o1",
-    {
-      channel: "shop",
-      orderId: "o1",
-      lines: [{ lineId: "1", sku: "A", qty: 1, price: 5 }],
-      shipTo: { region: null, zip: null, lat: null, lon: null },
-      shipByMs: null,
-      priority: 0,
-      split: {},
-    },
-    { seq: 1, atMs: t0 },
-  );
+  create(orders, "o1");
   const first = commit(view, orders).effects.ledger[0] as Extract<LineRequest, { kind: "reserve" }>;
   expect(first.candidates).toEqual(["w1", "w2"]);
   orders.ledgerResult(
@@ -97,19 +96,7 @@ test("an SLA re-route routes with the new deadline: carriers whose cut-off the o
 test("an order written before routing (no decision on its lines) takes its ledger answer and is released", () => {
   const view = new MemView();
   const orders = new Orders(view, () => network, limits, routing);
-  orders.create(
-    "shop.o2",
-    {
-      channel: "shop",
-      orderId: "o2",
-      lines: [{ lineId: "1", sku: "A", qty: 1, price: 5 }],
-      shipTo: { region: null, zip: null, lat: null, lon: null },
-      shipByMs: null,
-      priority: 0,
-      split: {},
-    },
-    { seq: 1, atMs: t0 },
-  );
+  create(orders, "o2");
   commit(view, orders);
   const stored = view.orders.get("shop.o2") as Order;
   for (const l of stored.lines) delete (l as { decision?: unknown }).decision;

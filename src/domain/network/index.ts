@@ -91,14 +91,45 @@ export function channelOf(network: Network, id: string): Channel | undefined {
   return network.channels.find((c) => c.id === id) ?? network.channels.find((c) => c.id === defaultChannelId);
 }
 
-/** Enabled warehouses serving a channel, in the order the network lists them: the simplest correct routing. */
+/** The warehouses that may serve a channel, and why each other one may not (routing's first filter). */
+export type Serving = {
+  sites: Array<{ index: number; w: Warehouse }>;
+  ids: string[];
+  excluded: Array<{ warehouse: string; reason: "disabled" | "not_serving_channel" }>;
+};
+
+const servingCache = new WeakMap<Network, Map<string, Serving>>();
+/** Per rule set and channel it is computed once; the map goes with the rule set when a new one is in force. */
+const servingChannelsMax = 10_000;
+
+/** Enabled warehouses serving a channel, in the order the network lists them (memoized per rule set). */
+export function serving(network: Network, channel: string): Serving {
+  let byChannel = servingCache.get(network);
+  if (byChannel === undefined) {
+    byChannel = new Map();
+    servingCache.set(network, byChannel);
+  }
+  const cached = byChannel.get(channel);
+  if (cached !== undefined) return cached;
+  const entry: Serving = { sites: [], ids: [], excluded: [] };
+  for (const [index, w] of network.warehouses.entries()) {
+    if (!w.enabled) entry.excluded.push({ warehouse: w.id, reason: "disabled" });
+    else if (!w.channels.includes(channel) && !w.channels.includes("*"))
+      entry.excluded.push({ warehouse: w.id, reason: "not_serving_channel" });
+    else {
+      entry.sites.push({ index, w });
+      entry.ids.push(w.id);
+    }
+  }
+  // Channels come from order subjects: the memo stays bounded whatever producers send.
+  if (byChannel.size < servingChannelsMax) byChannel.set(channel, entry);
+  return entry;
+}
+
+/** Enabled warehouses serving a channel, less the excluded ones. */
 export function candidatesFor(network: Network, channel: string, excluded: readonly string[] = []): string[] {
-  return network.warehouses
-    .filter(
-      (w) =>
-        w.enabled && (w.channels.includes(channel) || w.channels.includes("*")) && !excluded.includes(w.id),
-    )
-    .map((w) => w.id);
+  const ids = serving(network, channel).ids;
+  return excluded.length === 0 ? [...ids] : ids.filter((w) => !excluded.includes(w));
 }
 
 const dayMs = 86_400_000;

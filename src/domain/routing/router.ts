@@ -1,5 +1,5 @@
 import { available } from "../ledger/types.ts";
-import { minStockOf, type Network, type Warehouse } from "../network/index.ts";
+import { minStockOf, type Network, serving, type Warehouse } from "../network/index.ts";
 import { distanceKm, nextCutoffMs } from "./geo.ts";
 import type {
   CandidateScore,
@@ -84,39 +84,13 @@ export function route(order: RouteOrder, network: Network, ctx: RouteContext): R
   return { lines, shipments: final.size };
 }
 
-/** Per rule set and channel, once: the warehouses that may serve it, and why the others may not. */
-const servingCache = new WeakMap<
-  Network,
-  Map<string, { sites: Array<{ index: number; w: Warehouse }>; filtered: Filtered[] }>
->();
-function servingSites(network: Network, channel: string) {
-  let byChannel = servingCache.get(network);
-  if (byChannel === undefined) {
-    byChannel = new Map();
-    servingCache.set(network, byChannel);
-  }
-  let entry = byChannel.get(channel);
-  if (entry === undefined) {
-    entry = { sites: [], filtered: [] };
-    for (const [index, w] of network.warehouses.entries()) {
-      if (!w.enabled) entry.filtered.push({ warehouse: w.id, reason: "disabled" });
-      else if (!w.channels.includes(channel) && !w.channels.includes("*"))
-        entry.filtered.push({ warehouse: w.id, reason: "not_serving_channel" });
-      else entry.sites.push({ index, w });
-    }
-    // Bounded by the channels orders name: a rule set is replaced (and this map with it) on every change.
-    if (byChannel.size < 10_000) byChannel.set(channel, entry);
-  }
-  return entry;
-}
-
 function sitesFor(order: RouteOrder, network: Network, ctx: RouteContext, filtered: Filtered[]): Site[] {
   const r = network.routing;
   const sites: Site[] = [];
   const to = order.shipTo;
-  const serving = servingSites(network, order.channel);
-  for (const f of serving.filtered) filtered.push(f);
-  for (const { index, w } of serving.sites) {
+  const candidates = serving(network, order.channel);
+  for (const f of candidates.excluded) filtered.push(f);
+  for (const { index, w } of candidates.sites) {
     const loadUnits = ctx.load(w.id);
     // Nothing fits once the day's capacity is taken; a part of the order may fit (checked per line).
     if (loadUnits >= w.capacityPerDay) {

@@ -1,7 +1,7 @@
 import type { Config } from "../../config/index.ts";
 import { atsOf, isUrgent } from "../../domain/channels/index.ts";
 import type { LedgerEntry, SkuState } from "../../domain/ledger/index.ts";
-import { type Channel, candidatesFor, type Network, syncedChannels } from "../../domain/network/index.ts";
+import { type Channel, type Network, serving, syncedChannels } from "../../domain/network/index.ts";
 import {
   type AtsItem,
   type PendingRow,
@@ -165,7 +165,7 @@ export class LedgerOutputs {
     let changed = false;
     let refused = false;
     for (const c of channels) {
-      const ats = atsOf(s.positions, s.sku, c.sync, servingOf(network, c.id));
+      const ats = atsOf(s.positions, s.sku, c.sync, serving(network, c.id).ids);
       const previous = s.ats?.[c.id];
       if (!force && previous === ats) continue;
       const item: AtsItem = { sku: s.sku, ats, version: s.version, atMs };
@@ -191,7 +191,7 @@ export class LedgerOutputs {
     if (network === this.rulesChecked && this.resyncRequested.size === 0) return;
     this.rulesChecked = network;
     for (const c of syncedChannels(network)) {
-      const fp = JSON.stringify([c.sync, servingOf(network, c.id)]);
+      const fp = JSON.stringify([c.sync, serving(network, c.id).ids]);
       if (this.fingerprints.get(c.id) === fp && !this.resyncRequested.has(c.id)) continue;
       this.fingerprints.set(c.id, fp);
       ops.push({ op: "put", table: "sync", key: ["f", c.id], value: fp });
@@ -363,20 +363,4 @@ export class LedgerOutputs {
   pendingCount(): number {
     return this.sync.pendingCount;
   }
-}
-
-/** Enabled warehouses serving a channel, per rule set (computed once per version: routing's view of it). */
-const servingCache = new WeakMap<Network, Map<string, string[]>>();
-function servingOf(network: Network, channel: string): string[] {
-  let byChannel = servingCache.get(network);
-  if (byChannel === undefined) {
-    byChannel = new Map();
-    servingCache.set(network, byChannel);
-  }
-  let list = byChannel.get(channel);
-  if (list === undefined) {
-    list = candidatesFor(network, channel);
-    byChannel.set(channel, list);
-  }
-  return list;
 }
