@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { type Network, parseNetwork } from "../domain/network/index.ts";
+import { type Network, type NetworkLimits, parseNetwork } from "../domain/network/index.ts";
 import { ConfigError } from "./load.ts";
 
 /** A rule-set file as written (TOML, or JSON when the name ends in .json), before validation. */
@@ -19,11 +19,14 @@ export function readRulesFile(path: string): unknown {
   }
 }
 
-/** Reads and validates the network file (warehouses, channels, routing). Its content hash names the version. */
-export function loadNetworkFile(path: string): { raw: unknown; network: Network } {
+/**
+ * Reads and validates the network file (warehouses, channels, routing). Its content hash names the version.
+ * `limits` (ledger.idBytesMax) holds its ids to the rule inputs follow; absent, to that limit's largest value.
+ */
+export function loadNetworkFile(path: string, limits?: NetworkLimits): { raw: unknown; network: Network } {
   const raw = readRulesFile(path);
   const version = `file-${Bun.hash(JSON.stringify(raw)).toString(16).slice(0, 12)}`;
-  const parsed = parseNetwork(raw, version);
+  const parsed = parseNetwork(raw, version, limits);
   if (!parsed.ok) throw new ConfigError(`network file ${path}: ${parsed.detail}`);
   return { raw, network: parsed.value };
 }

@@ -4,6 +4,7 @@ import { atsOf } from "../domain/channels/index.ts";
 import { available, type LedgerEntry, type SkuState } from "../domain/ledger/index.ts";
 import { serving, syncedChannels } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
+import { idsForJson, own, ownEntries } from "../domain/own.ts";
 import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
 import { type PastOrder, whatIf } from "../rules/what-if.ts";
@@ -30,7 +31,7 @@ export type HttpDeps = {
 };
 
 const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+  new Response(JSON.stringify(body, idsForJson), { status, headers: { "Content-Type": "application/json" } });
 
 /** The operator's edge: /healthz, /readyz, /metrics and the read API under /v1. */
 export function startHttp(deps: HttpDeps): Server<undefined> {
@@ -90,9 +91,10 @@ function stockView(deps: HttpDeps, sku: string): Response {
 }
 
 export function renderSku(state: SkuState, partition: number) {
-  const positions: Record<string, unknown> = {};
-  for (const [warehouse, p] of Object.entries(state.positions))
-    positions[warehouse] = { ...p, available: available(p) };
+  // Built with fromEntries: a warehouse id such as "__proto__" stays an ordinary key (src/domain/own.ts).
+  const positions = Object.fromEntries(
+    ownEntries(state.positions).map(([warehouse, p]) => [warehouse, { ...p, available: available(p) }]),
+  );
   return { sku: state.sku, partition, version: state.version, positions };
 }
 
@@ -185,7 +187,7 @@ async function whatIfOnce(deps: HttpDeps, req: Request): Promise<Response> {
     return json(400, { error: "bad_orders", fix: `orders=<1..${max}> (routing.whatIfOrdersMax)` });
   const body = await ruleSetOf(req);
   if (!body.ok) return json(400, { error: "invalid_rules", detail: body.detail });
-  const candidate = validateRules(body.raw, "candidate");
+  const candidate = validateRules(body.raw, "candidate", { idBytesMax: deps.config.ledger.idBytesMax });
   if (!candidate.ok) return json(400, { error: "invalid_rules", detail: candidate.detail });
   const orders = await deps.recentOrders(count);
   return json(200, whatIf(orders, deps.rules.network(), candidate.value, deps.routingView, Date.now()));
@@ -211,13 +213,15 @@ function atsView(deps: HttpDeps, sku: string): Response {
   if (state === undefined)
     return json(404, { error: "unknown_sku", sku, partition, fix: "no event has named this SKU yet" });
   const network = deps.rules.network();
-  const channels: Record<string, { ats: number; offered: number | null }> = {};
-  for (const c of syncedChannels(network)) {
-    channels[c.id] = {
-      ats: atsOf(state.positions, sku, c.sync, serving(network, c.id).ids),
-      offered: state.ats?.[c.id] ?? null,
-    };
-  }
+  const channels = Object.fromEntries(
+    syncedChannels(network).map((c) => [
+      c.id,
+      {
+        ats: atsOf(state.positions, sku, c.sync, serving(network, c.id).ids),
+        offered: own(state.ats, c.id) ?? null,
+      },
+    ]),
+  );
   return json(200, { sku, partition, version: state.version, rules: network.version, channels });
 }
 

@@ -1,7 +1,7 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { Config } from "../config/index.ts";
-import { type Network, parseNetwork } from "../domain/network/index.ts";
+import { type Network, type NetworkLimits, parseNetwork } from "../domain/network/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
 
@@ -28,9 +28,16 @@ function decode(value: Uint8Array): { ok: true; raw: unknown } | { ok: false; de
   }
 }
 
-/** Validates a rule set as the watcher will: the reply a command gives before anything is written. */
-export function validateRules(raw: unknown, version = "candidate"): ReturnType<typeof parseNetwork> {
-  return parseNetwork(raw, version);
+/**
+ * Validates a rule set as the watcher will: the reply a command gives before anything is written. Ids are
+ * held to ledger.idBytesMax when `limits` gives it (else to its largest value).
+ */
+export function validateRules(
+  raw: unknown,
+  version = "candidate",
+  limits?: NetworkLimits,
+): ReturnType<typeof parseNetwork> {
+  return parseNetwork(raw, version, limits);
 }
 
 /**
@@ -70,6 +77,11 @@ export class RulesStore {
   /** The rule set in force. */
   network(): Network {
     return this.current;
+  }
+
+  /** Rule sets are held to the same id rule as inputs. */
+  private limits(): NetworkLimits {
+    return { idBytesMax: this.config.ledger.idBytesMax };
   }
 
   refusal(): Refusal | null {
@@ -120,7 +132,7 @@ export class RulesStore {
     for (const e of history.reverse()) {
       if (e.operation !== "PUT") continue;
       const decoded = decode(e.value);
-      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : null;
+      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision), this.limits()) : null;
       if (parsed?.ok && decoded.ok) {
         this.current = parsed.value;
         this.currentRaw = decoded.raw;
@@ -140,7 +152,7 @@ export class RulesStore {
   private apply(e: KvEntry): boolean {
     this.revision = Math.max(this.revision, e.revision);
     const decoded = decode(e.value);
-    const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : decoded;
+    const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision), this.limits()) : decoded;
     if (!parsed.ok) {
       this.lastRefusal = { revision: e.revision, detail: parsed.detail };
       this.events.emit("rules_refused", { revision: e.revision });
@@ -169,7 +181,7 @@ export class RulesStore {
 
   /** Validates, then writes a new revision. An invalid rule set is refused here and never written. */
   async put(raw: unknown): Promise<PutResult> {
-    const checked = validateRules(raw);
+    const checked = validateRules(raw, "candidate", this.limits());
     if (!checked.ok) return this.refuse(checked.detail);
     if (this.kv === null) return { ok: false, detail: "the rules bucket is not open yet" };
     const revision = await this.kv.put(rulesKey, JSON.stringify(raw));
@@ -183,7 +195,7 @@ export class RulesStore {
     for await (const e of await this.kv.history({ key: rulesKey })) {
       if (e.operation !== "PUT") continue;
       const decoded = decode(e.value);
-      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision)) : decoded;
+      const parsed = decoded.ok ? parseNetwork(decoded.raw, versionOf(e.revision), this.limits()) : decoded;
       out.push({
         revision: e.revision,
         version: versionOf(e.revision),

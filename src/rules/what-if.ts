@@ -1,6 +1,7 @@
 import type { Position } from "../domain/ledger/index.ts";
 import { channelOf, type Network } from "../domain/network/index.ts";
 import type { OrderInput, RoutingView } from "../domain/orders/index.ts";
+import { idRecord, ownEntries } from "../domain/own.ts";
 import { route } from "../domain/routing/index.ts";
 
 /** An order of the recent past, with the time it was accepted (its ship-by is kept relative to it). */
@@ -11,7 +12,7 @@ export type WhatIfSide = {
   lines: number;
   linesAllocated: number;
   linesUnallocated: number;
-  /** Lines and units per warehouse. */
+  /** Lines and units per warehouse (a JSON view: each id is an own property, "__proto__" included). */
   byWarehouse: Record<string, { lines: number; units: number }>;
   ordersSplit: number;
   shipmentsPerOrderMean: number;
@@ -60,10 +61,12 @@ function simulate(orders: readonly PastOrder[], network: Network, view: RoutingV
   const stock = (sku: string) => {
     const positions = view.stock(sku);
     if (positions === undefined) return undefined;
-    const out: Record<string, Position> = {};
-    for (const [w, p] of Object.entries(positions))
-      out[w] = { ...p, reserved: p.reserved + (taken.get(`${sku}\u0000${w}`) ?? 0) };
-    return out;
+    return idRecord(
+      ownEntries(positions).map(([w, p]): [string, Position] => [
+        w,
+        { ...p, reserved: p.reserved + (taken.get(`${sku}\u0000${w}`) ?? 0) },
+      ]),
+    );
   };
   const ctx = { stock, load: (w: string) => view.load(w) + (units.get(w) ?? 0), nowMs };
   const side: WhatIfSide = {
@@ -81,6 +84,7 @@ function simulate(orders: readonly PastOrder[], network: Network, view: RoutingV
   let routedOrders = 0;
   let km = 0;
   let kmLines = 0;
+  const byWarehouse = new Map<string, { lines: number; units: number }>();
   for (const { input, atMs } of orders) {
     const channel = channelOf(network, input.channel);
     const within = input.shipByMs === null ? (channel?.slaShipWithinMs ?? 0) : input.shipByMs - atMs;
@@ -117,10 +121,10 @@ function simulate(orders: readonly PastOrder[], network: Network, view: RoutingV
       const k = `${(input.lines[i] as OrderInput["lines"][number]).sku}\u0000${w}`;
       taken.set(k, (taken.get(k) ?? 0) + qty);
       units.set(w, (units.get(w) ?? 0) + qty);
-      const per = side.byWarehouse[w] ?? { lines: 0, units: 0 };
+      const per = byWarehouse.get(w) ?? { lines: 0, units: 0 };
       per.lines++;
       per.units += qty;
-      side.byWarehouse[w] = per;
+      byWarehouse.set(w, per);
       const d = l.decision.candidates.find((c) => c.warehouse === w)?.distanceKm ?? null;
       if (d !== null) {
         km += d;
@@ -128,6 +132,8 @@ function simulate(orders: readonly PastOrder[], network: Network, view: RoutingV
       }
     }
   }
+  // Object.fromEntries defines each key, so a warehouse "__proto__" is a property like any other.
+  side.byWarehouse = Object.fromEntries(byWarehouse);
   side.shipmentsPerOrderMean = routedOrders === 0 ? 0 : round(shipments / routedOrders);
   side.distanceKmMean = kmLines === 0 ? null : round(km / kmLines);
   return { side, choices };

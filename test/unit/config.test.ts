@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, envName, loadConfig, printable, schema } from "../../src/config/index.ts";
+import { largestOutputItem } from "../../src/config/load.ts";
 
 const load = (env: Record<string, string> = {}, overrides?: Record<string, Record<string, unknown>>) =>
   loadConfig({ env, file: "config/sluice.toml", ...(overrides ? { overrides } : {}) });
@@ -66,6 +67,31 @@ describe("config", () => {
     expect(() => load({}, { streams: { replicas: 3 } })).toThrow(/needs a cluster/);
     expect(() => load({}, { nats: { embeddedStoreBytesMax: 64 * 1024 * 1024 } })).toThrow(
       /embeddedStoreBytesMax/,
+    );
+  });
+
+  test("the largest output item must fit streams.messageBytesMax; the refusal names the keys to change", () => {
+    const c = load();
+    const largest = largestOutputItem(c);
+    expect(largest.kind).toBe("order status item");
+    expect(largest.bytes).toBeLessThanOrEqual(c.streams.messageBytesMax);
+    expect(c.orders.textBytesMax).toBe(256);
+    const fix =
+      /the largest order status item .* takes \d+ bytes but streams\.messageBytesMax is \d+: lower orders\.linesPerOrderMax, ledger\.idBytesMax or orders\.textBytesMax, or raise streams\.messageBytesMax/;
+    expect(() => load({}, { orders: { linesPerOrderMax: 10_000 } })).toThrow(fix);
+    expect(() => load({}, { streams: { messageBytesMax: 256 * 1024 } })).toThrow(fix);
+    expect(() =>
+      load({ SLUICE_ORDERS_TEXT_BYTES_MAX: "4096" }, { orders: { linesPerOrderMax: 1 } }),
+    ).not.toThrow();
+    expect(() => load({ SLUICE_ORDERS_TEXT_BYTES_MAX: "4097" })).toThrow(
+      /orders\.textBytesMax .* from 16 to 4096/,
+    );
+    // Exactly at the figure passes, one byte under does not.
+    const small = { orders: { linesPerOrderMax: 10 }, ledger: { idBytesMax: 32 } };
+    const figure = largestOutputItem(load({}, small)).bytes;
+    expect(() => load({}, { ...small, streams: { messageBytesMax: figure } })).not.toThrow();
+    expect(() => load({}, { ...small, streams: { messageBytesMax: figure - 1 } })).toThrow(
+      /streams\.messageBytesMax/,
     );
   });
 

@@ -264,9 +264,10 @@ describe("bounds and state", () => {
     s.offer("shop", item("A", 1, 1), 1000, true);
     s.offer("shop", item("B", 1, 1), 1000, true);
     expect(s.take(1000)).toHaveLength(1);
+    // Stepped back 500 ms: no token is added, and the next is 1 s from the earlier time, not 1.5 s.
     expect(s.take(500)).toHaveLength(0);
-    expect(s.take(1999)).toHaveLength(0);
-    expect(s.take(2000)).toHaveLength(1);
+    expect(s.take(1499)).toHaveLength(0);
+    expect(s.take(1500)).toHaveLength(1);
   });
 });
 
@@ -409,5 +410,69 @@ describe("incremental changes for a store", () => {
     const back = sync({ requestsPerSecond: 1, itemsPerRequestMax: 1, burstRequestsMax: 1 });
     back.importState(state);
     expect(back.take(1000)).toEqual(s.take(1000));
+  });
+});
+
+describe("token bucket: a clock that steps back (issue #10, finding 8)", () => {
+  test("after a step back of Δ the refill goes on from the earlier time: no stall of Δ", () => {
+    const b = new TokenBucket(1, 1);
+    expect(b.tryTake(10_000)).toBe(true);
+    // The clock steps back 5 s: nothing is added, and the next token is 1 s away, not 6 s.
+    expect(b.tryTake(5_000)).toBe(false);
+    expect(b.msUntilToken(5_000)).toBe(1000);
+    expect(b.tryTake(5_999)).toBe(false);
+    expect(b.tryTake(6_000)).toBe(true);
+  });
+
+  test("msUntilToken alone sees the step back: waiting what it says is enough", () => {
+    const b = new TokenBucket(2, 1);
+    expect(b.tryTake(60_000)).toBe(true);
+    const wait = b.msUntilToken(1_000);
+    expect(wait).toBe(500);
+    expect(b.tryTake(1_000 + wait)).toBe(true);
+  });
+
+  test("a step back adds no token, and tokens kept are kept", () => {
+    const b = new TokenBucket(1, 3);
+    expect([b.tryTake(0), b.tryTake(0)]).toEqual([true, true]);
+    expect(b.tokensAt(-5_000)).toBe(1);
+    expect(b.tryTake(-5_000)).toBe(true);
+    expect(b.tryTake(-5_000)).toBe(false);
+    expect(b.tokensAt(-4_500)).toBe(0.5);
+  });
+
+  test("property: with any clock, waiting msUntilToken always gets a token, and takes never exceed depth + rate × forward time", () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.1, max: 50, noNaN: true }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.array(fc.record({ stepMs: fc.integer({ min: -100_000, max: 5_000 }), wait: fc.boolean() }), {
+          maxLength: 60,
+        }),
+        (rate, depth, steps) => {
+          const b = new TokenBucket(rate, depth);
+          let now = 1_000_000;
+          let forwardMs = 0;
+          let taken = 0;
+          const read = (t: number) => {
+            forwardMs += Math.max(0, t - now);
+            now = t;
+          };
+          for (const s of steps) {
+            read(now + s.stepMs);
+            if (s.wait) {
+              const wait = b.msUntilToken(now);
+              // At most one token interval: a step back never adds its Δ to the wait.
+              expect(wait).toBeLessThanOrEqual(Math.ceil(1000 / rate));
+              read(now + wait);
+              expect(b.tryTake(now)).toBe(true);
+              taken++;
+            } else if (b.tryTake(now)) taken++;
+          }
+          expect(taken).toBeLessThanOrEqual(depth + (rate * forwardMs) / 1000 + 1e-6);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

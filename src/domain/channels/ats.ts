@@ -1,5 +1,6 @@
 import { assert } from "../assert.ts";
 import { available, type Position } from "../ledger/types.ts";
+import { type IdRecord, own } from "../own.ts";
 import { type ChannelSync, everyWarehouse, marketplaceHeldOf } from "./rules.ts";
 
 /**
@@ -13,13 +14,13 @@ export function feedingWarehouses(rule: ChannelSync, warehousesOfNetwork: readon
 
 /** Σ available over the feeding warehouses, each clamped at 0: what the ledger can back. */
 export function backedUnits(
-  positions: Readonly<Record<string, Position>>,
+  positions: Readonly<IdRecord<Position>>,
   rule: ChannelSync,
   warehousesOfNetwork: readonly string[],
 ): number {
   let sum = 0;
   for (const w of feedingWarehouses(rule, warehousesOfNetwork)) {
-    const p = positions[w];
+    const p = own(positions, w);
     if (p !== undefined) sum += Math.max(0, available(p));
   }
   return sum;
@@ -44,19 +45,28 @@ export function backedUnits(
  * more than the ledger backs (sharePercent ≤ 100 and every later step only subtracts).
  */
 export function atsOf(
-  positions: Readonly<Record<string, Position>>,
+  positions: Readonly<IdRecord<Position>>,
   sku: string,
   rule: ChannelSync,
   warehousesOfNetwork: readonly string[],
 ): number {
   const backed = backedUnits(positions, rule, warehousesOfNetwork);
-  const shared = Math.floor((backed * rule.sharePercent) / 100);
+  const shared = shareOf(backed, rule.sharePercent);
   const net = shared - rule.bufferUnits - marketplaceHeldOf(rule, sku);
   const ats = net < rule.lowStockThreshold ? 0 : Math.max(0, net);
   assert(Number.isSafeInteger(ats), "ATS is a whole number");
   assert(ats >= 0, "ATS is never negative");
   assert(ats <= backed, "ATS never exceeds what the ledger backs");
   return ats;
+}
+
+/**
+ * floor(units × percent / 100) without the product: backed is at most warehousesMax (256) ×
+ * ledger.positionUnitsMax (≤ 10^13) ≈ 2.6 × 10^15, under 2^53 ≈ 9.0 × 10^15, but × 100 it would not be.
+ */
+function shareOf(units: number, percent: number): number {
+  const hundreds = Math.floor(units / 100);
+  return hundreds * percent + Math.floor(((units - hundreds * 100) * percent) / 100);
 }
 
 /**

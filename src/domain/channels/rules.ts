@@ -1,4 +1,5 @@
-import { invalid, isObject, type Parsed, parseId } from "../ledger/commands.ts";
+import { type DomainLimits, invalid, isObject, type Parsed, parseId } from "../ledger/commands.ts";
+import { type IdRecord, idRecord, own } from "../own.ts";
 
 // A channel's stock-sync rules: which warehouses feed it, how much of their stock it may show, and how fast
 // Sluice may push changes to it. Read from the channel's `[[channels]]` table in config/network.toml, next to
@@ -18,8 +19,8 @@ export type ChannelSync = {
   lowStockThreshold: number;
   /** Units the marketplace already holds on its side (unpaid orders, campaigns) for any SKU... */
   marketplaceHeldUnits: number;
-  /** ...unless the SKU has its own figure here. */
-  marketplaceHeld: Record<string, number>;
+  /** ...unless the SKU has its own figure here (per SKU id: an IdRecord, read through marketplaceHeldOf). */
+  marketplaceHeld: IdRecord<number>;
   /** The channel's API budget for stock pushes, all partitions together; may be fractional (0.5 = 1 per 2 s). */
   requestsPerSecond: number;
   /** SKUs in one push request (one `sluice.out.stock.<channel>` message). */
@@ -60,8 +61,14 @@ const warehousesMax = 1_000;
 const requestsPerSecondMax = 10_000;
 /** 10,000 items × ~80 B of JSON ≈ 800 KiB: one request stays under NATS's 1 MiB max_payload. */
 const itemsPerRequestCeiling = 10_000;
-/** SKU ids in marketplaceHeld follow the ledger's id rule (ledger.idBytesMax's largest value). */
-const idLimits = { quantityMax: unitsMax, idBytesMax: 256, linesPerOrderMax: 1, itemsPerMessageMax: 1 };
+/** Ids here follow the ledger's id rule; ledger.idBytesMax's largest value unless the caller gives it. */
+const idBytesMaxDefault = 256;
+const idLimitsOf = (idBytesMax: number): DomainLimits => ({
+  quantityMax: unitsMax,
+  idBytesMax: Math.min(idBytesMax, idBytesMaxDefault),
+  linesPerOrderMax: 1,
+  itemsPerMessageMax: 1,
+});
 
 /**
  * Validates the sync fields of one channel table and fills defaults. `where` names the table in messages
@@ -71,9 +78,11 @@ export function parseChannelSync(
   raw: unknown,
   where: string,
   knownWarehouses?: readonly string[],
+  idBytesMax = idBytesMaxDefault,
 ): Parsed<ChannelSync> {
   if (!isObject(raw)) return invalid(`${where} must be a table`);
-  const warehouses = parseWarehouses(raw.warehouses, `${where}.warehouses`, knownWarehouses);
+  const ids = idLimitsOf(idBytesMax);
+  const warehouses = parseWarehouses(raw.warehouses, `${where}.warehouses`, ids, knownWarehouses);
   if (!warehouses.ok) return warehouses;
   const units: Record<string, number> = {};
   for (const field of ["bufferUnits", "lowStockThreshold", "marketplaceHeldUnits"] as const) {
@@ -85,7 +94,7 @@ export function parseChannelSync(
   if (typeof share !== "number" || !Number.isInteger(share) || share < 0 || share > 100) {
     return invalid(`${where}.sharePercent must be a whole percent from 0 to 100 (100 shows all the stock)`);
   }
-  const held = parseMarketplaceHeld(raw.marketplaceHeld ?? {}, `${where}.marketplaceHeld`);
+  const held = parseMarketplaceHeld(raw.marketplaceHeld ?? {}, `${where}.marketplaceHeld`, ids);
   if (!held.ok) return held;
   const budget = parseBudget(raw, where);
   if (!budget.ok) return budget;
@@ -103,12 +112,25 @@ export function parseChannelSync(
   };
 }
 
-function parseWarehouses(v: unknown, where: string, known?: readonly string[]): Parsed<string[]> {
+function parseWarehouses(
+  v: unknown,
+  where: string,
+  ids: DomainLimits,
+  known?: readonly string[],
+): Parsed<string[]> {
   const list = v ?? channelSyncDefaults.warehouses;
-  if (!Array.isArray(list) || !list.every((w) => typeof w === "string" && w !== "")) {
+  if (!Array.isArray(list)) {
     return invalid(
       `${where} must be a list of warehouse ids, or ["*"] for every warehouse serving the channel`,
     );
+  }
+  for (const [i, w] of list.entries()) {
+    const id = parseId(w, `${where}[${i}]`, ids);
+    if (!id.ok) {
+      return invalid(
+        `${where} must be a list of warehouse ids, or ["*"] for every warehouse serving the channel: ${id.detail}`,
+      );
+    }
   }
   if (list.length === 0) {
     return invalid(
@@ -140,7 +162,7 @@ function parseUnits(v: unknown, where: string): Parsed<number> {
   return { ok: true, value: v };
 }
 
-function parseMarketplaceHeld(v: unknown, where: string): Parsed<Record<string, number>> {
+function parseMarketplaceHeld(v: unknown, where: string, ids: DomainLimits): Parsed<IdRecord<number>> {
   if (!isObject(v)) return invalid(`${where} must be a table of SKU = units, e.g. { "SKU-1" = 3 }`);
   const entries = Object.entries(v);
   if (entries.length > marketplaceHeldSkusMax) {
@@ -148,15 +170,13 @@ function parseMarketplaceHeld(v: unknown, where: string): Parsed<Record<string, 
       `${where} has more than ${marketplaceHeldSkusMax} SKUs; use marketplaceHeldUnits for the rest`,
     );
   }
-  const out: Record<string, number> = {};
   for (const [sku, units] of entries) {
-    const id = parseId(sku, `${where} key`, idLimits);
+    const id = parseId(sku, `${where} key`, ids);
     if (!id.ok) return id;
     const parsed = parseUnits(units, `${where}.${JSON.stringify(sku)}`);
     if (!parsed.ok) return parsed;
-    out[sku] = parsed.value;
   }
-  return { ok: true, value: out };
+  return { ok: true, value: idRecord(entries as Array<[string, number]>) };
 }
 
 function parseBudget(
@@ -183,7 +203,5 @@ function parseBudget(
 
 /** The units the marketplace holds for this SKU: its own figure, else the channel's default. */
 export function marketplaceHeldOf(rule: ChannelSync, sku: string): number {
-  return Object.hasOwn(rule.marketplaceHeld, sku)
-    ? (rule.marketplaceHeld[sku] as number)
-    : rule.marketplaceHeldUnits;
+  return own(rule.marketplaceHeld, sku) ?? rule.marketplaceHeldUnits;
 }

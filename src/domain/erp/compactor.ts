@@ -55,7 +55,7 @@ const dispositions: readonly ReturnDisposition[] = ["sellable", "damaged", "qual
 
 /** The movement an entry is for finance, or null: not a finance type, or on hand did not move (a count of holds). */
 export function movementTypeOf(e: LedgerEntry): MovementType | null {
-  if (!financeType[e.type]) return null;
+  if (!Object.hasOwn(financeType, e.type) || !financeType[e.type]) return null;
   if (e.delta.onHand === undefined || e.delta.onHand === 0) return null;
   if (e.type !== "returned") return e.type as MovementType;
   const disposition = e.cause.startsWith("return:") ? e.cause.slice("return:".length) : "";

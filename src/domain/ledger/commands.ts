@@ -1,4 +1,6 @@
-import type { HoldBucket, StockCommand, StockCommandType } from "./types.ts";
+import { type HoldBucket, refusalCodes, type StockCommand, type StockCommandType } from "./types.ts";
+
+const refusalCodeSet: ReadonlySet<string> = new Set(refusalCodes);
 
 export type DomainLimits = {
   quantityMax: number;
@@ -34,7 +36,8 @@ export function parseStockCommand(body: unknown, limits: DomainLimits): Parsed<S
     return invalid('payload must be an object such as {"type":"received","warehouse":"w1","qty":10}');
   }
   const type = body.type;
-  if (typeof type !== "string" || !(type in stockFields)) {
+  // Own keys only: "constructor" or "toString" is not a command type because every object inherits one.
+  if (typeof type !== "string" || !Object.hasOwn(stockFields, type)) {
     return invalid(`type must be one of ${stockCommandTypes.join(", ")}`);
   }
   const fields = stockFields[type as StockCommandType];
@@ -131,6 +134,10 @@ export function parseStockItems(
       'payload must be an object with items: [{"sku":"A","type":"counted","warehouse":"w1","onHand":5}]',
     );
   }
+  // Only `items`: a typo or a stray field must not pass silently (the rule for every input).
+  for (const key of Object.keys(body)) {
+    if (key !== "items") return invalid(`unknown field ${JSON.stringify(key)}; expected only items`);
+  }
   if (body.items.length === 0) return invalid("items must not be empty");
   if (body.items.length > limits.itemsPerMessageMax) {
     return invalid(
@@ -193,14 +200,16 @@ export function checkLineRequest(v: unknown, limits: DomainLimits): string | nul
     case "release":
       return null;
     case "ship":
-      return isCount(v.qty) && v.qty > 0 && isStr(v.eventId) ? null : "ship needs qty > 0 and eventId";
+      return isCount(v.qty) && v.qty > 0 && parseId(v.eventId, "eventId", limits).ok
+        ? null
+        : "ship needs qty > 0 and eventId";
     case "reject":
       return typeof v.stockMissing === "boolean" ? null : "reject needs stockMissing";
     case "return":
       return isCount(v.qty) &&
         v.qty > 0 &&
-        isStr(v.eventId) &&
-        isStr(v.warehouse) &&
+        parseId(v.eventId, "eventId", limits).ok &&
+        parseId(v.warehouse, "warehouse", limits).ok &&
         (v.disposition === "sellable" || v.disposition === "damaged" || v.disposition === "quality_control")
         ? null
         : "return needs qty > 0, eventId, warehouse and disposition";
@@ -215,8 +224,13 @@ export function checkLineResult(v: unknown, limits: DomainLimits): string | null
     return "line result without ref, sku or attempt";
   if (idsTooLong(v, limits)) return "line result with an id over ledger.idBytesMax";
   if (v.kind === "reserved" || v.kind === "lost")
-    return isStr(v.warehouse) && isCount(v.qty) ? null : `${v.kind} needs warehouse and qty`;
-  if (v.kind === "refused") return isStr(v.code) ? null : "refused needs code";
+    return parseId(v.warehouse, "warehouse", limits).ok && isCount(v.qty)
+      ? null
+      : `${v.kind} needs warehouse and qty`;
+  if (v.kind === "refused")
+    return typeof v.code === "string" && refusalCodeSet.has(v.code) && isCount(v.available)
+      ? null
+      : "refused needs a known code and available";
   return `unknown line result kind ${JSON.stringify(v.kind)}`;
 }
 

@@ -20,6 +20,8 @@ export {
   type InputRef,
   Ledger,
   type LedgerChanges,
+  type LedgerLimits,
   type LedgerView,
+  ledgerLimitsDefault,
 } from "./ledger.ts";
 export * from "./types.ts";

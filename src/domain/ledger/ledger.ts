@@ -1,4 +1,5 @@
 import { assert } from "../assert.ts";
+import { own, withOwn } from "../own.ts";
 import {
   type Allocation,
   available,
@@ -45,6 +46,24 @@ export type LedgerChanges = {
   loads: WarehouseLoad[];
 };
 
+/** Bounds the ledger keeps on what input may do; the stage passes the configured values. */
+export type LedgerLimits = {
+  /** Units one field of one position may hold (ledger.positionUnitsMax): a change past it is refused. */
+  positionUnitsMax: number;
+};
+
+/** ledger.positionUnitsMax's default (src/config/schema.ts says why). */
+export const ledgerLimitsDefault: Readonly<LedgerLimits> = Object.freeze({
+  positionUnitsMax: 1_000_000_000_000,
+});
+
+/**
+ * A warehouse's open reservations are summed over every SKU of a partition (WarehouseLoad): a reservation
+ * that would carry the sum past the largest exact integer is not made there, so the sum stays exact and its
+ * assertion can only catch a bug.
+ */
+const loadUnitsMax = Number.MAX_SAFE_INTEGER;
+
 const allocationKey = (sku: string, orderKey: string, lineId: string) =>
   `${sku}\u0000${orderKey}\u0000${lineId}`;
 
@@ -65,7 +84,15 @@ export class Ledger {
   private readonly loads = new Map<string, WarehouseLoad>();
   private readonly dirtyLoads = new Set<string>();
 
-  constructor(private readonly view: LedgerView = emptyView) {}
+  constructor(
+    private readonly view: LedgerView = emptyView,
+    private readonly limits: Readonly<LedgerLimits> = ledgerLimitsDefault,
+  ) {
+    assert(
+      Number.isSafeInteger(limits.positionUnitsMax) && limits.positionUnitsMax >= 1,
+      "positionUnitsMax is a whole number ≥ 1",
+    );
+  }
 
   get(sku: string): SkuState | undefined {
     const cached = this.skus.get(sku);
@@ -151,6 +178,10 @@ export class Ledger {
     input: InputRef,
   ): CommandResult {
     const p = this.position(sku, warehouse);
+    // Refused before the shortfall steps change anything (a count is at most ledger.quantityMax, which the
+    // config keeps ≤ positionUnitsMax, so only a ledger built with other limits gets here).
+    if (onHand > this.limits.positionUnitsMax && onHand > p.onHand)
+      return this.refuse(sku, "position_units_over_limit");
     let shortfall = p.reserved + p.damaged + p.qualityControl + p.safetyStock - onHand;
     if (shortfall > 0 && p.safetyStock > 0) {
       const take = Math.min(shortfall, p.safetyStock);
@@ -197,7 +228,12 @@ export class Ledger {
 
   // ---- order-line requests -------------------------------------------------------------------------
 
-  applyLine(r: LineRequest, input: InputRef): void {
+  /**
+   * Applies one request of the order stage. Returns null, or why a return could not be applied (the one
+   * request that adds stock: past ledger.positionUnitsMax it changes nothing, like a stale request, and the
+   * stage can say so).
+   */
+  applyLine(r: LineRequest, input: InputRef): RefusalCode | null {
     this.cause =
       r.kind === "reserve"
         ? "order"
@@ -222,7 +258,7 @@ export class Ledger {
           const best = Math.max(0, ...r.candidates.map((w) => available(this.position(r.sku, w))));
           this.results.push({ ...baseResult(r), kind: "refused", code: existing.refusal, available: best });
         }
-        return;
+        return null;
       }
       if (existing !== undefined && existing.reserved > 0) {
         this.cause = "reroute"; // a new attempt supersedes the old reservation
@@ -230,16 +266,16 @@ export class Ledger {
         this.cause = "order";
       }
       this.reserve(r, refText, input, existing);
-      return;
+      return null;
     }
-    if (existing === undefined || existing.attempt !== r.attempt) return; // stale or unknown: nothing to do
+    if (existing === undefined || existing.attempt !== r.attempt) return null; // stale or unknown: nothing to do
     switch (r.kind) {
       case "release":
         this.releaseAllocation(existing, refText, input);
-        return;
+        return null;
       case "ship": {
         const qty = Math.min(r.qty, existing.reserved);
-        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return;
+        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return null;
         this.change(r.sku, existing.warehouse, "shipped", { onHand: -qty, reserved: -qty }, refText, input);
         this.putAllocation({
           ...existing,
@@ -247,7 +283,7 @@ export class Ledger {
           shipped: existing.shipped + qty,
           eventIds: [...existing.eventIds, r.eventId],
         });
-        return;
+        return null;
       }
       case "reject": {
         const qty = existing.reserved;
@@ -258,21 +294,22 @@ export class Ledger {
             this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
         }
         this.putAllocation({ ...existing, reserved: 0 });
-        return;
+        return null;
       }
       case "return": {
         const qty = Math.min(r.qty, existing.shipped - existing.returned);
-        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return;
+        if (qty <= 0 || existing.eventIds.includes(r.eventId)) return null;
         const delta: Partial<Position> = { onHand: qty };
         if (r.disposition === "damaged") delta.damaged = qty;
         if (r.disposition === "quality_control") delta.qualityControl = qty;
-        this.change(r.sku, r.warehouse, "returned", delta, refText, input);
+        const applied = this.change(r.sku, r.warehouse, "returned", delta, refText, input);
+        if (!applied.ok) return applied.code;
         this.putAllocation({
           ...existing,
           returned: existing.returned + qty,
           eventIds: [...existing.eventIds, r.eventId],
         });
-        return;
+        return null;
       }
     }
   }
@@ -292,7 +329,7 @@ export class Ledger {
     let best = 0;
     for (const [i, warehouse] of r.candidates.entries()) {
       const free = available(this.position(r.sku, warehouse));
-      if (free - r.qty >= (r.keep?.[i] ?? 0)) {
+      if (free - r.qty >= (r.keep?.[i] ?? 0) && this.load(warehouse).reserved <= loadUnitsMax - r.qty) {
         this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
         this.putAllocation({
           sku: r.sku,
@@ -335,7 +372,7 @@ export class Ledger {
   // ---- state changes -------------------------------------------------------------------------------
 
   private position(sku: string, warehouse: string): Position {
-    return this.get(sku)?.positions[warehouse] ?? emptyPosition();
+    return own(this.get(sku)?.positions, warehouse) ?? emptyPosition();
   }
 
   private refuse(sku: string, code: RefusalCode): CommandResult {
@@ -352,7 +389,7 @@ export class Ledger {
     allowNoop = false,
   ): CommandResult {
     const state = this.get(sku) ?? { sku, version: 0, positions: {} };
-    const before = state.positions[warehouse] ?? emptyPosition();
+    const before = own(state.positions, warehouse) ?? emptyPosition();
     const next: Position = { ...before };
     let moved = false;
     for (const field of positionFields) {
@@ -362,10 +399,14 @@ export class Ledger {
       moved = true;
     }
     if (!moved && allowNoop) return { ok: true, sku, version: state.version };
+    // Input may add stock without end (receipts, returns, counts, overrides): past the ceiling it is refused,
+    // so every sum the ledger and ATS take stays an exact integer and no assertion below can be reached by it.
+    if (positionFields.some((f) => next[f] > this.limits.positionUnitsMax && next[f] > before[f]))
+      return this.refuse(sku, "position_units_over_limit");
     assert(moved, "a ledger entry moves at least one field");
     assertPosition(next);
     const version = state.version + 1;
-    const updated: SkuState = { ...state, version, positions: { ...state.positions, [warehouse]: next } };
+    const updated: SkuState = { ...state, version, positions: withOwn(state.positions, warehouse, next) };
     this.skus.set(sku, updated);
     this.dirtySkus.add(sku);
     if (next.reserved !== before.reserved || type === "shipped")
@@ -391,8 +432,7 @@ export class Ledger {
 
   /** Capacity use: reservations open and units shipped today (a shipment moves units from one to the other). */
   private countLoad(warehouse: string, reservedDelta: number, shipped: number, input: InputRef): void {
-    const l = this.loads.get(warehouse) ??
-      this.view.getLoad(warehouse) ?? { warehouse, reserved: 0, shippedDay: 0, shippedUnits: 0 };
+    const l = this.load(warehouse);
     const day = Math.floor(input.atMs / dayMs);
     const next: WarehouseLoad = {
       warehouse,
@@ -403,6 +443,13 @@ export class Ledger {
     assert(next.reserved >= 0, "a warehouse's open reservations are never negative");
     this.loads.set(warehouse, next);
     this.dirtyLoads.add(warehouse);
+  }
+
+  private load(warehouse: string): WarehouseLoad {
+    return (
+      this.loads.get(warehouse) ??
+      this.view.getLoad(warehouse) ?? { warehouse, reserved: 0, shippedDay: 0, shippedUnits: 0 }
+    );
   }
 
   private putAllocation(a: Allocation): void {

@@ -1,3 +1,5 @@
+import type { IdRecord } from "../own.ts";
+
 // The ledger's values. Plain data: they cross LMDB (msgpack), internal hops and partition export/import.
 
 /** One SKU at one warehouse. Available = onHand − reserved − damaged − qualityControl − safetyStock. */
@@ -22,9 +24,10 @@ export type SkuState = {
   sku: string;
   /** Strictly increasing on every change of any of the SKU's positions (invariant 4). */
   version: number;
-  positions: Record<string, Position>;
-  /** The ATS last offered to each synced channel (stock sync compares with it; absent: never offered). */
-  ats?: Record<string, number>;
+  /** Per warehouse id: an IdRecord, read and written only through src/domain/own.ts. */
+  positions: IdRecord<Position>;
+  /** The ATS last offered to each synced channel id (an IdRecord too; absent: never offered). */
+  ats?: IdRecord<number>;
 };
 
 /** Which order line a reservation belongs to. */
@@ -162,14 +165,18 @@ export type CommandResult =
   | { ok: false; sku: string; code: RefusalCode };
 
 /** Refusals read as sentences; they are outcomes, not errors: the input was valid. */
-export type RefusalCode =
-  | "insufficient_available"
-  | "no_candidate_warehouse"
-  | "adjust_below_committed"
-  | "hold_exceeds_available"
-  | "unhold_exceeds_held"
-  | "override_below_zero"
-  | "safety_stock_exceeds_available";
+export const refusalCodes = [
+  "insufficient_available",
+  "no_candidate_warehouse",
+  "adjust_below_committed",
+  "hold_exceeds_available",
+  "unhold_exceeds_held",
+  "override_below_zero",
+  "safety_stock_exceeds_available",
+  /** The change would carry a field of the position past ledger.positionUnitsMax. */
+  "position_units_over_limit",
+] as const;
+export type RefusalCode = (typeof refusalCodes)[number];
 
 export const emptyPosition = (): Position => ({
   onHand: 0,

@@ -1,5 +1,6 @@
 import { type ChannelSync, channelSyncFields, parseChannelSync } from "../channels/index.ts";
-import { invalid, isObject, type Parsed } from "../ledger/commands.ts";
+import { type DomainLimits, invalid, isObject, type Parsed, parseId } from "../ledger/commands.ts";
+import { type IdRecord, idRecord, own } from "../own.ts";
 
 // The fulfilment network and its routing rules: warehouses, channels, score weights. Seeded from
 // config/network.toml, then kept in a NATS KV bucket where each accepted revision is a named version
@@ -24,7 +25,8 @@ export type Warehouse = {
   utcOffsetMinutes: number;
   /** Brokering safety stock: units an allocation must leave at this warehouse, per SKU or by default. */
   minStockDefault: number;
-  minStock: Record<string, number>;
+  /** Per SKU id: an IdRecord, read through `minStockOf` (src/domain/own.ts). */
+  minStock: IdRecord<number>;
 };
 
 /**
@@ -136,35 +138,55 @@ const dayMs = 86_400_000;
 
 /** Bounds on a rule set: routing scores every warehouse per order, so their count is what it costs. */
 export const networkLimits = {
+  /** Also what ATS sums over: 256 × ledger.positionUnitsMax (≤ 10^13) ≈ 2.6 × 10^15 < 2^53. */
   warehousesMax: 256,
+  /** Each synced channel gets an ATS per changed SKU per batch: their count multiplies the ledger's output. */
+  channelsMax: 1_000,
   carriersPerWarehouseMax: 16,
   minStockSkusMax: 100_000,
   weightMax: 1_000,
+  /** Units in a rule (capacity, min stock): ledger.positionUnitsMax's largest value; no position holds more. */
+  unitsMax: 10_000_000_000_000,
+  /** A ship-by or grace period longer than a year is a typo (ms; 365 × 86,400,000 ≈ 3.2 × 10^10). */
+  slaMsMax: 365 * 86_400_000,
 } as const;
 
-export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
+/** Ids in a rule set follow the ledger's id rule (parseId); idBytesMax is ledger.idBytesMax, at most 256. */
+export type NetworkLimits = { idBytesMax: number };
+const networkIdBytesMaxDefault = 256;
+
+export function parseNetwork(raw: unknown, version: string, limits?: NetworkLimits): Parsed<Network> {
   if (!isObject(raw)) return invalid("network must be a table with [[warehouses]] and [[channels]]");
+  const ids = idLimitsOf(limits);
   const ws = raw.warehouses ?? [];
   const cs = raw.channels ?? [];
   if (!Array.isArray(ws) || !Array.isArray(cs))
     return invalid("warehouses and channels must be arrays of tables");
   if (ws.length > networkLimits.warehousesMax)
     return invalid(`at most ${networkLimits.warehousesMax} warehouses; this rule set lists ${ws.length}`);
+  if (cs.length > networkLimits.channelsMax) {
+    return invalid(
+      `at most ${networkLimits.channelsMax} channels; this rule set lists ${cs.length} (a "*" channel gives the rest its rules)`,
+    );
+  }
   const warehouses: Warehouse[] = [];
+  const warehouseIds = new Set<string>();
   for (const [i, w] of ws.entries()) {
-    const parsed = parseWarehouse(w, `warehouses[${i}]`);
+    const parsed = parseWarehouse(w, `warehouses[${i}]`, ids);
     if (!parsed.ok) return parsed;
-    if (warehouses.some((x) => x.id === parsed.value.id))
+    if (warehouseIds.has(parsed.value.id))
       return invalid(`warehouses[${i}].id ${JSON.stringify(parsed.value.id)} is listed twice`);
+    warehouseIds.add(parsed.value.id);
     warehouses.push(parsed.value);
   }
   const channels: Channel[] = [];
-  const warehouseIds = warehouses.map((w) => w.id);
+  const channelIds = new Set<string>();
   for (const [i, c] of cs.entries()) {
-    const parsed = parseChannel(c, `channels[${i}]`, warehouseIds);
+    const parsed = parseChannel(c, `channels[${i}]`, [...warehouseIds], ids);
     if (!parsed.ok) return parsed;
-    if (channels.some((x) => x.id === parsed.value.id))
+    if (channelIds.has(parsed.value.id))
       return invalid(`channels[${i}].id ${JSON.stringify(parsed.value.id)} is listed twice`);
+    channelIds.add(parsed.value.id);
     channels.push(parsed.value);
   }
   const routing = parseRouting(raw.routing ?? {});
@@ -172,22 +194,38 @@ export function parseNetwork(raw: unknown, version: string): Parsed<Network> {
   return { ok: true, value: { version, warehouses, channels, routing: routing.value } };
 }
 
+function idLimitsOf(limits: NetworkLimits | undefined): DomainLimits {
+  const idBytesMax = Math.min(limits?.idBytesMax ?? networkIdBytesMaxDefault, networkIdBytesMaxDefault);
+  return { quantityMax: networkLimits.unitsMax, idBytesMax, linesPerOrderMax: 1, itemsPerMessageMax: 1 };
+}
+
 const wholeAtLeast = (v: unknown, min: number): v is number =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= min;
 
-function parseWarehouse(w: unknown, where: string): Parsed<Warehouse> {
+/** A whole number of units in [0, unitsMax], or why not (NaN and ±Infinity are not whole numbers). */
+function unitsError(v: unknown, at: string): string | null {
+  if (!wholeAtLeast(v, 0)) return `${at} must be a whole number of units ≥ 0`;
+  if (v > networkLimits.unitsMax) return `${at} must be at most ${networkLimits.unitsMax} units`;
+  return null;
+}
+
+function parseWarehouse(w: unknown, where: string, ids: DomainLimits): Parsed<Warehouse> {
   if (!isObject(w)) return invalid(`${where} must be a table`);
-  if (typeof w.id !== "string" || w.id === "") return invalid(`${where}.id must be a non-empty string`);
-  const channels = w.channels ?? ["*"];
-  if (!Array.isArray(channels) || !channels.every((c) => typeof c === "string")) {
-    return invalid(`${where}.channels must be a list of channel ids (or ["*"])`);
-  }
+  const id = parseId(w.id, `${where}.id`, ids);
+  if (!id.ok) return id;
+  const channels = parseChannelIds(w.channels ?? ["*"], `${where}.channels`, ids);
+  if (!channels.ok) return channels;
   const capacity = w.capacityPerDay ?? 1_000_000;
-  if (!wholeAtLeast(capacity, 0)) return invalid(`${where}.capacityPerDay must be a whole number ≥ 0`);
+  const capacityError = unitsError(capacity, `${where}.capacityPerDay`);
+  if (capacityError !== null) return invalid(capacityError);
   for (const k of ["lat", "lon"] as const) {
     if (w[k] !== undefined && (typeof w[k] !== "number" || !Number.isFinite(w[k])))
-      return invalid(`${where}.${k} must be a number`);
+      return invalid(`${where}.${k} must be a finite number of degrees`);
   }
+  if (w.region !== undefined && (typeof w.region !== "string" || !regionOk(w.region, ids)))
+    return invalid(
+      `${where}.region must be a string of at most ${ids.idBytesMax} bytes, no control characters`,
+    );
   if (typeof w.lat === "number" && Math.abs(w.lat) > 90) return invalid(`${where}.lat must be in [-90, 90]`);
   if (typeof w.lon === "number" && Math.abs(w.lon) > 180)
     return invalid(`${where}.lon must be in [-180, 180]`);
@@ -196,39 +234,71 @@ function parseWarehouse(w: unknown, where: string): Parsed<Warehouse> {
   const offset = w.utcOffsetMinutes ?? 0;
   if (typeof offset !== "number" || !Number.isSafeInteger(offset) || Math.abs(offset) > 14 * 60)
     return invalid(`${where}.utcOffsetMinutes must be a whole number of minutes in [-840, 840]`);
-  const carriers = parseCarriers(w.carriers ?? [], `${where}.carriers`);
+  const carriers = parseCarriers(w.carriers ?? [], `${where}.carriers`, ids);
   if (!carriers.ok) return carriers;
   const minStockDefault = w.minStockDefault ?? 0;
-  if (!wholeAtLeast(minStockDefault, 0))
-    return invalid(`${where}.minStockDefault must be a whole number ≥ 0`);
-  const minStock = w.minStock ?? {};
-  if (!isObject(minStock)) return invalid(`${where}.minStock must be a table of SKU = units`);
-  const skus = Object.entries(minStock);
-  if (skus.length > networkLimits.minStockSkusMax)
-    return invalid(`${where}.minStock lists more than ${networkLimits.minStockSkusMax} SKUs`);
-  for (const [sku, units] of skus) {
-    if (!wholeAtLeast(units, 0))
-      return invalid(`${where}.minStock.${JSON.stringify(sku)} must be a whole number of units ≥ 0`);
-  }
+  const defaultError = unitsError(minStockDefault, `${where}.minStockDefault`);
+  if (defaultError !== null) return invalid(defaultError);
+  const minStock = parseMinStock(w.minStock ?? {}, `${where}.minStock`, ids);
+  if (!minStock.ok) return minStock;
   return {
     ok: true,
     value: {
-      id: w.id,
+      id: id.value,
       enabled: w.enabled !== false,
       region: typeof w.region === "string" ? w.region : "",
       lat: typeof w.lat === "number" ? w.lat : null,
       lon: typeof w.lon === "number" ? w.lon : null,
-      capacityPerDay: capacity,
-      channels: channels as string[],
+      capacityPerDay: capacity as number,
+      channels: channels.value,
       carriers: carriers.value,
       utcOffsetMinutes: offset,
-      minStockDefault,
-      minStock: minStock as Record<string, number>,
+      minStockDefault: minStockDefault as number,
+      minStock: minStock.value,
     },
   };
 }
 
-function parseCarriers(raw: unknown, where: string): Parsed<Carrier[]> {
+/** Regions are compared with an order's ship-to region: "" (none) or a string an id could be. */
+function regionOk(region: string, ids: DomainLimits): boolean {
+  return region === "" || parseId(region, "region", ids).ok;
+}
+
+/** Channel ids a warehouse serves ("*": every channel): ids, no duplicates, at most channelsMax. */
+function parseChannelIds(raw: unknown, where: string, ids: DomainLimits): Parsed<string[]> {
+  if (!Array.isArray(raw)) return invalid(`${where} must be a list of channel ids (or ["*"])`);
+  if (raw.length > networkLimits.channelsMax)
+    return invalid(
+      `${where} lists more than ${networkLimits.channelsMax} channels; use ["*"] to serve every one`,
+    );
+  const seen = new Set<string>();
+  for (const [i, c] of raw.entries()) {
+    const id = parseId(c, `${where}[${i}]`, ids);
+    if (!id.ok) return invalid(`${id.detail} (a channel id, or "*" for every channel)`);
+    if (seen.has(id.value)) return invalid(`${where} lists ${JSON.stringify(id.value)} twice; list it once`);
+    seen.add(id.value);
+  }
+  return { ok: true, value: [...seen] };
+}
+
+function parseMinStock(raw: unknown, where: string, ids: DomainLimits): Parsed<IdRecord<number>> {
+  if (!isObject(raw)) return invalid(`${where} must be a table of SKU = units`);
+  const skus = Object.entries(raw);
+  if (skus.length > networkLimits.minStockSkusMax) {
+    return invalid(
+      `${where} lists more than ${networkLimits.minStockSkusMax} SKUs; use minStockDefault for the rest`,
+    );
+  }
+  for (const [sku, units] of skus) {
+    const id = parseId(sku, `${where} key`, ids);
+    if (!id.ok) return id;
+    const error = unitsError(units, `${where}.${JSON.stringify(sku)}`);
+    if (error !== null) return invalid(error);
+  }
+  return { ok: true, value: idRecord(skus as Array<[string, number]>) };
+}
+
+function parseCarriers(raw: unknown, where: string, ids: DomainLimits): Parsed<Carrier[]> {
   if (!Array.isArray(raw)) return invalid(`${where} must be a list of { id, cutoff = "HH:MM", transitDays }`);
   if (raw.length > networkLimits.carriersPerWarehouseMax)
     return invalid(`${where}: at most ${networkLimits.carriersPerWarehouseMax} carriers`);
@@ -236,12 +306,15 @@ function parseCarriers(raw: unknown, where: string): Parsed<Carrier[]> {
   for (const [i, c] of raw.entries()) {
     const at = `${where}[${i}]`;
     if (!isObject(c)) return invalid(`${at} must be a table { id, cutoff = "HH:MM", transitDays }`);
-    if (typeof c.id !== "string" || c.id === "") return invalid(`${at}.id must be a non-empty string`);
+    const id = parseId(c.id, `${at}.id`, ids);
+    if (!id.ok) return id;
+    if (out.some((x) => x.id === id.value))
+      return invalid(`${at}.id ${JSON.stringify(id.value)} is listed twice; list each carrier once`);
     const m = typeof c.cutoff === "string" ? /^([01]\d|2[0-3]):([0-5]\d)$/.exec(c.cutoff) : null;
     if (m === null) return invalid(`${at}.cutoff must be a time "HH:MM" (24 h, warehouse local time)`);
     if (!wholeAtLeast(c.transitDays, 0) || c.transitDays > 365)
       return invalid(`${at}.transitDays must be a whole number of days in [0, 365]`);
-    out.push({ id: c.id, cutoffMinute: Number(m[1]) * 60 + Number(m[2]), transitDays: c.transitDays });
+    out.push({ id: id.value, cutoffMinute: Number(m[1]) * 60 + Number(m[2]), transitDays: c.transitDays });
   }
   return { ok: true, value: out };
 }
@@ -257,7 +330,12 @@ const channelFields = [
   "slaRerouteGraceMs",
 ];
 
-function parseChannel(c: unknown, where: string, warehouseIds: readonly string[]): Parsed<Channel> {
+function parseChannel(
+  c: unknown,
+  where: string,
+  warehouseIds: readonly string[],
+  ids: DomainLimits,
+): Parsed<Channel> {
   if (!isObject(c)) return invalid(`${where} must be a table`);
   const unknown = Object.keys(c).find(
     (k) => !channelFields.includes(k) && !(channelSyncFields as readonly string[]).includes(k),
@@ -267,9 +345,10 @@ function parseChannel(c: unknown, where: string, warehouseIds: readonly string[]
       `${where}.${unknown} is not a channel setting; known: ${[...channelFields, ...channelSyncFields].join(", ")}`,
     );
   }
-  const sync = parseChannelSync(c, where, warehouseIds);
+  const id = parseId(c.id, `${where}.id`, ids);
+  if (!id.ok) return id;
+  const sync = parseChannelSync(c, where, warehouseIds, ids.idBytesMax);
   if (!sync.ok) return sync;
-  if (typeof c.id !== "string" || c.id === "") return invalid(`${where}.id must be a non-empty string`);
   const split = c.split ?? "allow_partial";
   if (split !== "allow_partial" && split !== "ship_complete") {
     return invalid(`${where}.split must be allow_partial or ship_complete`);
@@ -277,20 +356,27 @@ function parseChannel(c: unknown, where: string, warehouseIds: readonly string[]
   const slaAction = c.slaAction ?? "cancel";
   if (slaAction !== "cancel" && slaAction !== "reroute")
     return invalid(`${where}.slaAction must be cancel or reroute`);
-  const ints: Record<string, unknown> = {
+  const ints = {
     maxShipments: c.maxShipments ?? 0,
     slaShipWithinMs: c.slaShipWithinMs ?? 2 * dayMs,
     slaRerouteGraceMs: c.slaRerouteGraceMs ?? dayMs,
   };
-  for (const [k, v] of Object.entries(ints)) {
-    if (!wholeAtLeast(v, 0)) return invalid(`${where}.${k} must be a whole number ≥ 0`);
+  const intsMax = {
+    maxShipments: networkLimits.warehousesMax,
+    slaShipWithinMs: networkLimits.slaMsMax,
+    slaRerouteGraceMs: networkLimits.slaMsMax,
+  };
+  for (const k of ["maxShipments", "slaShipWithinMs", "slaRerouteGraceMs"] as const) {
+    const v = ints[k];
+    if (!wholeAtLeast(v, 0) || v > intsMax[k])
+      return invalid(`${where}.${k} must be a whole number in [0, ${intsMax[k]}]`);
   }
   if (c.backorder !== undefined && typeof c.backorder !== "boolean")
     return invalid(`${where}.backorder must be true or false`);
   return {
     ok: true,
     value: {
-      id: c.id,
+      id: id.value,
       backorder: c.backorder === true,
       split,
       maxShipments: ints.maxShipments as number,
@@ -332,7 +418,7 @@ export function syncedChannels(network: Network): Channel[] {
 /** The units an allocation must leave of `sku` at warehouse `w` (brokering safety stock). */
 export function minStockOf(w: Warehouse, sku: string): number {
   if (!hasPerSkuMinStock(w)) return w.minStockDefault;
-  return w.minStock[sku] ?? w.minStockDefault;
+  return own(w.minStock, sku) ?? w.minStockDefault;
 }
 
 const perSkuMinStock = new WeakMap<Warehouse, boolean>();

@@ -3,7 +3,9 @@ import { documentId, type ErpLine } from "../erp/index.ts";
 import type { InputRef } from "../ledger/ledger.ts";
 import type { LineRequest, LineResult, Position, ReturnDisposition } from "../ledger/types.ts";
 import { channelOf, type Network } from "../network/index.ts";
+import { type IdRecord, own, ownEntries, ownIds, withOwn } from "../own.ts";
 import { type LineDecision, type RouteContext, route } from "../routing/index.ts";
+import { shippedList } from "./commands.ts";
 import type {
   CancelCause,
   CancelInput,
@@ -218,7 +220,7 @@ export class Orders {
         order,
         "cancel_refused",
         at,
-        `already shipped: ${shipped.map((l) => l.lineId).join(", ")}; send a return`,
+        `already shipped: ${shippedList(shipped.map((l) => l.lineId))}; send a return`,
       );
     } else this.touch(order, event, at, input.reason ?? undefined);
     this.settle(order, at);
@@ -286,7 +288,11 @@ export class Orders {
     for (const s of input.lines) {
       const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
       line.shippedQty += s.qty;
-      line.shippedAt[input.warehouse] = (line.shippedAt[input.warehouse] ?? 0) + s.qty;
+      line.shippedAt = withOwn(
+        line.shippedAt,
+        input.warehouse,
+        (own(line.shippedAt, input.warehouse) ?? 0) + s.qty,
+      );
       if (line.shippedQty === line.qty) line.state = "shipped";
       this.count("shipped", "units", s.qty);
       this.effects.ledger.push({
@@ -371,7 +377,7 @@ export class Orders {
         qty: r.qty,
         disposition: r.disposition,
         // Back to where it shipped from unless the return names a warehouse.
-        warehouse: r.warehouse ?? (Object.keys(line.shippedAt)[0] as string),
+        warehouse: r.warehouse ?? (ownIds(line.shippedAt)[0] as string),
         attempt: line.attempt,
       });
     }
@@ -386,7 +392,7 @@ export class Orders {
     const byWarehouse = new Map<string, Array<ErpLine & { disposition: ReturnDisposition }>>();
     for (const r of input.lines) {
       const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
-      const warehouse = r.warehouse ?? (Object.keys(line.shippedAt)[0] as string);
+      const warehouse = r.warehouse ?? (ownIds(line.shippedAt)[0] as string);
       const list = byWarehouse.get(warehouse) ?? [];
       list.push({
         lineId: r.lineId,
@@ -547,7 +553,7 @@ export class Orders {
     if (lines.length === 0) return;
     const used = new Set<string>();
     for (const l of order.lines) {
-      for (const w of Object.keys(l.shippedAt)) used.add(w);
+      for (const w of ownIds(l.shippedAt)) used.add(w);
       if (!lines.includes(l) && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
         used.add(l.warehouse);
     }
@@ -602,12 +608,11 @@ export class Orders {
   private stockInBatch(sku: string) {
     const positions = this.routing.stock(sku);
     if (positions === undefined || this.batchStock.size === 0) return positions;
-    let out: Record<string, Position> | undefined;
-    for (const [w, p] of Object.entries(positions)) {
+    let out: IdRecord<Position> | undefined;
+    for (const [w, p] of ownEntries(positions)) {
       const taken = this.batchStock.get(`${sku}\u0000${w}`);
       if (taken === undefined) continue;
-      out ??= { ...positions };
-      out[w] = { ...p, reserved: p.reserved + taken };
+      out = withOwn(out ?? positions, w, { ...p, reserved: p.reserved + taken });
     }
     return out ?? positions;
   }
@@ -679,7 +684,7 @@ export class Orders {
     // Where the order already ships from (released lines, and every warehouse a line shipped from).
     const fixed = new Set([
       ...order.lines.filter((l) => l.state === "released").map((l) => l.warehouse as string),
-      ...order.lines.flatMap((l) => Object.keys(l.shippedAt)),
+      ...order.lines.flatMap((l) => ownIds(l.shippedAt)),
     ]);
     const movable = order.lines.filter((l) => l.state === "allocated");
     const counts = new Map<string, number>();

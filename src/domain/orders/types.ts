@@ -1,6 +1,7 @@
 import type { ErpDocument } from "../erp/index.ts";
 import type { LineRequest, ReturnDisposition } from "../ledger/types.ts";
 import type { SplitMode } from "../network/index.ts";
+import type { IdRecord } from "../own.ts";
 import type { LineDecision } from "../routing/index.ts";
 
 /**
@@ -30,7 +31,7 @@ export type OrderLine = {
   warehouse: string | null;
   shippedQty: number;
   /** Where the shipped units left from (warehouse → quantity): returns go back there by default. */
-  shippedAt: Record<string, number>;
+  shippedAt: IdRecord<number>;
   returnedQty: number;
   /** Warehouses that rejected this line (never chosen again). */
   excluded: string[];

@@ -1,5 +1,6 @@
 import { available } from "../ledger/types.ts";
 import { minStockOf, type Network, serving, type Warehouse } from "../network/index.ts";
+import { own } from "../own.ts";
 import { distanceKm, nextCutoffMs } from "./geo.ts";
 import type {
   CandidateScore,
@@ -136,7 +137,7 @@ function optionsFor(line: RouteLine, sites: Site[], network: Network, ctx: Route
   let bestLeft = 0;
   for (const site of sites) {
     if (line.excluded.includes(site.w.id)) continue;
-    const p = positions?.[site.w.id];
+    const p = own(positions, site.w.id);
     const free = p === undefined ? 0 : Math.max(0, available(p));
     const keep = minStockOf(site.w, line.sku);
     // Per line, capacity: a warehouse with some capacity left may still not take this line's units.

@@ -1,5 +1,6 @@
 import type { Position } from "../ledger/types.ts";
 import type { SplitMode } from "../network/index.ts";
+import type { IdRecord } from "../own.ts";
 
 /** Why a warehouse was not a candidate for an order or a line. Bounded: a metric label. */
 export type FilterReason =
@@ -78,7 +79,7 @@ export type RouteOrder = {
 /** Synchronous reads of what routing scores against (committed ledger state; the ledger stays the authority). */
 export type RouteContext = {
   /** A SKU's positions per warehouse, or undefined when it has none. */
-  stock: (sku: string) => Readonly<Record<string, Position>> | undefined;
+  stock: (sku: string) => Readonly<IdRecord<Position>> | undefined;
   /** Units counted against a warehouse's daily capacity now: open reservations plus today's shipments. */
   load: (warehouse: string) => number;
   nowMs: number;

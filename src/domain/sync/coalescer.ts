@@ -239,9 +239,8 @@ export class StockSync {
   }
 
   counters(): Record<string, ChannelCounters> {
-    const out: Record<string, ChannelCounters> = {};
-    for (const [channel, lane] of this.lanes) out[channel] = { ...lane.counters };
-    return out;
+    // Keyed by channel ids for display: Object.fromEntries defines each (a channel "__proto__" included).
+    return Object.fromEntries([...this.lanes].map(([channel, lane]) => [channel, { ...lane.counters }]));
   }
 
   private lane(channel: string): Lane {

@@ -33,7 +33,10 @@ export class TokenBucket {
     this.tokens = Math.min(this.tokens, depth);
   }
 
-  /** Tokens at `nowMs`, without taking any. A clock that steps back adds nothing (and takes nothing). */
+  /**
+   * Tokens at `nowMs`, without taking any. A clock that steps back adds nothing (and takes nothing); the
+   * next `tryTake` or `msUntilToken` measures from the earlier time, so the refill goes on from there.
+   */
   tokensAt(nowMs: number): number {
     if (this.refilledAtMs === null) return this.tokens;
     const elapsedMs = Math.max(0, nowMs - this.refilledAtMs);
@@ -43,7 +46,9 @@ export class TokenBucket {
   /** Takes one token if there is one at `nowMs`. */
   tryTake(nowMs: number): boolean {
     this.tokens = this.tokensAt(nowMs);
-    this.refilledAtMs = Math.max(nowMs, this.refilledAtMs ?? nowMs);
+    // Always `nowMs`, also when the clock stepped back Δ: keeping the later time would refill nothing
+    // until the clock caught up again (a stall of Δ); the tokens already earned are kept, none are added.
+    this.refilledAtMs = nowMs;
     if (this.tokens + tokenEpsilon < 1) return false;
     this.tokens = Math.max(0, this.tokens - 1);
     return true;
@@ -51,6 +56,8 @@ export class TokenBucket {
 
   /** Milliseconds from `nowMs` until a token is there (0: now). */
   msUntilToken(nowMs: number): number {
+    // A clock behind the last refill stepped back: measure from now on, or the wait would be Δ too long.
+    if (this.refilledAtMs !== null && nowMs < this.refilledAtMs) this.refilledAtMs = nowMs;
     const missing = 1 - this.tokensAt(nowMs);
     if (missing <= tokenEpsilon) return 0;
     return Math.ceil((missing * 1000) / this.ratePerSecond);

@@ -1,4 +1,5 @@
 import { available, foldEntries, type LedgerEntry, type SkuState } from "../../domain/ledger/index.ts";
+import { own, ownEntries, ownIds } from "../../domain/own.ts";
 import type { PartitionStore } from "../../store/index.ts";
 
 export type LedgerMismatch = {
@@ -55,7 +56,7 @@ export function checkLedgerPartition(
   flush();
   for (const s of store.rangeValues<SkuState>("skus")) {
     result.skus++;
-    for (const [warehouse, p] of Object.entries(s.positions)) {
+    for (const [warehouse, p] of ownEntries(s.positions)) {
       if (available(p) < 0) result.oversold.push({ sku: s.sku, warehouse, available: available(p) });
     }
   }
@@ -74,9 +75,9 @@ function compare(
     out.versionGaps.push(sku);
   }
   const folded = foldEntries(entries);
-  const warehouses = new Set([...Object.keys(state?.positions ?? {}), ...folded.keys()]);
+  const warehouses = new Set([...ownIds(state?.positions), ...folded.keys()]);
   for (const warehouse of warehouses) {
-    const stored = state?.positions[warehouse];
+    const stored = own(state?.positions, warehouse);
     const f = folded.get(warehouse);
     for (const field of ["onHand", "reserved", "damaged", "qualityControl", "safetyStock"] as const) {
       const a = stored?.[field] ?? 0;

@@ -2,6 +2,7 @@ import type { Config } from "../../config/index.ts";
 import { atsOf, isUrgent } from "../../domain/channels/index.ts";
 import type { LedgerEntry, SkuState } from "../../domain/ledger/index.ts";
 import { type Channel, type Network, serving, syncedChannels } from "../../domain/network/index.ts";
+import { own, withOwn } from "../../domain/own.ts";
 import {
   type AtsItem,
   type PendingRow,
@@ -166,7 +167,7 @@ export class LedgerOutputs {
     let refused = false;
     for (const c of channels) {
       const ats = atsOf(s.positions, s.sku, c.sync, serving(network, c.id).ids);
-      const previous = s.ats?.[c.id];
+      const previous = own(s.ats, c.id);
       if (!force && previous === ats) continue;
       const item: AtsItem = { sku: s.sku, ats, version: s.version, atMs };
       const result = this.sync.offer(c.id, item, nowMs, isUrgent(previous ?? null, ats));
@@ -178,7 +179,7 @@ export class LedgerOutputs {
       }
       this.refused.delete(`${c.id}\u0000${s.sku}`);
       if (previous !== ats) {
-        s.ats = { ...s.ats, [c.id]: ats };
+        s.ats = withOwn(s.ats, c.id, ats);
         changed = true;
       }
     }
