@@ -1,6 +1,13 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
+import { assert } from "../domain/assert.ts";
 import type { OutboxItem } from "../store/index.ts";
 import { contentTypes, pack, unpack } from "../stream/codec.ts";
+import {
+  type DeadLetterReason,
+  deadLetter,
+  deadLetterItem,
+  type SourceMessage,
+} from "../stream/dead-letter.ts";
 
 /**
  * Batches outputs: one message per subject per batch, carrying many items (design.md §7: envelopes). A
@@ -48,6 +55,11 @@ export class Envelopes {
         bytes = 0;
       };
       for (const item of items) {
+        // Input bounds and the config relation (largestOutputItem, src/config/load.ts) make every item fit.
+        assert(
+          item.length + envelopeOverheadBytes <= this.messageBytesMax,
+          "every output item fits a message",
+        );
         const full =
           chunk.length >= this.itemsPerMessageMax ||
           bytes + item.length + envelopeOverheadBytes > this.messageBytesMax;
@@ -63,7 +75,7 @@ export class Envelopes {
 }
 
 /** `{"items":[` … `]}` or the msgpack map and array headers: what wraps the items' bytes. */
-const envelopeOverheadBytes = 16;
+export const envelopeOverheadBytes = 16;
 
 function jsonEnvelope(items: Uint8Array[]): Uint8Array {
   const open = new TextEncoder().encode('{"items":[');
@@ -102,15 +114,22 @@ export function contentTypeOf(headers: MsgHdrs | undefined): string | undefined 
   return undefined;
 }
 
+/** An item of an opened envelope: its index in the envelope (the dead letter's name if refused) and value. */
+export type EnvelopeItem<T> = { index: number; item: T };
+
+/** An item that failed its check: it is dead-lettered alone, its neighbours are applied. */
+export type RefusedItem = { index: number; item: unknown; detail: string };
+
 /**
- * The inverse of Envelopes for internal hops: a msgpack `{items: [...]}` whose every item passes `check`,
- * or why not (the message becomes a dead letter, the partition moves on).
+ * The inverse of Envelopes for internal hops: a msgpack `{items: [...]}` split into the items that pass
+ * `check` and those that do not (each becomes its own dead letter; one bad item never sinks its
+ * neighbours), or why the body is no envelope at all (then the message is dead-lettered whole).
  */
 export function openEnvelope<T>(
   data: Uint8Array,
   what: string,
   check: (item: unknown) => string | null,
-): { ok: true; items: T[] } | { ok: false; detail: string } {
+): { ok: true; items: EnvelopeItem<T>[]; refused: RefusedItem[] } | { ok: false; detail: string } {
   let body: unknown;
   try {
     body = unpack(data);
@@ -120,10 +139,35 @@ export function openEnvelope<T>(
   if (typeof body !== "object" || body === null || !Array.isArray((body as { items?: unknown }).items)) {
     return { ok: false, detail: `${what} envelope without items` };
   }
-  const items = (body as { items: unknown[] }).items;
-  for (const item of items) {
+  const items: EnvelopeItem<T>[] = [];
+  const refused: RefusedItem[] = [];
+  (body as { items: unknown[] }).items.forEach((item, index) => {
     const problem = check(item);
-    if (problem !== null) return { ok: false, detail: `${what} envelope: ${problem}` };
-  }
-  return { ok: true, items: items as T[] };
+    if (problem === null) items.push({ index, item: item as T });
+    else refused.push({ index, item, detail: `${what} envelope item ${index}: ${problem}` });
+  });
+  return { ok: true, items, refused };
+}
+
+/**
+ * Dead-letters an input: the whole message, or with `item` one item of its envelope alone. Either way an
+ * outbox item of the batch's transaction, with an id derived from the source (stream, seq, item index).
+ */
+export type Reject = (
+  m: SourceMessage,
+  reason: DeadLetterReason,
+  detail: string,
+  item?: { index: number; item: unknown },
+) => void;
+
+/** A Reject that writes into `outbox` and reports each dead letter's reason. */
+export function rejecter(outbox: OutboxItem[], counted: (reason: DeadLetterReason) => void): Reject {
+  return (m, reason, detail, item) => {
+    outbox.push(
+      item === undefined
+        ? deadLetter(m, reason, detail)
+        : deadLetterItem(m, item.index, item.item, reason, detail),
+    );
+    counted(reason);
+  };
 }

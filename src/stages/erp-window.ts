@@ -94,14 +94,17 @@ export function erpMessages(batch: ErpBatch, bytesMax: number): OutboxItem[] {
   const headers: Array<[string, string]> = [["Content-Type", contentTypes.json]];
   if (whole.length <= bytesMax) return [{ subject: subjects.outErp, msgId: batch.id, headers, data: whole }];
   const parts: ErpBatch[] = [];
+  // Each part also carries `,"part":N,"parts":N`: counted before any item, so no part outgrows bytesMax.
+  const partFieldsBytes = ',"part":4294967295,"parts":4294967295'.length;
+  const empty = () => encode({ ...batch, movements: [], documents: [] }).length + partFieldsBytes;
   let current: ErpBatch = { ...batch, movements: [], documents: [] };
-  let size = encode(current).length;
+  let size = empty();
   const push = (kind: "movements" | "documents", item: unknown) => {
     const bytes = encode(item).length + 1;
     if (size + bytes > bytesMax && (current.movements.length > 0 || current.documents.length > 0)) {
       parts.push(current);
       current = { ...batch, movements: [], documents: [] };
-      size = encode(current).length;
+      size = empty();
     }
     (current[kind] as unknown[]).push(item);
     size += bytes;

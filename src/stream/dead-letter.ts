@@ -1,5 +1,6 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { OutboxItem } from "../store/index.ts";
+import { contentTypes, pack } from "./codec.ts";
 import { subjects } from "./subjects.ts";
 
 /** Dead-letter reasons are subject tokens: `sluice.dlq.<reason>`. docs/subjects.md lists each. */
@@ -14,6 +15,7 @@ export const deadLetterReasons = [
   "unknown_line",
   "invalid_transition",
   "unknown_channel",
+  "message_too_large",
 ] as const;
 export type DeadLetterReason = (typeof deadLetterReasons)[number];
 
@@ -23,6 +25,8 @@ export const deadLetterHeaders = {
   subject: "Sluice-Source-Subject",
   stream: "Sluice-Source-Stream",
   seq: "Sluice-Source-Seq",
+  /** The item's index in its source envelope, on a dead letter of one item. */
+  item: "Sluice-Source-Item",
 } as const;
 
 export type SourceMessage = {
@@ -38,6 +42,44 @@ const detailCharsMax = 1024;
 
 /** The input, untouched (payload and original headers), with the reason added in headers. */
 export function deadLetter(source: SourceMessage, reason: DeadLetterReason, detail: string): OutboxItem {
+  return {
+    subject: subjects.dlq(reason),
+    msgId: `dlq:${source.stream}:${source.seq}`,
+    headers: deadLetterHeadersOf(source, reason, detail),
+    data: source.data,
+  };
+}
+
+/**
+ * One refused item of an envelope, alone: its own msgpack bytes as the payload (never its neighbours, which
+ * were applied), the source's headers plus the reason and the item's index. The id names the item, so a
+ * redelivered batch writes the same dead letters and JetStream drops the copies.
+ */
+export function deadLetterItem(
+  source: SourceMessage,
+  index: number,
+  item: unknown,
+  reason: DeadLetterReason,
+  detail: string,
+): OutboxItem {
+  // The payload is msgpack whatever the source said: the item is re-encoded on its own.
+  const headers = deadLetterHeadersOf(source, reason, detail).filter(
+    ([key]) => key.toLowerCase() !== "content-type",
+  );
+  headers.push(["Content-Type", contentTypes.msgpack], [deadLetterHeaders.item, String(index)]);
+  return {
+    subject: subjects.dlq(reason),
+    msgId: `dlq:${source.stream}:${source.seq}:${index}`,
+    headers,
+    data: pack(item),
+  };
+}
+
+function deadLetterHeadersOf(
+  source: SourceMessage,
+  reason: DeadLetterReason,
+  detail: string,
+): Array<[string, string]> {
   const headers: Array<[string, string]> = [];
   if (source.headers !== undefined) {
     for (const key of source.headers.keys()) {
@@ -55,10 +97,5 @@ export function deadLetter(source: SourceMessage, reason: DeadLetterReason, deta
     [deadLetterHeaders.stream, source.stream],
     [deadLetterHeaders.seq, String(source.seq)],
   );
-  return {
-    subject: subjects.dlq(reason),
-    msgId: `dlq:${source.stream}:${source.seq}`,
-    headers,
-    data: source.data,
-  };
+  return headers;
 }

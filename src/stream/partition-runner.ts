@@ -4,7 +4,7 @@ import type { Config } from "../config/index.ts";
 import { assert } from "../domain/assert.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { BatchWrite, OutboxItem, PartitionStore } from "../store/index.ts";
+import { type BatchWrite, type OutboxItem, type PartitionStore, StoreWriteError } from "../store/index.ts";
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
 import {
@@ -14,6 +14,8 @@ import {
   routerKinds,
   type Stage,
   streamNames,
+  subjects,
+  unroutedConsumerName,
 } from "./subjects.ts";
 
 /** What a stage sees of a message: no JetStream types cross into the apply step. */
@@ -30,8 +32,17 @@ export type InboundMessage = {
 /** The synchronous heart of a stage's partition: a batch in, the writes of one transaction out. */
 export interface PartitionApplier {
   apply(messages: readonly InboundMessage[]): Omit<BatchWrite, "streamSeqLastApplied">;
-  /** Work that is due by time alone (SLA deadlines); null when nothing is due. `nowMs` is the runner's clock. */
+  /**
+   * Work that is due by the process clock alone (stock sync, ERP windows); null when nothing is due. `nowMs`
+   * is the runner's clock. Never SLA deadlines: those fire in stream time, inside `apply` (see timerDueMs).
+   */
   tick?(nowMs: number): Omit<BatchWrite, "streamSeqLastApplied"> | null;
+  /**
+   * The earliest deadline that fires in stream time (SLA timers), or null. Once the process clock passes it
+   * while the partition is idle, the runner publishes a clock message into the partition's own stream: its
+   * stream timestamp, applied after everything before it, is what lets `apply` fire the deadline.
+   */
+  timerDueMs?(): number | null;
   /** How often `tick` runs (ms); orders.timerTickMs when absent. */
   readonly tickMs?: number;
   /**
@@ -57,6 +68,12 @@ export type PartitionRunnerDeps = {
   log: Logger;
   /** A failure the runner cannot recover from (commit failed, invariant broken): the process must exit. */
   onFatal: (error: Error) => void;
+  /**
+   * A commit found no room on the data disk: the runner has stopped (nothing acked past its last commit) and
+   * its applier's memory may hold uncommitted effects, so the owner starts a fresh applier and runner once
+   * there is room. Absent: such a failure is fatal like any other.
+   */
+  onStoreFull?: (error: StoreWriteError) => void;
   /** Whether this process still holds the data-dir lock; checked before every commit. */
   lockHeld?: () => boolean;
 };
@@ -85,6 +102,12 @@ export class PartitionRunner {
   private lagPoll: ReturnType<typeof setInterval> | null = null;
   private timerTick: ReturnType<typeof setInterval> | null = null;
   private tickRequested = false;
+  /** A clock message is being published (at most one at a time, one per tick: bounded by the tick rate). */
+  private clockPublishing = false;
+  /** The sequence of the last clock message published: none more until the partition has applied it. */
+  private clockSeqOutstanding: number | null = null;
+  /** SLUICE_UNROUTED's last sequence when a deadline was first seen passed: the router must route it first. */
+  private unroutedSeqAtDue: number | null = null;
   private resetting: Promise<void> | null = null;
   private lastBatchAtMs = 0;
   /** Outboxes of committed batches, published one batch after another (per-subject order across batches). */
@@ -127,6 +150,7 @@ export class PartitionRunner {
       this.timerTick = setInterval(() => {
         this.tickRequested = true;
         this.scheduleFlush();
+        void this.publishClockIfDue();
       }, this.d.applier.tickMs ?? this.d.config.orders.timerTickMs);
     }
     void this.watchConnection();
@@ -146,22 +170,24 @@ export class PartitionRunner {
         `${this.d.store.dir} applied ${this.stream} up to sequence ${seq}, but ${why}: the stream was deleted and created again, or lost data; restore it, or move the partition directory away to start over (docs/operations.md)`,
       );
     if (seq > 0 && info.state.last_seq < seq) throw refuse(`the stream ends at ${info.state.last_seq}`);
-    if (seq > 0 && atMs !== undefined && info.state.first_seq <= seq) {
-      const m = await this.d.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
-      const storedMs = m?.time.getTime();
-      if (storedMs !== undefined && Math.abs(storedMs - atMs) > 1) {
-        throw refuse(
-          `its message ${seq} is from ${new Date(storedMs).toISOString()}, not ${new Date(atMs).toISOString()}`,
-        );
-      }
-    }
-    const next = this.streamSeqLastApplied + 1;
-    if (info.state.messages > 0 && info.state.first_seq > next) {
-      this.log.error("messages the partition never applied were removed by the stream's limits", {
-        streamSeqNext: next,
+    if (seq === 0) return; // nothing applied yet: nothing to compare (retention purges only applied messages)
+    const m = await this.d.jsm.streams.getMessage(this.stream, { seq });
+    if (m === null) {
+      // Retention (src/stream/retention.ts) always keeps a partition's last applied message: without it,
+      // something other than Sluice removed messages, and inputs after it may be gone with it.
+      this.log.error("the partition's last applied message was removed by something other than Sluice", {
+        streamSeqLastApplied: seq,
         streamSeqFirst: info.state.first_seq,
-        fix: "raise streams.inboundAgeMsMax / inboundBytesMax; the lost inputs cannot be recovered from the stream",
+        fix: "inputs published after it may be lost: check for an operator purge or changed stream limits (docs/operations.md)",
       });
+      this.d.events.emit("stream_gap", { stage: this.d.stage, partition: this.d.partition });
+      return;
+    }
+    const storedMs = m.time.getTime();
+    if (atMs !== undefined && Math.abs(storedMs - atMs) > 1) {
+      throw refuse(
+        `its message ${seq} is from ${new Date(storedMs).toISOString()}, not ${new Date(atMs).toISOString()}`,
+      );
     }
   }
 
@@ -267,8 +293,8 @@ export class PartitionRunner {
 
   private async drain(): Promise<void> {
     while (this.state === "running" || this.state === "stopping") {
-      // A due tick goes before the next batch: under a sustained burst, SLA deadlines still fire within
-      // one batch of orders.timerTickMs.
+      // A due tick goes before the next batch: under a sustained burst, work due by the process clock (ERP
+      // windows, stock sync) still runs within one batch of its tick. SLA deadlines are not ticks: clocks.
       if (this.tickRequested && this.state === "running") {
         this.tickRequested = false;
         if (this.d.applier.tickWhenBusy === false && this.buffer.length > 0) continue;
@@ -277,6 +303,45 @@ export class PartitionRunner {
         await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));
       } else return;
     }
+  }
+
+  /**
+   * A deadline passed by the process clock: publish a clock message into the partition's stream. Deadlines
+   * fire only when the partition applies a clock message (stream time, the same on a replay), so after every
+   * input published before it. At most one clock is outstanding (published, not yet applied) and at most one
+   * is published per tick, only while a deadline is due; one lost is sent again next tick. One from anyone
+   * else is harmless: its timestamp is the server's.
+   */
+  private async publishClockIfDue(): Promise<void> {
+    const dueMs = this.d.applier.timerDueMs?.() ?? null;
+    if (dueMs === null || dueMs > Date.now() || this.clockPublishing || this.state !== "running") return;
+    if (this.clockSeqOutstanding !== null && this.clockSeqOutstanding > this.streamSeqLastApplied) return;
+    this.clockPublishing = true;
+    try {
+      if (!(await this.routerCaughtUp())) return;
+      const ack = await this.d.js.publish(subjects.orderClock(this.d.partition), new Uint8Array(0));
+      this.clockSeqOutstanding = ack.seq;
+      this.unroutedSeqAtDue = null;
+    } catch (error) {
+      this.log.warn("clock message not published; the next tick tries again", { error });
+    } finally {
+      this.clockPublishing = false;
+    }
+  }
+
+  /**
+   * Whether the router has routed (and acked) every message that reached SLUICE_UNROUTED before the deadline
+   * passed: a WMS event waiting there would otherwise land after the clock and lose to a deadline it met
+   * (after an outage, the router drains a backlog). Later messages do not hold the clock back, so a router
+   * that is never idle does not starve the deadlines.
+   */
+  private async routerCaughtUp(): Promise<boolean> {
+    if (this.unroutedSeqAtDue === null) {
+      this.unroutedSeqAtDue = (await this.d.jsm.streams.info(streamNames.unrouted)).state.last_seq;
+    }
+    const info = await this.d.jsm.consumers.info(streamNames.unrouted, unroutedConsumerName);
+    const idle = info.num_pending === 0 && info.num_ack_pending === 0;
+    return idle || info.ack_floor.stream_seq >= this.unroutedSeqAtDue;
   }
 
   /** A batch with no input: what is due by time. Committed like any batch; the applied sequence stays. */
@@ -364,7 +429,11 @@ export class PartitionRunner {
     this.publishesPending++;
     this.publishing = this.publishing
       .then(() => (this.state === "failed" ? undefined : this.publishOutbox(outbox, keys)))
-      .catch((error: Error) => this.fail(error))
+      .catch((error: Error) => {
+        // Stopping while a target stream is full: the items stay in the outbox, published at the next start.
+        if (this.state === "stopping") this.log.warn("outbox left for the next start", { error });
+        else this.fail(error);
+      })
       .finally(() => {
         this.publishesPending--;
       });
@@ -378,7 +447,7 @@ export class PartitionRunner {
 
   private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
     const started = performance.now();
-    const attempts = await this.d.publisher.publish(outbox);
+    const attempts = await this.d.publisher.publish(outbox, () => this.state === "stopping");
     this.d.events.emit("outbox_published", {
       stage: this.d.stage,
       partition: this.d.partition,
@@ -501,6 +570,11 @@ export class PartitionRunner {
     this.state = "failed";
     this.buffer = [];
     this.generation++; // deliveries still arriving are ignored
+    if (error instanceof StoreWriteError && error.full && this.d.onStoreFull !== undefined) {
+      this.log.warn("partition paused: no room to commit; its input waits in JetStream", { error });
+      this.d.onStoreFull(error);
+      return;
+    }
     this.log.error("partition failed", { error });
     this.d.onFatal(error);
   }

@@ -101,6 +101,11 @@ export const subjects = {
   /** Router → order stage: a WMS event about an order, untouched. */
   orderWms: (orderPartition: number, warehouse: string, event: string) =>
     `sluice.order.${orderPartition}.wms.${encodeToken(warehouse)}.${event}`,
+  /**
+   * A clock message: no body, applied after everything before it in the order partition's stream; its stream
+   * timestamp moves the partition's stream time on, so SLA deadlines fire while no input flows.
+   */
+  orderClock: (orderPartition: number) => `sluice.order.${orderPartition}.clock`,
   outOrder: (channel: string) => `sluice.out.order.${encodeToken(channel)}`,
   outFulfil: (warehouse: string) => `sluice.out.fulfil.${encodeToken(warehouse)}`,
   /** ATS changes of one channel: `{"items":[{sku, ats, version, atMs}]}`, coalesced, within its rate budget. */

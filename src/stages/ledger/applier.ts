@@ -3,7 +3,6 @@ import {
   type Allocation,
   checkLineRequest,
   checkStockItem,
-  type DomainLimits,
   Ledger,
   type LedgerView,
   type LineRequest,
@@ -15,10 +14,10 @@ import {
   type WarehouseLoad,
 } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
+import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
-import { type DeadLetterReason, deadLetter } from "../../stream/dead-letter.ts";
 import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
 import {
   decodeToken,
@@ -29,17 +28,18 @@ import {
   subjects,
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
-import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
+import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 
 export const ledgerTables = ["skus", "entries", "allocations", "load", ...outputTables] as const;
 
-export function domainLimits(c: Config): DomainLimits {
+export function domainLimits(c: Config): OrderInputLimits {
   return {
     quantityMax: c.ledger.quantityMax,
     idBytesMax: c.ledger.idBytesMax,
     linesPerOrderMax: c.orders.linesPerOrderMax,
     itemsPerMessageMax: c.ledger.itemsPerMessageMax,
+    textBytesMax: c.orders.textBytesMax,
   };
 }
 
@@ -69,7 +69,7 @@ export function ledgerView(
  */
 export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
-  private readonly limits: DomainLimits;
+  private readonly limits: OrderInputLimits;
   private readonly cache: BoundedCache<string, SkuState>;
   readonly outputs: LedgerOutputs;
   /** Stock updates and ERP windows are due by time: looked for every sync.tickMs. */
@@ -86,7 +86,9 @@ export class LedgerApplier implements PartitionApplier {
     private readonly clock: () => number = Date.now,
   ) {
     this.cache = new BoundedCache(config.ledger.cacheCountMax);
-    this.ledger = new Ledger(ledgerView(store, this.cache));
+    this.ledger = new Ledger(ledgerView(store, this.cache), {
+      positionUnitsMax: config.ledger.positionUnitsMax,
+    });
     this.limits = domainLimits(config);
     this.tickMs = config.sync.tickMs;
     this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
@@ -110,10 +112,9 @@ export class LedgerApplier implements PartitionApplier {
 
   apply(messages: readonly InboundMessage[]) {
     const outbox: OutboxItem[] = [];
-    const reject = (m: InboundMessage, reason: DeadLetterReason, detail: string) => {
-      outbox.push(deadLetter(m, reason, detail));
-      this.events.emit("dead_lettered", { stage: "ledger", reason });
-    };
+    const reject = rejecter(outbox, (reason) =>
+      this.events.emit("dead_lettered", { stage: "ledger", reason }),
+    );
     for (const m of messages) {
       const route = parsePartitioned(m.subject);
       if (route === null || route.partition !== this.partition) {
@@ -139,7 +140,7 @@ export class LedgerApplier implements PartitionApplier {
     m: InboundMessage,
     token: string,
     input: { seq: number; atMs: number },
-    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
+    reject: Reject,
   ): void {
     let sku: string;
     try {
@@ -180,65 +181,57 @@ export class LedgerApplier implements PartitionApplier {
     }
   }
 
-  private items(
-    m: InboundMessage,
-    input: { seq: number; atMs: number },
-    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
-  ): void {
+  private items(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
     const envelope = openEnvelope<StockItem>(m.data, "items", (i) => checkStockItem(i, this.limits));
     if (!envelope.ok) {
       reject(m, "invalid_command", envelope.detail);
       return;
     }
-    // One dead letter per message (its id is the message's): every item that did not apply is named in it.
-    const wrong: string[] = [];
-    const refused: string[] = [];
-    for (const item of envelope.items) {
-      if (partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount) !== this.partition) {
-        wrong.push(item.sku);
+    // Each item that does not apply is a dead letter of its own; the others apply (one bad item sinks none).
+    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
+    for (const one of envelope.items) {
+      const { index, item } = one;
+      const owner = partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount);
+      if (owner !== this.partition) {
+        const detail = `items envelope item ${index}: SKU ${JSON.stringify(item.sku)} belongs to partition ${owner}, not ${this.partition}`;
+        reject(m, "wrong_partition", detail, one);
         continue;
       }
       const command = parseStockCommand(item.command, this.limits);
       if (!command.ok) {
-        refused.push(`${item.sku}: ${command.detail}`);
+        reject(m, command.reason, `items envelope item ${index} (${item.sku}): ${command.detail}`, one);
         continue;
       }
       const result = this.ledger.applyStock(item.sku, command.value, input);
       if (!result.ok) {
         this.events.emit("command_refused", { stage: "ledger", code: result.code });
-        refused.push(`${item.sku}: ${result.code}`);
+        const detail = `items envelope item ${index}: ${command.value.type} of ${item.sku} refused: ${result.code}`;
+        reject(m, "refused", detail, one);
       }
-    }
-    if (wrong.length > 0) {
-      const also = refused.length > 0 ? `; ${refused.length} refused: ${refused.join("; ")}` : "";
-      reject(
-        m,
-        "wrong_partition",
-        `${wrong.length} item(s) belong to other partitions: ${wrong.join(", ")}${also}`,
-      );
-    } else if (refused.length > 0) {
-      reject(m, "refused", `${refused.length} item(s) refused: ${refused.join("; ")}`);
     }
   }
 
-  private lineRequests(
-    m: InboundMessage,
-    input: { seq: number; atMs: number },
-    reject: (m: InboundMessage, r: DeadLetterReason, d: string) => void,
-  ): void {
+  private lineRequests(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
     const envelope = openEnvelope<LineRequest>(m.data, "cmd", (r) => checkLineRequest(r, this.limits));
     if (!envelope.ok) {
       reject(m, "invalid_command", envelope.detail);
       return;
     }
-    const wrong: string[] = [];
-    for (const r of envelope.items) {
-      const owner = partitionOfTokens([encode(r.sku)], this.config.streams.partitionCount);
-      if (owner !== this.partition) wrong.push(r.sku);
-      else this.ledger.applyLine(r, input);
-    }
-    if (wrong.length > 0) {
-      reject(m, "wrong_partition", `line requests for SKUs of other partitions: ${wrong.join(", ")}`);
+    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
+    for (const one of envelope.items) {
+      const owner = partitionOfTokens([encode(one.item.sku)], this.config.streams.partitionCount);
+      if (owner === this.partition) {
+        // A return over ledger.positionUnitsMax changes nothing: its item is refused alone.
+        const refusal = this.ledger.applyLine(one.item, input);
+        if (refusal !== null) {
+          this.events.emit("command_refused", { stage: "ledger", code: refusal });
+          const detail = `cmd envelope item ${one.index}: ${one.item.kind} of ${one.item.sku} refused: ${refusal}`;
+          reject(m, "refused", detail, one);
+        }
+      } else {
+        const detail = `cmd envelope item ${one.index}: SKU ${JSON.stringify(one.item.sku)} belongs to partition ${owner}, not ${this.partition}`;
+        reject(m, "wrong_partition", detail, one);
+      }
     }
   }
 

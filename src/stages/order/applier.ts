@@ -1,6 +1,7 @@
 import type { Config } from "../../config/index.ts";
-import { checkLineResult, type DomainLimits, type LineResult, parseId } from "../../domain/ledger/index.ts";
+import { checkLineResult, type LineResult, parseId } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
+import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import {
   noRoutingView,
   type Order,
@@ -18,7 +19,6 @@ import {
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
-import { type DeadLetterReason, deadLetter } from "../../stream/dead-letter.ts";
 import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
 import {
   decodeToken,
@@ -30,9 +30,10 @@ import {
   subjects,
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
-import { contentTypeOf, Envelopes, openEnvelope } from "../envelopes.ts";
+import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
 import { domainLimits } from "../ledger/applier.ts";
+import { BatchTimers } from "./batch-timers.ts";
 
 export const orderTables = ["orders", "pending", "timers", erpTable] as const;
 
@@ -55,21 +56,21 @@ export function orderView(
   };
 }
 
-type Reject = (m: InboundMessage, reason: DeadLetterReason, detail: string) => void;
-
 /**
  * The order stage of one partition: every order whose key (channel + order id) hashes to it. Inputs by the
  * subject's kind token: `order|cancel|return.<channel>.<orderId>` (public), `wms.<warehouse>.<event>` (WMS
- * events about an order, routed here), `result.<ledgerPartition>` (the ledger's answers). Outputs: line
+ * events about an order, routed here), `result.<ledgerPartition>` (the ledger's answers), `clock` (stream time:
+ * SLA deadlines fire there). Outputs: line
  * requests to ledger partitions, statuses to `sluice.out.order.<channel>`, requests to
  * `sluice.out.fulfil.<warehouse>`, all through the outbox of the batch's transaction.
  */
 export class OrderApplier implements PartitionApplier {
   readonly orders: Orders;
   private readonly store: PartitionStore;
-  private readonly limits: DomainLimits;
+  private readonly limits: OrderInputLimits;
   private readonly cache: BoundedCache<string, Order>;
   private readonly erp: ErpWindow;
+  private readonly timers: BatchTimers;
 
   constructor(
     readonly partition: number,
@@ -84,8 +85,10 @@ export class OrderApplier implements PartitionApplier {
     this.cache = new BoundedCache(config.orders.cacheCountMax);
     this.erp = new ErpWindow("order", partition, config, store, events);
     this.store = store;
+    this.timers = new BatchTimers(store);
     this.orders = new Orders(
-      orderView(store, this.cache),
+      // Deadlines are read through the batch's overlay: those it set or fired are not committed yet.
+      { ...orderView(store, this.cache), dueTimers: (nowMs, limit) => this.timers.take(nowMs, limit) },
       network,
       {
         historyCountMax: config.orders.historyCountMax,
@@ -98,46 +101,67 @@ export class OrderApplier implements PartitionApplier {
 
   apply(messages: readonly InboundMessage[]) {
     const outbox: OutboxItem[] = [];
-    const reject: Reject = (m, reason, detail) => {
-      outbox.push(deadLetter(m, reason, detail));
-      this.events.emit("dead_lettered", { stage: "order", reason });
-    };
+    const reject = rejecter(outbox, (reason) =>
+      this.events.emit("dead_lettered", { stage: "order", reason }),
+    );
+    this.timers.begin();
+    let fired = 0;
     for (const m of messages) {
-      const route = parsePartitioned(m.subject);
-      if (route === null || route.partition !== this.partition) {
-        reject(m, "bad_subject", `${m.subject} is not a subject of order partition ${this.partition}`);
-        continue;
-      }
-      const input = { seq: m.seq, atMs: m.atMs };
-      if (route.kind === "result") {
-        this.results(m, input, reject);
-        continue;
-      }
-      if (route.kind === "wms" && route.tokens.length === 2) {
-        this.wms(m, route.tokens[0] as string, route.tokens[1] as string, input, reject);
-        continue;
-      }
-      if (
-        (route.kind === "order" || route.kind === "cancel" || route.kind === "return") &&
-        route.tokens.length === 2
-      ) {
-        this.orderInput(m, route.kind, route.tokens as [string, string], input, reject);
-        continue;
-      }
-      reject(
-        m,
-        "unknown_kind",
-        `order partitions take order, cancel, return, wms and result subjects, not ${route.kind}`,
-      );
+      // Deadlines fire at clock messages only, in stream time: after every input ahead of the clock in the
+      // stream, including WMS events the router copied late (their own stamps are later than their arrival).
+      if (m.subject === subjects.orderClock(this.partition)) fired += this.fireDue(m.atMs);
+      else this.applyOne(m, reject);
     }
+    if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
     return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
   }
 
+  /** Only the ERP windows run by the process clock: SLA deadlines fire in stream time, inside `apply`. */
   tick(nowMs: number) {
-    const fired = this.orders.fireDueTimers(nowMs);
-    if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
-    if (fired === 0 && !this.erp.due(nowMs)) return null;
+    if (!this.erp.due(nowMs)) return null;
     return this.finish([], this.store.streamSeqLastApplied());
+  }
+
+  /** The earliest committed SLA deadline, or null: the runner publishes a clock message once it passed. */
+  timerDueMs(): number | null {
+    return this.timers.earliestCommittedMs();
+  }
+
+  /** Fires the timers due by a clock message's stream time `atMs` (at most orders.timersPerTickMax). */
+  private fireDue(atMs: number): number {
+    if (!this.timers.isDue(atMs)) return 0;
+    const count = this.orders.fireDueTimers(atMs);
+    for (const t of this.timers.taken) {
+      // A re-route set a new deadline: it may fall due within this batch too.
+      const order = this.orders.get(t.key);
+      if (order !== undefined && order.shipByMs !== t.dueMs) this.timers.set(order.shipByMs, t.key);
+    }
+    this.timers.settle();
+    return count;
+  }
+
+  private applyOne(m: InboundMessage, reject: Reject): void {
+    const route = parsePartitioned(m.subject);
+    if (route === null || route.partition !== this.partition) {
+      reject(m, "bad_subject", `${m.subject} is not a subject of order partition ${this.partition}`);
+      return;
+    }
+    const input = { seq: m.seq, atMs: m.atMs };
+    if (route.kind === "result") this.results(m, input, reject);
+    else if (route.kind === "wms" && route.tokens.length === 2) {
+      this.wms(m, route.tokens[0] as string, route.tokens[1] as string, input, reject);
+    } else if (
+      (route.kind === "order" || route.kind === "cancel" || route.kind === "return") &&
+      route.tokens.length === 2
+    ) {
+      this.orderInput(m, route.kind, route.tokens as [string, string], input, reject);
+    } else {
+      reject(
+        m,
+        "unknown_kind",
+        `order partitions take order, cancel, return, wms, result and clock subjects, not ${route.kind}`,
+      );
+    }
   }
 
   private orderInput(
@@ -189,6 +213,8 @@ export class OrderApplier implements PartitionApplier {
         return;
       }
       outcome = this.orders.create(key, parsed.value, input);
+      const created = outcome.ok && outcome.event === "created" ? this.orders.get(key) : undefined;
+      if (created !== undefined) this.timers.set(created.shipByMs, key);
     } else if (kind === "cancel") {
       const parsed = parseCancel(decoded.value, this.limits);
       if (!parsed.ok) {
@@ -268,7 +294,9 @@ export class OrderApplier implements PartitionApplier {
       reject(m, "invalid_command", envelope.detail);
       return;
     }
-    for (const r of envelope.items) this.orders.ledgerResult(r, input);
+    // A malformed answer is dead-lettered alone; the other answers of the envelope apply.
+    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
+    for (const { item } of envelope.items) this.orders.ledgerResult(item, input);
   }
 
   private outcome(m: InboundMessage, outcome: OrderOutcome, reject: Reject): void {
