@@ -18,9 +18,10 @@ import { PartitionStore, partitionDir } from "./store/index.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
 import { EmbeddedServer } from "./stream/embedded-server.ts";
-import { OutboxPublisher } from "./stream/outbox-publisher.ts";
+import { type BlockedEpisode, OutboxPublisher } from "./stream/outbox-publisher.ts";
 import { type PartitionApplier, PartitionRunner } from "./stream/partition-runner.ts";
 import { ensureUnroutedConsumer, provisionStreams } from "./stream/provision.ts";
+import { Retention } from "./stream/retention.ts";
 import type { Stage } from "./stream/subjects.ts";
 import { UnroutedRouter } from "./stream/unrouted-router.ts";
 
@@ -48,7 +49,14 @@ export class Sluice {
   routingView: LedgerReadView | null = null;
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
+  retention: Retention | null = null;
+  /** Publishes waiting for room, per target (`sluice.<stage>`, `sluice.out`, …): logged once per episode. */
+  private readonly blocked = new Map<string, number>();
   private stopping: Promise<void> | null = null;
+  /** Builds a stage partition (applier and runner) over its store; set once NATS and the rules are up. */
+  private build: ((stage: Stage, index: number, store: PartitionStore) => Partition) | null = null;
+  /** Per partition paused by a full disk: the next pause (ms), doubled each time, reset by a commit. */
+  private readonly diskFullWaitMs = new Map<string, number>();
   private lock: DataDirLock | null = null;
 
   constructor(
@@ -58,6 +66,8 @@ export class Sluice {
     private readonly onFatal: (error: Error) => void,
   ) {
     this.metrics = createMetrics(this.events, config.node.name);
+    // A commit ends a full-disk episode: the next pause starts short again.
+    this.events.on("batch_committed", (e) => this.diskFullWaitMs.delete(`${e.stage}-${e.partition}`));
   }
 
   get dataDir(): string {
@@ -75,7 +85,7 @@ export class Sluice {
 
   async start(): Promise<void> {
     const c = this.config;
-    const seed = loadNetworkFile(c.orders.networkFile);
+    const seed = loadNetworkFile(c.orders.networkFile, { idBytesMax: c.ledger.idBytesMax });
     this.lock = lockDataDir(this.dataDir, {
       refreshMs: c.store.lockRefreshMs,
       staleMs: c.store.lockStaleMs,
@@ -98,7 +108,14 @@ export class Sluice {
     this.jsm = jsm;
     const js = jetstream(nc, { timeout: c.nats.requestTimeoutMs });
     await provisionStreams(jsm, c, this.log);
-    await ensureUnroutedConsumer(jsm, c);
+    const router = await ensureUnroutedConsumer(jsm, c);
+    if (router.cause !== "kept") {
+      this.log.info("consumer ready", {
+        stage: "unrouted",
+        cause: router.cause,
+        streamSeqStart: router.streamSeqStart,
+      });
+    }
     const rules = new RulesStore(js, c, seed, this.log, this.events);
     await rules.start();
     this.rules = rules;
@@ -110,23 +127,28 @@ export class Sluice {
       (p, sku) => this.ledger[p]?.applier.cachedSku(sku),
     );
 
-    const publisher = new OutboxPublisher(js, { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs });
+    const publisher = new OutboxPublisher(
+      js,
+      { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs },
+      { blocked: (e) => this.onBlocked(e, +1), unblocked: (e) => this.onBlocked(e, -1) },
+    );
     const network = () => rules.network();
+    const routingView = this.routingView;
+    // A partition is built from its store alone: at start, and again after a full disk paused it.
+    this.build = (stage, p, store) => {
+      const applier =
+        stage === "ledger"
+          ? new LedgerApplier(p, c, store, this.events, network)
+          : new OrderApplier(p, c, store, network, this.events, routingView);
+      return this.partition(stage, p, store, applier, js, publisher);
+    };
     for (let p = 0; p < c.streams.partitionCount; p++) {
-      const ledgerStore = this.openStore("ledger", p, ledgerTables);
       this.ledger.push(
-        this.partition(
-          "ledger",
-          p,
-          ledgerStore,
-          new LedgerApplier(p, c, ledgerStore, this.events, network),
-          js,
-          publisher,
-        ),
+        this.build("ledger", p, this.openStore("ledger", p, ledgerTables)) as Partition<LedgerApplier>,
       );
-      const orderStore = this.openStore("order", p, orderTables);
-      const orderApplier = new OrderApplier(p, c, orderStore, network, this.events, this.routingView);
-      this.orders.push(this.partition("order", p, orderStore, orderApplier, js, publisher));
+      this.orders.push(
+        this.build("order", p, this.openStore("order", p, orderTables)) as Partition<OrderApplier>,
+      );
     }
     // Every runner settles before a failure is reported: stop() must never race a runner still starting.
     const started = await Promise.allSettled(this.partitions.map((p) => p.runner.start()));
@@ -134,6 +156,20 @@ export class Sluice {
     if (failed !== undefined) throw failed.reason;
     this.router = new UnroutedRouter(js, publisher, c, this.events, this.log, this.onFatal);
     await this.router.start();
+    this.retention = new Retention(
+      jsm,
+      c,
+      () =>
+        this.partitions.map((p) => ({
+          stage: p.stage,
+          index: p.index,
+          streamSeqLastApplied: () => p.store.streamSeqLastApplied(),
+        })),
+      this.log,
+      Date.now,
+      (stream, count) => this.events.emit("stream_purged", { stream, count }),
+    );
+    this.retention.start();
     this.http = startHttp({
       config: c,
       metrics: this.metrics,
@@ -161,6 +197,23 @@ export class Sluice {
       rules: rules.network().version,
       http: `http://${this.http.hostname}:${this.http.port}`,
     });
+  }
+
+  /** A full stream is back-pressure: one warning when the first publish to a target waits, one line when none does. */
+  private onBlocked(e: BlockedEpisode, delta: 1 | -1): void {
+    const target = e.subject.split(".").slice(0, 2).join(".");
+    const waiting = (this.blocked.get(target) ?? 0) + delta;
+    this.events.emit("publish_blocked", { target, delta });
+    this.blocked.set(target, waiting);
+    if (delta === 1 && waiting === 1) {
+      this.log.warn("stream full: publishes wait for room (back-pressure, nothing is dropped)", {
+        target,
+        refusal: e.detail,
+        fix: "the stream's readers are behind or its cap is too small: docs/operations.md, Limits and back-pressure",
+      });
+    } else if (delta === -1 && waiting === 0) {
+      this.log.info("stream has room again; publishes resumed", { target, waitedMs: e.waitedMs });
+    }
   }
 
   private embeddedServer(): EmbeddedServer {
@@ -218,10 +271,41 @@ export class Sluice {
       events: this.events,
       log: this.log,
       onFatal: this.onFatal,
+      onStoreFull: (error) => void this.resumeWhenRoom(stage, index, error),
       // Fencing: a process that stalled past the lock's lease and lost it stops before its next commit.
       lockHeld: () => this.lock?.held() ?? false,
     });
     return { stage, index, store, applier, runner };
+  }
+
+  /**
+   * A partition whose commit found no room (src/store/partition-store.ts StoreWriteError): its runner has
+   * stopped, nothing past its last commit was acked, and its applier's memory may hold what did not commit.
+   * After a pause (doubling up to store.diskFullRetryMsMax) a fresh applier and runner start from the store;
+   * if there is still no room, the first commit pauses it again. Readiness is false meanwhile; intake waits
+   * in JetStream, so nothing is lost.
+   */
+  private async resumeWhenRoom(stage: Stage, index: number, error: Error): Promise<void> {
+    const key = `${stage}-${index}`;
+    const list: Partition[] = stage === "ledger" ? this.ledger : this.orders;
+    const old = list[index];
+    const build = this.build;
+    if (old === undefined || build === null || this.stopping !== null) return;
+    const waitMs = Math.min(this.diskFullWaitMs.get(key) ?? 250, this.config.store.diskFullRetryMsMax);
+    this.diskFullWaitMs.set(key, waitMs * 2);
+    this.events.emit("partition_paused", { stage, partition: index, delta: 1 });
+    this.log.warn("partition waits for room on the data disk", { stage, partition: index, waitMs, error });
+    await old.runner.stop();
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    this.events.emit("partition_paused", { stage, partition: index, delta: -1 });
+    if (this.stopping !== null) return;
+    const fresh = build(stage, index, old.store);
+    list[index] = fresh;
+    try {
+      await fresh.runner.start();
+    } catch (e) {
+      this.onFatal(e as Error);
+    }
   }
 
   /** Graceful stop: partitions finish and commit their batch and ack, then NATS, LMDB and the server close. */
@@ -234,6 +318,7 @@ export class Sluice {
     this.log.info("sluice stopping");
     this.http?.stop(true);
     await this.router?.stop();
+    await this.retention?.stop();
     await this.rules?.stop();
     await Promise.all(this.partitions.map((p) => p.runner.stop()));
     if (this.connection !== null && !this.connection.nc.isClosed()) {

@@ -1,4 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
+import { networkLimits } from "../domain/network/index.ts";
+import { type OutputBounds, type OutputKind, worstCaseOutputs } from "../domain/orders/commands.ts";
+import { envelopeOverheadBytes } from "../stages/envelopes.ts";
+import { pack } from "../stream/codec.ts";
 import { type Config, type FieldSpec, schema } from "./schema.ts";
 
 export class ConfigError extends Error {
@@ -80,7 +84,8 @@ for (const [section, fields] of Object.entries(schema)) {
 function collect(parsed: unknown, origin: string, sources: Map<string, Source>): void {
   if (!isRecord(parsed)) throw new ConfigError(`${origin}: expected a table of sections`);
   for (const [section, fields] of Object.entries(parsed)) {
-    if (!(section in schema)) {
+    // Own keys only: a section "constructor" or "toString" is not one because every object inherits it.
+    if (!Object.hasOwn(schema, section)) {
       throw new ConfigError(`${origin}: unknown section [${section}]${suggest(section, sectionIndex)}`);
     }
     if (!isRecord(fields)) throw new ConfigError(`${origin}: [${section}] must be a table of keys`);
@@ -135,6 +140,38 @@ const streamBytesMax = (c: Config) =>
   c.streams.outBytesMax +
   c.streams.stockViewBytesMax;
 
+/** The bounds of every output: the input limits, and the rule set's (its ids are bounded at 256 bytes). */
+export const outputBounds = (c: Config): OutputBounds => ({
+  idBytesMax: c.ledger.idBytesMax,
+  textBytesMax: c.orders.textBytesMax,
+  linesPerOrderMax: c.orders.linesPerOrderMax,
+  quantityMax: c.ledger.quantityMax,
+  networkIdBytesMax: schema.ledger.idBytesMax.max,
+  warehousesMax: networkLimits.warehousesMax,
+});
+
+const largestByBounds = new Map<string, { kind: OutputKind; bytes: number }>();
+
+/**
+ * The largest output item these limits allow, encoded as the stages encode it, with its envelope: built from
+ * the worst-case items of src/domain/orders/commands.ts (about 5 ms for 200 lines; remembered per bounds).
+ */
+export function largestOutputItem(c: Config): { kind: OutputKind; bytes: number } {
+  const bounds = outputBounds(c);
+  const key = JSON.stringify(bounds);
+  const known = largestByBounds.get(key);
+  if (known !== undefined) return known;
+  let largest: { kind: OutputKind; bytes: number } = { kind: "order status item", bytes: 0 };
+  for (const o of worstCaseOutputs(bounds)) {
+    const encoded = o.codec === "json" ? Buffer.byteLength(JSON.stringify(o.item)) : pack(o.item).length;
+    // An ERP part is a whole message (src/stages/erp-window.ts); every other item travels in an envelope.
+    const bytes = encoded + (o.kind === "ERP batch part" ? 0 : envelopeOverheadBytes);
+    if (bytes > largest.bytes) largest = { kind: o.kind, bytes };
+  }
+  largestByBounds.set(key, largest);
+  return largest;
+}
+
 /**
  * How the limits must relate, as data: `rule` is what docs/configuration.md prints (generated), `holds`
  * the check, `fix` the start-up error. A broken relation stops start-up, as a broken invariant would.
@@ -163,6 +200,18 @@ export const relations: ReadonlyArray<{
       `consumer.ackWaitMs (${c.consumer.ackWaitMs}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}): a batch whose commit waits on a publish ack must not be redelivered meanwhile`,
   },
   {
+    rule: "`streams.headerBytesMax` ≥ 3 × `ledger.idBytesMax` + 512: a router copy's headers (the public subject, up to two encoded ids, and its name) fit the room stage streams keep above `streams.messageBytesMax` for them.",
+    holds: (c) => c.streams.headerBytesMax >= 3 * c.ledger.idBytesMax + 512,
+    fix: (c) =>
+      `streams.headerBytesMax (${c.streams.headerBytesMax}) must be at least 3 × ledger.idBytesMax (${c.ledger.idBytesMax}) + 512 = ${3 * c.ledger.idBytesMax + 512}: a router copy of a message at streams.messageBytesMax adds its public subject (two ids, base64url-encoded) in a header, and the stage streams take only messageBytesMax + headerBytesMax; raise headerBytesMax or lower idBytesMax`,
+  },
+  {
+    rule: "`ledger.quantityMax` ≤ `ledger.positionUnitsMax`: a count or receipt that one command may give must fit a position.",
+    holds: (c) => c.ledger.quantityMax <= c.ledger.positionUnitsMax,
+    fix: (c) =>
+      `ledger.quantityMax (${c.ledger.quantityMax}) must not exceed ledger.positionUnitsMax (${c.ledger.positionUnitsMax}): a count of quantityMax units could never be applied; lower quantityMax or raise positionUnitsMax`,
+  },
+  {
     rule: "`streams.messageBytesMax` ≤ `streams.inboundBytesMax`.",
     holds: (c) => c.streams.messageBytesMax <= c.streams.inboundBytesMax,
     fix: () => "streams.messageBytesMax must not exceed streams.inboundBytesMax",
@@ -186,10 +235,12 @@ export const relations: ReadonlyArray<{
       `store.lockStaleMs (${c.store.lockStaleMs}) must be at least 3 × store.lockRefreshMs (${c.store.lockRefreshMs}) so a live owner's lock never looks stale`,
   },
   {
-    rule: "`orders.linesPerOrderMax` × 1 KiB ≤ `streams.messageBytesMax`: one order's status item (≤ 1 KiB a line with ids at `ledger.idBytesMax`) always fits an output message.",
-    holds: (c) => c.orders.linesPerOrderMax * 1024 <= c.streams.messageBytesMax,
-    fix: (c) =>
-      `orders.linesPerOrderMax (${c.orders.linesPerOrderMax}) × 1 KiB must not exceed streams.messageBytesMax (${c.streams.messageBytesMax}): a status item of the largest order must fit one message; lower linesPerOrderMax or raise messageBytesMax (and the server's max_payload)`,
+    rule: "The largest output item, built from `orders.linesPerOrderMax` lines with ids at `ledger.idBytesMax`, text at `orders.textBytesMax`, quantities at `ledger.quantityMax` and rule-set ids at their 256-byte maximum, and encoded as the stages encode it (JSON or msgpack, plus the 16-byte envelope), is ≤ `streams.messageBytesMax`: every output fits one message (with the defaults the largest is an order status item of about 440 KiB; docs/subjects.md lists the bounds).",
+    holds: (c) => largestOutputItem(c).bytes <= c.streams.messageBytesMax,
+    fix: (c) => {
+      const { kind, bytes } = largestOutputItem(c);
+      return `the largest ${kind} Sluice may have to publish (orders.linesPerOrderMax ${c.orders.linesPerOrderMax} lines, ledger.idBytesMax ${c.ledger.idBytesMax}, orders.textBytesMax ${c.orders.textBytesMax}) takes ${bytes} bytes but streams.messageBytesMax is ${c.streams.messageBytesMax}: lower orders.linesPerOrderMax, ledger.idBytesMax or orders.textBytesMax, or raise streams.messageBytesMax (and the server's max_payload)`;
+    },
   },
   {
     rule: "`routing.whatIfOrdersMax` ≤ `routing.whatIfScanMessagesMax`: a what-if can read the orders it is asked for.",

@@ -40,6 +40,7 @@ const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 const secondMs = 1000;
 const minuteMs = 60 * secondMs;
+const hourMs = 60 * minuteMs;
 const dayMs = 24 * 60 * minuteMs;
 
 export const schema = {
@@ -88,13 +89,41 @@ export const schema = {
     partitionCount: int(4, 1, 256, "Partitions per stage; fixed when the streams are first created."),
     replicas: int(1, 1, 5, "JetStream replicas per stream (1 on a single server, 3 on a cluster)."),
     duplicateWindowMs: int(2 * minuteMs, secondMs, dayMs, "How long JetStream remembers a Nats-Msg-Id."),
-    inboundAgeMsMax: int(7 * dayMs, minuteMs, 365 * dayMs, "Inbound messages are kept this long for replay."),
-    inboundBytesMax: int(2 * GiB, 1 * MiB, 1024 * GiB, "Inbound stream size cap (oldest dropped first)."),
+    inboundAgeMsMax: int(
+      7 * dayMs,
+      minuteMs,
+      365 * dayMs,
+      "SLUICE_OUT keeps outputs this long; stage streams never expire what is not applied.",
+    ),
+    inboundBytesMax: int(
+      2 * GiB,
+      1 * MiB,
+      1024 * GiB,
+      "Stage stream size cap; when full, publishes are refused (back-pressure), nothing is dropped.",
+    ),
+    appliedHistoryMs: int(
+      hourMs,
+      0,
+      30 * dayMs,
+      "Applied stage messages kept this long for what-if and audits, while the stream is under half full.",
+    ),
+    retentionIntervalMs: int(
+      secondMs,
+      100,
+      minuteMs,
+      "How often Sluice purges applied stage messages and routed unrouted ones.",
+    ),
+    headerBytesMax: int(
+      4 * KiB,
+      1 * KiB,
+      32 * KiB,
+      "Room for Sluice's headers on a forwarded message: stage streams take messageBytesMax + this.",
+    ),
     unroutedBytesMax: int(
       256 * MiB,
       1 * MiB,
       1024 * GiB,
-      "Cap on inbound waiting to be routed (no server mapping).",
+      "Cap on inbound waiting to be routed (no server mapping); when full, publishes are refused.",
     ),
     outBytesMax: int(
       1 * GiB,
@@ -114,7 +143,7 @@ export const schema = {
       1 * MiB - 64 * KiB,
       1 * KiB,
       64 * MiB,
-      "Largest inbound message; 64 KiB under max_payload leaves room for dead-letter headers.",
+      "Largest inbound message and output payload; 64 KiB under max_payload leaves room for dead-letter headers.",
     ),
   },
   consumer: {
@@ -125,7 +154,12 @@ export const schema = {
     lagPollMs: int(5 * secondMs, 100, 10 * minuteMs, "How often idle partitions refresh their lag gauge."),
   },
   outbox: {
-    publishAttemptsMax: int(60, 1, 100_000, "Publish attempts of one outbox batch before the process exits."),
+    publishAttemptsMax: int(
+      60,
+      1,
+      100_000,
+      "Publish attempts of one outbox batch before the process exits (a full stream is waited for).",
+    ),
     publishBackoffMsMax: int(
       2 * secondMs,
       10,
@@ -153,6 +187,15 @@ export const schema = {
   },
   ledger: {
     quantityMax: int(1_000_000_000, 1, Number.MAX_SAFE_INTEGER, "Largest quantity one command may move."),
+    // ATS sums a SKU's positions over at most 256 warehouses (networkLimits.warehousesMax): 256 × 10^12 ≈
+    // 2.6 × 10^14, 35× under 2^53 ≈ 9.0 × 10^15, so every sum is an exact integer; the largest value,
+    // 10^13, still leaves 256 × 10^13 ≈ 2.6 × 10^15 under it.
+    positionUnitsMax: int(
+      1_000_000_000_000,
+      1,
+      10_000_000_000_000,
+      "Units one field of one position (SKU at a warehouse) may hold; a change past it is refused (position_units_over_limit), so sums over warehouses stay exact (≤ 256 × this < 2^53).",
+    ),
     // 256: the longest LMDB key, [sku, orderKey (two encoded ids), lineId], stays under LMDB's 1,978 bytes.
     idBytesMax: int(
       256,
@@ -165,16 +208,34 @@ export const schema = {
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
   },
   orders: {
-    linesPerOrderMax: int(200, 1, 10_000, "Lines in one order (and in one cancel, return or shipment)."),
+    linesPerOrderMax: int(
+      200,
+      1,
+      10_000,
+      "Lines in one order (and in one cancel, return or shipment); the largest output item grows with it.",
+    ),
+    // 256 B holds a sentence of reason (~40 words) or any postal region or code; each text is copied into
+    // status and fulfilment items (twice its bytes at worst in JSON), so the largest output item grows with it.
+    textBytesMax: int(
+      256,
+      16,
+      4096,
+      "Longest free text in UTF-8 bytes: cancel and WMS reasons, shipTo region and zip (longer is refused).",
+    ),
     historyCountMax: int(100, 1, 10_000, "History events kept per order; the oldest are dropped first."),
     pendingCancelsPerOrderMax: int(16, 1, 1000, "Cancels kept for an order that has not arrived yet."),
     cacheCountMax: int(100_000, 0, 10_000_000, "Orders kept decoded in memory per order partition."),
-    timersPerTickMax: int(1000, 1, 1_000_000, "SLA deadlines handled in one timer batch."),
+    timersPerTickMax: int(
+      1000,
+      1,
+      1_000_000,
+      "SLA deadlines fired by one clock message (the rest fire at the next one).",
+    ),
     timerTickMs: int(
       1000,
       10,
       60 * secondMs,
-      "How often due SLA deadlines are looked for: their firing delay bound.",
+      "How often a partition looks for a passed SLA deadline and then publishes one clock message (stream time): the firing delay bound, and at most one clock per partition per tick.",
     ),
     networkFile: str(
       "config/network.toml",
@@ -261,6 +322,12 @@ export const schema = {
       "A lock of another host, boot or pid namespace untouched this long is taken over.",
     ),
     mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),
+    diskFullRetryMsMax: int(
+      10 * secondMs,
+      100,
+      10 * minuteMs,
+      "Longest pause before a partition whose commit found no room on the data disk starts again (250 ms, doubling).",
+    ),
   },
   shutdown: {
     timeoutMs: int(15 * secondMs, 100, 10 * minuteMs, "Graceful stop budget; past it the process exits 1."),

@@ -50,6 +50,14 @@ export type Events = {
   rules_applied: { revision: number };
   /** A rule set was refused (invalid): by a command (revision 0) or from the bucket (its revision). */
   rules_refused: { revision: number };
+  /** Publishes to a full stream started (+1) or stopped (−1) waiting for room: back-pressure, per target. */
+  publish_blocked: { target: string; delta: 1 | -1 };
+  /** Applied (or routed) messages that retention purged from a stream. */
+  stream_purged: { stream: string; count: number };
+  /** A partition found its last applied message removed by something other than Sluice (inputs may be lost). */
+  stream_gap: { stage: string; partition: number };
+  /** A partition paused (+1) because a commit found no room on the data disk, or resumed (−1). */
+  partition_paused: { stage: string; partition: number; delta: 1 | -1 };
   /** Lag of an idle partition (messages the consumer has not delivered yet). */
   lag_observed: { stage: string; partition: number; lag: number };
 };

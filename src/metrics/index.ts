@@ -70,6 +70,52 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     labelNames: ["stage", "reason"],
     registers: [registry],
   });
+  const publishBlocked = new Counter({
+    name: "sluice_publish_blocked_total",
+    help: "Times publishes to a target started waiting for room in a full stream (back-pressure, nothing dropped).",
+    labelNames: ["target"],
+    registers: [registry],
+  });
+  const publishesWaiting = new Gauge({
+    name: "sluice_publishes_waiting",
+    help: "Publishes waiting for room in a full stream now, per target.",
+    labelNames: ["target"],
+    registers: [registry],
+  });
+  const purged = new Counter({
+    name: "sluice_stream_purged_messages_total",
+    help: "Applied or routed messages removed by Sluice's retention (streams.appliedHistoryMs).",
+    labelNames: ["stream"],
+    registers: [registry],
+  });
+  const gaps = new Counter({
+    name: "sluice_stream_gaps_total",
+    help: "Partitions that found their last applied message removed by something other than Sluice.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  events.on("publish_blocked", (e) => {
+    if (e.delta === 1) publishBlocked.inc({ target: e.target });
+    publishesWaiting.inc({ target: e.target }, e.delta);
+  });
+  events.on("stream_purged", (e) => purged.inc({ stream: e.stream }, e.count));
+  events.on("stream_gap", (e) => gaps.inc({ stage: e.stage }));
+  const paused = new Gauge({
+    name: "sluice_partitions_paused",
+    help: "Partitions waiting for room on the data disk (a commit found none); their input waits in JetStream.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  const pauses = new Counter({
+    name: "sluice_partition_pauses_total",
+    help: "Times a partition paused because a commit found no room on the data disk.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  events.on("partition_paused", (e) => {
+    paused.inc({ stage: e.stage }, e.delta);
+    if (e.delta === 1) pauses.inc({ stage: e.stage });
+  });
   const refused = new Counter({
     name: "sluice_commands_refused_total",
     help: "Valid commands refused by the ledger (for example insufficient_available: no oversell).",

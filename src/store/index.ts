@@ -7,4 +7,5 @@ export {
   PartitionStore,
   partitionDir,
   type StoreOptions,
+  StoreWriteError,
 } from "./partition-store.ts";

@@ -102,7 +102,10 @@ export class PartitionStore {
       overlappingSync: false,
       noSync: false,
       noMetaSync: false,
-      eventTurnBatching: true,
+      // Off: every write here is an explicit batch. On, lmdb-js wraps each event turn in a transaction of its
+      // own whose promise nobody holds: a failed commit (a full disk) would reject it unhandled and end the
+      // process that has just handled the failure (src/sluice.ts waits for room instead).
+      eventTurnBatching: false,
       compression: false,
       readOnly: options.readOnly === true,
     });
@@ -235,7 +238,7 @@ export class PartitionStore {
     // lmdb-js does not roll back a batch whose callback throws: a key LMDB refuses would commit half the
     // batch. Every key is checked before anything is written (inputs are validated well inside this).
     for (const op of write.ops) assert(keyBytes(op.key) <= keyBytesMax, "every key fits LMDB's key size");
-    const committed = await this.root.batch(() => {
+    const committed = await this.write(() => {
       for (const op of write.ops) {
         const table = this.table(op.table);
         if (op.op === "put") table.put(op.key, op.value);
@@ -265,9 +268,18 @@ export class PartitionStore {
 
   /** Forget published outbox items. Not awaited by the hot path: a crash before it only re-publishes (deduped). */
   outboxDone(keys: readonly number[]): Promise<boolean> {
-    return this.root.batch(() => {
+    return this.write(() => {
       for (const k of keys) this.outbox.remove(k);
     });
+  }
+
+  /** One write transaction; a failed commit becomes a StoreWriteError that says whether space ran out. */
+  private async write(writes: () => void): Promise<boolean> {
+    try {
+      return await this.root.batch(writes);
+    } catch (error) {
+      throw await storeWriteError(this.dir, error as Error);
+    }
   }
 
   /** Every record of the partition, table by table: a partition's state, whole, to move or inspect. */
@@ -338,4 +350,49 @@ function keyBytes(key: Key): number {
 
 export function partitionDir(dataDir: string, stage: string, partition: number): string {
   return join(dataDir, "partitions", `${stage}-${partition}`);
+}
+
+/**
+ * A commit LMDB refused. `full` when the data disk (or the LMDB map) had no room: not a bug and not lost
+ * data. LMDB aborts the transaction whole and the environment stays usable, so the partition can wait for
+ * room and start again from its last commit (src/sluice.ts) instead of the process exiting.
+ */
+export class StoreWriteError extends Error {
+  override name = "StoreWriteError";
+  constructor(
+    message: string,
+    readonly full: boolean,
+    override readonly cause: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** ENOSPC, EDQUOT, EIO (what a full tmpfs or a failing disk answers) and MDB_MAP_FULL. */
+const fullCodes: ReadonlyMap<number, string> = new Map([
+  [28, "ENOSPC: no space left on device"],
+  [122, "EDQUOT: disk quota exceeded"],
+  [5, "EIO: input/output error (a full tmpfs answers this too)"],
+  [-30792, "MDB_MAP_FULL: store.mapBytesMax reached"],
+]);
+
+async function storeWriteError(dir: string, error: Error): Promise<StoreWriteError> {
+  // lmdb-js rejects with "Commit failed" and keeps the system's error in a rejected `commitError` promise.
+  const inner = (error as Error & { commitError?: Promise<unknown> }).commitError;
+  const cause =
+    inner === undefined
+      ? error
+      : ((await inner.then(
+          () => error,
+          (e: unknown) => e,
+        )) as Error);
+  const code = (cause as { code?: unknown }).code;
+  const why = typeof code === "number" ? fullCodes.get(code) : undefined;
+  if (why === undefined)
+    return new StoreWriteError(`${dir}: LMDB commit failed: ${cause.message}`, false, cause);
+  return new StoreWriteError(
+    `${dir}: LMDB commit failed, ${why}; free space on the data disk (or raise store.mapBytesMax): the partition waits and resumes by itself`,
+    true,
+    cause,
+  );
 }

@@ -22,7 +22,19 @@ export class ProvisionError extends Error {
 
 type StreamSpec = Partial<StreamConfig> & { name: string; subjects: string[] };
 
-/** Every Sluice stream: limits retention on file, oldest dropped first, one duplicate window, one replica count. */
+/**
+ * The largest message a stage stream takes: an input at streams.messageBytesMax plus the headers Sluice adds
+ * when it forwards one (router copies, envelopes with their ids). SLUICE_UNROUTED takes messageBytesMax only,
+ * so a router copy of anything it accepted fits (the router still checks each copy: a long subject may not).
+ */
+export const stageMessageBytesMax = (c: Config) => c.streams.messageBytesMax + c.streams.headerBytesMax;
+
+/**
+ * Every Sluice stream: limits retention on file, one duplicate window, one replica count. Inputs and internal
+ * hops (`pushBack`) refuse a publish when full and never expire: nothing unapplied is ever deleted by a limit;
+ * Sluice purges what was applied (retention.ts). Outputs and dead letters drop their oldest instead: a slow
+ * reader must not stop the partitions.
+ */
 function limitsStream(
   c: Config,
   spec: {
@@ -32,6 +44,7 @@ function limitsStream(
     ageMsMax: number;
     bytesMax: number;
     messageBytesMax?: number;
+    pushBack?: boolean;
   },
 ): StreamSpec {
   return {
@@ -40,8 +53,8 @@ function limitsStream(
     subjects: spec.subjects,
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: msToNs(spec.ageMsMax),
+    discard: spec.pushBack === true ? DiscardPolicy.New : DiscardPolicy.Old,
+    max_age: spec.pushBack === true ? 0 : msToNs(spec.ageMsMax),
     max_bytes: spec.bytesMax,
     ...(spec.messageBytesMax === undefined ? {} : { max_msg_size: spec.messageBytesMax }),
     duplicate_window: msToNs(c.streams.duplicateWindowMs),
@@ -55,9 +68,10 @@ export function stageStreamConfig(stage: Stage, c: Config): StreamSpec {
     name: streamNames[stage],
     description: `Sluice ${stage} stage; partitions=${c.streams.partitionCount}`,
     subjects: Array.from({ length: c.streams.partitionCount }, (_, p) => `sluice.${stage}.${p}.>`),
-    ageMsMax: c.streams.inboundAgeMsMax,
+    ageMsMax: 0,
     bytesMax: c.streams.inboundBytesMax,
-    messageBytesMax: c.streams.messageBytesMax,
+    messageBytesMax: stageMessageBytesMax(c),
+    pushBack: true,
   });
 }
 
@@ -75,9 +89,10 @@ function otherStreams(c: Config): StreamSpec[] {
       name: streamNames.unrouted,
       description: "Sluice inbound not partitioned by a server mapping; routed or dead-lettered by Sluice",
       subjects: [subjects.inboundAll],
-      ageMsMax: c.streams.inboundAgeMsMax,
+      ageMsMax: 0,
       bytesMax: c.streams.unroutedBytesMax,
       messageBytesMax: c.streams.messageBytesMax,
+      pushBack: true,
     }),
     // Outputs for channels and warehouses, kept so adapters can consume them durably.
     limitsStream(c, {
@@ -208,7 +223,13 @@ function disagreement(info: ConsumerInfo, streamSeqLastApplied: number): string 
   return null;
 }
 
-export async function ensureUnroutedConsumer(jsm: JetStreamManager, c: Config): Promise<void> {
+/**
+ * The router's durable consumer, resumed at once from its first unacked message. Messages it delivered to a
+ * process that died (or stopped while they were in flight) would otherwise wait consumer.ackWaitMs for
+ * redelivery; re-routing one already routed is harmless (copies are named by Sluice-Routed-Id and message
+ * id, and de-duplicated downstream). With several processes this must run only while none routes.
+ */
+export async function ensureUnroutedConsumer(jsm: JetStreamManager, c: Config): Promise<EnsureResult> {
   const config: Partial<ConsumerConfig> = {
     durable_name: unroutedConsumerName,
     description: "Sluice router for inbound messages no server mapping partitioned",
@@ -220,16 +241,33 @@ export async function ensureUnroutedConsumer(jsm: JetStreamManager, c: Config): 
     deliver_policy: DeliverPolicy.All,
     replay_policy: ReplayPolicy.Instant,
   };
+  let info: ConsumerInfo | null = null;
   try {
-    await jsm.consumers.info(streamNames.unrouted, unroutedConsumerName);
-    await jsm.consumers.update(streamNames.unrouted, unroutedConsumerName, {
-      ack_wait: config.ack_wait,
-      max_ack_pending: config.max_ack_pending,
-    });
+    info = await jsm.consumers.info(streamNames.unrouted, unroutedConsumerName);
   } catch (error) {
     if (!isNotFound(error)) throw error;
-    await jsm.consumers.add(streamNames.unrouted, config);
   }
+  if (info === null) {
+    await jsm.consumers.add(streamNames.unrouted, config);
+    return { reset: false, cause: "created", streamSeqStart: 1 };
+  }
+  // Explicit acks: the ack floor is the last message below which everything was acked.
+  const start = info.ack_floor.stream_seq + 1;
+  if (info.delivered.stream_seq < start) {
+    if (info.config.ack_wait !== config.ack_wait || info.config.max_ack_pending !== config.max_ack_pending) {
+      await jsm.consumers.update(streamNames.unrouted, unroutedConsumerName, {
+        ack_wait: config.ack_wait,
+        max_ack_pending: config.max_ack_pending,
+      });
+    }
+    return { reset: false, cause: "kept", streamSeqStart: start };
+  }
+  await jsm.consumers.delete(streamNames.unrouted, unroutedConsumerName);
+  await jsm.consumers.add(streamNames.unrouted, {
+    ...config,
+    ...(start <= 1 ? {} : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),
+  });
+  return { reset: true, cause: "delivered_unacked", streamSeqStart: start };
 }
 
 export function isNotFound(error: unknown): boolean {

@@ -9,7 +9,8 @@ import { domainLimits } from "../stages/ledger/applier.ts";
 import type { OutboxItem } from "../store/index.ts";
 import { decodePayload } from "./codec.ts";
 import { type DeadLetterReason, deadLetter } from "./dead-letter.ts";
-import type { OutboxPublisher } from "./outbox-publisher.ts";
+import { type OutboxPublisher, type PublishRefusal, publishedBytes } from "./outbox-publisher.ts";
+import { stageMessageBytesMax } from "./provision.ts";
 import {
   decodeToken,
   orderKey,
@@ -48,6 +49,11 @@ function routedName(m: JsMsg, n: number): string {
  * - Anything else: a dead letter with its reason.
  * Message ids are `unrouted:<seq>:<n>`: a re-publish after a crash is de-duplicated within the stream's
  * duplicate window (streams.duplicateWindowMs); docs/operations.md says what that bounds.
+ *
+ * What the stage stream would refuse is never forwarded: a copy over its max_msg_size (a long subject in the
+ * router's headers) or refused for good by the server becomes a dead letter (`message_too_large`,
+ * `refused`), so one message never stops the router. A full stage stream is waited for (back-pressure: the
+ * message stays unacked, SLUICE_UNROUTED fills and refuses producers in turn).
  */
 export class UnroutedRouter {
   private buffer: JsMsg[] = [];
@@ -55,6 +61,8 @@ export class UnroutedRouter {
   private messages: ConsumerMessages | null = null;
   private stopped = false;
   private readonly limits: DomainLimits;
+  /** What a stage stream takes (payload and headers): a copy must fit it. */
+  private readonly copyBytesMax: number;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -65,14 +73,15 @@ export class UnroutedRouter {
     private readonly onFatal: (error: Error) => void,
   ) {
     this.limits = domainLimits(config);
+    this.copyBytesMax = stageMessageBytesMax(config);
   }
 
   async start(): Promise<void> {
     const consumer = await this.js.consumers.get(streamNames.unrouted, unroutedConsumerName);
     this.messages = await consumer.consume({
       max_messages: this.config.consumer.batchCountMax,
+      // Messages delivered while stopping are still routed and acked (a graceful stop finishes what it holds).
       callback: (m) => {
-        if (this.stopped) return;
         this.buffer.push(m);
         if (this.draining === null) this.draining = this.drain().finally(() => (this.draining = null));
       },
@@ -83,10 +92,14 @@ export class UnroutedRouter {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.buffer.length > 0) {
       const batch = this.buffer.splice(0, this.config.consumer.batchCountMax);
-      const items = batch.flatMap((m) => this.route(m));
+      const items = batch.flatMap((m) => this.fitting(m, this.route(m)));
       try {
         const started = performance.now();
-        const attempts = await this.publisher.publish(items);
+        const attempts = await this.publisher.publish(
+          items,
+          () => this.stopped,
+          (item, refusal, error) => this.refused(batch, item, refusal, error),
+        );
         this.events.emit("outbox_published", {
           stage: "unrouted",
           partition: 0,
@@ -95,6 +108,18 @@ export class UnroutedRouter {
           attempts,
         });
       } catch (error) {
+        // Stopping while a stage stream is full: what is unacked is routed again at the next start, at once.
+        if (this.stopped) {
+          this.log.warn(
+            "router stopped with messages it could not route; they are routed at the next start",
+            {
+              count: batch.length + this.buffer.length,
+              error: error as Error,
+            },
+          );
+          this.buffer = [];
+          return;
+        }
         this.onFatal(error as Error);
         return;
       }
@@ -102,20 +127,48 @@ export class UnroutedRouter {
     }
   }
 
+  /** The source message's dead letter: a copy must never be over what the stage stream takes. */
+  private fitting(m: JsMsg, items: OutboxItem[]): OutboxItem[] {
+    const over = items.find(
+      (item) => !item.subject.startsWith("sluice.dlq.") && publishedBytes(item) > this.copyBytesMax,
+    );
+    if (over === undefined) return items;
+    return this.dead(
+      m,
+      "message_too_large",
+      `its copy would be ${publishedBytes(over)} bytes with the router's headers, over the ${this.copyBytesMax} the stage stream takes (streams.messageBytesMax + streams.headerBytesMax): shorten the subject or the message; copy to ${over.subject}`,
+    );
+  }
+
+  /** A copy the stage stream refused for good: its source becomes a dead letter instead. */
+  private refused(
+    batch: JsMsg[],
+    item: OutboxItem,
+    refusal: PublishRefusal,
+    error: Error,
+  ): OutboxItem | null {
+    const seq = Number(item.msgId.split(":")[1]);
+    const m = batch.find((b) => b.seq === seq);
+    if (m === undefined || item.subject.startsWith("sluice.dlq.")) return null;
+    return (
+      this.dead(m, refusal as DeadLetterReason, `${item.subject} refused the copy: ${error.message}`)[0] ??
+      null
+    );
+  }
+
+  private dead(m: JsMsg, reason: DeadLetterReason, detail: string): OutboxItem[] {
+    this.events.emit("dead_lettered", { stage: "unrouted", reason });
+    this.log.debug("unrouted message dead-lettered", { subject: m.subject, reason, detail });
+    return [deadLetter(this.source(m), reason, detail)];
+  }
+
+  private source(m: JsMsg) {
+    return { stream: streamNames.unrouted, seq: m.seq, subject: m.subject, data: m.data, headers: m.headers };
+  }
+
   /** One inbound message → what it becomes: copies or envelopes for partitions, or one dead letter. */
   private route(m: JsMsg): OutboxItem[] {
-    const source = {
-      stream: streamNames.unrouted,
-      seq: m.seq,
-      subject: m.subject,
-      data: m.data,
-      headers: m.headers,
-    };
-    const dead = (reason: DeadLetterReason, detail: string): OutboxItem[] => {
-      this.events.emit("dead_lettered", { stage: "unrouted", reason });
-      this.log.debug("unrouted message dead-lettered", { subject: m.subject, reason, detail });
-      return [deadLetter(source, reason, detail)];
-    };
+    const dead = (reason: DeadLetterReason, detail: string): OutboxItem[] => this.dead(m, reason, detail);
     const tokens = m.subject.split(".");
     if (tokens[2] === "wms" || tokens[2] === "import") {
       const key = tokens[3];

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
+import { DiscardPolicy } from "@nats-io/jetstream";
 import fc from "fast-check";
 import { ensurePartitionConsumer, provisionStreams } from "../../src/stream/provision.ts";
 import { encodeToken, skuPartition, streamNames } from "../../src/stream/subjects.ts";
@@ -84,4 +85,26 @@ test("start-up refuses a server whose max_payload cannot carry the largest input
     /max_payload is 2097152 bytes; streams.messageBytesMax \(2097152\)/,
   );
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("streams created with the old policy (oldest dropped, aged out) are updated to refuse when full, never expire", async () => {
+  const jsm = await producer.jsm();
+  const config = testConfig(nats.url, dataDir, { streams: { partitionCount: 8 } });
+  await provisionStreams(jsm, config, testLog);
+  for (const name of [streamNames.ledger, streamNames.unrouted]) {
+    const info = await jsm.streams.info(name);
+    await jsm.streams.update(name, {
+      ...info.config,
+      discard: DiscardPolicy.Old,
+      max_age: 86_400_000_000_000,
+    });
+  }
+  await provisionStreams(jsm, config, testLog);
+  for (const name of [streamNames.ledger, streamNames.order, streamNames.unrouted]) {
+    const info = await jsm.streams.info(name);
+    expect(info.config.discard).toBe(DiscardPolicy.New);
+    expect(info.config.max_age).toBe(0);
+  }
+  // Outputs and dead letters still drop their oldest: a slow reader must not stop the partitions.
+  expect((await jsm.streams.info(streamNames.out)).config.discard).toBe(DiscardPolicy.Old);
 });

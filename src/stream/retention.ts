@@ -1,0 +1,137 @@
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { Config } from "../config/index.ts";
+import type { Logger } from "../log/index.ts";
+import { isNotFound } from "./provision.ts";
+import { type Stage, stages, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
+
+/** One partition as retention sees it: its committed last applied stream sequence. */
+export type AppliedPartition = { stage: Stage; index: number; streamSeqLastApplied: () => number };
+
+/**
+ * Above this share of max_bytes, a stage stream keeps no applied history: history must never be what makes a
+ * stream refuse producers or Sluice's own hops. (Half: the other half stays for unapplied input.)
+ */
+const historyFillShareMax = 0.5;
+
+/**
+ * Sluice's own retention. Stage streams and SLUICE_UNROUTED refuse publishes when full and never expire
+ * messages (provision.ts), so nothing unapplied is deleted by a limit; this removes what was applied instead:
+ * - each stage partition's messages below its last applied sequence, with a filtered purge
+ *   `{filter: sluice.<stage>.<p>.>, seq}` (the last applied message itself stays: the runner reads it back at
+ *   start to check the stream's identity). `streams.appliedHistoryMs` of applied history is kept for what-if
+ *   (src/rules/recent-orders.ts reads the order stream) and audits, unless the stream is over half full;
+ * - SLUICE_UNROUTED below its single consumer's ack floor (what the router routed and acked).
+ * One pass every `streams.retentionIntervalMs`; a purge is sent only when its point moved. A failed pass is
+ * logged and tried again at the next interval: nothing is lost meanwhile, the streams only fill.
+ */
+export class Retention {
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private pass: Promise<void> | null = null;
+  /** Per partition key: `[atMs, streamSeqLastApplied]` samples, oldest first (for the history window). */
+  private readonly samples = new Map<string, Array<[number, number]>>();
+  /** Per partition key (and "unrouted"): the purge point last sent. */
+  private readonly purgedBelow = new Map<string, number>();
+  /** Messages purged since start, per stream (what was applied or routed). */
+  readonly purgedCount = new Map<string, number>();
+  private failing = false;
+
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly config: Config,
+    private readonly partitions: () => readonly AppliedPartition[],
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+    private readonly onPurged: (stream: string, count: number) => void = () => undefined,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.pass === null) this.pass = this.runOnce().finally(() => (this.pass = null));
+    }, this.config.streams.retentionIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    if (this.pass !== null) await this.pass;
+  }
+
+  /** One pass over every stream; never throws (logs once per failing episode). */
+  async runOnce(): Promise<void> {
+    try {
+      for (const stage of stages) await this.purgeStage(stage);
+      await this.purgeUnrouted();
+      if (this.failing) this.log.info("retention purges work again");
+      this.failing = false;
+    } catch (error) {
+      if (!this.failing) {
+        this.log.warn("retention purge failed; retried every streams.retentionIntervalMs", {
+          error: error as Error,
+        });
+      }
+      this.failing = true;
+    }
+  }
+
+  private async purgeStage(stage: Stage): Promise<void> {
+    const stream = streamNames[stage];
+    const info = await this.jsm.streams.info(stream);
+    const bytesMax = info.config.max_bytes;
+    const pressed = bytesMax > 0 && info.state.bytes > bytesMax * historyFillShareMax;
+    const nowMs = this.now();
+    for (const p of this.partitions()) {
+      if (p.stage !== stage) continue;
+      const key = `${stage}-${p.index}`;
+      const applied = p.streamSeqLastApplied();
+      const keep = pressed ? applied : this.historyPoint(key, nowMs, applied);
+      // seq: everything of the partition below it goes; the message at `keep` (applied) stays.
+      if (keep <= (this.purgedBelow.get(key) ?? 1)) continue;
+      const r = await this.jsm.streams.purge(stream, {
+        filter: subjects.stagePartitionFilter(stage, p.index),
+        seq: keep,
+      });
+      this.purgedBelow.set(key, keep);
+      this.count(stream, r.purged);
+    }
+  }
+
+  /**
+   * The applied sequence at least `appliedHistoryMs` old: what may go while keeping the window. Samples are
+   * taken each pass; right after a start nothing is old enough, so history is kept (a restart purges nothing
+   * for one window unless the stream is pressed).
+   */
+  private historyPoint(key: string, nowMs: number, applied: number): number {
+    const windowMs = this.config.streams.appliedHistoryMs;
+    if (windowMs === 0) return applied;
+    const list = this.samples.get(key) ?? [];
+    this.samples.set(key, list);
+    const last = list[list.length - 1];
+    if (last === undefined || last[1] !== applied) list.push([nowMs, applied]);
+    const cutoffMs = nowMs - windowMs;
+    // Drop samples older than the newest one past the cutoff: it alone decides.
+    while (list.length > 1 && (list[1] as [number, number])[0] <= cutoffMs) list.shift();
+    const oldest = list[0] as [number, number];
+    return oldest[0] <= cutoffMs ? oldest[1] : 0;
+  }
+
+  private async purgeUnrouted(): Promise<void> {
+    let ackFloor: number;
+    try {
+      const info = await this.jsm.consumers.info(streamNames.unrouted, unroutedConsumerName);
+      ackFloor = info.ack_floor.stream_seq;
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    const below = ackFloor + 1;
+    if (below <= (this.purgedBelow.get("unrouted") ?? 1)) return;
+    const r = await this.jsm.streams.purge(streamNames.unrouted, { seq: below });
+    this.purgedBelow.set("unrouted", below);
+    this.count(streamNames.unrouted, r.purged);
+  }
+
+  private count(stream: string, purged: number): void {
+    this.purgedCount.set(stream, (this.purgedCount.get(stream) ?? 0) + purged);
+    if (purged > 0) this.onPurged(stream, purged);
+  }
+}
