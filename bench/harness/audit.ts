@@ -42,6 +42,10 @@ export type AuditInput = {
   deadLetterExamples: string[];
   /** The run seeded more stock than it can order (all but hot-sku): any refusal is a finding. */
   stockAmple: boolean;
+  /** chaos: each order's last status as read back from SLUICE_OUT (the observer misses outputs during faults). */
+  statusOf?: (n: number) => string | null;
+  /** chaos: checks of its own (lost, doubled, version gaps, reservations), listed after the ledger's. */
+  extraChecks?: AuditCheck[];
 };
 
 type Position = {
@@ -94,6 +98,7 @@ export async function runAudit(input: AuditInput): Promise<Audit> {
   const checks: AuditCheck[] = [];
   const ledger = await ledgerChecks(base);
   checks.push(...ledger);
+  checks.push(...(input.extraChecks ?? []));
   const hot = input.hot === null ? [] : await hotChecks(base, input, checks);
   const statuses = await finalStateCheck(base, input, checks);
   if (input.stockAmple) {
@@ -208,7 +213,7 @@ async function finalStateCheck(
   const notFinal: number[] = [];
   for (let n = 0; n < input.sent; n++) {
     if (input.failed.has(n)) continue;
-    const status = input.observer.statusOf(n) ?? "unseen";
+    const status = input.statusOf?.(n) ?? input.observer.statusOf(n) ?? "unseen";
     statuses[status] = (statuses[status] ?? 0) + 1;
     if (!input.finalStatuses.has(status)) notFinal.push(n);
   }

@@ -49,6 +49,8 @@ export type LoadDone = {
   sent: number;
   accepted: number;
   errors: number;
+  /** chaos: publishes sent again after a failure (same Nats-Msg-Id). */
+  retries?: number;
   /** Order numbers whose publish failed (not accepted): the audit leaves them out. */
   failed: number[];
   behindMsMax: number;
@@ -158,8 +160,16 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   const trace: Trace | null = plan.trace === null ? null : loadTrace(plan.trace.path, plan.trace.format);
   const workload = new Workload(plan, trace);
   const offeredTimes = intendedTimes(plan, trace);
-  const nc = await connect({ servers: plan.natsUrl, name: "sluice-bench-loadgen" });
-  const js = jetstream(nc, { timeout: limits.publishAckWaitMs });
+  const nc = await connect({
+    servers: plan.natsUrl,
+    name: "sluice-bench-loadgen",
+    // chaos restarts nats-server: reconnect for as long as the run lasts.
+    ...((plan.publishRetryMs ?? 0) > 0 ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
+  });
+  // chaos: a publish lost with a killed server is sent again after a producer's timeout, not the bench's 10 s.
+  const js = jetstream(nc, {
+    timeout: (plan.publishRetryMs ?? 0) > 0 ? limits.chaosPublishAckWaitMs : limits.publishAckWaitMs,
+  });
   const h = headers();
   h.set("Content-Type", "application/json");
   const enc = new TextEncoder();
@@ -184,6 +194,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   let sent = 0;
   let accepted = 0;
   let errors = 0;
+  let retries = 0;
   let unitsOffered = 0;
   let inflight = 0;
   let inflightMax = 0;
@@ -235,27 +246,37 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
     if (lifecycle !== null) planCancel(order, orderId);
     inflight++;
     if (inflight > inflightMax) inflightMax = inflight;
-    js.publish(subjects.orderPublic("order", plan.channel, orderId), enc.encode(orderPayload(order)), {
-      headers: h,
-    }).then(
-      () => {
-        accepted++;
-        acceptedBy.add(nowUs() / 1e6);
-        if (lifecycle !== null) {
-          setFlag(order.n, Flag.Accepted);
-          if ((flag(order.n) & Flag.PlannedCancel) === 0) awaitingFulfil++;
-        }
-        settle();
-      },
-      (error: unknown) => {
-        errors++;
-        errorsBy.add(nowUs() / 1e6);
-        failed.push(order.n);
-        if (errors <= limits.examplesMax)
-          process.stderr.write(`loadgen: order ${orderId}: ${String(error)}\n`);
-        settle();
-      },
-    );
+    const subject = subjects.orderPublic("order", plan.channel, orderId);
+    const payload = enc.encode(orderPayload(order));
+    const firstMs = epochNowMs();
+    // chaos: a failed publish is sent again, same id (Nats-Msg-Id), as a producer would, for retryMs at most.
+    const retryMs = plan.publishRetryMs ?? 0;
+    const attempt = () =>
+      js.publish(subject, payload, retryMs > 0 ? { headers: h, msgID: orderId } : { headers: h }).then(
+        () => {
+          accepted++;
+          acceptedBy.add(nowUs() / 1e6);
+          if (lifecycle !== null) {
+            setFlag(order.n, Flag.Accepted);
+            if ((flag(order.n) & Flag.PlannedCancel) === 0) awaitingFulfil++;
+          }
+          settle();
+        },
+        (error: unknown) => {
+          if (epochNowMs() - firstMs < retryMs) {
+            retries++;
+            setTimeout(attempt, limits.publishRetryDelayMs);
+            return;
+          }
+          errors++;
+          errorsBy.add(nowUs() / 1e6);
+          failed.push(order.n);
+          if (errors <= limits.examplesMax)
+            process.stderr.write(`loadgen: order ${orderId}: ${String(error)}\n`);
+          settle();
+        },
+      );
+    attempt();
   };
 
   const planCancel = (order: PlannedOrder, orderId: string) => {
@@ -492,6 +513,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
     sent,
     accepted,
     errors,
+    retries,
     failed,
     behindMsMax: Math.round(behindMsMax),
     inflightMax,

@@ -17,6 +17,18 @@ import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { skuPartition, subjects } from "../../src/stream/subjects.ts";
 import { measureRawJetStream, repoRoot, type SluiceUnderTest, startSluice, waitUntil } from "../lib.ts";
 import { runAudit } from "./audit.ts";
+import { planFaults } from "./chaos.ts";
+import {
+  type ChaosReport,
+  ChaosRig,
+  CompletionLog,
+  chaosChecks,
+  FaultInjector,
+  finishFaults,
+  monotoneCpu,
+  ReadyzWatch,
+  readOutputs,
+} from "./chaos-run.ts";
 import { machineInfo, versionsInfo } from "./env.ts";
 import type { LoadDone, LoadTick } from "./loadgen.ts";
 import { Observer, orderStatuses } from "./observe.ts";
@@ -158,14 +170,47 @@ async function runScenario(
     samplePayloads.reduce((n, p) => n + p.length, 0) / Math.max(1, samplePayloads.length),
   );
   const profileDir = process.env.BENCH_PROFILE ?? null;
-  say("starting Sluice on an embedded nats-server");
-  const sluice = await startSluice({
-    SLUICE_STREAMS_PARTITION_COUNT: String(options.partitions),
-    SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml"),
-  });
+  const chaos = options.scenario === "chaos";
+  const faultPlan = chaos ? planFaults(options.seed, options.faultKinds, options.faults, loadSeconds) : [];
+  let rig: ChaosRig | null = null;
+  let sluice: SluiceUnderTest;
+  if (chaos) {
+    const diskFault = faultPlan.some((f) => f.kind === "disk-full");
+    say(
+      `starting nats-server and Sluice (data directory on a ${diskFault ? `${options.diskMb} MiB tmpfs` : "temporary directory"}); ${faultPlan.length} faults: ${faultPlan.map((f) => `${f.kind} at ${f.atS} s for ${f.holdS} s`).join(", ")}`,
+    );
+    rig = new ChaosRig(
+      { SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml") },
+      options.partitions,
+      options.diskMb,
+      diskFault,
+      reportDir,
+    );
+    if (diskFault && !rig.disk.mounted) say(`disk-full faults will be skipped: ${rig.disk.reason}`);
+    try {
+      await rig.start();
+    } catch (error) {
+      await rig.teardown();
+      throw error;
+    }
+    sluice = rig.asSluice();
+    plan.publishRetryMs = limits.publishRetryMsMax;
+  } else {
+    say("starting Sluice on an embedded nats-server");
+    sluice = await startSluice({
+      SLUICE_STREAMS_PARTITION_COUNT: String(options.partitions),
+      SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml"),
+    });
+  }
   let nc: NatsConnection | null = null;
+  let injector: FaultInjector | null = null;
+  let readyz: ReadyzWatch | null = null;
   try {
-    nc = await connect({ servers: sluice.natsUrl, name: "sluice-bench-harness" });
+    nc = await connect({
+      servers: sluice.natsUrl,
+      name: "sluice-bench-harness",
+      ...(chaos ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
+    });
     plan.natsUrl = sluice.natsUrl;
     await seedStock(nc, sluice, options, trace);
     let raw: RawJetStream | null = null;
@@ -183,7 +228,87 @@ async function runScenario(
       );
       raw = { messages: rawCount, messageBytes: orderMessageBytesMean, ...r };
     }
-    const run = await driveLoad(nc, sluice, options, plan, phases);
+    const completions = new CompletionLog();
+    const run = await driveLoad(nc, sluice, options, plan, phases, (startEpochMs, observer) => {
+      if (rig === null) return;
+      observer.onCompleted = (n, intendedMs, arrivalMs) => completions.record(n, intendedMs, arrivalMs);
+      readyz = new ReadyzWatch(rig);
+      injector = new FaultInjector(rig, faultPlan, startEpochMs, say);
+    });
+    let chaosReport: ChaosReport | null = null;
+    let chaosAudit: Awaited<ReturnType<typeof chaosChecks>> | null = null;
+    if (rig !== null) {
+      const inj = injector as FaultInjector | null;
+      const watch = readyz as ReadyzWatch | null;
+      await inj?.stop();
+      // Sluice must be up for the audit: a supervisor's restart may still be pending.
+      if (!(await rig.waitReady(30_000)))
+        run.notes.push("Sluice was not ready 30 s after the drain; the audit asks it anyway");
+      await watch?.stop();
+      monotoneCpu(run.samples);
+      const endMs = epochNowMs();
+      const failed = new Set(run.load.failed);
+      finishFaults({
+        records: inj?.records ?? [],
+        rig,
+        readyz: watch?.changes ?? [],
+        completions,
+        samples: run.samples,
+        startEpochMs: plan.startEpochMs,
+        endMs,
+        ratePerSecond: options.rate,
+        accepted: (n) => n < run.load.sent && !failed.has(n),
+      });
+      say("reading the run's outputs back from SLUICE_OUT");
+      const outputs = await readOutputs(nc, options.channel, runId);
+      // The ATS check compares the last published value: take it from the stream, not from what the observer saw.
+      for (const v of outputs.stock.values()) {
+        const key = `${options.channel}\u0000${v.sku}`;
+        const had = run.observer.stock.get(key);
+        if (had === undefined || v.version > had.version)
+          run.observer.stock.set(key, {
+            ats: v.ats,
+            version: v.version,
+            atMs: v.atMs,
+            channel: options.channel,
+          });
+      }
+      chaosAudit = await chaosChecks({
+        httpPort: sluice.httpPort,
+        outputs,
+        sent: run.load.sent,
+        failed,
+        finalStatuses: finalStatusesOf(options),
+      });
+      chaosReport = {
+        faults: inj?.records ?? [],
+        disk: {
+          mounted: rig.disk.mounted,
+          dir: rig.dataDir,
+          sizeMb: options.diskMb,
+          reason: rig.disk.reason,
+        },
+        natsServer: {
+          url: rig.natsUrl,
+          restarts: rig.natsRestarts,
+          note: "run by the harness (Sluice's config and subject mappings), store outside Sluice's data directory",
+        },
+        sluice: {
+          incarnations: rig.incarnations,
+          unexpectedExits: rig.incarnations.filter((i) => i.unexpected).length,
+          gaveUp: rig.gaveUp,
+          log: rig.logPath,
+        },
+        outputs: {
+          ordersInStream: outputs.byOrder.size,
+          statusItems: outputs.statusItems,
+          fulfilItems: outputs.fulfilItems,
+          republished: chaosAudit.republished,
+          storedAlthoughPublishFailed: chaosAudit.storedAlthoughFailed,
+        },
+        notes: rig.notes,
+      };
+    }
     const audit = await runAudit({
       httpPort: sluice.httpPort,
       observer: run.observer,
@@ -197,6 +322,7 @@ async function runScenario(
       deadLettersByReason: run.deadLettersByReason,
       deadLetterExamples: run.deadLetterExamples,
       stockAmple: options.scenario !== "hot-sku" && stockIsAmple(options, expected, trace),
+      ...(chaosAudit === null ? {} : { statusOf: chaosAudit.statusOf, extraChecks: chaosAudit.checks }),
     });
     await nc.close();
     nc = null;
@@ -232,14 +358,18 @@ async function runScenario(
       harnessCpuSeconds: (cpu.user + cpu.system) / 1e6,
       profileDir,
       notes: run.notes,
+      chaos: chaosReport,
     });
     writeFileSync(join(reportDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(reportDir, "report.md"), renderMarkdown(report));
     writeFileSync(join(reportDir, "report.html"), renderHtml(report));
     return report;
   } finally {
+    await (injector as FaultInjector | null)?.stop();
+    await (readyz as ReadyzWatch | null)?.stop();
     if (nc !== null) await nc.close().catch(() => {});
-    if (sluice.alive()) await sluice.stop();
+    if (rig !== null) await rig.teardown();
+    else if (sluice.alive()) await sluice.stop();
   }
 }
 
@@ -345,6 +475,7 @@ async function driveLoad(
   options: BenchOptions,
   plan: LoadPlan,
   phases: Phase[],
+  onStart: (startEpochMs: number, observer: Observer) => void = () => {},
 ): Promise<LoadRun> {
   const notes: string[] = [];
   const child = Bun.spawn(["bun", join(import.meta.dir, "loadgen.ts"), JSON.stringify(plan)], {
@@ -407,6 +538,7 @@ async function driveLoad(
     () => sluice.metricsText(limits.scrapeTimeoutMs),
     null,
   );
+  onStart(startEpochMs, observer);
   child.stdin.write(`${JSON.stringify({ startEpochMs })}\n`);
   await child.stdin.flush();
   await child.stdin.end();

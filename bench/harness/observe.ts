@@ -150,6 +150,8 @@ export class Observer {
   readonly lastCompletionMs: number[];
   /** Units per hot SKU that the observer saw allocated (hot-sku audit). */
   readonly allocatedUnits = new Map<string, number>();
+  /** Called once per order at its completion (chaos: recovery times); epoch ms. */
+  onCompleted: ((n: number, intendedMs: number, arrivalMs: number) => void) | null = null;
 
   constructor(
     channel: string,
@@ -259,6 +261,7 @@ export class Observer {
       }
       this.completed++;
       (this.current as SecondRow).completed++;
+      this.onCompleted?.(n, this.intendedMs(ref), arrivalMs);
       const phase = this.phaseOf(ref);
       this.series.allocated.record(arrivalMs - this.intendedMs(ref), phase);
       if (arrivalMs > (this.lastCompletionMs[phase] as number)) this.lastCompletionMs[phase] = arrivalMs;

@@ -3,8 +3,9 @@
 // names the flag and the fix. The limits of the harness itself are at the bottom (`limits`).
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { type FaultKind, faultKinds, planFaults } from "./chaos.ts";
 
-export const scenarios = ["steady", "flash-sale", "hot-sku", "lifecycle", "replay"] as const;
+export const scenarios = ["steady", "flash-sale", "hot-sku", "lifecycle", "replay", "chaos"] as const;
 export type Scenario = (typeof scenarios)[number];
 export const lineMixes = ["single", "mix", "olist"] as const;
 export type LineMix = (typeof lineMixes)[number];
@@ -53,6 +54,10 @@ export type BenchOptions = {
   out: string | null;
   drainWaitS: number;
   quiet: boolean;
+  /** chaos: how many faults, of which kinds (each kind once before any repeats), the data mount's size. */
+  faults: number;
+  faultKinds: FaultKind[];
+  diskMb: number;
 };
 
 export type Phase = { name: string; startS: number; endS: number; ratePerSecond: number };
@@ -70,8 +75,13 @@ export const limits = {
   sendsPerTurnMax: 256,
   /** The loadgen sleeps at least this long between sends (timer granularity; see loadgen.ts). */
   sendTickMs: 1,
-  /** A JetStream publish without an ack after this long is an error (counted, not retried). */
+  /** A JetStream publish without an ack after this long is an error (counted, not retried but in chaos). */
   publishAckWaitMs: 10_000,
+  /** chaos: a failed order publish is sent again after this delay, with the same id, for this long at most. */
+  publishRetryDelayMs: 250,
+  publishRetryMsMax: 60_000,
+  /** chaos: a publish without an ack after this long is sent again (a producer's timeout). */
+  chaosPublishAckWaitMs: 2_000,
   /** The loadgen connects and computes its schedule in this time before the first intended send. */
   startDelayMs: 1_500,
   /** Loadgen → harness report interval. */
@@ -103,6 +113,9 @@ export const limits = {
   sustainedWindowS: 5,
   /** Problems listed by name in the report at most (counts are always complete). */
   examplesMax: 20,
+  /** chaos: unexpected exits of Sluice restarted at most (a crash loop), and faults in one run at most. */
+  chaosCrashRestartsMax: 30,
+  chaosFaultsMax: 20,
 } as const;
 
 const flags = {
@@ -137,6 +150,9 @@ const flags = {
   "raw-messages": { type: "string" },
   out: { type: "string" },
   "drain-wait-s": { type: "string" },
+  faults: { type: "string" },
+  "fault-kinds": { type: "string" },
+  "disk-mb": { type: "string" },
   config: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -176,16 +192,19 @@ const flagKey: Record<string, keyof BenchOptions> = {
   out: "out",
   "drain-wait-s": "drainWaitS",
   quiet: "quiet",
+  faults: "faults",
+  "fault-kinds": "faultKinds",
+  "disk-mb": "diskMb",
 };
 
 export const usage = `sluice bench: open-loop load against a Sluice of its own, with latency, limits and reports
 
 Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
 
-  --scenario NAME     steady | flash-sale | hot-sku | lifecycle | replay       (default flash-sale)
+  --scenario NAME     steady | flash-sale | hot-sku | lifecycle | replay | chaos  (default flash-sale)
   --seed N            PRNG seed: the same seed offers the same orders at the same times     (1)
-  --rate N            orders/s for steady, hot-sku, lifecycle          (2000; hot-sku 2000; lifecycle 500)
-  --duration-s N      seconds of load for steady, hot-sku, lifecycle                          (30; 20)
+  --rate N            orders/s for steady, hot-sku, lifecycle, chaos  (2000; lifecycle, chaos 500)
+  --duration-s N      seconds of load for steady, hot-sku, lifecycle, chaos       (30; hot-sku 20; chaos 60)
   --baseline N        flash-sale: orders/s before and after the burst                        (100)
   --multiplier N      flash-sale: burst rate = baseline × N                                   (50)
   --pre-s N / --burst-s N / --post-s N    flash-sale phase lengths in seconds          (10 / 10 / 15)
@@ -206,7 +225,10 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --inflight N        publishes awaiting their JetStream ack at most (a real producer's window) (2000)
   --raw-messages N    raw JetStream measurement size (default: the expected order count; 0 skips it)
   --out DIR           where the reports go (default ./bench-results/<timestamp>)
-  --drain-wait-s N    after the load, wait this long at most for every order to settle       (120)
+  --drain-wait-s N    after the load, wait this long at most for every order to settle  (120; chaos 90)
+  --faults N          chaos: faults injected during the load, at seeded moments              (4)
+  --fault-kinds LIST  chaos: comma-separated sluice-kill,nats-restart,sluice-pause,disk-full  (all)
+  --disk-mb N         chaos: size of the tmpfs mounted as Sluice's data directory (disk-full) (256)
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 
@@ -217,8 +239,8 @@ function baseDefaults(scenario: Scenario): BenchOptions {
   return {
     scenario,
     seed: 1,
-    rate: scenario === "lifecycle" ? 500 : 2000,
-    durationS: scenario === "hot-sku" ? 20 : 30,
+    rate: scenario === "lifecycle" || scenario === "chaos" ? 500 : 2000,
+    durationS: scenario === "hot-sku" ? 20 : scenario === "chaos" ? 60 : 30,
     baseline: 100,
     multiplier: 50,
     preS: 10,
@@ -245,8 +267,11 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     inFlightPublishesMax: limits.inFlightPublishesMaxDefault,
     rawMessages: null,
     out: null,
-    drainWaitS: limits.drainWaitSDefault,
+    drainWaitS: scenario === "chaos" ? 90 : limits.drainWaitSDefault,
     quiet: false,
+    faults: 4,
+    faultKinds: [...faultKinds],
+    diskMb: 256,
   };
 }
 
@@ -328,6 +353,8 @@ const numberKeys = new Set<keyof BenchOptions>([
   "inFlightPublishesMax",
   "rawMessages",
   "drainWaitS",
+  "faults",
+  "diskMb",
 ]);
 
 function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): void {
@@ -345,7 +372,12 @@ function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): v
   else if (key === "lines") target[key] = pick(raw, lineMixes, name);
   else if (key === "arrivals") target[key] = pick(raw, arrivalKinds, name);
   else if (key === "traceFormat") target[key] = pick(raw, traceFormats, name);
-  else {
+  else if (key === "faultKinds") {
+    const list = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : null;
+    if (list === null || list.length === 0)
+      throw new OptionsError(`${name} must be a comma-separated list of ${faultKinds.join(", ")}`);
+    target[key] = [...new Set(list.map((k) => pick(String(k).trim(), faultKinds, name)))];
+  } else {
     if (typeof raw !== "string" || raw === "") throw new OptionsError(`${name} must be a non-empty string`);
     target[key] = raw;
   }
@@ -393,6 +425,15 @@ function validate(o: BenchOptions): void {
   whole("inFlightPublishesMax", 1, limits.inFlightPublishesMaxCeiling);
   if (o.rawMessages !== null) whole("rawMessages", 0, limits.rawMessagesMax);
   range("drainWaitS", 1, 86_400);
+  whole("faults", 0, limits.chaosFaultsMax);
+  whole("diskMb", 16, 1_000_000);
+  if (o.scenario === "chaos") {
+    try {
+      planFaults(o.seed, o.faultKinds, o.faults, o.durationS);
+    } catch (error) {
+      throw new OptionsError(`--faults ${o.faults} --duration-s ${o.durationS}: ${(error as Error).message}`);
+    }
+  }
   if (!/^[A-Za-z0-9_\-:@+,=]+$/.test(o.channel))
     throw new OptionsError("--channel must be a plain subject token (letters, digits, _ - : @ + , =)");
   if (o.scenario === "replay" && o.trace === null)

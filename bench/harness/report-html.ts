@@ -3,7 +3,14 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { latencyKinds } from "./observe.ts";
-import { type BenchReport, formatCount, phaseCells, phaseColumns } from "./report-json.ts";
+import {
+  type BenchReport,
+  faultCells,
+  faultColumns,
+  formatCount,
+  phaseCells,
+  phaseColumns,
+} from "./report-json.ts";
 
 const chartsScript = () => readFileSync(join(import.meta.dir, "html", "charts.js"), "utf8");
 
@@ -101,6 +108,17 @@ svg{width:100%;height:auto;background:#fff;border:1px solid #e2e8f0}.grid{stroke
 <p class="muted">${esc(r.throughput.note)}. ${esc(r.drain.note)}.</p>
 <h2>Targets</h2>
 ${verdicts}
+${
+  r.chaos === null
+    ? ""
+    : `<h2>Faults</h2><p class="muted">Recovery times from the moment the harness lifted the fault; <i>recovered</i> is the latest of ready again, completions resumed, lag back to before and backlog drained. Sluice: ${r.chaos.sluice.incarnations.length} processes, ${r.chaos.sluice.unexpectedExits} unexpected exits; data directory ${esc(r.chaos.disk.mounted || r.chaos.disk.reason === null ? `a ${r.chaos.disk.sizeMb} MiB tmpfs` : `a plain directory (${r.chaos.disk.reason})`)}.</p>${table(faultColumns, r.chaos.faults.map(faultCells))}${r.chaos.faults
+        .filter((f) => f.sluiceSaid.length > 0)
+        .map(
+          (f) =>
+            `<p>Fault ${f.index + 1} (${esc(f.kind)}), Sluice logged:</p><ul>${f.sluiceSaid.map((l) => `<li><code>${esc(l)}</code></li>`).join("")}</ul>`,
+        )
+        .join("")}`
+}
 <h2>Charts</h2>
 ${figures}
 <h2>Latency</h2>

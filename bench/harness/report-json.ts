@@ -1,6 +1,7 @@
 // The report: every figure of a run in one JSON document (schema "sluice-bench/1"), from which the Markdown
 // and HTML reports are rendered. docs/bench.md describes each field.
 import type { Audit } from "./audit.ts";
+import type { ChaosReport } from "./chaos-run.ts";
 import type { Machine, Versions } from "./env.ts";
 import type { HistogramJson, LatencySummary } from "./histogram.ts";
 import type { FollowUpCounts, LoadDone } from "./loadgen.ts";
@@ -155,6 +156,8 @@ export type BenchReport = {
   targets: Target[];
   timeline: TimelineRow[];
   notes: string[];
+  /** chaos: every fault, when, how long held, what Sluice did, how long recovery took (null otherwise). */
+  chaos: ChaosReport | null;
 };
 
 export type BuildInput = {
@@ -178,6 +181,7 @@ export type BuildInput = {
   harnessCpuSeconds: number;
   profileDir: string | null;
   notes: string[];
+  chaos?: ChaosReport | null;
 };
 
 const round = (n: number, digits = 3) => {
@@ -337,6 +341,7 @@ export function buildReport(input: BuildInput): BenchReport {
     targets: [],
     timeline,
     notes: input.notes,
+    chaos: input.chaos ?? null,
   };
   report.targets = targetsOf(report);
   return report;
@@ -346,6 +351,8 @@ function titleOf(o: BenchOptions, phases: Phase[]): string {
   switch (o.scenario) {
     case "flash-sale":
       return `flash-sale ${o.baseline} → ${o.baseline * o.multiplier} orders/s for ${o.burstS} s`;
+    case "chaos":
+      return `chaos ${o.rate} orders/s for ${o.durationS} s with ${o.faults} faults`;
     case "replay":
       return `replay of ${o.trace} (${Math.round(phases[0]?.ratePerSecond ?? 0)} orders/s on average)`;
     default:
@@ -773,5 +780,59 @@ export function phaseCells(p: BenchReport["phases"][number]): Array<string | num
     n(p.accepted),
     n(p.completed),
     n(p.completedPerSecond),
+  ];
+}
+
+/** The faults table (Markdown and HTML): one row per fault, recovery times in seconds from the lift. */
+export const faultColumns = [
+  "#",
+  "fault",
+  "at (s)",
+  "held (s)",
+  "what the harness did",
+  "completions while held",
+  "/readyz not 200 (s)",
+  "ready again",
+  "completions resumed",
+  "lag back to before (peak)",
+  "backlog drained",
+  "recovered",
+  "Sluice exits",
+];
+
+const secs = (ms: number | null) => (ms === null ? "not recovered" : `${(ms / 1000).toFixed(2)} s`);
+
+export function faultCells(f: ChaosReport["faults"][number]): Array<string | number> {
+  const r = f.recovery;
+  if (f.status === "skipped" || r === null)
+    return [
+      f.index + 1,
+      f.kind,
+      f.startS ?? f.atS,
+      f.holdS,
+      `skipped: ${f.reason ?? "?"}`,
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      f.sluiceExits.join("; "),
+    ];
+  return [
+    f.index + 1,
+    f.kind,
+    f.startS ?? "",
+    f.liftS !== null && f.startS !== null ? round(f.liftS - f.startS, 2) : f.holdS,
+    f.detail,
+    formatCount(r.completionsWhileHeld),
+    (r.readyzDownMs / 1000).toFixed(2),
+    secs(r.readyAgainMs),
+    secs(r.completionsResumedMs),
+    `${secs(r.lagBackMs)} (${formatCount(r.lagPeak)} msgs, before ≤ ${formatCount(r.lagThreshold)})`,
+    secs(r.backlogDrainedMs),
+    secs(r.recoveredMs),
+    f.sluiceExits.length === 0 ? "none" : f.sluiceExits.join("; "),
   ];
 }

@@ -1,7 +1,14 @@
 // The Markdown summary of a report: the verdict first, then the figures a person reads (docs/bench.md).
 import type { LatencySummary } from "./histogram.ts";
 import { latencyKinds } from "./observe.ts";
-import { type BenchReport, formatCount, phaseCells, phaseColumns } from "./report-json.ts";
+import {
+  type BenchReport,
+  faultCells,
+  faultColumns,
+  formatCount,
+  phaseCells,
+  phaseColumns,
+} from "./report-json.ts";
 
 const n = formatCount;
 const mib = (bytes: number) => `${n(bytes / 1024 / 1024)} MiB`;
@@ -89,6 +96,7 @@ export function renderMarkdown(r: BenchReport): string {
     );
   }
   out.push("");
+  if (r.chaos !== null) out.push(...chaosSection(r.chaos), "");
   out.push("## Latency (ms, from the intended send time)");
   for (const kind of latencyKinds) {
     const l = r.latency[kind];
@@ -224,4 +232,33 @@ export function renderMarkdown(r: BenchReport): string {
     `Command: \`${["bun run bench", ...r.command].join(" ")}\` · every figure: report.json · charts: report.html`,
   );
   return `${out.join("\n")}\n`;
+}
+
+function chaosSection(c: NonNullable<BenchReport["chaos"]>): string[] {
+  const out: string[] = [];
+  out.push("## Faults");
+  out.push("");
+  out.push(
+    `Sluice's data directory: ${c.disk.mounted || c.disk.reason === null ? `a ${c.disk.sizeMb} MiB tmpfs` : `a plain directory (${c.disk.reason})`}. nats-server: ${c.natsServer.note}; restarted ${c.natsServer.restarts} times. Sluice: ${c.sluice.incarnations.length} processes, ${c.sluice.unexpectedExits} unexpected exits${c.sluice.gaveUp ? ", the harness gave up restarting it" : ""}; its log: ${c.sluice.log}.`,
+  );
+  out.push("");
+  out.push(
+    "Recovery times run from the moment the harness lifted the fault (restart spawned, SIGCONT sent, ballast removed) to: the first /readyz 200, the first completion, the first lag sample back at most the threshold, the last completion of the orders intended before the lift; *recovered* is the latest of them. *not recovered*: not before the next fault or the end of the run.",
+  );
+  out.push("");
+  out.push(table(faultColumns, c.faults.map(faultCells)));
+  for (const f of c.faults) {
+    if (f.sluiceSaid.length === 0) continue;
+    out.push("");
+    out.push(`Fault ${f.index + 1} (${f.kind}), what Sluice logged at warn and error until the next fault:`);
+    for (const line of f.sluiceSaid) out.push(`- \`${line.replaceAll("`", "'")}\``);
+  }
+  if (c.outputs !== null) {
+    out.push("");
+    out.push(
+      `Read back from SLUICE_OUT: ${n(c.outputs.ordersInStream)} orders, ${n(c.outputs.statusItems)} status items, ${n(c.outputs.fulfilItems)} fulfilment items, ${n(c.outputs.republished)} re-published unchanged; ${n(c.outputs.storedAlthoughPublishFailed)} orders stored although their publish failed at the producer.`,
+    );
+  }
+  for (const note of c.notes) out.push("", `- ${note}`);
+  return out;
 }

@@ -41,6 +41,8 @@ export type LoadPlan = {
   lifecycle: LifecycleMix | null;
   trace: { path: string; format: "olist-csv" | "ndjson"; speedup: number } | null;
   inFlightPublishesMax: number;
+  /** chaos: a failed order publish is sent again (same Nats-Msg-Id) for this long at most; absent or 0: never. */
+  publishRetryMs?: number;
 };
 
 export const catalogueSku = (i: number) => `SKU-${i}`;

@@ -317,3 +317,57 @@ describe("bench end to end", () => {
       expect(r.latency.stockDelta.note).toContain("no stock deltas observed");
   }, 60_000);
 });
+
+describe("bench chaos end to end", () => {
+  test("a tiny chaos run: Sluice killed and paused under load, every order accounted for, faults reported", async () => {
+    const out = join(dir, "chaos");
+    const code = await runBench([
+      "--scenario",
+      "chaos",
+      "--rate",
+      "100",
+      "--duration-s",
+      "10",
+      "--faults",
+      "2",
+      "--fault-kinds",
+      "sluice-kill,sluice-pause",
+      "--skus",
+      "200",
+      "--raw-messages",
+      "0",
+      "--drain-wait-s",
+      "20",
+      "--quiet",
+      "--out",
+      out,
+    ]);
+    const r = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as BenchReport;
+    expect(r.options.scenario).toBe("chaos");
+    const chaos = r.chaos as NonNullable<BenchReport["chaos"]>;
+    expect(chaos.faults.map((f) => f.kind).sort()).toEqual(["sluice-kill", "sluice-pause"]);
+    for (const f of chaos.faults) {
+      expect(f.status).toBe("done");
+      expect(f.startS).not.toBeNull();
+      expect(f.recovery?.readyAgainMs).not.toBeNull();
+      expect(f.recovery?.completionsResumedMs).not.toBeNull();
+    }
+    // The first, and the one after the kill (an unexpected exit would add one: shown if it fails).
+    expect(chaos.sluice.incarnations.map((i) => `${i.cause}: ${i.exit}`)).toHaveLength(2);
+    expect(chaos.outputs?.ordersInStream).toBe(r.load.accepted);
+    const check = (name: string) => r.audit.checks.find((c) => c.name === name)?.passed;
+    for (const name of [
+      "no order lost",
+      "no order doubled",
+      "order outputs without a version gap",
+      "reserved stock equals allocated lines",
+      "every order in a final state",
+      "no oversell",
+    ])
+      expect(check(name)).toBe(true);
+    expect(r.audit.passed).toBe(true);
+    expect(code).toBe(0);
+    expect(readFileSync(join(out, "report.md"), "utf8")).toContain("## Faults");
+    expect(readFileSync(join(out, "report.html"), "utf8")).toContain("<h2>Faults</h2>");
+  }, 45_000);
+});
