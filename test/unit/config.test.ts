@@ -73,11 +73,11 @@ describe("config", () => {
   test("the largest output item must fit streams.messageBytesMax; the refusal names the keys to change", () => {
     const c = load();
     const largest = largestOutputItem(c);
-    expect(largest.kind).toBe("order status item");
+    expect(largest.kind).toBe("fulfilment item");
     expect(largest.bytes).toBeLessThanOrEqual(c.streams.messageBytesMax);
     expect(c.orders.textBytesMax).toBe(256);
     const fix =
-      /the largest order status item .* takes \d+ bytes but streams\.messageBytesMax is \d+: lower orders\.linesPerOrderMax, ledger\.idBytesMax or orders\.textBytesMax, or raise streams\.messageBytesMax/;
+      /the largest (fulfilment|order status) item .* takes \d+ bytes but streams\.messageBytesMax is \d+: lower orders\.linesPerOrderMax, ledger\.idBytesMax or orders\.textBytesMax, or raise streams\.messageBytesMax/;
     expect(() => load({}, { orders: { linesPerOrderMax: 10_000 } })).toThrow(fix);
     expect(() => load({}, { streams: { messageBytesMax: 256 * 1024 } })).toThrow(fix);
     expect(() =>
