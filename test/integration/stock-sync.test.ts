@@ -468,3 +468,107 @@ describe("a throttled channel over a real nats-server (one partition)", () => {
     expect(fatal).toEqual([]);
   }, 30_000);
 });
+
+// ---- a full stock queue and a restart (issue #10, finding 9) --------------------------------------------
+
+describe("values refused by a full stock queue survive a restart (one partition)", () => {
+  // Made in beforeAll: a run filtered to other tests leaves no server directory behind.
+  let nats: TestNats;
+  let dir: string;
+  let producer: Producer;
+  let running: { sluice: Sluice; fatal: Error[] } | undefined;
+
+  beforeAll(async () => {
+    nats = new TestNats(1);
+    dir = tempDir("stock-refused");
+    await nats.start();
+    producer = await Producer.connect(nats.url);
+  });
+
+  afterAll(async () => {
+    await producer?.close();
+    await running?.sluice.stop();
+    await nats?.dispose();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // Fails on the code before the fix: which values were refused lived in memory only, so after the restart
+  // the SKUs still refused were never offered again and channel F kept showing nothing (or stale stock).
+  test("every SKU's last value on the channel equals its computed ATS once the budget drains", async () => {
+    const channels: SyncChannel[] = [
+      { id: "*" },
+      // One item a second: six SKUs need six seconds, so values are still refused when Sluice stops.
+      { id: "F", warehouses: ["*"], requestsPerSecond: 1, itemsPerRequestMax: 1 },
+    ];
+    const config = testConfig(nats.url, join(dir, "data"), {
+      streams: { partitionCount: 1 },
+      orders: { networkFile: writeNetwork(dir, channels) },
+      // Room for two waiting (channel, SKU) pairs (the view's lane included): the rest is refused.
+      sync: { flushWindowMs: 50, burstRequestsMax: 1, pendingCountMax: 2, resyncSkusPerTickMax: 1 },
+    });
+    running = await startSluice(config);
+    let base = httpBase(running.sluice);
+    // From the stream's start (SLUICE_OUT exists once Sluice has started): it outlives the restart.
+    const tap = await timedTap(producer, subjects.outStock("F"));
+    const lastSent = (s: string) =>
+      tap.seen
+        .flatMap((m) => (JSON.parse(decoder.decode(m.data)) as { items: AtsItem[] }).items)
+        .filter((i) => i.sku === s)
+        .at(-1);
+    const skus = ["FULL-1", "FULL-2", "FULL-3", "FULL-4", "FULL-5", "FULL-6"];
+
+    // Fill the queue (two pairs), then change more SKUs: their values find no room.
+    for (const [i, s] of skus.entries()) {
+      await producer.publishJson(subjects.stockPublic(s), { type: "received", warehouse: "w1", qty: i + 1 });
+    }
+    await producer.publishJson(subjects.stockPublic("FULL-6"), {
+      type: "received",
+      warehouse: "w2",
+      qty: 10,
+    });
+    // 404 until the partition has applied the SKU's first change.
+    await waitFor(
+      async () => (await getJson(`${base}/v1/stock/FULL-6/ats`)).body?.channels?.F?.ats === 16,
+      "every stock change applied",
+    );
+    expect(await metric(base, "sluice_stock_refused_full_total", 'channel="F"')).toBeGreaterThan(0);
+    // The premise: refused values are waiting to be offered (a refused value is not recorded as offered).
+    const before = await Promise.all(skus.map(async (s) => (await atsView(base, s)).channels.F));
+    expect(before.filter((c) => c.offered !== c.ats).length).toBeGreaterThanOrEqual(2);
+
+    // Restart on the same data directory before the budget drains.
+    await running.sluice.stop();
+    expect(running.fatal).toEqual([]);
+    running = await startSluice(config);
+    base = httpBase(running.sluice);
+
+    await waitFor(
+      async () => {
+        for (const s of skus) {
+          const c = (await atsView(base, s)).channels.F;
+          if (lastSent(s)?.ats !== c.ats || c.offered !== c.ats) return false;
+        }
+        return true;
+      },
+      "every SKU's last value on F to equal its computed ATS",
+      20_000,
+    );
+    await Bun.sleep(1200);
+    tap.stop();
+    for (const [i, s] of skus.entries()) {
+      const view = await atsView(base, s);
+      const expected = i + 1 + (s === "FULL-6" ? 10 : 0);
+      expect({ s, ats: view.channels.F.ats, offered: view.channels.F.offered }).toEqual({
+        s,
+        ats: expected,
+        offered: expected,
+      });
+      expect({ s, sent: lastSent(s)?.ats, version: lastSent(s)?.version }).toEqual({
+        s,
+        sent: expected,
+        version: view.version,
+      });
+    }
+    expect(running.fatal).toEqual([]);
+  }, 40_000);
+});

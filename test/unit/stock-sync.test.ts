@@ -6,6 +6,7 @@ import {
   type ChannelBudget,
   type PendingRow,
   type PendingState,
+  type RefusedPair,
   type StockRequest,
   StockSync,
   stateFromRows,
@@ -366,6 +367,7 @@ describe("nothing is dropped (property)", () => {
 class Store {
   rows = new Map<string, PendingRow>();
   buckets = new Map<string, TokenBucketState>();
+  refused = new Map<string, RefusedPair>();
   clockMs = 0;
   write(s: StockSync): void {
     const c = s.takeChanges();
@@ -375,14 +377,193 @@ class Store {
       else this.rows.set(`${p.channel}|${p.sku}`, structuredClone(p.row));
     }
     for (const b of c.buckets) this.buckets.set(b.channel, { ...b.bucket });
+    for (const r of c.refused) {
+      const key = `${r.channel}|${r.sku}`;
+      // Net changes only: a mark is set where none is stored and cleared where one is.
+      expect(this.refused.has(key)).toBe(!r.refused);
+      if (r.refused) this.refused.set(key, { channel: r.channel, sku: r.sku });
+      else this.refused.delete(key);
+    }
   }
-  load(budget: ChannelBudget): StockSync {
-    const s = sync(budget);
+  load(budget: ChannelBudget, pendingCountMax?: number): StockSync {
+    const s = sync(budget, pendingCountMax);
     const buckets = [...this.buckets].map(([channel, bucket]) => ({ channel, bucket }));
-    s.importState(stateFromRows(this.clockMs, [...this.rows.values()], buckets));
+    // Key order, as LMDB gives them back: not the order of refusal.
+    const refused = [...this.refused.values()].sort((a, b) =>
+      a.channel === b.channel ? (a.sku < b.sku ? -1 : 1) : a.channel < b.channel ? -1 : 1,
+    );
+    s.importState(stateFromRows(this.clockMs, [...this.rows.values()], buckets, refused));
     return s;
   }
 }
+
+// ---- issue #10, finding 9: a value refused because the queue is full is never lost ----------------------
+
+describe("refused pairs (issue #10, finding 9)", () => {
+  const pairs = (list: RefusedPair[]) => list.map((p) => `${p.channel}/${p.sku}`);
+
+  test("a refused pair is marked until an offer of it is queued; refused again it keeps its place", () => {
+    const s = sync(roomy, 2);
+    s.offer("shop", item("A", 1, 1), 0);
+    s.offer("shop", item("B", 1, 1), 0);
+    expect(s.offer("shop", item("C", 5, 1), 0)).toBe("refused_full");
+    expect(s.offer("web", item("A", 5, 1), 0)).toBe("refused_full");
+    expect(s.offer("shop", item("D", 5, 1), 0)).toBe("refused_full");
+    expect(s.offer("shop", item("C", 6, 2), 0)).toBe("refused_full");
+    expect(s.refusedCount).toBe(3);
+    expect(pairs(s.refusedPairs(10))).toEqual(["shop/C", "web/A", "shop/D"]);
+    expect(pairs(s.refusedPairs(2))).toEqual(["shop/C", "web/A"]);
+    expect(s.refusedPairs(0)).toEqual([]);
+    // A waiting pair is never refused: its newest value replaces the waiting one.
+    expect(s.offer("shop", item("A", 2, 2), 0)).toBe("coalesced");
+    s.take(windowMs);
+    expect(s.pendingCount).toBe(0);
+    expect(s.offer("shop", item("C", 6, 2), windowMs)).toBe("queued");
+    expect(pairs(s.refusedPairs(10))).toEqual(["web/A", "shop/D"]);
+    s.forgetRefused("shop", "D");
+    s.forgetRefused("shop", "nothing-here");
+    expect(pairs(s.refusedPairs(10))).toEqual(["web/A"]);
+    expect(s.counters().shop?.refusedFull).toBe(3);
+  });
+
+  test("takeChanges hands out each mark's net change once; hasChanges says whether there is one", () => {
+    const s = sync(roomy, 1);
+    expect(s.hasChanges()).toBe(false);
+    s.offer("shop", item("A", 1, 1), 0);
+    s.offer("shop", item("B", 1, 1), 0); // refused
+    s.offer("shop", item("C", 1, 1), 0); // refused
+    expect(s.hasChanges()).toBe(true);
+    expect(s.takeChanges().refused).toEqual([
+      { channel: "shop", sku: "B", refused: true },
+      { channel: "shop", sku: "C", refused: true },
+    ]);
+    expect(s.hasChanges()).toBe(false);
+    expect(s.takeChanges().refused).toEqual([]);
+    s.offer("shop", item("B", 2, 2), 0); // refused again: no change
+    expect(s.hasChanges()).toBe(false);
+    s.take(windowMs);
+    s.offer("shop", item("B", 2, 2), windowMs); // queued: the mark goes
+    s.forgetRefused("shop", "C");
+    s.offer("web", item("D", 1, 1), windowMs); // refused…
+    s.forgetRefused("web", "D"); // …and forgotten in the same interval: nothing to store
+    expect(s.takeChanges().refused).toEqual([
+      { channel: "shop", sku: "B", refused: false },
+      { channel: "shop", sku: "C", refused: false },
+    ]);
+  });
+
+  test("marks are state: exported, imported, rebuilt from rows; a mark on a waiting pair is refused", () => {
+    const s = sync(roomy, 1);
+    s.offer("shop", item("A", 1, 1), 0);
+    s.offer("web", item("B", 1, 1), 0);
+    s.offer("shop", item("C", 1, 1), 0);
+    const state = JSON.parse(JSON.stringify(s.exportState()));
+    expect(state.refused).toEqual([
+      { channel: "web", sku: "B" },
+      { channel: "shop", sku: "C" },
+    ]);
+    const back = sync(roomy, 1);
+    back.importState(state);
+    expect(back.exportState()).toEqual(s.exportState());
+    expect(back.refusedCount).toBe(2);
+    expect(back.hasChanges()).toBe(false); // loaded marks are stored already
+
+    const rows = stateFromRows(0, [], [], [{ channel: "web", sku: "B" }]);
+    expect(rows.refused).toEqual([{ channel: "web", sku: "B" }]);
+    const twice = structuredClone(state);
+    twice.refused.push({ channel: "web", sku: "B" });
+    expect(() => sync(roomy, 1).importState(twice)).toThrow(/refused once/);
+    const waiting = structuredClone(state);
+    waiting.refused.push({ channel: "shop", sku: "A" });
+    expect(() => sync(roomy, 1).importState(waiting)).toThrow(/refused pair is not waiting/);
+    const empty = structuredClone(state);
+    empty.refused.push({ channel: "shop", sku: "" });
+    expect(() => sync(roomy, 1).importState(empty)).toThrow(InvariantError);
+  });
+
+  // The ledger stage's contract, modelled: each pair's value is the caller's truth (the ledger's ATS, with its
+  // version); the caller offers a pair when its truth changes and, with room, offers again the oldest refused
+  // pairs with their truth. Crashes keep only what takeChanges handed out. Once nothing waits and nothing is
+  // refused, the last value taken per pair is its truth: a full queue, a restart, or both, lose nothing.
+  test("property: with a tiny queue and crashes, every pair ends on its newest value", () => {
+    const op = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant("change" as const),
+          channel: fc.constantFrom("shop", "web"),
+          sku: fc.constantFrom("A", "B", "C", "D", "E", "F", "G"),
+          ats: fc.integer({ min: 0, max: 20 }),
+          dtMs: fc.integer({ min: 0, max: 300 }),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({ kind: fc.constant("take" as const), dtMs: fc.integer({ min: 0, max: 2000 }) }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({ kind: fc.constant("reoffer" as const), page: fc.integer({ min: 1, max: 3 }) }),
+      },
+      { weight: 1, arbitrary: fc.constant({ kind: "restart" as const }) },
+    );
+    const budget = { requestsPerSecond: 2, itemsPerRequestMax: 1, burstRequestsMax: 1 };
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 200 }), fc.integer({ min: 1, max: 3 }), (ops, cap) => {
+        let s = sync(budget, cap);
+        const store = new Store();
+        const truth = new Map<string, AtsItem>();
+        const lastTaken = new Map<string, AtsItem>();
+        const collect = (out: StockRequest[]) => {
+          for (const r of out) for (const i of r.items) lastTaken.set(`${r.channel}|${i.sku}`, i);
+        };
+        const reoffer = (page: number, t: number) => {
+          const room = cap - s.pendingCount;
+          for (const p of s.refusedPairs(Math.min(page, room))) {
+            const it = truth.get(`${p.channel}|${p.sku}`) as AtsItem;
+            expect(s.offer(p.channel, { ...it, atMs: t }, t)).toBe("queued");
+          }
+        };
+        let t = 0;
+        let version = 0;
+        for (const o of ops) {
+          if (o.kind === "restart") {
+            s = store.load(budget, cap); // a crash: only what was written survives
+            continue;
+          }
+          if (o.kind === "reoffer") reoffer(o.page, t);
+          else if (o.kind === "take") {
+            t += o.dtMs;
+            collect(s.take(t));
+          } else {
+            t += o.dtMs;
+            const it = item(o.sku, o.ats, ++version, t);
+            truth.set(`${o.channel}|${o.sku}`, it);
+            const result = s.offer(o.channel, it, t);
+            expect(result).not.toBe("stale");
+          }
+          store.write(s);
+        }
+        for (let i = 0; i < 10_000 && (s.pendingCount > 0 || s.refusedCount > 0); i++) {
+          reoffer(cap, t);
+          t = Math.max(t, s.nextDueMs(t) ?? t);
+          collect(s.take(t));
+          store.write(s);
+        }
+        expect([s.pendingCount, s.refusedCount]).toEqual([0, 0]);
+        expect(store.refused.size).toBe(0);
+        for (const [k, it] of truth) {
+          expect({ k, ats: lastTaken.get(k)?.ats, version: lastTaken.get(k)?.version }).toEqual({
+            k,
+            ats: it.ats,
+            version: it.version,
+          });
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
 
 describe("incremental changes for a store", () => {
   test("takeChanges reports offered, replaced and taken pairs once; rows rebuild the same line", () => {

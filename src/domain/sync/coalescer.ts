@@ -4,7 +4,9 @@ import { TokenBucket, type TokenBucketState } from "./token-bucket.ts";
 // The stock publisher of one ledger partition, for `sluice.out.stock.<channel>`: pure and clock-free.
 // The ledger stage offers each new ATS per (channel, SKU); StockSync keeps only the newest one and says what
 // may be sent now, within each channel's flush window and rate budget. Nothing is dropped: a value waits
-// until the budget allows, and a newer value replaces it while it waits.
+// until the budget allows, and a newer value replaces it while it waits; a value refused because the queue is
+// full leaves its pair marked (`refusedPairs`) until the caller offers it again, and the mark is state like the
+// waiting values (`takeChanges`, `exportState`), so it survives a restart.
 
 /** One SKU's ATS on a channel; `version` is the SKU's ledger version (invariant 4: consumers drop stale ones). */
 export type AtsItem = { sku: string; ats: number; version: number; atMs: number };
@@ -62,6 +64,13 @@ type Lane = {
 
 export type PendingState = AtsItem & { firstOfferMs: number };
 
+/**
+ * A (channel, SKU) pair whose newest value was refused because pendingCountMax pairs were waiting: the caller
+ * recomputes its value and offers it again when there is room. No value is kept (the caller's is newer by
+ * then); at most one mark per pair, so marks are bounded by SKUs × channels, like the pairs themselves.
+ */
+export type RefusedPair = { channel: string; sku: string };
+
 /** A waiting pair as a row of a table (LMDB): what `takeChanges` hands out and `stateFromRows` reads back. */
 export type PendingRow = PendingState & { channel: string; urgent: boolean };
 
@@ -72,6 +81,8 @@ export type StockSyncChanges = {
   pending: Array<{ channel: string; sku: string; row: PendingRow | null }>;
   /** Every channel's bucket (a few per network): write them all. */
   buckets: Array<{ channel: string; bucket: TokenBucketState }>;
+  /** Pairs whose refused mark changed: set (write a row) or cleared (delete it). Net of the interval. */
+  refused: Array<RefusedPair & { refused: boolean }>;
 };
 export type StockSyncState = {
   clockMs: number;
@@ -82,6 +93,8 @@ export type StockSyncState = {
     urgent: PendingState[];
     waiting: PendingState[];
   }>;
+  /** Marked pairs, oldest refusal first. */
+  refused: RefusedPair[];
 };
 
 const zeroCounters = (): ChannelCounters => ({
@@ -99,6 +112,10 @@ export class StockSync {
   private pending = 0;
   /** Pairs changed since the last takeChanges, keyed channel NUL sku (ids hold no control characters). */
   private readonly dirty = new Map<string, [string, string]>();
+  /** Refused pairs to offer again, oldest refusal first; never a pair that is waiting. Keyed like `dirty`. */
+  private readonly refused = new Map<string, RefusedPair>();
+  /** Pairs whose mark changed since the last takeChanges, with whether they were marked then. */
+  private readonly refusedDirty = new Map<string, RefusedPair & { before: boolean }>();
   /** The highest time seen: first offers are stamped no earlier, so each `waiting` map stays in time order. */
   private clockMs = 0;
 
@@ -123,6 +140,34 @@ export class StockSync {
     return this.pending;
   }
 
+  /** Pairs marked refused, waiting to be offered again. */
+  get refusedCount(): number {
+    return this.refused.size;
+  }
+
+  /** The `limit` oldest refused pairs (a page: the caller offers them again, or forgets those it cannot). */
+  refusedPairs(limit: number): RefusedPair[] {
+    const out: RefusedPair[] = [];
+    for (const pair of this.refused.values()) {
+      if (out.length >= limit) break;
+      out.push({ ...pair });
+    }
+    return out;
+  }
+
+  /**
+   * Clears a pair's refused mark without an offer: its channel or SKU is gone, or the value the channel was
+   * last offered is the current one again (nothing left to send).
+   */
+  forgetRefused(channel: string, sku: string): void {
+    this.setRefused(channel, sku, false);
+  }
+
+  /** Whether takeChanges has something to hand out besides the buckets. */
+  hasChanges(): boolean {
+    return this.dirty.size > 0 || this.refusedDirty.size > 0;
+  }
+
   /**
    * Offers the newest ATS of (channel, SKU). A waiting value of the pair is replaced when this one's version
    * is the same or newer (the same version: the channel's rules changed, not the stock) and keeps its place
@@ -131,8 +176,9 @@ export class StockSync {
    * a consumer drops a stale version anyway (invariant 4).
    *
    * `urgent` (see `isUrgent`) makes the pair skip the flush window; it stays urgent until sent. A new pair
-   * beyond pendingCountMax is refused ("refused_full"), never dropped silently: the caller keeps the SKU
-   * marked and offers it again later (ATS is recomputed from the ledger, so nothing is lost).
+   * beyond pendingCountMax is refused ("refused_full"), never dropped silently: the pair is marked
+   * (`refusedPairs`) until an offer of it is queued or the caller forgets it; the caller offers it again when
+   * there is room (ATS is recomputed from the ledger, so nothing is lost).
    */
   offer(channel: string, item: AtsItem, nowMs: number, urgent = false): OfferResult {
     assertItem(channel, item);
@@ -141,6 +187,7 @@ export class StockSync {
     lane.counters.offered++;
     const existing = lane.urgent.get(item.sku) ?? lane.waiting.get(item.sku);
     if (existing === undefined) return this.queue(channel, lane, item, urgent);
+    assert(!this.refused.has(pairKey(channel, item.sku)), "a waiting pair is not marked refused");
     const result = this.replace(lane, existing, item, urgent);
     if (result === "coalesced") this.markDirty(channel, item.sku);
     return result;
@@ -149,12 +196,24 @@ export class StockSync {
   private queue(channel: string, lane: Lane, item: AtsItem, urgent: boolean): OfferResult {
     if (this.pending >= this.limits.pendingCountMax) {
       lane.counters.refusedFull++;
+      this.setRefused(channel, item.sku, true);
       return "refused_full";
     }
     (urgent ? lane.urgent : lane.waiting).set(item.sku, { item, firstOfferMs: this.clockMs });
     this.pending++;
     this.markDirty(channel, item.sku);
+    this.setRefused(channel, item.sku, false);
     return "queued";
+  }
+
+  /** A pair refused again keeps its place in line (Map.set of a present key does not move it). */
+  private setRefused(channel: string, sku: string, on: boolean): void {
+    const key = pairKey(channel, sku);
+    const before = this.refused.has(key);
+    if (before === on) return;
+    if (!this.refusedDirty.has(key)) this.refusedDirty.set(key, { channel, sku, before });
+    if (on) this.refused.set(key, { channel, sku });
+    else this.refused.delete(key);
   }
 
   private replace(lane: Lane, existing: Pending, item: AtsItem, urgent: boolean): OfferResult {
@@ -268,13 +327,14 @@ export class StockSync {
   // ---- state: plain data, so a partition's publisher moves with the partition --------------------------
 
   private markDirty(channel: string, sku: string): void {
-    this.dirty.set(`${channel}\u0000${sku}`, [channel, sku]);
+    this.dirty.set(pairKey(channel, sku), [channel, sku]);
   }
 
   /**
-   * The pairs changed since the last call (offered, replaced or taken) and every bucket: what a store writes
-   * in the transaction that commits the offers (a ledger batch) or the taken requests (their outbox items),
-   * so the waiting values survive a crash. `stateFromRows` rebuilds a state from the stored rows.
+   * The pairs changed since the last call (offered, replaced or taken), every bucket and the refused marks
+   * that changed: what a store writes in the transaction that commits the offers (a ledger batch) or the taken
+   * requests (their outbox items), so the waiting values and the refused pairs survive a crash.
+   * `stateFromRows` rebuilds a state from the stored rows.
    */
   takeChanges(): StockSyncChanges {
     const pending: StockSyncChanges["pending"] = [];
@@ -293,7 +353,13 @@ export class StockSync {
       channel,
       bucket: lane.bucket.exportState(),
     }));
-    return { clockMs: this.clockMs, pending, buckets };
+    const refused: StockSyncChanges["refused"] = [];
+    for (const [key, { channel, sku, before }] of this.refusedDirty) {
+      const now = this.refused.has(key);
+      if (now !== before) refused.push({ channel, sku, refused: now });
+    }
+    this.refusedDirty.clear();
+    return { clockMs: this.clockMs, pending, buckets, refused };
   }
 
   exportState(): StockSyncState {
@@ -309,7 +375,7 @@ export class StockSync {
         waiting: dump(lane.waiting),
       });
     }
-    return { clockMs: this.clockMs, channels };
+    return { clockMs: this.clockMs, channels, refused: [...this.refused.values()].map((p) => ({ ...p })) };
   }
 
   /** Loads an exported state into an empty StockSync (a partition starting, or moving to this process). */
@@ -334,6 +400,20 @@ export class StockSync {
         for (const p of list) this.importPending(c.channel, queue, p);
       }
     }
+    for (const { channel, sku } of state.refused) this.importRefused(channel, sku);
+  }
+
+  private importRefused(channel: string, sku: string): void {
+    assert(channel.length > 0, "a refused pair's channel id is not empty");
+    assert(sku.length > 0, "a refused pair's sku id is not empty");
+    const key = pairKey(channel, sku);
+    assert(!this.refused.has(key), "a (channel, SKU) pair is refused once");
+    const lane = this.lanes.get(channel);
+    assert(
+      lane === undefined || (!lane.urgent.has(sku) && !lane.waiting.has(sku)),
+      "a refused pair is not waiting",
+    );
+    this.refused.set(key, { channel, sku });
   }
 
   private importPending(channel: string, queue: Map<string, Pending>, p: PendingState): void {
@@ -346,6 +426,8 @@ export class StockSync {
     this.pending++;
   }
 }
+
+const pairKey = (channel: string, sku: string) => `${channel}\u0000${sku}`;
 
 function clampTokens(s: TokenBucketState, budget: ChannelBudget): TokenBucketState {
   return { tokens: Math.min(Math.max(0, s.tokens), budget.burstRequestsMax), refilledAtMs: s.refilledAtMs };
@@ -368,13 +450,14 @@ function assertItem(channel: string, item: AtsItem): void {
 
 /**
  * A state from stored rows (any order): each channel's values in line by first offer (then SKU), urgent ones
- * apart. Ties within one millisecond may come back in another order than they had: harmless, nothing waits
+ * apart; refused pairs in the order given (a store's key order: their refusal order is not kept). Ties within one millisecond may come back in another order than they had: harmless, nothing waits
  * longer than its window because of it.
  */
 export function stateFromRows(
   clockMs: number,
   rows: readonly PendingRow[],
   buckets: ReadonlyArray<{ channel: string; bucket: TokenBucketState }>,
+  refused: readonly RefusedPair[] = [],
 ): StockSyncState {
   const channels = new Map<string, StockSyncState["channels"][number]>();
   const entry = (channel: string) => {
@@ -400,5 +483,9 @@ export function stateFromRows(
     c.urgent.sort(inLine);
     c.waiting.sort(inLine);
   }
-  return { clockMs, channels: [...channels.values()] };
+  return {
+    clockMs,
+    channels: [...channels.values()],
+    refused: refused.map(({ channel, sku }) => ({ channel, sku })),
+  };
 }

@@ -6,6 +6,7 @@ export {
   type OfferResult,
   type PendingRow,
   type PendingState,
+  type RefusedPair,
   type StockRequest,
   StockSync,
   type StockSyncChanges,

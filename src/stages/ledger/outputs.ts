@@ -1,4 +1,5 @@
 import type { Config } from "../../config/index.ts";
+import { assert } from "../../domain/assert.ts";
 import { atsOf, isUrgent } from "../../domain/channels/index.ts";
 import type { LedgerEntry, SkuState } from "../../domain/ledger/index.ts";
 import { type Channel, type Network, serving, syncedChannels } from "../../domain/network/index.ts";
@@ -6,6 +7,7 @@ import { own, withOwn } from "../../domain/own.ts";
 import {
   type AtsItem,
   type PendingRow,
+  type RefusedPair,
   type StockRequest,
   StockSync,
   stateFromRows,
@@ -23,6 +25,8 @@ import { ErpWindow, erpTable } from "../erp-window.ts";
  *   sync  ["p", lane, sku] → PendingRow (a value waiting to go out)   ["b", lane] → its rate bucket
  *         ["c"] → the publisher's clock   ["f", channel] → the rule a channel's ATS was computed with
  *         ["r", channel] → resync cursor (the last SKU offered again; "" at the start)
+ *         ["x", lane, sku] → true: the pair's newest value was refused (sync.pendingCountMax pairs were
+ *                            waiting) and must be offered again; at most one row per (channel, SKU)
  *   erp   "state" → the ERP accumulator of the open window
  */
 export const outputTables = ["sync", erpTable] as const;
@@ -51,8 +55,6 @@ export class LedgerOutputs {
   private rulesChecked: Network | null = null;
   /** Pairs with a row in the sync table: a pair queued and sent within one batch never gets one. */
   private readonly persisted = new Set<string>();
-  /** (channel, SKU) pairs whose value was refused (sync.pendingCountMax reached): offered again with room. */
-  private readonly refused = new Set<string>();
   private published = new Map<
     string,
     { requests: number; items: number; coalesced: number; throttledMs: number; refusedFull: number }
@@ -73,6 +75,7 @@ export class LedgerOutputs {
     );
     const rows: PendingRow[] = [];
     const buckets: Array<{ channel: string; bucket: TokenBucketState }> = [];
+    const refused: RefusedPair[] = [];
     let clockMs = 0;
     for (const { key, value } of store.range<unknown>("sync", {})) {
       const k = key as string[];
@@ -83,8 +86,9 @@ export class LedgerOutputs {
       else if (k[0] === "c") clockMs = value as number;
       else if (k[0] === "f") this.fingerprints.set(k[1] as string, value as string);
       else if (k[0] === "r") this.resyncs.set(k[1] as string, value as string);
+      else if (k[0] === "x") refused.push({ channel: k[1] as string, sku: k[2] as string });
     }
-    this.sync.importState(stateFromRows(clockMs, rows, buckets));
+    this.sync.importState(stateFromRows(clockMs, rows, buckets, refused));
     this.erp = new ErpWindow("ledger", partition, config, store, events);
   }
 
@@ -130,11 +134,13 @@ export class LedgerOutputs {
     const ops: Op[] = [];
     this.checkRules(ops);
     // A resync moves on with every batch too (a page each), so sustained input never stalls it. It reads
-    // committed states, so this batch's own (not yet committed) states stand in for theirs.
-    this.resyncStep(nowMs, ops, new Map(skus.map((s) => [s.sku, s])));
+    // committed states, so this batch's own (not yet committed) states stand in for theirs, and the resync
+    // and the re-offers build on each other's writes (one map).
+    const written = new Map(skus.map((s) => [s.sku, s]));
+    this.resyncStep(nowMs, ops, written);
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
-    this.reofferRefused(nowMs, ops, new Map(skus.map((s) => [s.sku, s])));
+    this.reofferRefused(nowMs, ops, written);
     this.erp.addEntries(entries);
     const out = this.emit(nowMs, seqTo);
     return { ops: [...ops, ...out.ops], outbox: out.outbox };
@@ -144,17 +150,23 @@ export class LedgerOutputs {
   tick(nowMs: number, busy = false): Emit | null {
     const ops: Op[] = [];
     this.checkRules(ops);
-    this.resyncStep(nowMs, ops);
-    this.reofferRefused(nowMs, ops, new Map());
+    const written = new Map<string, SkuState>();
+    this.resyncStep(nowMs, ops, written);
+    this.reofferRefused(nowMs, ops, written);
     // Batches are flowing and will take what is due: a commit of its own only for rule work.
     if (busy && ops.length === 0) return null;
     const due = this.sync.nextDueMs(nowMs);
-    if (ops.length === 0 && !this.erp.due(nowMs) && (due === null || due > nowMs)) return null;
+    const idle = ops.length === 0 && !this.sync.hasChanges() && !this.erp.due(nowMs);
+    if (idle && (due === null || due > nowMs)) return null;
     const out = this.emit(nowMs, this.store.streamSeqLastApplied());
     return { ops: [...ops, ...out.ops], outbox: out.outbox };
   }
 
-  /** Offers the SKU's ATS to each channel; returns whether its state changed and which channels refused. */
+  /**
+   * Offers the SKU's ATS to each channel; returns whether its state changed and whether a channel refused.
+   * `SkuState.ats` is what each channel was last offered: a refused value is not recorded (the pair is marked
+   * refused instead, in StockSync, and offered again when there is room).
+   */
   private offerAts(
     s: SkuState,
     channels: Channel[],
@@ -168,16 +180,19 @@ export class LedgerOutputs {
     for (const c of channels) {
       const ats = atsOf(s.positions, s.sku, c.sync, serving(network, c.id).ids);
       const previous = own(s.ats, c.id);
-      if (!force && previous === ats) continue;
+      if (!force && previous === ats) {
+        // Back to what the channel was last offered: a value refused in between has nothing left to send.
+        this.sync.forgetRefused(c.id, s.sku);
+        continue;
+      }
       const item: AtsItem = { sku: s.sku, ats, version: s.version, atMs };
       const result = this.sync.offer(c.id, item, nowMs, isUrgent(previous ?? null, ats));
-      // Full: the SKU's recorded ATS stays as it was, and the pair is offered again once there is room.
+      // Full: the SKU's recorded ATS stays as it was; StockSync marks the pair (a row of the sync table) and
+      // reofferRefused offers it again once there is room, also after a restart.
       if (result === "refused_full") {
-        this.refused.add(`${c.id}\u0000${s.sku}`);
         refused = true;
         continue;
       }
-      this.refused.delete(`${c.id}\u0000${s.sku}`);
       if (previous !== ats) {
         s.ats = withOwn(s.ats, c.id, ats);
         changed = true;
@@ -212,34 +227,48 @@ export class LedgerOutputs {
     );
   }
 
-  /** Pairs refused while the queue was full, offered again now that there is room (a page at most). */
-  private reofferRefused(nowMs: number, ops: Op[], fresh: ReadonlyMap<string, SkuState>): void {
-    if (this.refused.size === 0) return;
+  /**
+   * Pairs refused while the queue was full (marked in StockSync, rows of the sync table), offered again with
+   * their ATS recomputed now, as far as there is room: at most sync.resyncSkusPerTickMax per batch or tick,
+   * oldest refusal first. Not forced: a value equal to the one the channel was last offered only clears the
+   * mark. `written`: SKU states this batch or tick already changed (they stand in for the committed ones).
+   */
+  private reofferRefused(nowMs: number, ops: Op[], written: Map<string, SkuState>): void {
+    if (this.sync.refusedCount === 0) return;
+    const room = this.config.sync.pendingCountMax - this.sync.pendingCount;
+    if (room <= 0) return;
     const network = this.network();
-    let budget = this.config.sync.resyncSkusPerTickMax;
-    for (const key of [...this.refused]) {
-      if (budget-- <= 0 || this.sync.pendingCount >= this.config.sync.pendingCountMax) return;
-      const [channelId, sku] = key.split("\u0000") as [string, string];
-      const channel = syncedChannels(network).find((c) => c.id === channelId);
-      const s = fresh.get(sku) ?? this.store.get<SkuState>("skus", sku);
+    const channels = new Map(syncedChannels(network).map((c) => [c.id, c]));
+    for (const { channel: lane, sku } of this.sync.refusedPairs(
+      Math.min(room, this.config.sync.resyncSkusPerTickMax),
+    )) {
+      const channel = channels.get(lane);
+      const s = written.get(sku) ?? this.store.get<SkuState>("skus", sku);
+      // A channel no longer synced has nothing to be offered; an unknown SKU has no ATS.
       if (channel === undefined || s === undefined) {
-        this.refused.delete(key);
+        this.sync.forgetRefused(lane, sku);
         continue;
       }
-      if (this.offerAts(s, [channel], network, nowMs, nowMs, true).changed) {
+      const offered = this.offerAts(s, [channel], network, nowMs, nowMs, false);
+      // Each offer takes at most one of the `room` places counted above: none is refused again.
+      assert(!offered.refused, "a refused pair offered again with room is queued");
+      if (offered.changed) {
         ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+        written.set(s.sku, s);
         this.skuWritten(s);
       }
     }
   }
 
-  /** Offers again, at most sync.resyncSkusPerTickMax SKUs per tick, the ATS of every SKU of a channel. */
-  private resyncStep(nowMs: number, ops: Op[], fresh: ReadonlyMap<string, SkuState> = new Map()): void {
+  /**
+   * Offers again, at most sync.resyncSkusPerTickMax SKUs per tick, the ATS of every SKU of a channel.
+   * `written`: SKU states rewritten in this batch or tick, added to here: a second channel's resync must build
+   * on the first's write, not on the committed state (else the first channel's recorded ATS is lost and a
+   * later change is not sent).
+   */
+  private resyncStep(nowMs: number, ops: Op[], written: Map<string, SkuState>): void {
     if (this.resyncs.size === 0) return;
     const network = this.network();
-    // SKUs rewritten in this tick: a second channel's resync must build on the first's write, not on the
-    // committed state (else the first channel's recorded ATS is lost and a later change is not sent).
-    const written = new Map<string, SkuState>(fresh);
     for (const [channelId, after] of this.resyncs) {
       const channel = syncedChannels(network).find((c) => c.id === channelId);
       // Paced by the channel's budget: the next page only once what waits is about a burst's worth, so
@@ -288,6 +317,12 @@ export class LedgerOutputs {
     for (const request of this.sync.take(nowMs)) this.send(request, nowMs, outbox);
     this.erp.emit(nowMs, seqTo, ops, outbox);
     const changes = this.sync.takeChanges();
+    for (const r of changes.refused) {
+      const key = ["x", r.channel, r.sku];
+      ops.push(
+        r.refused ? { op: "put", table: "sync", key, value: true } : { op: "delete", table: "sync", key },
+      );
+    }
     for (const p of changes.pending) {
       const key = ["p", p.channel, p.sku];
       const name = `${p.channel}\u0000${p.sku}`;
@@ -363,5 +398,10 @@ export class LedgerOutputs {
 
   pendingCount(): number {
     return this.sync.pendingCount;
+  }
+
+  /** (channel, SKU) pairs whose refused value waits to be offered again. */
+  refusedCount(): number {
+    return this.sync.refusedCount;
   }
 }
