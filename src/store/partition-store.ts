@@ -11,7 +11,14 @@ import { assert } from "../domain/assert.ts";
  *   meta     identity, layoutVersion, streamSeqLastApplied, outboxSeq
  *   outbox   [outboxSeq] → OutboxItem   outputs committed with their cause, published after the commit
  */
-export const layoutVersion = 5;
+export const layoutVersion = 6;
+
+/**
+ * Layouts whose step to the next only added tables (a fresh table is empty): a stage with nothing to derive
+ * passes no upgrade for them. 4 → 5 (routing, sync, ERP), 5 → 6 (the ledger's reservation index and history
+ * snapshots: the ledger derives its index, src/stages/ledger/upgrade.ts; the order stage has nothing to do).
+ */
+const tablesOnlyLayouts: ReadonlySet<number> = new Set([4, 5]);
 
 export type OutboxItem = {
   subject: string;
@@ -140,9 +147,9 @@ export class PartitionStore {
     let layout = this.meta.get("layoutVersion");
     while (typeof layout === "number" && layout < layoutVersion && options.readOnly !== true) {
       const upgrade = options.upgrades?.[layout];
-      if (upgrade === undefined && layout !== 4) break;
+      if (upgrade === undefined && !tablesOnlyLayouts.has(layout)) break;
       const from = layout;
-      // 4 → 5 added tables (a fresh table is empty); a stage that derives one from existing data says how.
+      // A stage that derives a new table from existing data says how; otherwise the new tables start empty.
       this.root.transactionSync(() => {
         upgrade?.(this);
         this.meta.put("layoutVersion", from + 1);
@@ -189,6 +196,23 @@ export class PartitionStore {
 
   range<T>(table: string, options: RangeOptions = {}): Array<{ key: Key; value: T }> {
     return Array.from(this.table(table).getRange(options), ({ key, value }) => ({ key, value: value as T }));
+  }
+
+  /** A range read lazily, keys with values: memory stays bounded however long the range (scans, checks). */
+  rangeLazy<T>(table: string, options: RangeOptions = {}): Iterable<{ key: Key; value: T }> {
+    return this.table(table)
+      .getRange(options)
+      .map(({ key, value }) => ({ key, value: value as T }));
+  }
+
+  /** Keys of a range, read lazily (values are not decoded). */
+  keys(table: string, options: RangeOptions = {}): Iterable<Key> {
+    return this.table(table).getKeys(options);
+  }
+
+  /** Whether the stage declared this table (a store opened with an older stage's table list may lack one). */
+  hasTable(name: string): boolean {
+    return this.tables.has(name);
   }
 
   rangeValues<T>(table: string, options: RangeOptions = {}): Iterable<T> {

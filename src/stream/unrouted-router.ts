@@ -44,6 +44,8 @@ function routedName(m: JsMsg, n: number): string {
  * - WMS events (`sluice.in.wms.<warehouse>.<event>`): shipped/rejected go, untouched, to the partition of
  *   the order they name; received/counted are split into one envelope of stock items per ledger partition.
  * - Bulk imports (`sluice.in.import.<id>`): split the same way (fast SKU onboarding).
+ *   A `commandId` given once for such a message is given to item i as `<commandId>/<i>` here, where i is
+ *   still the item's index in the producer's message (parseStockItems): the envelopes lose it.
  * - Public stock/order subjects on a server without Sluice's mappings: copied to their partitioned subject
  *   (the same rule as the mapping), so Sluice still works, at the cost of this extra hop.
  * - Anything else: a dead letter with its reason.

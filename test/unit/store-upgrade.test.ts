@@ -76,7 +76,7 @@ test("layout 4 → 5: the load table is derived from open reservations, once", a
   const again = PartitionStore.open(dir, identity, { ...options, upgrades: ledgerUpgrades });
   expect([...again.rangeValues<WarehouseLoad>("load", {})].map((l) => l.reserved)).toEqual([5, 4]);
   await again.close();
-  expect(layoutVersion).toBe(5);
+  expect(layoutVersion).toBe(6);
 });
 
 test("an older layout opened read-only is refused with the fix, not upgraded", async () => {

@@ -30,8 +30,31 @@ const stockFields: Record<StockCommandType, Fields> = {
 const optionalFields = new Set(["ref", "to"]);
 export const stockCommandTypes = Object.keys(stockFields) as StockCommandType[];
 
-/** Validates a decoded stock command. Unknown fields are refused: a typo must not pass silently. */
-export function parseStockCommand(body: unknown, limits: DomainLimits): Parsed<StockCommand> {
+/**
+ * The id of item `index` of a bulk message that gave one `commandId` for all its items. Deterministic, so a
+ * retry of the same message (same items, same order) names every item as before; docs/subjects.md.
+ */
+export const itemCommandId = (commandId: string, index: number): string => `${commandId}/${index}`;
+
+/**
+ * Longest command id an item of an items envelope may carry: a producer's id (≤ idBytesMax) plus the suffix
+ * `/<index>` of a derived one (index < itemsPerMessageMax). 256 + 1 + 6 = 263 bytes at the maxima; the
+ * key `[sku, commandId]` is then ≤ 2 × 264 + 2 bytes, far under LMDB's 1,978.
+ */
+export function itemCommandIdBytesMax(limits: DomainLimits): number {
+  return limits.idBytesMax + 1 + String(Math.max(0, limits.itemsPerMessageMax - 1)).length;
+}
+
+/**
+ * Validates a decoded stock command. Unknown fields are refused: a typo must not pass silently.
+ * `commandIdBytesMax` is the bound of the optional `commandId`: `ledger.idBytesMax` for what producers send,
+ * `itemCommandIdBytesMax` for the router's items (their id may be derived from the message's).
+ */
+export function parseStockCommand(
+  body: unknown,
+  limits: DomainLimits,
+  commandIdBytesMax: number = limits.idBytesMax,
+): Parsed<StockCommand> {
   if (!isObject(body)) {
     return invalid('payload must be an object such as {"type":"received","warehouse":"w1","qty":10}');
   }
@@ -41,7 +64,7 @@ export function parseStockCommand(body: unknown, limits: DomainLimits): Parsed<S
     return invalid(`type must be one of ${stockCommandTypes.join(", ")}`);
   }
   const fields = stockFields[type as StockCommandType];
-  const allowed = new Set(["type", "ref", ...Object.keys(fields)]);
+  const allowed = new Set(["type", "ref", ...Object.keys(fields), "commandId"]);
   for (const key of Object.keys(body)) {
     if (!allowed.has(key))
       return invalid(`unknown field ${JSON.stringify(key)} for ${type}; expected ${[...allowed].join(", ")}`);
@@ -59,6 +82,12 @@ export function parseStockCommand(body: unknown, limits: DomainLimits): Parsed<S
     const ref = parseId(body.ref, "ref", limits);
     if (!ref.ok) return ref;
     out.ref = ref.value;
+  }
+  // Absent stays absent (not null): a command without an id is exactly as before, applied every time.
+  if (body.commandId !== undefined) {
+    const id = parseId(body.commandId, "commandId", { ...limits, idBytesMax: commandIdBytesMax });
+    if (!id.ok) return id;
+    out.commandId = id.value;
   }
   return { ok: true, value: out as StockCommand };
 }
@@ -122,7 +151,8 @@ export type StockItem = { sku: string; command: StockCommand };
 /**
  * A bulk message (`sluice.in.import.<id>`, or a WMS received/counted event): many SKUs in one message, each
  * item a stock command with its SKU. Fast SKU onboarding: a SKU exists from its first item.
- * `defaults` fills fields the message gives once for all items (the WMS event's warehouse).
+ * `defaults` fills fields the message gives once for all items (the WMS event's warehouse). A `commandId`
+ * given once for the message names item i `<commandId>/<i>` (itemCommandId); items may instead carry their own.
  */
 export function parseStockItems(
   body: unknown,
@@ -134,9 +164,16 @@ export function parseStockItems(
       'payload must be an object with items: [{"sku":"A","type":"counted","warehouse":"w1","onHand":5}]',
     );
   }
-  // Only `items`: a typo or a stray field must not pass silently (the rule for every input).
+  // Only `items` and `commandId`: a typo or a stray field must not pass silently (the rule for every input).
   for (const key of Object.keys(body)) {
-    if (key !== "items") return invalid(`unknown field ${JSON.stringify(key)}; expected only items`);
+    if (key !== "items" && key !== "commandId")
+      return invalid(`unknown field ${JSON.stringify(key)}; expected items and (optional) commandId`);
+  }
+  let commandId: string | null = null;
+  if (body.commandId !== undefined) {
+    const id = parseId(body.commandId, "commandId", limits);
+    if (!id.ok) return id;
+    commandId = id.value;
   }
   if (body.items.length === 0) return invalid("items must not be empty");
   if (body.items.length > limits.itemsPerMessageMax) {
@@ -151,9 +188,16 @@ export function parseStockItems(
     const { sku, ...rest } = raw;
     const id = parseId(sku, `items[${i}].sku`, limits);
     if (!id.ok) return id;
+    // One id for the message or one per item, never both: which one a retry's item is known by must be plain.
+    if (commandId !== null && rest.commandId !== undefined) {
+      return invalid(
+        `items[${i}]: commandId is given for the whole message, so an item may not have its own; give it once or per item`,
+      );
+    }
     // What the message gives for all items (the WMS event's warehouse and type) wins over an item's own.
     const command = parseStockCommand({ ...rest, ...defaults }, limits);
     if (!command.ok) return invalid(`items[${i}]: ${command.detail}`);
+    if (commandId !== null) command.value.commandId = itemCommandId(commandId, i);
     items.push({ sku: id.value, command: command.value });
   }
   return { ok: true, value: items };

@@ -14,6 +14,18 @@ export {
   stockCommandTypes,
 } from "./commands.ts";
 export {
+  allocationChangedAtMs,
+  allocationExpired,
+  allocationFinished,
+  compactEntries,
+  emptyHistory,
+  entryExpired,
+  foldIntoHistory,
+  PositionFold,
+  type RetentionLimits,
+  type SkuHistory,
+} from "./history.ts";
+export {
   assertPosition,
   emptyView,
   foldEntries,
@@ -23,5 +35,7 @@ export {
   type LedgerLimits,
   type LedgerView,
   ledgerLimitsDefault,
+  type ReservationKey,
+  reservationKey,
 } from "./ledger.ts";
 export * from "./types.ts";

@@ -1,5 +1,6 @@
 import { assert } from "../assert.ts";
 import { own, withOwn } from "../own.ts";
+import type { SkuHistory } from "./history.ts";
 import {
   type Allocation,
   available,
@@ -26,22 +27,54 @@ export type InputRef = { seq: number; atMs: number };
 export interface LedgerView {
   getSku(sku: string): SkuState | undefined;
   getAllocation(sku: string, orderKey: string, lineId: string): Allocation | undefined;
-  allocationsOf(sku: string): Allocation[];
   getLoad(warehouse: string): WarehouseLoad | undefined;
+  /**
+   * The committed open reservations (reserved > 0) of a SKU at one warehouse, newest first (reservedAtMs,
+   * then orderKey, then lineId, descending), read lazily from the reservation index: a count reads only as
+   * many as its shortfall takes, never the SKU's history. The stage's view has it (src/stages/ledger).
+   */
+  openReservations?(sku: string, warehouse: string): Iterable<Allocation>;
+  /**
+   * Every allocation of a SKU: for in-memory test doubles without a reservation index only (O(history));
+   * used when `openReservations` is absent.
+   */
+  allocationsOf?(sku: string): Allocation[];
+  /** What retention removed of the SKU's history, if anything (src/domain/ledger/history.ts). */
+  historyOf?(sku: string): SkuHistory | undefined;
 }
 
 export const emptyView: LedgerView = {
   getSku: () => undefined,
   getAllocation: () => undefined,
-  allocationsOf: () => [],
   getLoad: () => undefined,
+  openReservations: () => [],
 };
+
+/**
+ * A row of the reservation index: one per allocation with reserved > 0, ordered so that a SKU's open
+ * reservations at a warehouse are a contiguous range, oldest to newest. Written with the allocation, in the
+ * batch's transaction (`LedgerChanges.reservationsOpened/Closed`).
+ */
+export type ReservationKey = [
+  sku: string,
+  warehouse: string,
+  reservedAtMs: number,
+  orderKey: string,
+  lineId: string,
+];
+
+export function reservationKey(a: Allocation): ReservationKey {
+  return [a.sku, a.warehouse, a.reservedAtMs, a.orderKey, a.lineId];
+}
 
 export type LedgerChanges = {
   skus: SkuState[];
   entries: LedgerEntry[];
   allocations: Allocation[];
   allocationsDeleted: Array<[string, string, string]>;
+  /** Reservation index rows to write (value: the units reserved) and to delete, for the changed allocations. */
+  reservationsOpened: Array<{ key: ReservationKey; reserved: number }>;
+  reservationsClosed: ReservationKey[];
   results: LineResult[];
   loads: WarehouseLoad[];
 };
@@ -77,6 +110,8 @@ export class Ledger {
   private readonly allocations = new Map<string, Allocation | null>();
   private readonly dirtySkus = new Set<string>();
   private readonly dirtyAllocations = new Set<string>();
+  /** The committed allocation behind each one changed in this batch (null: none): the index rows it had. */
+  private readonly baseAllocations = new Map<string, Allocation | null>();
   private entries: LedgerEntry[] = [];
   /** The cause recorded on the entries of the command being applied. */
   private cause = "";
@@ -189,20 +224,22 @@ export class Ledger {
       shortfall -= take;
     }
     if (shortfall > 0) {
-      const reserved = this.allAllocations(sku)
-        .filter((a) => a.warehouse === warehouse && a.reserved > 0)
-        .sort(
-          (a, b) =>
-            b.reservedAtMs - a.reservedAtMs ||
-            (a.orderKey === b.orderKey ? cmp(b.lineId, a.lineId) : cmp(b.orderKey, a.orderKey)),
-        );
-      for (const a of reserved) {
+      // Only the newest reservations that cover the shortfall are read (the index is ordered by age): the
+      // work is bounded by what is lost, however many lines the SKU ever had.
+      const lost: Allocation[] = [];
+      let covered = 0;
+      for (const a of this.openReservations(sku, warehouse)) {
+        lost.push(a);
+        covered += a.reserved;
+        if (covered >= shortfall) break;
+      }
+      for (const a of lost) {
         if (shortfall <= 0) break;
         const qty = a.reserved;
         this.cause = "count_shortfall";
         this.change(sku, warehouse, "released", { reserved: -qty }, `${a.orderKey}/${a.lineId}`, input);
         this.cause = "counted";
-        this.putAllocation({ ...a, reserved: 0 });
+        this.putAllocation({ ...a, reserved: 0 }, input);
         this.results.push({
           kind: "lost",
           ref: { orderKey: a.orderKey, lineId: a.lineId },
@@ -268,6 +305,14 @@ export class Ledger {
       this.reserve(r, refText, input, existing);
       return null;
     }
+    // A return for a line retention removed (its return window passed) cannot find where its units went: it
+    // is refused, so the stage dead-letters it and an operator can receive the units by hand.
+    if (
+      existing === undefined &&
+      r.kind === "return" &&
+      (this.view.historyOf?.(r.sku)?.allocationsRemoved ?? 0) > 0
+    )
+      return "line_history_compacted";
     if (existing === undefined || existing.attempt !== r.attempt) return null; // stale or unknown: nothing to do
     switch (r.kind) {
       case "release":
@@ -277,12 +322,15 @@ export class Ledger {
         const qty = Math.min(r.qty, existing.reserved);
         if (qty <= 0 || existing.eventIds.includes(r.eventId)) return null;
         this.change(r.sku, existing.warehouse, "shipped", { onHand: -qty, reserved: -qty }, refText, input);
-        this.putAllocation({
-          ...existing,
-          reserved: existing.reserved - qty,
-          shipped: existing.shipped + qty,
-          eventIds: [...existing.eventIds, r.eventId],
-        });
+        this.putAllocation(
+          {
+            ...existing,
+            reserved: existing.reserved - qty,
+            shipped: existing.shipped + qty,
+            eventIds: [...existing.eventIds, r.eventId],
+          },
+          input,
+        );
         return null;
       }
       case "reject": {
@@ -293,7 +341,7 @@ export class Ledger {
           if (r.stockMissing)
             this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
         }
-        this.putAllocation({ ...existing, reserved: 0 });
+        this.putAllocation({ ...existing, reserved: 0 }, input);
         return null;
       }
       case "return": {
@@ -304,11 +352,14 @@ export class Ledger {
         if (r.disposition === "quality_control") delta.qualityControl = qty;
         const applied = this.change(r.sku, r.warehouse, "returned", delta, refText, input);
         if (!applied.ok) return applied.code;
-        this.putAllocation({
-          ...existing,
-          returned: existing.returned + qty,
-          eventIds: [...existing.eventIds, r.eventId],
-        });
+        this.putAllocation(
+          {
+            ...existing,
+            returned: existing.returned + qty,
+            eventIds: [...existing.eventIds, r.eventId],
+          },
+          input,
+        );
         return null;
       }
     }
@@ -331,17 +382,20 @@ export class Ledger {
       const free = available(this.position(r.sku, warehouse));
       if (free - r.qty >= (r.keep?.[i] ?? 0) && this.load(warehouse).reserved <= loadUnitsMax - r.qty) {
         this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
-        this.putAllocation({
-          sku: r.sku,
-          orderKey: r.ref.orderKey,
-          lineId: r.ref.lineId,
-          attempt: r.attempt,
-          warehouse,
-          reserved: r.qty,
-          ...history,
-          reservedAtMs: input.atMs,
-          refusal: "",
-        });
+        this.putAllocation(
+          {
+            sku: r.sku,
+            orderKey: r.ref.orderKey,
+            lineId: r.ref.lineId,
+            attempt: r.attempt,
+            warehouse,
+            reserved: r.qty,
+            ...history,
+            reservedAtMs: input.atMs,
+            refusal: "",
+          },
+          input,
+        );
         this.results.push({ ...baseResult(r), kind: "reserved", warehouse, qty: r.qty });
         return;
       }
@@ -349,24 +403,27 @@ export class Ledger {
     }
     // Record the refused attempt, so a duplicate request is answered the same way without a reservation.
     const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
-    this.putAllocation({
-      sku: r.sku,
-      orderKey: r.ref.orderKey,
-      lineId: r.ref.lineId,
-      attempt: r.attempt,
-      warehouse: "",
-      reserved: 0,
-      ...history,
-      reservedAtMs: input.atMs,
-      refusal: code,
-    });
+    this.putAllocation(
+      {
+        sku: r.sku,
+        orderKey: r.ref.orderKey,
+        lineId: r.ref.lineId,
+        attempt: r.attempt,
+        warehouse: "",
+        reserved: 0,
+        ...history,
+        reservedAtMs: input.atMs,
+        refusal: code,
+      },
+      input,
+    );
     this.results.push({ ...baseResult(r), kind: "refused", code, available: best });
   }
 
   private releaseAllocation(a: Allocation, refText: string, input: InputRef): void {
     if (a.reserved > 0)
       this.change(a.sku, a.warehouse, "released", { reserved: -a.reserved }, refText, input);
-    this.putAllocation({ ...a, reserved: 0 });
+    this.putAllocation({ ...a, reserved: 0 }, input);
   }
 
   // ---- state changes -------------------------------------------------------------------------------
@@ -452,23 +509,80 @@ export class Ledger {
     );
   }
 
-  private putAllocation(a: Allocation): void {
+  /** Every change of a line goes through here: its time is the input's (retention counts from it). */
+  private putAllocation(next: Allocation, input: InputRef): void {
+    const a: Allocation = { ...next, changedAtMs: input.atMs };
     assert(a.reserved >= 0 && a.shipped >= 0 && a.returned >= 0, "allocation quantities are not negative");
     assert(a.returned <= a.shipped, "never more returned than shipped");
+    assert(a.reserved === 0 || a.warehouse !== "", "a reservation is at a warehouse");
     const key = allocationKey(a.sku, a.orderKey, a.lineId);
+    if (!this.baseAllocations.has(key))
+      this.baseAllocations.set(key, this.view.getAllocation(a.sku, a.orderKey, a.lineId) ?? null);
     this.allocations.set(key, a);
     this.dirtyAllocations.add(key);
   }
 
-  private allAllocations(sku: string): Allocation[] {
-    const out = new Map<string, Allocation>();
-    for (const a of this.view.allocationsOf(sku)) out.set(allocationKey(a.sku, a.orderKey, a.lineId), a);
-    for (const [key, a] of this.allocations) {
-      if (!key.startsWith(`${sku}\u0000`)) continue;
-      if (a === null) out.delete(key);
-      else out.set(key, a);
+  /**
+   * A SKU's open reservations at a warehouse, newest first, as this batch leaves them: the committed ones
+   * (from the view's index, lazily) merged with the ones this batch changed, which replace their committed
+   * versions. The batch's own are at most its lines; the committed ones are read only as far as consumed.
+   */
+  private *openReservations(sku: string, warehouse: string): Generator<Allocation> {
+    const mine: Allocation[] = [];
+    for (const a of this.allocations.values()) {
+      if (a !== null && a.sku === sku && a.warehouse === warehouse && a.reserved > 0) mine.push(a);
     }
-    return [...out.values()];
+    mine.sort(newestFirst);
+    const committed = this.committedReservations(sku, warehouse)[Symbol.iterator]();
+    try {
+      let next = this.nextUnchanged(committed);
+      let i = 0;
+      while (next !== undefined || i < mine.length) {
+        const own = mine[i];
+        if (own !== undefined && (next === undefined || newestFirst(own, next) <= 0)) {
+          yield own;
+          i++;
+        } else if (next !== undefined) {
+          yield next;
+          next = this.nextUnchanged(committed);
+        }
+      }
+    } finally {
+      committed.return?.(); // a count that stopped early closes the index cursor
+    }
+  }
+
+  /** The next committed reservation this batch has not changed (a changed one is in the batch's own list). */
+  private nextUnchanged(it: Iterator<Allocation>): Allocation | undefined {
+    for (let r = it.next(); r.done !== true; r = it.next()) {
+      if (!this.allocations.has(allocationKey(r.value.sku, r.value.orderKey, r.value.lineId))) return r.value;
+    }
+    return undefined;
+  }
+
+  private committedReservations(sku: string, warehouse: string): Iterable<Allocation> {
+    if (this.view.openReservations !== undefined) return this.view.openReservations(sku, warehouse);
+    // A view without an index (test doubles): every allocation of the SKU, filtered and sorted.
+    return (this.view.allocationsOf?.(sku) ?? [])
+      .filter((a) => a.warehouse === warehouse && a.reserved > 0)
+      .sort(newestFirst);
+  }
+
+  /** The index rows the batch's allocation changes add and remove (compared with their committed versions). */
+  private reservationChanges(): Pick<LedgerChanges, "reservationsOpened" | "reservationsClosed"> {
+    const reservationsOpened: LedgerChanges["reservationsOpened"] = [];
+    const reservationsClosed: ReservationKey[] = [];
+    for (const key of this.dirtyAllocations) {
+      const before = this.baseAllocations.get(key) ?? null;
+      const after = this.allocations.get(key) ?? null;
+      const was = before !== null && before.reserved > 0 ? reservationKey(before) : null;
+      const is = after !== null && after.reserved > 0 ? reservationKey(after) : null;
+      const same = was !== null && is !== null && sameKey(was, is);
+      if (was !== null && !same) reservationsClosed.push(was);
+      if (is !== null && after !== null && !(same && before?.reserved === after.reserved))
+        reservationsOpened.push({ key: is, reserved: after.reserved });
+    }
+    return { reservationsOpened, reservationsClosed };
   }
 
   /** What changed since the last call: what the store writes in this batch's transaction. */
@@ -489,12 +603,14 @@ export class Ledger {
       entries: this.entries,
       allocations,
       allocationsDeleted,
+      ...this.reservationChanges(),
       results: this.results,
       loads: [...this.dirtyLoads].map((w) => this.loads.get(w) as WarehouseLoad),
     };
     this.dirtyLoads.clear();
     this.dirtySkus.clear();
     this.dirtyAllocations.clear();
+    this.baseAllocations.clear();
     this.entries = [];
     this.results = [];
     return changes;
@@ -521,8 +637,31 @@ function compact(delta: Partial<Position>): Partial<Position> {
   return out;
 }
 
+/**
+ * Strings by code point: the order of their UTF-8 bytes, which is LMDB's key order, so the batch's own
+ * reservations merge with the index's in one order (JS `<` compares UTF-16 units, which differs above U+FFFF).
+ */
 function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.codePointAt(i) as number;
+    const y = b.codePointAt(i) as number;
+    if (x !== y) return x < y ? -1 : 1;
+    if (x > 0xffff) i++;
+  }
+  return a.length - b.length;
+}
+
+/** The order a count takes reservations in: the newest first (the reservation index read backwards). */
+function newestFirst(a: Allocation, b: Allocation): number {
+  return (
+    b.reservedAtMs - a.reservedAtMs ||
+    (a.orderKey === b.orderKey ? cmp(b.lineId, a.lineId) : cmp(b.orderKey, a.orderKey))
+  );
+}
+
+function sameKey(a: ReservationKey, b: ReservationKey): boolean {
+  return a.every((v, i) => v === b[i]);
 }
 
 /** Folds entries into positions: the reference the consistency check compares stored positions with. */

@@ -46,6 +46,11 @@ export type Allocation = {
   returned: number;
   /** When the reservation was made (the input's time): a count shortfall takes the newest first. */
   reservedAtMs: number;
+  /**
+   * When the line last changed (the input's time): retention counts from it (src/domain/ledger/history.ts).
+   * Absent on allocations written before retention existed: reservedAtMs stands in.
+   */
+  changedAtMs?: number;
   /** Shipment and return ids applied to this line (bounded by the line's shipments and returns). */
   eventIds: string[];
   /** Why the current attempt was refused ("" when it was not). */
@@ -103,8 +108,11 @@ export type LedgerEntry = {
 
 export type HoldBucket = "damaged" | "quality_control";
 
-/** Commands about stock itself: from admins, the ERP, the WMS, bulk onboarding. */
-export type StockCommand =
+/**
+ * Commands about stock itself: from admins, the ERP, the WMS, bulk onboarding. `commandId` (optional) names
+ * the command for the SKU: a repeat of an id the partition remembers changes nothing (docs/subjects.md).
+ */
+export type StockCommand = { commandId?: string } & (
   | { type: "received"; warehouse: string; qty: number; ref: string | null }
   | { type: "counted"; warehouse: string; onHand: number; ref: string | null }
   | { type: "override"; warehouse: string; available: number; ref: string | null }
@@ -118,7 +126,8 @@ export type StockCommand =
       to: "available" | "scrap";
       ref: string | null;
     }
-  | { type: "safety_stock"; warehouse: string; qty: number; ref: string | null };
+  | { type: "safety_stock"; warehouse: string; qty: number; ref: string | null }
+);
 
 export type StockCommandType = StockCommand["type"];
 
@@ -175,6 +184,8 @@ export const refusalCodes = [
   "safety_stock_exceeds_available",
   /** The change would carry a field of the position past ledger.positionUnitsMax. */
   "position_units_over_limit",
+  /** A return for a line whose allocation was removed by retention (ledger.returnWindowMs passed). */
+  "line_history_compacted",
 ] as const;
 export type RefusalCode = (typeof refusalCodes)[number];
 

@@ -1,4 +1,7 @@
 import type { Config } from "../../config/index.ts";
+import { assert } from "../../domain/assert.ts";
+import { itemCommandIdBytesMax } from "../../domain/ledger/commands.ts";
+import type { SkuHistory } from "../../domain/ledger/history.ts";
 import {
   type Allocation,
   checkLineRequest,
@@ -9,7 +12,9 @@ import {
   type LineResult,
   parseId,
   parseStockCommand,
+  type RefusalCode,
   type SkuState,
+  type StockCommand,
   type StockItem,
   type WarehouseLoad,
 } from "../../domain/ledger/index.ts";
@@ -29,9 +34,95 @@ import {
 } from "../../stream/subjects.ts";
 import { BoundedCache } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
+import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
+import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
 
-export const ledgerTables = ["skus", "entries", "allocations", "load", ...outputTables] as const;
+/** The stock command ids a partition remembers (see CommandIds). */
+export const commandIdTables = ["commandIds", "commandIdsByAge"] as const;
+
+export const ledgerTables = [
+  "skus",
+  "entries",
+  "allocations",
+  "load",
+  ...outputTables,
+  ...commandIdTables,
+  ...reservationTables,
+  ...compactionTables,
+] as const;
+
+/** What `commandIds` holds per [sku, commandId]: the first outcome of the command and the input it came in. */
+export type CommandIdRecord = { seq: number; atMs: number; refusal: RefusalCode | null };
+
+type FreshCommandId = { key: [string, string]; age: [number, number]; record: CommandIdRecord };
+
+// Deleting at most this many more ids than a batch adds keeps each commit short after
+// ledger.commandIdsCountMax is lowered: the surplus goes over the next batches (as the routed table's does).
+const commandIdsTrimPerBatchMax = 10_000;
+
+/**
+ * The stock command ids a ledger partition applied or refused, so a repeat changes nothing, however late it
+ * comes (docs/subjects.md, "commandId"). Two tables of the partition's environment, written with the batch:
+ * `commandIds` ([sku, commandId] → CommandIdRecord) answers "seen before?"; `commandIdsByAge` ([seq, item] →
+ * [sku, commandId]) orders them by arrival, so past ledger.commandIdsCountMax the oldest are forgotten first.
+ * [seq, item] is unique and grows: a stream sequence is applied once, and an envelope's items have indices.
+ */
+class CommandIds {
+  /** This batch's new ids, in arrival order: reads see committed state, so the batch's own are kept here. */
+  private readonly fresh = new Map<string, FreshCommandId>();
+
+  constructor(
+    private readonly store: PartitionStore,
+    private readonly countMax: number,
+  ) {}
+
+  begin(): void {
+    this.fresh.clear();
+  }
+
+  /** The first outcome of this SKU's command id, or undefined when the partition does not remember it. */
+  seen(sku: string, commandId: string): CommandIdRecord | undefined {
+    // Ids never hold control characters (parseId): NUL separates the two without ambiguity.
+    const fresh = this.fresh.get(`${sku}\u0000${commandId}`);
+    return fresh?.record ?? this.store.get<CommandIdRecord>("commandIds", [sku, commandId]);
+  }
+
+  remember(sku: string, commandId: string, age: [number, number], record: CommandIdRecord): void {
+    const name = `${sku}\u0000${commandId}`;
+    assert(!this.fresh.has(name), "a command id is remembered once per batch");
+    this.fresh.set(name, { key: [sku, commandId], age, record });
+  }
+
+  /** The batch's puts, and the deletes that keep the newest `countMax`; then a fresh batch. */
+  takeOps(): Op[] {
+    const fresh = [...this.fresh.values()];
+    this.fresh.clear();
+    if (fresh.length === 0) return [];
+    // By age, not `commandIds`: LMDB's count of a table also holds its shared msgpack structures record,
+    // which object values (CommandIdRecord) have and array values ([sku, commandId]) do not.
+    const before = this.store.count("commandIdsByAge");
+    const excess = before + fresh.length - this.countMax;
+    const drop = Math.max(0, Math.min(excess, fresh.length + commandIdsTrimPerBatchMax));
+    const dropCommitted = Math.min(drop, before);
+    const ops: Op[] = [];
+    const oldest =
+      dropCommitted === 0
+        ? []
+        : this.store.range<[string, string]>("commandIdsByAge", { limit: dropCommitted });
+    for (const { key, value } of oldest) {
+      assert(this.store.get("commandIds", value) !== undefined, "an id by age is a remembered id");
+      ops.push({ op: "delete", table: "commandIdsByAge", key });
+      ops.push({ op: "delete", table: "commandIds", key: value });
+    }
+    // More new ids than the limit in one batch: the oldest of them are forgotten at once (never written).
+    for (const f of fresh.slice(drop - dropCommitted)) {
+      ops.push({ op: "put", table: "commandIds", key: f.key, value: f.record });
+      ops.push({ op: "put", table: "commandIdsByAge", key: f.age, value: f.key });
+    }
+    return ops;
+  }
+}
 
 export function domainLimits(c: Config): OrderInputLimits {
   return {
@@ -54,10 +145,19 @@ export function ledgerView(
       return cache === null ? load() : cache.getOr(sku, load);
     },
     getAllocation: (sku, orderKey, lineId) => store.get("allocations", [sku, orderKey, lineId]),
-    allocationsOf: (sku) => [
-      ...store.rangeValues<Allocation>("allocations", { start: [sku], end: [`${sku}\u0000`] }),
-    ],
     getLoad: (warehouse) => store.get<WarehouseLoad>("load", warehouse),
+    // A count reads the reservation index, never the SKU's allocation history (src/stages/ledger/reservations.ts).
+    // A store opened without the index table (an older table list) is scanned as before.
+    ...(store.hasTable("reservations")
+      ? { openReservations: (sku: string, warehouse: string) => openReservationsOf(store, sku, warehouse) }
+      : {
+          allocationsOf: (sku: string) => [
+            ...store.rangeValues<Allocation>("allocations", { start: [sku], end: [`${sku}\u0000`] }),
+          ],
+        }),
+    ...(store.hasTable("history")
+      ? { historyOf: (sku: string) => store.get<SkuHistory>("history", sku) }
+      : {}),
   };
 }
 
@@ -71,7 +171,10 @@ export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
   private readonly limits: OrderInputLimits;
   private readonly cache: BoundedCache<string, SkuState>;
+  private readonly commandIds: CommandIds;
   readonly outputs: LedgerOutputs;
+  /** Retention of history: a bounded pass per ledger.compactionIntervalMs, in a batch or a tick. */
+  readonly compactor: LedgerCompactor;
   /** Stock updates and ERP windows are due by time: looked for every sync.tickMs. */
   readonly tickMs: number;
   /** Each batch takes what is due itself: ticks matter only when no input flows. */
@@ -90,7 +193,9 @@ export class LedgerApplier implements PartitionApplier {
       positionUnitsMax: config.ledger.positionUnitsMax,
     });
     this.limits = domainLimits(config);
+    this.commandIds = new CommandIds(store, config.ledger.commandIdsCountMax);
     this.tickMs = config.sync.tickMs;
+    this.compactor = new LedgerCompactor(store, config.ledger);
     this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
       this.cache.set(s.sku, s),
     );
@@ -107,7 +212,9 @@ export class LedgerApplier implements PartitionApplier {
   tick(nowMs: number) {
     // A batch within the flush window takes what is due itself: then a tick only handles rule changes.
     const out = this.outputs.tick(nowMs, nowMs - this.lastApplyMs < this.config.sync.flushWindowMs);
-    return out === null ? null : { ops: out.ops, outbox: out.outbox };
+    const compacted = this.compactor.step(nowMs);
+    if (out === null && compacted.length === 0) return null;
+    return { ops: [...compacted, ...(out?.ops ?? [])], outbox: out?.outbox ?? [] };
   }
 
   apply(messages: readonly InboundMessage[]) {
@@ -115,6 +222,7 @@ export class LedgerApplier implements PartitionApplier {
     const reject = rejecter(outbox, (reason) =>
       this.events.emit("dead_lettered", { stage: "ledger", reason }),
     );
+    this.commandIds.begin();
     for (const m of messages) {
       const route = parsePartitioned(m.subject);
       if (route === null || route.partition !== this.partition) {
@@ -174,11 +282,33 @@ export class LedgerApplier implements PartitionApplier {
       reject(m, parsed.reason, parsed.detail);
       return;
     }
-    const result = this.ledger.applyStock(sku, parsed.value, input);
-    if (!result.ok) {
-      this.events.emit("command_refused", { stage: "ledger", code: result.code });
-      reject(m, "refused", `${parsed.value.type} refused: ${result.code}`);
+    const refusal = this.applyStock(sku, parsed.value, input, 0);
+    if (refusal !== null) reject(m, "refused", `${parsed.value.type} refused: ${refusal}`);
+  }
+
+  /**
+   * Applies one valid stock command, once per commandId: a repeat of an id the partition remembers changes
+   * nothing and is only counted. A refused command's id is remembered too, so a retry gets no second
+   * chance against other stock: it stays refused (its one dead letter is the answer). Returns the refusal.
+   */
+  private applyStock(
+    sku: string,
+    command: StockCommand,
+    input: { seq: number; atMs: number },
+    item: number,
+  ): RefusalCode | null {
+    const id = command.commandId;
+    const first = id === undefined ? undefined : this.commandIds.seen(sku, id);
+    if (first !== undefined) {
+      const outcome = first.refusal === null ? "applied" : "refused";
+      this.events.emit("stock_command_repeated", { partition: this.partition, outcome });
+      return null;
     }
+    const result = this.ledger.applyStock(sku, command, input);
+    const refusal = result.ok ? null : result.code;
+    if (refusal !== null) this.events.emit("command_refused", { stage: "ledger", code: refusal });
+    if (id !== undefined) this.commandIds.remember(sku, id, [input.seq, item], { ...input, refusal });
+    return refusal;
   }
 
   private items(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
@@ -197,15 +327,15 @@ export class LedgerApplier implements PartitionApplier {
         reject(m, "wrong_partition", detail, one);
         continue;
       }
-      const command = parseStockCommand(item.command, this.limits);
+      // An item's id may be derived from its message's (`<commandId>/<i>`): a few bytes over idBytesMax.
+      const command = parseStockCommand(item.command, this.limits, itemCommandIdBytesMax(this.limits));
       if (!command.ok) {
         reject(m, command.reason, `items envelope item ${index} (${item.sku}): ${command.detail}`, one);
         continue;
       }
-      const result = this.ledger.applyStock(item.sku, command.value, input);
-      if (!result.ok) {
-        this.events.emit("command_refused", { stage: "ledger", code: result.code });
-        const detail = `items envelope item ${index}: ${command.value.type} of ${item.sku} refused: ${result.code}`;
+      const refusal = this.applyStock(item.sku, command.value, input, index);
+      if (refusal !== null) {
+        const detail = `items envelope item ${index}: ${command.value.type} of ${item.sku} refused: ${refusal}`;
         reject(m, "refused", detail, one);
       }
     }
@@ -251,14 +381,21 @@ export class LedgerApplier implements PartitionApplier {
       ops.push({ op: "put", table: "allocations", key: [a.sku, a.orderKey, a.lineId], value: a });
     }
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
+    ops.push(...reservationOps(changes));
     for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
+    for (const op of this.commandIds.takeOps()) ops.push(op);
     const envelopes = new Envelopes(
       this.config.outbox.itemsPerMessageMax,
       this.config.streams.messageBytesMax,
     );
     for (const r of changes.results) this.answer(envelopes, r);
     this.ledger.evict();
-    return { ops: [...ops, ...out.ops], outbox: [...outbox, ...envelopes.drain(), ...out.outbox] };
+    // Retention first: it reads committed state, and a record this batch writes again must end written.
+    const compacted = this.compactor.step(this.lastApplyMs);
+    return {
+      ops: [...compacted, ...ops, ...out.ops],
+      outbox: [...outbox, ...envelopes.drain(), ...out.outbox],
+    };
   }
 
   private answer(envelopes: Envelopes, r: LineResult): void {

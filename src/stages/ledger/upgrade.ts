@@ -1,5 +1,6 @@
 import type { Allocation, WarehouseLoad } from "../../domain/ledger/index.ts";
 import type { PartitionStore } from "../../store/index.ts";
+import { upgradeLedgerFrom5 } from "./reservations.ts";
 
 /**
  * Layout 4 → 5 (routing, stock sync, ERP): the `load` table is derived from the reservations a partition
@@ -18,4 +19,4 @@ export function upgradeLedgerFrom4(store: PartitionStore): void {
   }
 }
 
-export const ledgerUpgrades = { 4: upgradeLedgerFrom4 };
+export const ledgerUpgrades = { 4: upgradeLedgerFrom4, 5: upgradeLedgerFrom5 };
