@@ -31,7 +31,9 @@ import { type Body, Sim } from "./model/sim.ts";
 // model/ledger-model.ts  the reference ledger, fed the same committed inputs: positions, versions, answers.
 // model/checks.ts    after every step: invariants 1, 2, 4, 5 and the model; line rules and order status;
 //                    outputs (versions, status = committed order, fulfilment requests); at rest (every stream
-//                    drained): conservation between the stages, split policy, timers, cancels honoured.
+//                    drained): conservation between the stages, split policy, timers, cancels honoured;
+//                    retention (scenario.ts retire): every order indexed at its final time, then a
+//                    tombstone with its status and version, then gone; no cancel waits forever.
 // Exactly-once: a faulty run's committed actions replayed without faults must end in the same state.
 //
 // SLUICE_MODEL_SEED=<n> replays a run (fast-check prints seed and path on failure); SLUICE_MODEL_AVOID=all
@@ -76,6 +78,11 @@ describe(`order lifecycle against the reference model (seed ${seed})`, () => {
   property("a copy of any internal message past the dedupe window changes nothing", 2000, true, {
     duplicates: "all",
     avoid,
+  });
+  property("past the retention horizons every order is a tombstone of itself, then gone", 1000, false, {
+    duplicates: "idempotent",
+    avoid,
+    retire: true,
   });
 });
 

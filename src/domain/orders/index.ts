@@ -7,12 +7,15 @@ export {
   parseShipped,
 } from "./commands.ts";
 export {
+  finalAtOf,
+  isFinal,
   noRoutingView,
   type OrderChanges,
   type OrderCount,
   type OrderLimits,
   Orders,
   type OrderView,
+  type RetentionLimits,
   type RoutingView,
   statusOf,
   type TimerOp,

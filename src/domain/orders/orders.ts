@@ -19,8 +19,12 @@ import type {
   OrderRejection,
   OrderStatus,
   OrderStatusItem,
+  OrderTombstone,
   PendingCancel,
   RejectedInput,
+  RetentionIndex,
+  RetentionOp,
+  RetentionRow,
   ReturnInput,
   RoutingSummary,
   ShippedInput,
@@ -32,12 +36,27 @@ export interface OrderView {
   getPendingCancels(key: string): PendingCancel[];
   /** Timers due at or before `nowMs`, earliest first, at most `limit`. */
   dueTimers(nowMs: number, limit: number): Array<{ dueMs: number; key: string }>;
+  /** The tombstone of a compacted order (absent: retention is off, as in views without it). */
+  getTombstone?(key: string): OrderTombstone | undefined;
+  /** Committed rows of a retention index at or before `cutoffMs`, earliest first, at most `limit`. */
+  dueRetention?(index: RetentionIndex, cutoffMs: number, limit: number): RetentionRow[];
 }
+
+/** How long what is final stays, in stream time (orders.finalRetentionMs…; src/config/schema.ts says why). */
+export type RetentionLimits = {
+  finalRetentionMs: number;
+  tombstoneRetentionMs: number;
+  pendingCancelAgeMsMax: number;
+  /** Rows of each retention index handled by one clock message; the rest wait for the next. */
+  perTickMax: number;
+};
 
 export type OrderLimits = {
   historyCountMax: number;
   pendingCancelsPerOrderMax: number;
   timersPerTickMax: number;
+  /** Absent: nothing is compacted or expired (and no retention index is written). */
+  retention?: RetentionLimits;
 };
 
 /**
@@ -65,7 +84,9 @@ export type OrderCount = {
     /** Routing: a line routed to a warehouse (label), an order split (label: shipments), a filter (reason). */
     | "routed"
     | "split"
-    | "filtered";
+    | "filtered"
+    /** Retention (label): compacted, tombstone_removed, pending_cancel_expired (cancels). */
+    | "retention";
   label: string;
   count: number;
 };
@@ -76,6 +97,12 @@ export type OrderChanges = {
   pendingCancels: Array<[string, PendingCancel[] | null]>;
   timers: TimerOp[];
   effects: OrderEffects;
+  /** Orders replaced by their tombstone in this batch: their records are deleted. */
+  ordersDeleted: string[];
+  /** Tombstones written (compaction) or removed (null: past orders.tombstoneRetentionMs). */
+  tombstones: Array<[string, OrderTombstone | null]>;
+  /** Retention index rows, in order (a put then a delete of the same row deletes it). */
+  retention: RetentionOp[];
 };
 
 const live = (l: OrderLine) =>
@@ -89,6 +116,28 @@ const fail = (reason: OrderRejection["reason"], detail: string): OrderRejection 
   reason,
   detail,
 });
+
+/** Final: nothing waits for the ledger, a warehouse or a deadline; only a return can still change it. */
+export const isFinal = (order: Order): boolean => !order.lines.some(live);
+
+/** When a final order became final; for one written before that was recorded, its last event's time. */
+export const finalAtOf = (order: Order): number =>
+  order.finalAtMs ?? order.history.at(-1)?.atMs ?? order.createdAtMs;
+
+/** The time a list of waiting cancels is indexed by: its oldest cancel's. */
+const oldestOf = (list: readonly PendingCancel[]): number | null =>
+  list.length === 0 ? null : Math.min(...list.map((c) => c.atMs));
+
+const rowId = (r: RetentionRow) => `${r.atMs}\u0000${r.key}`;
+const byTime = (a: RetentionRow, b: RetentionRow) =>
+  a.atMs - b.atMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/** A late input about a compacted order: refused, with what happened to the order and when. */
+const compacted = (t: OrderTombstone, what: string): OrderRejection =>
+  fail(
+    "invalid_transition",
+    `order ${t.channel}/${t.orderId} was final (${t.status}) at ${new Date(t.finalAtMs).toISOString()} and has been compacted (orders.finalRetentionMs passed): ${what} for it changes nothing`,
+  );
 
 /**
  * The order stage of one partition: every order whose key hashes to it. Synchronous, no clock, no I/O: it
@@ -108,6 +157,13 @@ export class Orders {
   private readonly batchLoad = new Map<string, number>();
   /** Lines cancelled in this batch per order: one ERP cancellation document each, at the order's version. */
   private readonly cancellations = new Map<string, { order: Order; cause: string; lines: ErpLine[] }>();
+  /** Orders replaced by a tombstone in this batch: gone for every later input of the batch. */
+  private readonly compactedKeys = new Set<string>();
+  /** Tombstones this batch wrote (or removed: null), over the committed ones. */
+  private readonly tombstones = new Map<string, OrderTombstone | null>();
+  private retentionOps: RetentionOp[] = [];
+  /** Retention rows handled in this batch (their deletes are not committed yet): never handled twice. */
+  private readonly retentionTaken = new Set<string>();
 
   constructor(
     private readonly view: OrderView,
@@ -117,6 +173,7 @@ export class Orders {
   ) {}
 
   get(key: string): Order | undefined {
+    if (this.compactedKeys.has(key)) return undefined;
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
     const stored = this.view.getOrder(key);
@@ -126,8 +183,16 @@ export class Orders {
 
   // ---- inputs --------------------------------------------------------------------------------------
 
+  /** The tombstone of a compacted order, as this batch sees it. */
+  tombstoneOf(key: string): OrderTombstone | undefined {
+    if (this.tombstones.has(key)) return this.tombstones.get(key) ?? undefined;
+    return this.view.getTombstone?.(key);
+  }
+
   create(key: string, input: OrderInput, at: InputRef): OrderOutcome {
     if (this.get(key) !== undefined) return { ok: true, event: "duplicate_order" }; // same key twice: nothing new
+    // Compacted, within orders.tombstoneRetentionMs: the same order again, not a new one.
+    if (this.tombstoneOf(key) !== undefined) return { ok: true, event: "duplicate_order_compacted" };
     const network = this.network();
     const channel = channelOf(network, input.channel);
     if (channel === undefined) {
@@ -172,11 +237,12 @@ export class Orders {
       policyApplied: false,
       history: [],
     };
+    this.compactedKeys.delete(key); // compacted and its tombstone removed in this batch: a new order
     this.cache.set(key, order);
     this.timers.push({ op: "put", dueMs: order.shipByMs, key });
     const waiting = this.pendingCancelsOf(key);
     for (const c of waiting) this.markCancel(order, c.lineIds, c.cause, at);
-    if (waiting.length > 0) this.pending.set(key, null);
+    if (waiting.length > 0) this.setPending(key, waiting, []);
     const toRoute: OrderLine[] = [];
     for (const line of order.lines) {
       if (line.cancelPending !== null) this.cancelLine(order, line, line.cancelPending);
@@ -192,6 +258,8 @@ export class Orders {
   cancel(key: string, input: CancelInput, at: InputRef): OrderOutcome {
     const order = this.get(key);
     if (order === undefined) {
+      const tombstone = this.tombstoneOf(key);
+      if (tombstone !== undefined) return compacted(tombstone, "a cancel");
       // A cancel before its order: kept, and applied when the order arrives.
       const list = this.pendingCancelsOf(key);
       if (list.length >= this.limits.pendingCancelsPerOrderMax) {
@@ -200,7 +268,7 @@ export class Orders {
           `more than ${this.limits.pendingCancelsPerOrderMax} cancels wait for this order`,
         );
       }
-      this.pending.set(key, [
+      this.setPending(key, list, [
         ...list,
         { key, lineIds: input.lineIds, cause: input.cause, reason: input.reason ?? null, atMs: at.atMs },
       ]);
@@ -266,7 +334,7 @@ export class Orders {
 
   shipped(key: string, input: ShippedInput, at: InputRef): OrderOutcome {
     const order = this.get(key);
-    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    if (order === undefined) return this.missing(key, input, `shipment ${input.shipmentId}`);
     if (order.shipmentIds.includes(input.shipmentId)) return { ok: true, event: "duplicate_shipment" };
     for (const s of input.lines) {
       const line = order.lines.find((l) => l.lineId === s.lineId);
@@ -324,7 +392,7 @@ export class Orders {
 
   rejected(key: string, input: RejectedInput, at: InputRef): OrderOutcome {
     const order = this.get(key);
-    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    if (order === undefined) return this.missing(key, input, `a rejection by ${input.warehouse}`);
     const lines: OrderLine[] = [];
     for (const id of input.lineIds) {
       const line = order.lines.find((l) => l.lineId === id);
@@ -351,7 +419,7 @@ export class Orders {
 
   returned(key: string, input: ReturnInput, at: InputRef): OrderOutcome {
     const order = this.get(key);
-    if (order === undefined) return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
+    if (order === undefined) return this.missing(key, input, `return ${input.returnId}`);
     if (order.returnIds.includes(input.returnId)) return { ok: true, event: "duplicate_return" };
     for (const r of input.lines) {
       const line = order.lines.find((l) => l.lineId === r.lineId);
@@ -458,6 +526,115 @@ export class Orders {
       this.settle(order, at);
     }
     return due.length;
+  }
+
+  // ---- retention -----------------------------------------------------------------------------------
+
+  /**
+   * Retention at a clock message's stream time `nowMs`: final orders past orders.finalRetentionMs become
+   * tombstones, tombstones past orders.tombstoneRetentionMs (both from the final time) are removed, and
+   * cancels that waited orders.pendingCancelAgeMsMax for an order that never came are dropped; at most
+   * `perTickMax` rows of each index, earliest first, the rest at the next clock. Compaction publishes
+   * nothing: the order's last output stays its last. Returns the rows handled.
+   */
+  compact(nowMs: number): number {
+    const r = this.limits.retention;
+    if (r === undefined) return 0;
+    // Orders first: with equal horizons a tombstone made now is removed by the same clock.
+    const finals = this.dueRows("finals", nowMs - r.finalRetentionMs, r.perTickMax);
+    for (const row of finals) this.compactOrder(row, nowMs);
+    const tombstones = this.dueRows("tombstones", nowMs - r.tombstoneRetentionMs, r.perTickMax);
+    for (const row of tombstones) this.removeTombstone(row);
+    const cutoffMs = nowMs - r.pendingCancelAgeMsMax;
+    const pending = this.dueRows("pending", cutoffMs, r.perTickMax);
+    for (const row of pending) this.expirePending(row, cutoffMs);
+    return finals.length + tombstones.length + pending.length;
+  }
+
+  /**
+   * Due rows of an index as this batch sees them: committed rows and rows this batch put, less those it
+   * handled already, earliest first. Each row returned is deleted (handled once); its record is checked by
+   * the caller, so a row whose record changed since (or is gone) is only dropped. Where a row is handled
+   * thus depends on the stream alone, never on batch boundaries.
+   */
+  private dueRows(index: RetentionIndex, cutoffMs: number, limit: number): RetentionRow[] {
+    const seen = (r: RetentionRow) => this.retentionTaken.has(`${index}\u0000${rowId(r)}`);
+    const rows = new Map<string, RetentionRow>();
+    // Rows handled in this batch are still committed (their deletes commit with it): read past them.
+    const committed = this.view.dueRetention?.(index, cutoffMs, limit + this.retentionTaken.size) ?? [];
+    for (const r of committed) rows.set(rowId(r), r);
+    for (const op of this.retentionOps) {
+      if (op.index === index && op.op === "put" && op.atMs <= cutoffMs)
+        rows.set(rowId(op), { atMs: op.atMs, key: op.key });
+    }
+    const due = [...rows.values()]
+      .filter((r) => !seen(r))
+      .sort(byTime)
+      .slice(0, limit);
+    for (const r of due) {
+      this.retentionTaken.add(`${index}\u0000${rowId(r)}`);
+      this.retention(index, "delete", r.atMs, r.key);
+    }
+    return due;
+  }
+
+  private compactOrder(row: RetentionRow, nowMs: number): void {
+    const order = this.get(row.key);
+    if (order === undefined || !isFinal(order) || finalAtOf(order) !== row.atMs) return; // a stale row
+    if (this.dirty.has(order.key)) {
+      // Changed earlier in this batch (a return): its status goes out now, before its record goes.
+      this.emitStatus(order);
+      this.dirty.delete(order.key);
+    }
+    const tombstone: OrderTombstone = {
+      channel: order.channel,
+      orderId: order.orderId,
+      status: statusOf(order),
+      version: order.version,
+      createdAtMs: order.createdAtMs,
+      finalAtMs: row.atMs,
+      compactedAtMs: nowMs,
+    };
+    this.compactedKeys.add(order.key);
+    this.tombstones.set(order.key, tombstone);
+    this.retention("tombstones", "put", row.atMs, order.key);
+    this.count("retention", "compacted");
+  }
+
+  private removeTombstone(row: RetentionRow): void {
+    const tombstone = this.tombstoneOf(row.key);
+    if (tombstone === undefined || tombstone.finalAtMs !== row.atMs) return; // a stale row
+    this.tombstones.set(row.key, null);
+    this.count("retention", "tombstone_removed");
+  }
+
+  private expirePending(row: RetentionRow, cutoffMs: number): void {
+    const list = this.pendingCancelsOf(row.key);
+    if (oldestOf(list) !== row.atMs) return; // a stale row: its order came, or its list changed
+    const keep = list.filter((c) => c.atMs > cutoffMs);
+    this.count("retention", "pending_cancel_expired", list.length - keep.length);
+    this.setPending(row.key, list, keep);
+  }
+
+  /** The cancels waiting for `key` become `after`; the index follows their oldest time. */
+  private setPending(key: string, before: readonly PendingCancel[], after: PendingCancel[]): void {
+    this.pending.set(key, after.length === 0 ? null : after);
+    const was = oldestOf(before);
+    const is = oldestOf(after);
+    if (was === is) return;
+    if (was !== null) this.retention("pending", "delete", was, key);
+    if (is !== null) this.retention("pending", "put", is, key);
+  }
+
+  private retention(index: RetentionIndex, op: "put" | "delete", atMs: number, key: string): void {
+    if (this.limits.retention !== undefined) this.retentionOps.push({ index, op, atMs, key });
+  }
+
+  /** An input about an order this partition does not hold: compacted (refused, saying so), or unknown. */
+  private missing(key: string, input: { channel: string; orderId: string }, what: string): OrderRejection {
+    const tombstone = this.tombstoneOf(key);
+    if (tombstone !== undefined) return compacted(tombstone, what);
+    return fail("unknown_order", `no order ${input.channel}/${input.orderId}`);
   }
 
   // ---- transitions ---------------------------------------------------------------------------------
@@ -670,7 +847,14 @@ export class Orders {
       this.fulfil(order, "fulfil", warehouse, lines, at);
       this.count("released", "lines", lines.length);
     }
-    if (!order.lines.some(live)) this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
+    if (!order.lines.some(live)) {
+      this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
+      // Final from now on (a return does not change that): the retention horizons count from here.
+      if (this.limits.retention !== undefined && order.finalAtMs == null) {
+        order.finalAtMs = at.atMs;
+        this.retention("finals", "put", at.atMs, order.key);
+      }
+    }
     order.status = statusOf(order);
   }
 
@@ -812,16 +996,21 @@ export class Orders {
     return this.view.getPendingCancels(key);
   }
 
+  /** The status item of an order changed in this batch, at its final version. */
+  private emitStatus(order: Order): void {
+    order.status = statusOf(order);
+    assertOrder(order);
+    const e = this.statusEvents.get(order.key);
+    this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
+  }
+
   /** What changed since the last call. One status item per changed order, carrying its final version. */
   takeChanges(): OrderChanges {
     const orders: Order[] = [];
     for (const key of this.dirty) {
       const order = this.cache.get(key) as Order;
-      order.status = statusOf(order);
-      assertOrder(order);
+      this.emitStatus(order);
       orders.push(order);
-      const e = this.statusEvents.get(key);
-      this.effects.statuses.push(statusItem(order, e?.event ?? "changed", e?.atMs ?? 0, e?.detail));
     }
     for (const c of this.cancellations.values()) {
       const key = c.order.key;
@@ -844,7 +1033,14 @@ export class Orders {
       pendingCancels: [...this.pending.entries()],
       timers: this.timers,
       effects: this.effects,
+      ordersDeleted: [...this.compactedKeys],
+      tombstones: [...this.tombstones.entries()],
+      retention: this.retentionOps,
     };
+    this.compactedKeys.clear();
+    this.tombstones.clear();
+    this.retentionOps = [];
+    this.retentionTaken.clear();
     this.dirty.clear();
     this.pending.clear();
     this.statusEvents.clear();

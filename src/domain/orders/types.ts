@@ -83,7 +83,40 @@ export type Order = {
   /** The split policy was applied to the first allocation (it is applied once). */
   policyApplied: boolean;
   history: HistoryEvent[];
+  /**
+   * When the order became final (stream time): no line waits for the ledger, a warehouse or a deadline any
+   * more, and only a return can still come. Absent on orders that are not final, and on orders written
+   * before it was recorded (their last history event stands in: `finalAtOf`).
+   */
+  finalAtMs?: number | null;
 };
+
+/**
+ * What is left of a final order once `orders.finalRetentionMs` has passed since it became final: enough to
+ * recognise its inputs (a duplicate order message is ignored; a late cancel, shipment, rejection or return
+ * is refused) until `orders.tombstoneRetentionMs` after it became final. Kept under its order key.
+ */
+export type OrderTombstone = {
+  channel: string;
+  orderId: string;
+  /** The order's final status: shipped, cancelled or rejected. */
+  status: OrderStatus;
+  /** The version of its last output: nothing about it is published any more. */
+  version: number;
+  createdAtMs: number;
+  finalAtMs: number;
+  /** The stream time of the clock message that compacted it. */
+  compactedAtMs: number;
+};
+
+/**
+ * The time indexes of retention, each a table `[atMs, orderKey]` in the order partition: `finals` (final
+ * orders by final time), `tombstones` (tombstones by final time), `pending` (cancels waiting for their
+ * order, by the oldest cancel's time).
+ */
+export type RetentionIndex = "finals" | "tombstones" | "pending";
+export type RetentionRow = { atMs: number; key: string };
+export type RetentionOp = RetentionRow & { index: RetentionIndex; op: "put" | "delete" };
 
 // ---- inputs ---------------------------------------------------------------------------------------
 

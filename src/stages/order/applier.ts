@@ -7,6 +7,7 @@ import {
   type Order,
   type OrderOutcome,
   Orders,
+  type OrderTombstone,
   type OrderView,
   type PendingCancel,
   parseCancel,
@@ -34,8 +35,16 @@ import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from ".
 import { ErpWindow, erpTable } from "../erp-window.ts";
 import { domainLimits } from "../ledger/applier.ts";
 import { BatchTimers } from "./batch-timers.ts";
+import {
+  committedRows,
+  RetentionBackfill,
+  retentionDueMs,
+  retentionLimits,
+  retentionTables,
+  retentionWrite,
+} from "./retention.ts";
 
-export const orderTables = ["orders", "pending", "timers", erpTable] as const;
+export const orderTables = ["orders", "pending", "timers", erpTable, ...retentionTables] as const;
 
 /** The order view over a partition's store: synchronous, memory-mapped reads of committed state. */
 export function orderView(
@@ -48,6 +57,8 @@ export function orderView(
       return cache === null ? load() : cache.getOr(key, load);
     },
     getPendingCancels: (key) => store.get<PendingCancel[]>("pending", key) ?? [],
+    getTombstone: (key) => store.get<OrderTombstone>("tombstones", key),
+    dueRetention: (index, cutoffMs, limit) => committedRows(store, index, cutoffMs, limit),
     dueTimers: (nowMs, limit) =>
       store.range<number>("timers", { start: [0], end: [nowMs, "\uffff"], limit }).map(({ key }) => {
         const [dueMs, orderKey] = key as [number, string];
@@ -71,6 +82,7 @@ export class OrderApplier implements PartitionApplier {
   private readonly cache: BoundedCache<string, Order>;
   private readonly erp: ErpWindow;
   private readonly timers: BatchTimers;
+  private readonly backfill: RetentionBackfill;
 
   constructor(
     readonly partition: number,
@@ -86,6 +98,7 @@ export class OrderApplier implements PartitionApplier {
     this.erp = new ErpWindow("order", partition, config, store, events);
     this.store = store;
     this.timers = new BatchTimers(store);
+    this.backfill = new RetentionBackfill(store, config.orders.retentionPerTickMax);
     this.orders = new Orders(
       // Deadlines are read through the batch's overlay: those it set or fired are not committed yet.
       { ...orderView(store, this.cache), dueTimers: (nowMs, limit) => this.timers.take(nowMs, limit) },
@@ -94,6 +107,7 @@ export class OrderApplier implements PartitionApplier {
         historyCountMax: config.orders.historyCountMax,
         pendingCancelsPerOrderMax: config.orders.pendingCancelsPerOrderMax,
         timersPerTickMax: config.orders.timersPerTickMax,
+        retention: retentionLimits(config),
       },
       routing,
     );
@@ -109,22 +123,35 @@ export class OrderApplier implements PartitionApplier {
     for (const m of messages) {
       // Deadlines fire at clock messages only, in stream time: after every input ahead of the clock in the
       // stream, including WMS events the router copied late (their own stamps are later than their arrival).
-      if (m.subject === subjects.orderClock(this.partition)) fired += this.fireDue(m.atMs);
-      else this.applyOne(m, reject);
+      // Retention too, after the deadlines: a line cancelled by one makes its order final, not compacted.
+      if (m.subject === subjects.orderClock(this.partition)) {
+        fired += this.fireDue(m.atMs);
+        this.orders.compact(m.atMs);
+      } else this.applyOne(m, reject);
     }
     if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
     return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
   }
 
-  /** Only the ERP windows run by the process clock: SLA deadlines fire in stream time, inside `apply`. */
+  /**
+   * Only the ERP windows, and the retention backfill of an older version's records (which does not depend on
+   * time), run by the process clock: SLA deadlines and retention run in stream time, inside `apply`.
+   */
   tick(nowMs: number) {
-    if (!this.erp.due(nowMs)) return null;
-    return this.finish([], this.store.streamSeqLastApplied());
+    const backfill = this.backfill.step();
+    if (backfill.length === 0 && !this.erp.due(nowMs)) return null;
+    return this.finish([], this.store.streamSeqLastApplied(), backfill);
   }
 
-  /** The earliest committed SLA deadline, or null: the runner publishes a clock message once it passed. */
+  /**
+   * The earliest committed SLA deadline or retention horizon, or null: the runner publishes a clock message
+   * once it passed. While the backfill runs, a row it has not written yet waits for it.
+   */
   timerDueMs(): number | null {
-    return this.timers.earliestCommittedMs();
+    const sla = this.timers.earliestCommittedMs();
+    const retention = retentionDueMs(this.store, retentionLimits(this.config));
+    if (sla === null) return retention;
+    return retention === null ? sla : Math.min(sla, retention);
   }
 
   /** Fires the timers due by a clock message's stream time `atMs` (at most orders.timersPerTickMax). */
@@ -309,15 +336,28 @@ export class OrderApplier implements PartitionApplier {
     }
   }
 
-  private finish(outbox: OutboxItem[], seqTo: number) {
+  private finish(outbox: OutboxItem[], seqTo: number, backfill: Op[] = []) {
     const changes = this.orders.takeChanges();
     this.erp.addDocuments(changes.effects.erp);
     for (const c of changes.counts) this.events.emit("order_counted", c);
-    const ops: Op[] = [];
+    const ops: Op[] = [...backfill];
+    // Compacted first: an order compacted and created again in one batch is the new one.
+    for (const key of changes.ordersDeleted) {
+      ops.push({ op: "delete", table: "orders", key });
+      this.cache.delete(key);
+    }
     for (const o of changes.orders) {
       ops.push({ op: "put", table: "orders", key: o.key, value: o });
       this.cache.set(o.key, o);
     }
+    for (const [key, tombstone] of changes.tombstones) {
+      ops.push(
+        tombstone === null
+          ? { op: "delete", table: "tombstones", key }
+          : { op: "put", table: "tombstones", key, value: tombstone },
+      );
+    }
+    for (const r of changes.retention) ops.push(retentionWrite(r));
     for (const [key, list] of changes.pendingCancels) {
       ops.push(
         list === null

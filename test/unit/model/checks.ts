@@ -9,7 +9,14 @@ import {
 import { candidatesFor, channelOf, type Network } from "../../../src/domain/network/index.ts";
 import type { Order, OrderLine, OrderStatus } from "../../../src/domain/orders/index.ts";
 import { LedgerModel } from "./ledger-model.ts";
-import { type LedgerCommit, type OrderCommit, type Sim, type SimObserver, skuPartition } from "./sim.ts";
+import {
+  type LedgerCommit,
+  type OrderCommit,
+  orderPartition,
+  type Sim,
+  type SimObserver,
+  skuPartition,
+} from "./sim.ts";
 
 // What must hold after every step of a simulated run (design.md §4) and, once every stream is drained,
 // between the stages. A broken rule throws a ModelViolation naming it; fast-check then shrinks the run.
@@ -509,6 +516,68 @@ export class Checker implements SimObserver {
           }));
   }
 
+  // ---- retention (scenario.ts retire) ----------------------------------------------------------------------
+
+  /** After every deadline: every order is final and indexed at its final time. Returns what each must become. */
+  beforeRetire(sim: Sim): Map<string, { status: string; version: number; finalAtMs: number }> {
+    const finals = new Map<string, { status: string; version: number; finalAtMs: number }>();
+    for (const part of sim.orderParts) {
+      for (const order of part.store.orders.values()) {
+        const where = () => ({ order: order.key, finalAtMs: order.finalAtMs });
+        check(typeof order.finalAtMs === "number", "a final order has its final time", where);
+        check(
+          part.store.retention.finals.has(`${order.finalAtMs}\u0000${order.key}`),
+          "a final order is indexed at its final time",
+          where,
+        );
+        finals.set(order.key, { status: order.status, version: order.version, finalAtMs: order.finalAtMs });
+      }
+    }
+    count("orders retired", finals.size);
+    return finals;
+  }
+
+  /** Past finalRetentionMs: every order is a tombstone of itself; no cancel waits any more. */
+  afterCompaction(
+    sim: Sim,
+    finals: Map<string, { status: string; version: number; finalAtMs: number }>,
+  ): void {
+    for (const part of sim.orderParts) {
+      check(part.store.orders.size === 0, "past the final horizon no order record is left", () => [
+        ...part.store.orders.keys(),
+      ]);
+      check(part.store.pending.size === 0, "past the cancel age no cancel waits", () => [
+        ...part.store.pending.entries(),
+      ]);
+      check(part.store.retention.finals.size === 0, "no final order is left to compact", () => [
+        ...part.store.retention.finals.values(),
+      ]);
+      check(part.store.retention.pending.size === 0, "no waiting cancel is left indexed", () => [
+        ...part.store.retention.pending.values(),
+      ]);
+    }
+    for (const [key, f] of finals) {
+      const t = sim.orderParts[orderPartition(key, this.o.partitions)]?.store.tombstones.get(key);
+      check(
+        t !== undefined && t.status === f.status && t.version === f.version && t.finalAtMs === f.finalAtMs,
+        "a compacted order's tombstone keeps its status, version and final time",
+        () => ({ key, final: f, tombstone: t }),
+      );
+    }
+  }
+
+  /** Past tombstoneRetentionMs: nothing of any order is left. */
+  afterTombstones(sim: Sim): void {
+    for (const part of sim.orderParts) {
+      check(part.store.tombstones.size === 0, "past the tombstone horizon no tombstone is left", () => [
+        ...part.store.tombstones.keys(),
+      ]);
+      check(part.store.retention.tombstones.size === 0, "no tombstone is left indexed", () => [
+        ...part.store.retention.tombstones.values(),
+      ]);
+    }
+  }
+
   // ---- when every stream is drained -----------------------------------------------------------------------
 
   /** Conservation between the stages: every reservation belongs to a line that holds it, and back. */
@@ -639,6 +708,8 @@ export function committedState(sim: Sim): unknown {
       orders: sorted(o.store.orders),
       pending: sorted(o.store.pending),
       timers: sorted(o.store.timers),
+      tombstones: sorted(o.store.tombstones),
+      retention: Object.values(o.store.retention).map(sorted),
     })),
     outputs: sim.outputs,
   };

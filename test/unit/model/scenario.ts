@@ -83,6 +83,8 @@ export type RunOptions = {
   duplicates: "all" | "idempotent";
   /** Known bugs to step around (see knownBugs), to see whether anything else breaks. Empty in CI. */
   avoid: ReadonlySet<KnownBug>;
+  /** After the run: let every retention horizon pass (see retire). */
+  retire?: boolean;
 };
 
 const nat = (max: number) => fc.nat({ max });
@@ -213,10 +215,22 @@ export const scenarioArb = (faults: boolean, steps: { min: number; max: number }
     steps: fc.array(stepArb(faults), { minLength: steps.min, maxLength: steps.max }),
   });
 
+/**
+ * Horizons far beyond a run (steps advance the clock by seconds): during a run retention only indexes;
+ * `retire` then passes them. The per-clock limit is small so that a retirement takes several clocks.
+ */
+export const modelRetention = {
+  finalRetentionMs: 10_000_000,
+  tombstoneRetentionMs: 20_000_000,
+  pendingCancelAgeMsMax: 5_000_000,
+  perTickMax: 2,
+};
+
 export const orderLimits = (s: Scenario): OrderLimits => ({
   historyCountMax: 6,
   pendingCancelsPerOrderMax: 4,
   timersPerTickMax: s.timersPerTickMax,
+  retention: modelRetention,
 });
 
 export function simOptions(s: Scenario): SimOptions {
@@ -259,6 +273,7 @@ export function runScenario(scenario: Scenario, o: RunOptions): { sim: Sim; chec
     checker.afterStep(sim);
   }
   settle(sim, checker);
+  if (o.retire === true) retire(sim, checker);
   count("runs");
   for (const stream of sim.streams()) count("publishes dropped by their Nats-Msg-Id", stream.deduplicated);
   return { sim, checker };
@@ -295,6 +310,28 @@ export function settle(sim: Sim, checker: Checker | null): void {
   sim.drain();
   checker?.afterStep(sim);
   checker?.afterEveryDeadline(sim);
+}
+
+/**
+ * Past every retention horizon, after `settle` (every order final): clocks until nothing is due compact
+ * every order into a tombstone with its status and version and drop every waiting cancel; later clocks
+ * forget the tombstones. Checked at each stage.
+ */
+export function retire(sim: Sim, checker: Checker): void {
+  const clocks = () => {
+    for (let p = 0; p < sim.P; p++) {
+      for (let ticks = 0; sim.tick(p) > 0; ticks++) {
+        if (ticks > 10_000) throw new Error("retention keeps handling rows at the same time");
+      }
+    }
+  };
+  const finals = checker.beforeRetire(sim);
+  sim.clock += modelRetention.finalRetentionMs;
+  clocks();
+  checker.afterCompaction(sim, finals);
+  sim.clock += modelRetention.tombstoneRetentionMs;
+  clocks();
+  checker.afterTombstones(sim);
 }
 
 type Ctx = RunOptions & {

@@ -422,7 +422,7 @@ export class Sim {
     if (count > 0) this.log.push({ t: "batch", stage, partition, count, atMs: this.clock });
   }
 
-  /** SLA deadlines of one order partition: a batch with no input (the applier's `tick`). */
+  /** SLA deadlines and retention of one order partition: a batch with no input (a clock message). */
   tick(partition: number, crash = false): number {
     const part = this.orderParts[partition] as OrderPart;
     const before = new Map<string, Order | undefined>();
@@ -431,7 +431,8 @@ export class Sim {
     let fired: number;
     let changes: OrderChanges;
     try {
-      fired = part.orders.fireDueTimers(this.clock);
+      // A clock message: deadlines, then retention (compact is a no-op without limits.retention).
+      fired = part.orders.fireDueTimers(this.clock) + part.orders.compact(this.clock);
       changes = part.orders.takeChanges();
     } catch (error) {
       throw new SimCrash(`order-${partition} crashed firing timers: ${(error as Error).message}`, {

@@ -6,7 +6,15 @@ import type {
   SkuState,
   WarehouseLoad,
 } from "../../../src/domain/ledger/index.ts";
-import type { Order, OrderChanges, OrderView, PendingCancel } from "../../../src/domain/orders/index.ts";
+import type {
+  Order,
+  OrderChanges,
+  OrderTombstone,
+  OrderView,
+  PendingCancel,
+  RetentionIndex,
+  RetentionRow,
+} from "../../../src/domain/orders/index.ts";
 
 // Map-backed partition stores for the in-memory simulation. They write exactly what the appliers' `finish`
 // methods write (src/stages/*/applier.ts) and, like LMDB (msgpack on every put and get), hand out copies: a
@@ -98,11 +106,23 @@ export class MemLedgerStore implements LedgerView {
 
 export type TimerKey = { dueMs: number; key: string };
 
-/** An order partition's committed state: orders, pending cancels, timers [dueMs, orderKey]. */
+const byTime = (a: RetentionRow, b: RetentionRow) =>
+  a.atMs - b.atMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/**
+ * An order partition's committed state: orders, pending cancels, timers [dueMs, orderKey], tombstones and
+ * the retention indexes [atMs, orderKey] (src/stages/order/retention.ts).
+ */
 export class MemOrderStore implements OrderView {
   readonly orders = new Map<string, Order>();
   readonly pending = new Map<string, PendingCancel[]>();
   readonly timers = new Map<string, TimerKey>();
+  readonly tombstones = new Map<string, OrderTombstone>();
+  readonly retention: Record<RetentionIndex, Map<string, RetentionRow>> = {
+    finals: new Map(),
+    tombstones: new Map(),
+    pending: new Map(),
+  };
   streamSeqLastApplied = 0;
   outboxSeq = 0;
 
@@ -123,6 +143,19 @@ export class MemOrderStore implements OrderView {
       .slice(0, limit);
   }
 
+  getTombstone(key: string): OrderTombstone | undefined {
+    const t = this.tombstones.get(key);
+    return t === undefined ? undefined : copy(t);
+  }
+
+  /** LMDB's range over [atMs, key] up to [cutoffMs, "\uffff"]: earliest first, ties by key. */
+  dueRetention(index: RetentionIndex, cutoffMs: number, limit: number): RetentionRow[] {
+    return [...this.retention[index].values()]
+      .filter((r) => r.atMs <= cutoffMs)
+      .sort(byTime)
+      .slice(0, limit);
+  }
+
   hasTimer(dueMs: number, key: string): boolean {
     return this.timers.has(`${dueMs}\u0000${key}`);
   }
@@ -130,9 +163,22 @@ export class MemOrderStore implements OrderView {
   /** The order applier's `finish` ops, in its order (a put then a delete of the same timer deletes it). */
   commit(changes: OrderChanges, streamSeqLastApplied: number | null): Set<string> {
     const touched = new Set<string>();
+    for (const key of changes.ordersDeleted) {
+      this.orders.delete(key);
+      touched.add(key);
+    }
     for (const o of changes.orders) {
       this.orders.set(o.key, copy(o));
       touched.add(o.key);
+    }
+    for (const [key, t] of changes.tombstones) {
+      if (t === null) this.tombstones.delete(key);
+      else this.tombstones.set(key, copy(t));
+    }
+    for (const r of changes.retention) {
+      const k = `${r.atMs}\u0000${r.key}`;
+      if (r.op === "put") this.retention[r.index].set(k, { atMs: r.atMs, key: r.key });
+      else this.retention[r.index].delete(k);
     }
     for (const [key, list] of changes.pendingCancels) {
       if (list === null) this.pending.delete(key);
