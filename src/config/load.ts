@@ -229,6 +229,18 @@ export const relations: ReadonlyArray<{
       `nats.embeddedStopTimeoutMs (${c.nats.embeddedStopTimeoutMs}) must be below shutdown.timeoutMs (${c.shutdown.timeoutMs}): the server is stopped inside the stop budget`,
   },
   {
+    rule: "`ledger.commandIdsCountMax` ≥ `ledger.itemsPerMessageMax`: the command ids of one import or WMS stock message are all remembered.",
+    holds: (c) => c.ledger.commandIdsCountMax >= c.ledger.itemsPerMessageMax,
+    fix: (c) =>
+      `ledger.commandIdsCountMax (${c.ledger.commandIdsCountMax}) must be at least ledger.itemsPerMessageMax (${c.ledger.itemsPerMessageMax}): otherwise one message's item ids push each other out and a retry of it applies some items twice; raise commandIdsCountMax or lower itemsPerMessageMax`,
+  },
+  {
+    rule: "`ledger.allocationsRetentionMs` ≥ `streams.duplicateWindowMs`: a line's allocation, its exactly-once guard, outlives the window in which JetStream drops a copy of a request about it.",
+    holds: (c) => c.ledger.allocationsRetentionMs >= c.streams.duplicateWindowMs,
+    fix: (c) =>
+      `ledger.allocationsRetentionMs (${c.ledger.allocationsRetentionMs}) must be at least streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a copy of a line request that JetStream no longer drops must still find the line's allocation; raise allocationsRetentionMs`,
+  },
+  {
     rule: "`store.lockStaleMs` ≥ 3 × `store.lockRefreshMs`: a live owner's lease never looks stale.",
     holds: (c) => c.store.lockStaleMs >= 3 * c.store.lockRefreshMs,
     fix: (c) =>
@@ -259,6 +271,12 @@ export const relations: ReadonlyArray<{
     holds: (c) => c.nats.url !== "" || c.streams.replicas === 1,
     fix: (c) =>
       `streams.replicas = ${c.streams.replicas} needs a cluster: the embedded server is a single node; set nats.url or replicas = 1`,
+  },
+  {
+    rule: "`orders.tombstoneRetentionMs` ≥ `orders.finalRetentionMs`: a final order becomes a tombstone before its key is forgotten (both count from its final time).",
+    holds: (c) => c.orders.tombstoneRetentionMs >= c.orders.finalRetentionMs,
+    fix: (c) =>
+      `orders.tombstoneRetentionMs (${c.orders.tombstoneRetentionMs}) must be at least orders.finalRetentionMs (${c.orders.finalRetentionMs}): both count from when an order became final, and an order must be a tombstone before its key is forgotten; raise tombstoneRetentionMs or lower finalRetentionMs`,
   },
 ];
 

@@ -206,6 +206,48 @@ export const schema = {
     itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
     cacheCountMax: int(100_000, 0, 10_000_000, "SKU states kept decoded in memory per ledger partition."),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
+    // Retention of history (docs/operations.md, "Retention of history"): without it a ledger partition's
+    // entries and allocations grow with every order forever. ~150 B per entry and ~200 B per allocation.
+    entriesRetentionMs: int(
+      90 * dayMs,
+      secondMs,
+      3650 * dayMs,
+      "How long a ledger entry stays readable (GET /v1/stock/<sku>/entries); older ones are folded into their SKU's snapshot and removed.",
+    ),
+    allocationsRetentionMs: int(
+      30 * dayMs,
+      secondMs,
+      3650 * dayMs,
+      "How long a finished line's allocation is kept after its last change: within it, a late copy of a request about the line (an old attempt, a shipment or return id) is recognised and changes nothing; ≥ streams.duplicateWindowMs.",
+    ),
+    returnWindowMs: int(
+      90 * dayMs,
+      secondMs,
+      3650 * dayMs,
+      "How long after its last change a shipped line may still be returned: its allocation is kept at least this long; a return after it was removed is dead-lettered (line_history_compacted).",
+    ),
+    compactionIntervalMs: int(
+      1000,
+      10,
+      hourMs,
+      "Shortest time between two retention passes of a ledger partition (each runs in a batch's or a tick's transaction).",
+    ),
+    // 1,000 reads + up to 1,000 deletes ≈ 1–3 ms per pass: never a long pause; at one pass a second a
+    // partition sweeps ~500 SKUs' entries and ~1,000 allocations a second (10^6 allocations ≈ 17 min).
+    compactionRecordsMax: int(
+      1000,
+      1,
+      1_000_000,
+      "Records one retention pass reads in each of a ledger partition's entries and allocations: bounds the pass's time.",
+    ),
+    // Two LMDB records per id (by [sku, id] and by age): ≈ 220 B of disk each with a 20-byte SKU and id
+    // (measured), so ≈ 220 MB per ledger partition at 10^6; ≈ 1.2 KB each with both at 256 bytes.
+    commandIdsCountMax: int(
+      1_000_000,
+      1,
+      100_000_000,
+      "Stock command ids (commandId) each ledger partition remembers, the oldest forgotten first: a repeat of one of them changes nothing, even past the duplicate window.",
+    ),
   },
   orders: {
     linesPerOrderMax: int(
@@ -236,6 +278,31 @@ export const schema = {
       10,
       60 * secondMs,
       "How often a partition looks for a passed SLA deadline and then publishes one clock message (stream time): the firing delay bound, and at most one clock per partition per tick.",
+    ),
+    // Retention counts in stream time from when an order became final (docs/subjects.md, delivery guarantees).
+    finalRetentionMs: int(
+      90 * dayMs,
+      1,
+      3650 * dayMs,
+      "The return window: a final order (shipped, cancelled, rejected) keeps its whole record (~2-20 KB) this long, then becomes a tombstone and a late return, cancel or WMS event is refused (invalid_transition). 90 days covers 30-day return windows with room for late carriers.",
+    ),
+    tombstoneRetentionMs: int(
+      365 * dayMs,
+      1,
+      3650 * dayMs,
+      "A compacted order's tombstone (~100 B plus its ids) stays this long after the order became final: the same order message again is ignored, not a new order; afterwards its key is unknown. A year is ~37 MB per 1,000 orders a day.",
+    ),
+    pendingCancelAgeMsMax: int(
+      7 * dayMs,
+      1,
+      3650 * dayMs,
+      "A cancel waiting for an order that has not arrived is dropped this long after it came (counted): orders that never come do not keep it forever; an order arriving later is not cancelled.",
+    ),
+    retentionPerTickMax: int(
+      1000,
+      1,
+      1_000_000,
+      "Final orders compacted, tombstones removed and waiting cancels dropped by one clock message, each (the rest at the next): ~1000 deletes of ~5 KB ≈ 5 MB per commit.",
     ),
     networkFile: str(
       "config/network.toml",

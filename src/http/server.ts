@@ -1,7 +1,7 @@
 import type { Server } from "bun";
 import type { Config } from "../config/index.ts";
 import { atsOf } from "../domain/channels/index.ts";
-import { available, type LedgerEntry, type SkuState } from "../domain/ledger/index.ts";
+import { available, type LedgerEntry, type SkuHistory, type SkuState } from "../domain/ledger/index.ts";
 import { serving, syncedChannels } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
 import { idsForJson, own, ownEntries } from "../domain/own.ts";
@@ -117,7 +117,27 @@ function entriesView(deps: HttpDeps, sku: string, url: URL): Response {
     })
     .map((r) => r.value);
   const last = entries[entries.length - 1];
-  return json(200, { sku, partition, entries, next: entries.length === limit && last ? last.version : null });
+  return json(200, {
+    sku,
+    partition,
+    history: historyView(store, sku),
+    entries,
+    next: entries.length === limit && last ? last.version : null,
+  });
+}
+
+/**
+ * Where the SKU's history starts: retention folds entries older than ledger.entriesRetentionMs into a
+ * snapshot and removes them, so the first entry kept is `firstVersion` and the positions before it are the
+ * snapshot's (positions = snapshot + the entries from firstVersion on).
+ */
+function historyView(store: PartitionStore, sku: string) {
+  const h = store.hasTable("history") ? store.get<SkuHistory>("history", sku) : undefined;
+  if (h === undefined || h.version === 0) return { firstVersion: 1, snapshot: null };
+  return {
+    firstVersion: h.version + 1,
+    snapshot: { version: h.version, atMs: h.atMs, entriesRemoved: h.entriesRemoved, positions: h.positions },
+  };
 }
 
 function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
@@ -126,8 +146,12 @@ function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
   const store = deps.orderStore(partition);
   if (store === undefined) return json(503, { error: "partition_not_local", partition });
   const order = store.get<Order>("orders", key);
-  if (order === undefined) return json(404, { error: "unknown_order", channel, orderId, partition });
-  return json(200, { ...order, partition });
+  if (order !== undefined) return json(200, { ...order, partition });
+  // Compacted (orders.finalRetentionMs after it became final): its status and times, no lines or history.
+  type Tombstone = import("../domain/orders/index.ts").OrderTombstone;
+  const tombstone = store.get<Tombstone>("tombstones", key);
+  if (tombstone !== undefined) return json(200, { key, ...tombstone, compacted: true, partition });
+  return json(404, { error: "unknown_order", channel, orderId, partition });
 }
 
 function ledgerCheck(deps: HttpDeps): Response {

@@ -20,6 +20,8 @@ export type Events = {
   dead_lettered: { stage: string; reason: string };
   /** A ledger command was refused (valid input, not enough stock or similar). */
   command_refused: { stage: string; code: string };
+  /** A stock command whose commandId the partition had applied or refused before: nothing changed. */
+  stock_command_repeated: { partition: number; outcome: "applied" | "refused" };
   /** A line's stock was reserved at a warehouse. */
   line_reserved: { partition: number };
   /** An order-stage outcome, by a bounded name and label: cancelled/customer, backordered, returned/damaged… */

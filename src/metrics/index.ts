@@ -149,7 +149,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
   });
   const orderOutcomes = new Counter({
     name: "sluice_order_outcomes_total",
-    help: "Order-stage outcomes: orders/created, cancelled/<cause>, backordered|rejected/<why>, rerouted/<cause>, returned/<disposition> (units), shipped/units, sla/<action>.",
+    help: "Order-stage outcomes: orders/created, cancelled/<cause>, backordered|rejected/<why>, rerouted/<cause>, returned/<disposition> (units), shipped/units, sla/<action>, retention/<compacted|tombstone_removed|pending_cancel_expired>.",
     labelNames: ["outcome", "label"],
     registers: [registry],
   });
@@ -294,6 +294,13 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
   events.on("lag_observed", (e) => lag.set({ stage: e.stage, partition: String(e.partition) }, e.lag));
   events.on("dead_lettered", (e) => deadLetters.inc({ stage: e.stage, reason: e.reason }));
   events.on("command_refused", (e) => refused.inc({ stage: e.stage, code: e.code }));
+  const repeated = new Counter({
+    name: "sluice_stock_commands_repeated_total",
+    help: "Stock commands whose commandId was applied (or refused) before: ignored, by that first outcome.",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  events.on("stock_command_repeated", (e) => repeated.inc({ outcome: e.outcome }));
   events.on("outbox_published", (e) => {
     published.inc({ stage: e.stage }, e.count);
     publishSeconds.observe({ stage: e.stage }, e.seconds);
