@@ -173,12 +173,14 @@ export class PartitionRunner {
     if (seq === 0) return; // nothing applied yet: nothing to compare (retention purges only applied messages)
     const m = await this.d.jsm.streams.getMessage(this.stream, { seq });
     if (m === null) {
-      // Retention (src/stream/retention.ts) always keeps a partition's last applied message: without it,
-      // something other than Sluice removed messages, and inputs after it may be gone with it.
-      this.log.error("the partition's last applied message was removed by something other than Sluice", {
+      // Below the stream's first message: retention purged it once applied everywhere (src/stream/retention.ts).
+      if (info.state.first_seq > seq) return;
+      // Inside the stream's range, gone: deleted by something other than Sluice (retention purges prefixes
+      // only), and inputs after it may be gone with it.
+      this.log.error("the partition's last applied message was deleted by something other than Sluice", {
         streamSeqLastApplied: seq,
         streamSeqFirst: info.state.first_seq,
-        fix: "inputs published after it may be lost: check for an operator purge or changed stream limits (docs/operations.md)",
+        fix: "inputs published after it may be lost: check for an operator purge or message delete (docs/operations.md)",
       });
       this.d.events.emit("stream_gap", { stage: this.d.stage, partition: this.d.partition });
       return;

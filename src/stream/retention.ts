@@ -2,7 +2,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isNotFound } from "./provision.ts";
-import { type Stage, stages, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
+import { consumerName, type Stage, stages, streamNames, unroutedConsumerName } from "./subjects.ts";
 
 /** One partition as retention sees it: its committed last applied stream sequence. */
 export type AppliedPartition = { stage: Stage; index: number; streamSeqLastApplied: () => number };
@@ -16,10 +16,9 @@ const historyFillShareMax = 0.5;
 /**
  * Sluice's own retention. Stage streams and SLUICE_UNROUTED refuse publishes when full and never expire
  * messages (provision.ts), so nothing unapplied is deleted by a limit; this removes what was applied instead:
- * - each stage partition's messages below its last applied sequence, with a filtered purge
- *   `{filter: sluice.<stage>.<p>.>, seq}` (the last applied message itself stays: the runner reads it back at
- *   start to check the stream's identity). `streams.appliedHistoryMs` of applied history is kept for what-if
- *   (src/rules/recent-orders.ts reads the order stream) and audits, unless the stream is over half full;
+ * - each stage stream below the first message a partition has not applied (`purgeStage`: one unfiltered
+ *   purge). `streams.appliedHistoryMs` of applied history is kept for what-if (src/rules/recent-orders.ts reads
+ *   the order stream) and audits, unless the stream is over half full;
  * - SLUICE_UNROUTED below its single consumer's ack floor (what the router routed and acked).
  * One pass every `streams.retentionIntervalMs`; a purge is sent only when its point moved. A failed pass is
  * logged and tried again at the next interval: nothing is lost meanwhile, the streams only fill.
@@ -27,9 +26,9 @@ const historyFillShareMax = 0.5;
 export class Retention {
   private timer: ReturnType<typeof setInterval> | null = null;
   private pass: Promise<void> | null = null;
-  /** Per partition key: `[atMs, streamSeqLastApplied]` samples, oldest first (for the history window). */
+  /** Per stage (and "unrouted"): `[atMs, purge point]` samples, oldest first (for the history window). */
   private readonly samples = new Map<string, Array<[number, number]>>();
-  /** Per partition key (and "unrouted"): the purge point last sent. */
+  /** Per stage (and "unrouted"): the purge point last sent. */
   private readonly purgedBelow = new Map<string, number>();
   /** Messages purged since start, per stream (what was applied or routed). */
   readonly purgedCount = new Map<string, number>();
@@ -73,26 +72,35 @@ export class Retention {
     }
   }
 
+  /**
+   * One unfiltered purge per stage stream, below the first message some partition has not applied. A purge
+   * with a subject filter would be simpler, but nats-server 2.9 does not give its bytes back to the account's
+   * storage use: the server would end up refusing every publish ("insufficient resources") with the streams
+   * nearly empty (seen on 2.9.10; test/integration/backpressure.test.ts checks the use stays bounded).
+   * A partition bounds the purge at its last applied sequence + 1, unless its consumer has nothing pending
+   * nor unacked: then every message of it up to the stream's last sequence (read first) is applied.
+   */
   private async purgeStage(stage: Stage): Promise<void> {
     const stream = streamNames[stage];
     const info = await this.jsm.streams.info(stream);
-    const bytesMax = info.config.max_bytes;
-    const pressed = bytesMax > 0 && info.state.bytes > bytesMax * historyFillShareMax;
-    const nowMs = this.now();
+    let below = info.state.last_seq + 1;
     for (const p of this.partitions()) {
       if (p.stage !== stage) continue;
-      const key = `${stage}-${p.index}`;
       const applied = p.streamSeqLastApplied();
-      const keep = pressed ? applied : this.historyPoint(key, nowMs, applied);
-      // seq: everything of the partition below it goes; the message at `keep` (applied) stays.
-      if (keep <= (this.purgedBelow.get(key) ?? 1)) continue;
-      const r = await this.jsm.streams.purge(stream, {
-        filter: subjects.stagePartitionFilter(stage, p.index),
-        seq: keep,
-      });
-      this.purgedBelow.set(key, keep);
-      this.count(stream, r.purged);
+      if (applied + 1 >= below) continue;
+      const consumer = await this.jsm.consumers
+        .info(stream, consumerName(stage, p.index))
+        .catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)));
+      const idle = consumer !== null && consumer.num_pending === 0 && consumer.num_ack_pending === 0;
+      if (!idle) below = Math.min(below, applied + 1);
     }
+    const bytesMax = info.config.max_bytes;
+    const pressed = bytesMax > 0 && info.state.bytes > bytesMax * historyFillShareMax;
+    const keep = pressed ? below : Math.min(below, this.historyPoint(stage, this.now(), below));
+    if (keep <= (this.purgedBelow.get(stage) ?? 1)) return;
+    const r = await this.jsm.streams.purge(stream, { seq: keep });
+    this.purgedBelow.set(stage, keep);
+    this.count(stream, r.purged);
   }
 
   /**

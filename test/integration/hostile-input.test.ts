@@ -138,7 +138,8 @@ beforeAll(async () => {
     [{ id: "*" }],
     {
       ledger: { quantityMax, positionUnitsMax: quantityMax },
-      streams: { dlqBytesMax: 96 * MiB, unroutedBytesMax: 64 * MiB },
+      // No applied history kept: a long run (SLUICE_HOSTILE_MS) must stay inside the test server's store cap.
+      streams: { dlqBytesMax: 96 * MiB, unroutedBytesMax: 64 * MiB, appliedHistoryMs: 0 },
     },
     [{ id: "w1" }, { id: "w2" }, ...protoWarehouses.map((id) => ({ id }))],
   );
