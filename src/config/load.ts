@@ -278,6 +278,12 @@ export const relations: ReadonlyArray<{
     fix: (c) =>
       `orders.tombstoneRetentionMs (${c.orders.tombstoneRetentionMs}) must be at least orders.finalRetentionMs (${c.orders.finalRetentionMs}): both count from when an order became final, and an order must be a tombstone before its key is forgotten; raise tombstoneRetentionMs or lower finalRetentionMs`,
   },
+  {
+    rule: "`ledger.returnWindowMs` ≥ `orders.finalRetentionMs`: the ledger keeps a shipped line's allocation at least as long as the order stage takes returns for it (an order's final time is at or after its lines' last shipment). A line shipped long before the rest of its order can still outlive the ledger's window: docs/operations.md, Retention of history.",
+    holds: (c) => c.ledger.returnWindowMs >= c.orders.finalRetentionMs,
+    fix: (c) =>
+      `ledger.returnWindowMs (${c.ledger.returnWindowMs}) must be at least orders.finalRetentionMs (${c.orders.finalRetentionMs}): a return the order stage accepts must find its line in the ledger; raise returnWindowMs or lower finalRetentionMs`,
+  },
 ];
 
 export function assertRelations(c: Config): void {

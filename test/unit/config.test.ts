@@ -65,6 +65,9 @@ describe("config", () => {
       /ackWaitMs/,
     );
     expect(() => load({}, { streams: { replicas: 3 } })).toThrow(/needs a cluster/);
+    expect(() => load({}, { ledger: { returnWindowMs: 60_000 } })).toThrow(
+      /ledger\.returnWindowMs \(60000\) must be at least orders\.finalRetentionMs/,
+    );
     expect(() => load({}, { nats: { embeddedStoreBytesMax: 64 * 1024 * 1024 } })).toThrow(
       /embeddedStoreBytesMax/,
     );
