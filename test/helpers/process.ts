@@ -62,3 +62,20 @@ export async function runCli(args: string[], env: Record<string, string> = {}) {
   ]);
   return { stdout, stderr, code };
 }
+
+/** The environment of a test's Sluice process: its server and data dir, small caps, the given ack wait. */
+export function processEnv(natsUrl: string, dataDir: string, ackWaitMs: number): Record<string, string> {
+  const MiB = 1024 * 1024;
+  return {
+    SLUICE_NATS_URL: natsUrl,
+    SLUICE_DATA_DIR: dataDir,
+    SLUICE_LOG_LEVEL: "warn",
+    SLUICE_NATS_REQUEST_TIMEOUT_MS: "1000",
+    SLUICE_CONSUMER_ACK_WAIT_MS: String(ackWaitMs),
+    SLUICE_STREAMS_INBOUND_BYTES_MAX: String(64 * MiB),
+    SLUICE_STREAMS_UNROUTED_BYTES_MAX: String(16 * MiB),
+    SLUICE_STREAMS_DLQ_BYTES_MAX: String(16 * MiB),
+    SLUICE_STREAMS_OUT_BYTES_MAX: String(64 * MiB),
+    SLUICE_STORE_MAP_BYTES_MAX: String(256 * MiB),
+  };
+}

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { streamNames, unroutedConsumerName } from "../../src/stream/subjects.ts";
 import { Producer, TestNats, tempDir, waitFor } from "../helpers/index.ts";
-import { type SluiceProcess, spawnSluice, waitReady } from "../helpers/process.ts";
+import { processEnv, type SluiceProcess, spawnSluice, waitReady } from "../helpers/process.ts";
 
 // WMS events always take the router. Messages it had taken but not acked when its process died (or stopped
 // mid-burst) must be routed again at once by the next start, not after consumer.ackWaitMs (left at 30 s).
@@ -11,18 +11,7 @@ const dataDir = tempDir("router-restart");
 const running: SluiceProcess[] = [];
 let producer: Producer;
 
-const env = () => ({
-  SLUICE_NATS_URL: nats.url,
-  SLUICE_DATA_DIR: dataDir,
-  SLUICE_LOG_LEVEL: "warn",
-  SLUICE_NATS_REQUEST_TIMEOUT_MS: "1000",
-  SLUICE_CONSUMER_ACK_WAIT_MS: "30000",
-  SLUICE_STREAMS_INBOUND_BYTES_MAX: String(64 * 1024 * 1024),
-  SLUICE_STREAMS_UNROUTED_BYTES_MAX: String(16 * 1024 * 1024),
-  SLUICE_STREAMS_DLQ_BYTES_MAX: String(16 * 1024 * 1024),
-  SLUICE_STREAMS_OUT_BYTES_MAX: String(64 * 1024 * 1024),
-  SLUICE_STORE_MAP_BYTES_MAX: String(256 * 1024 * 1024),
-});
+const env = () => processEnv(nats.url, dataDir, 30_000);
 
 beforeAll(async () => {
   await nats.start();
