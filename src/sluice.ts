@@ -57,6 +57,8 @@ export class Sluice {
   private build: ((stage: Stage, index: number, store: PartitionStore) => Partition) | null = null;
   /** Per partition paused by a full disk: the next pause (ms), doubled each time, reset by a commit. */
   private readonly diskFullWaitMs = new Map<string, number>();
+  /** Runners starting again after a full disk (stop waits for them). */
+  private readonly resuming = new Set<Promise<void>>();
   private lock: DataDirLock | null = null;
 
   constructor(
@@ -301,11 +303,9 @@ export class Sluice {
     if (this.stopping !== null) return;
     const fresh = build(stage, index, old.store);
     list[index] = fresh;
-    try {
-      await fresh.runner.start();
-    } catch (e) {
-      this.onFatal(e as Error);
-    }
+    const starting = fresh.runner.start().catch((e: Error) => this.onFatal(e));
+    this.resuming.add(starting);
+    await starting.finally(() => this.resuming.delete(starting));
   }
 
   /** Graceful stop: partitions finish and commit their batch and ack, then NATS, LMDB and the server close. */
@@ -320,6 +320,8 @@ export class Sluice {
     await this.router?.stop();
     await this.retention?.stop();
     await this.rules?.stop();
+    // A runner must never be stopped while it starts: a partition resuming after a full disk finishes first.
+    await Promise.allSettled([...this.resuming]);
     await Promise.all(this.partitions.map((p) => p.runner.stop()));
     if (this.connection !== null && !this.connection.nc.isClosed()) {
       // Flush sends the last acks before the connection closes.
