@@ -953,7 +953,9 @@ describe("order lifecycle over a real nats-server and LMDB", () => {
     // The ledger's reservation at w2 shows before the order stage applies its answer: wait for the order.
     const orders = await waitFor(async () => {
       const both = [(await h.getOrder("shop", "CL-1")) as Order, (await h.getOrder("shop", "CL-2")) as Order];
-      return both.some((o) => line(o, "1").warehouse === "w2" && line(o, "1").state === "released") ? both : null;
+      return both.some((o) => line(o, "1").warehouse === "w2" && line(o, "1").state === "released")
+        ? both
+        : null;
     }, "one line re-routed to w2 and released");
     const lost = orders.filter((o) => line(o, "1").warehouse === "w2");
     const kept = orders.filter((o) => line(o, "1").warehouse === "w1");
