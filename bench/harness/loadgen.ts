@@ -438,7 +438,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
 
   const tick = () => {
     const now = nowUs();
-    while (nextOfferedUs !== null && nextOfferedUs <= now) {
+    while (nextOfferedUs !== null && nextOfferedUs <= now && nextOfferedUs < stopAtUs) {
       offered.add(nextOfferedUs / 1e6);
       offeredCount++;
       nextOfferedUs = offeredTimes.next();
@@ -457,13 +457,19 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
 
   // The harness answers "ready" with the start time, so a slow start of this process is not counted as lag.
   emit({ type: "ready" });
-  plan.startEpochMs = await readStart();
+  // Later stdin lines (sweep): {"stopAtUs": n}: offer nothing intended at or after n µs.
+  let stopAtUs = Number.POSITIVE_INFINITY;
+  plan.startEpochMs = await readControl((line) => {
+    const at = (line as { stopAtUs?: unknown }).stopAtUs;
+    if (typeof at === "number") stopAtUs = Math.min(stopAtUs, at);
+  });
   while (nowUs() < 0) await Bun.sleep(Math.min(50, -nowUs() / 1000));
   const ticker = setInterval(tick, limits.reportIntervalMs);
   let next = workload.next();
   let scheduleEndedMs: number | null = null;
   for (;;) {
     const now = nowUs();
+    if (next !== null && next.intendedUs >= stopAtUs) next = null;
     let turn = 0;
     while (turn < limits.sendsPerTurnMax && inflight < plan.inFlightPublishesMax) {
       const f = heap.peek();
@@ -531,20 +537,37 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   await nc.drain();
 }
 
-/** The first stdin line: {"startEpochMs": <epoch ms>}. */
-async function readStart(): Promise<number> {
-  const dec = new TextDecoder();
-  let text = "";
-  for await (const chunk of Bun.stdin.stream()) {
-    text += dec.decode(chunk);
-    const nl = text.indexOf("\n");
-    if (nl >= 0) {
-      const start = (JSON.parse(text.slice(0, nl)) as { startEpochMs?: unknown }).startEpochMs;
-      if (typeof start !== "number") throw new Error(`loadgen: bad start line ${text.slice(0, nl)}`);
-      return start;
-    }
-  }
-  throw new Error("loadgen: stdin closed before the start line");
+/**
+ * The first stdin line: {"startEpochMs": <epoch ms>}, returned. Every later line (until stdin closes) goes
+ * to `onLine`, parsed; the harness may keep stdin open to send them (sweep: {"stopAtUs": n}).
+ */
+function readControl(onLine: (line: unknown) => void): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let started = false;
+    (async () => {
+      const dec = new TextDecoder();
+      let text = "";
+      for await (const chunk of Bun.stdin.stream()) {
+        text += dec.decode(chunk, { stream: true });
+        let nl = text.indexOf("\n");
+        while (nl >= 0) {
+          const line = text.slice(0, nl);
+          text = text.slice(nl + 1);
+          nl = text.indexOf("\n");
+          if (line.trim() === "") continue;
+          if (started) {
+            onLine(JSON.parse(line));
+            continue;
+          }
+          const start = (JSON.parse(line) as { startEpochMs?: unknown }).startEpochMs;
+          if (typeof start !== "number") throw new Error(`loadgen: bad start line ${line}`);
+          started = true;
+          resolve(start);
+        }
+      }
+      if (!started) throw new Error("loadgen: stdin closed before the start line");
+    })().catch(reject);
+  });
 }
 
 /** Intended send times only (for counting offered load while the sender may be behind). */

@@ -48,6 +48,7 @@ import { renderHtml } from "./report-html.ts";
 import { type BenchReport, buildReport, type RawJetStream } from "./report-json.ts";
 import { renderMarkdown } from "./report-md.ts";
 import { type Sample, takeSample } from "./sample.ts";
+import { judgeAfterS, judgeStep, type StepJudgement } from "./sweep.ts";
 import { loadTrace, speedupFor, type Trace, TraceError } from "./trace.ts";
 import { catalogueSku, hotSku, type LoadPlan, orderPayload, Workload } from "./workload.ts";
 
@@ -103,6 +104,7 @@ export async function runBench(argv: string[]): Promise<number> {
         report.latency.stockDelta.observed
           ? `accept → stock delta p99 ${report.latency.stockDelta.overall.p99Ms} ms`
           : "accept → stock delta: no stock deltas observed",
+        ...(report.sweep === null ? [] : [`sweep: ${report.sweep.note}`]),
         `${report.drain.note}`,
         `audit ${report.audit.passed ? "passed" : "FAILED"}; targets: ${report.targets.map((t) => `${t.name} ${t.verdict}`).join(", ")}`,
         `reports: ${join(report.run.reportDir, "report.md")}, report.html, report.json`,
@@ -214,7 +216,12 @@ async function runScenario(
     plan.natsUrl = sluice.natsUrl;
     await seedStock(nc, sluice, options, trace);
     let raw: RawJetStream | null = null;
-    const rawCount = options.rawMessages ?? Math.min(expected, limits.rawMessagesMax);
+    const rawCount =
+      options.rawMessages ??
+      Math.min(
+        expected,
+        options.scenario === "sweep" ? limits.sweepRawMessagesDefault : limits.rawMessagesMax,
+      );
     if (rawCount > 0) {
       say(
         `raw JetStream: publish, consume and ack ${rawCount.toLocaleString("en-US")} messages of ~${orderMessageBytesMean} B`,
@@ -235,6 +242,8 @@ async function runScenario(
       readyz = new ReadyzWatch(rig);
       injector = new FaultInjector(rig, faultPlan, startEpochMs, say);
     });
+    // sweep: the steps after the saturated one never ran; they leave the report.
+    if (run.sweepStoppedAfter !== null) phases.length = run.sweepStoppedAfter + 1;
     let chaosReport: ChaosReport | null = null;
     let chaosAudit: Awaited<ReturnType<typeof chaosChecks>> | null = null;
     if (rig !== null) {
@@ -359,6 +368,7 @@ async function runScenario(
       profileDir,
       notes: run.notes,
       chaos: chaosReport,
+      sweep: run.sweepJudgements === null ? null : { judgements: run.sweepJudgements },
     });
     writeFileSync(join(reportDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(reportDir, "report.md"), renderMarkdown(report));
@@ -467,6 +477,9 @@ type LoadRun = {
   deadLettersByReason: Record<string, number>;
   deadLetterExamples: string[];
   notes: string[];
+  /** sweep: each step's judgement (null: not judged), and the saturated step's index when it stopped. */
+  sweepJudgements: (StepJudgement | null)[] | null;
+  sweepStoppedAfter: number | null;
 };
 
 async function driveLoad(
@@ -541,7 +554,14 @@ async function driveLoad(
   onStart(startEpochMs, observer);
   child.stdin.write(`${JSON.stringify({ startEpochMs })}\n`);
   await child.stdin.flush();
-  await child.stdin.end();
+  const sweep = options.scenario === "sweep" ? new SweepMonitor(phases, options) : null;
+  // sweep keeps the loadgen's stdin open, to tell it to stop at the first saturated step.
+  const sweepRun =
+    sweep?.run(startEpochMs, observer, async (atUs) => {
+      child.stdin.write(`${JSON.stringify({ stopAtUs: atUs })}\n`);
+      await child.stdin.flush();
+    }) ?? null;
+  if (sweep === null) await child.stdin.end();
 
   const samples: Sample[] = [];
   const progress = new Progress(options.quiet, phases);
@@ -567,6 +587,11 @@ async function driveLoad(
   const loadgenWaitMs =
     (phases[phases.length - 1]?.endS ?? 0) * 1000 + limits.followUpWaitMs + limits.publishAckWaitMs + 30_000;
   const exit = await Promise.race([child.exited, Bun.sleep(loadgenWaitMs).then(() => null)]);
+  if (sweep !== null) {
+    // The loadgen is gone; its stdin may be closed already.
+    await Promise.resolve(child.stdin.end()).catch(() => {});
+    if (exit !== 0) sweep.cancel();
+  }
   if (exit === null) {
     child.kill("SIGKILL");
     throw new Error(`the load generator did not finish within ${loadgenWaitMs} ms`);
@@ -600,6 +625,12 @@ async function driveLoad(
       quietSince = epochNowMs();
     }
   }
+  // sweep: the last step is judged settle-s − 0.5 s after its end, maybe after the drain.
+  await sweepRun;
+  if (sweep?.stoppedAfter != null)
+    notes.push(
+      `sweep: stopped after step ${sweep.stoppedAfter + 1} (${phases[sweep.stoppedAfter]?.name}), saturated`,
+    );
   sampling = false;
   await sampler;
   progress.end();
@@ -619,7 +650,71 @@ async function driveLoad(
     if (d > 0) deadLettersByReason[reason] = d;
   }
   if (observer.undecodable > 0) notes.push(`${observer.undecodable} output messages were not JSON`);
-  return { load, observer, samples, deadLettersByReason, deadLetterExamples, notes };
+  return {
+    load,
+    observer,
+    samples,
+    deadLettersByReason,
+    deadLetterExamples,
+    notes,
+    sweepJudgements: sweep?.judgements ?? null,
+    sweepStoppedAfter: sweep?.stoppedAfter ?? null,
+  };
+}
+
+/**
+ * sweep: judges each step settle-s − 0.5 s after it ends, from what the observer has seen of the step's
+ * orders by then (sweep.ts, judgeStep); at the first saturated step, asks the loadgen to offer nothing
+ * intended from the next step's start on.
+ */
+class SweepMonitor {
+  readonly judgements: (StepJudgement | null)[];
+  stoppedAfter: number | null = null;
+  private cancelled = false;
+
+  constructor(
+    private readonly phases: Phase[],
+    private readonly options: BenchOptions,
+  ) {
+    this.judgements = phases.map(() => null);
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+  }
+
+  async run(startEpochMs: number, observer: Observer, stop: (atUs: number) => Promise<void>): Promise<void> {
+    const afterS = judgeAfterS(this.options.settleS);
+    for (let i = 0; i < this.phases.length; i++) {
+      const p = this.phases[i] as Phase;
+      const atMs = startEpochMs + (p.endS + afterS) * 1000;
+      while (!this.cancelled && epochNowMs() < atMs) await Bun.sleep(Math.min(100, atMs - epochNowMs()));
+      if (this.cancelled) return;
+      const h = observer.histogram("allocated").phases[i];
+      const j = judgeStep(
+        {
+          ratePerSecond: p.ratePerSecond,
+          stepS: p.endS - p.startS,
+          completedByJudge: h?.count ?? 0,
+          p99MsAtJudge: (h?.quantileUs(0.99) ?? 0) / 1000,
+        },
+        { ratio: this.options.saturationRatio, p99MsMax: this.options.saturationP99Ms },
+      );
+      this.judgements[i] = j;
+      if (!this.options.quiet)
+        say(
+          `step ${i + 1} (${p.name}): ${j.completedByJudge.toLocaleString("en-US")} of its orders completed, p99 ${j.p99MsAtJudge} ms: ${j.saturated ? `SATURATED (${j.reason})` : "kept up"}`,
+        );
+      if (j.saturated) {
+        const next = this.phases[i + 1];
+        if (next !== undefined) {
+          this.stoppedAfter = i;
+          await stop(Math.round(next.startS * 1e6)).catch(() => {});
+        }
+        return;
+      }
+    }
+  }
 }
 
 /** The live line: elapsed, phase, offered and accepted rate, completions, lag, p99 so far. */

@@ -4,8 +4,17 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type FaultKind, faultKinds, planFaults } from "./chaos.ts";
+import { sweepPhases, sweepRates, sweepStepsMax } from "./sweep.ts";
 
-export const scenarios = ["steady", "flash-sale", "hot-sku", "lifecycle", "replay", "chaos"] as const;
+export const scenarios = [
+  "steady",
+  "flash-sale",
+  "hot-sku",
+  "lifecycle",
+  "replay",
+  "chaos",
+  "sweep",
+] as const;
 export type Scenario = (typeof scenarios)[number];
 export const lineMixes = ["single", "mix", "olist"] as const;
 export type LineMix = (typeof lineMixes)[number];
@@ -58,6 +67,18 @@ export type BenchOptions = {
   faults: number;
   faultKinds: FaultKind[];
   diskMb: number;
+  /** sweep: explicit rates, or start × factor^k up to max; each step stepS long, settleS of no load after. */
+  sweepRates: number[] | null;
+  sweepStart: number;
+  sweepFactor: number;
+  sweepMax: number;
+  stepS: number;
+  settleS: number;
+  /** sweep: a step is saturated below this share of its rate completed, or above this p99 (sweep.ts). */
+  saturationRatio: number;
+  saturationP99Ms: number;
+  /** Recorded in the report for the multi-core work; Sluice has no worker threads yet, so no effect. */
+  workers: number;
 };
 
 export type Phase = { name: string; startS: number; endS: number; ratePerSecond: number };
@@ -99,6 +120,8 @@ export const limits = {
   /** Orders per second × seconds the bench can track (typed arrays, ~6 bytes an order). */
   ordersMax: 20_000_000,
   rawMessagesMax: 2_000_000,
+  /** sweep: the raw JetStream measurement's default size (its expected count would take minutes). */
+  sweepRawMessagesDefault: 100_000,
   /** Bulk import messages carry this many stock items (Sluice's ledger.itemsPerMessageMax is 10,000). */
   seedItemsPerMessage: 5_000,
   seedWaitMs: 120_000,
@@ -153,6 +176,15 @@ const flags = {
   faults: { type: "string" },
   "fault-kinds": { type: "string" },
   "disk-mb": { type: "string" },
+  "sweep-rates": { type: "string" },
+  "sweep-start": { type: "string" },
+  "sweep-factor": { type: "string" },
+  "sweep-max": { type: "string" },
+  "step-s": { type: "string" },
+  "settle-s": { type: "string" },
+  "saturation-ratio": { type: "string" },
+  "saturation-p99-ms": { type: "string" },
+  workers: { type: "string" },
   config: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -195,13 +227,22 @@ const flagKey: Record<string, keyof BenchOptions> = {
   faults: "faults",
   "fault-kinds": "faultKinds",
   "disk-mb": "diskMb",
+  "sweep-rates": "sweepRates",
+  "sweep-start": "sweepStart",
+  "sweep-factor": "sweepFactor",
+  "sweep-max": "sweepMax",
+  "step-s": "stepS",
+  "settle-s": "settleS",
+  "saturation-ratio": "saturationRatio",
+  "saturation-p99-ms": "saturationP99Ms",
+  workers: "workers",
 };
 
 export const usage = `sluice bench: open-loop load against a Sluice of its own, with latency, limits and reports
 
 Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
 
-  --scenario NAME     steady | flash-sale | hot-sku | lifecycle | replay | chaos  (default flash-sale)
+  --scenario NAME     steady | flash-sale | hot-sku | lifecycle | replay | chaos | sweep  (default flash-sale)
   --seed N            PRNG seed: the same seed offers the same orders at the same times     (1)
   --rate N            orders/s for steady, hot-sku, lifecycle, chaos  (2000; lifecycle, chaos 500)
   --duration-s N      seconds of load for steady, hot-sku, lifecycle, chaos       (30; hot-sku 20; chaos 60)
@@ -229,6 +270,13 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --faults N          chaos: faults injected during the load, at seeded moments              (4)
   --fault-kinds LIST  chaos: comma-separated sluice-kill,nats-restart,sluice-pause,disk-full  (all)
   --disk-mb N         chaos: size of the tmpfs mounted as Sluice's data directory (disk-full) (256)
+  --sweep-rates LIST  sweep: comma-separated offered rates, increasing (default: start × factor^k ≤ max)
+  --sweep-start N / --sweep-factor F / --sweep-max N   sweep: the default schedule   (1000 / 2 / 32000)
+  --step-s N / --settle-s N   sweep: seconds per step / of no load after each step          (8 / 2)
+  --saturation-ratio F  sweep: saturated when its orders completed by settle-s − 0.5 s after the step,
+                      per second of step, < F × offered                                          (0.9)
+  --saturation-p99-ms N sweep: … or when their accept → allocated p99 > N ms; stops at the first (1000)
+  --workers N         recorded in the report only: Sluice has no worker threads yet, no effect    (1)
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 
@@ -249,7 +297,7 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     arrivals: "poisson",
     skus: 10_000,
     zipf: 0.6,
-    lines: scenario === "steady" || scenario === "hot-sku" ? "single" : "mix",
+    lines: scenario === "steady" || scenario === "hot-sku" || scenario === "sweep" ? "single" : "mix",
     stockPerSku: 1_000_000,
     channel: "shop",
     hotSkus: 10,
@@ -272,6 +320,15 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     faults: 4,
     faultKinds: [...faultKinds],
     diskMb: 256,
+    sweepRates: null,
+    sweepStart: 1000,
+    sweepFactor: 2,
+    sweepMax: 32_000,
+    stepS: 8,
+    settleS: 2,
+    saturationRatio: 0.9,
+    saturationP99Ms: 1000,
+    workers: 1,
   };
 }
 
@@ -355,6 +412,14 @@ const numberKeys = new Set<keyof BenchOptions>([
   "drainWaitS",
   "faults",
   "diskMb",
+  "sweepStart",
+  "sweepFactor",
+  "sweepMax",
+  "stepS",
+  "settleS",
+  "saturationRatio",
+  "saturationP99Ms",
+  "workers",
 ]);
 
 function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): void {
@@ -377,6 +442,14 @@ function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): v
     if (list === null || list.length === 0)
       throw new OptionsError(`${name} must be a comma-separated list of ${faultKinds.join(", ")}`);
     target[key] = [...new Set(list.map((k) => pick(String(k).trim(), faultKinds, name)))];
+  } else if (key === "sweepRates") {
+    const list = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : null;
+    const rates = (list ?? []).map((r) =>
+      typeof r === "number" ? r : String(r).trim() === "" ? Number.NaN : Number(r),
+    );
+    if (list === null || rates.length === 0 || rates.some((r) => !Number.isFinite(r)))
+      throw new OptionsError(`${name} must be a comma-separated list of rates, e.g. 1000,2000,4000`);
+    target[key] = rates;
   } else {
     if (typeof raw !== "string" || raw === "") throw new OptionsError(`${name} must be a non-empty string`);
     target[key] = raw;
@@ -427,6 +500,26 @@ function validate(o: BenchOptions): void {
   range("drainWaitS", 1, 86_400);
   whole("faults", 0, limits.chaosFaultsMax);
   whole("diskMb", 16, 1_000_000);
+  range("sweepStart", 0.001, 1_000_000);
+  range("sweepFactor", 1.01, 100);
+  range("sweepMax", 0.001, 1_000_000);
+  range("stepS", 0.5, 86_400);
+  range("settleS", 0.5, 600);
+  range("saturationRatio", 0, 1);
+  range("saturationP99Ms", 1, 3_600_000);
+  whole("workers", 1, 1024);
+  if (o.sweepRates !== null) {
+    const r = o.sweepRates;
+    if (
+      r.length > sweepStepsMax ||
+      r.some((x, i) => !(x > 0 && x <= 1_000_000) || (i > 0 && x <= (r[i - 1] as number)))
+    )
+      throw new OptionsError(
+        `--sweep-rates must be 1 … ${sweepStepsMax} increasing rates in (0, 1000000], got ${r.join(",")}`,
+      );
+  }
+  if (o.scenario === "sweep" && o.sweepRates === null && o.sweepStart > o.sweepMax)
+    throw new OptionsError(`--sweep-start ${o.sweepStart} is above --sweep-max ${o.sweepMax}`);
   if (o.scenario === "chaos") {
     try {
       planFaults(o.seed, o.faultKinds, o.faults, o.durationS);
@@ -480,6 +573,8 @@ export function phasesOf(o: BenchOptions, replay: { spanS: number; orders: numbe
         },
       ];
     }
+    case "sweep":
+      return sweepPhases(sweepRates(o), o.stepS, o.settleS);
     default:
       return [{ name: o.scenario, startS: 0, endS: o.durationS, ratePerSecond: o.rate }];
   }
@@ -489,12 +584,16 @@ export function expectedOrders(phases: Phase[]): number {
   return Math.round(phases.reduce((n, p) => n + p.ratePerSecond * (p.endS - p.startS), 0));
 }
 
-/** The phase an intended send time (seconds from the start of the load) belongs to; −1 before/after. */
+/**
+ * The phase an intended send time (seconds from the start of the load) belongs to: the first phase before
+ * the start, the last after the end, and in a gap between phases (sweep's settle gaps) the one before it.
+ */
 export function phaseIndexAt(phases: Phase[], s: number): number {
+  let before = 0;
   for (let i = 0; i < phases.length; i++) {
     const p = phases[i] as Phase;
     if (s >= p.startS && s < p.endS) return i;
+    if (s >= p.endS) before = i;
   }
-  const last = phases[phases.length - 1];
-  return last !== undefined && s >= last.endS ? phases.length - 1 : 0;
+  return before;
 }

@@ -11,10 +11,16 @@ import {
   phaseCells,
   phaseColumns,
 } from "./report-json.ts";
+import { sweepCells, sweepColumns } from "./sweep.ts";
 
 const chartsScript = () => readFileSync(join(import.meta.dir, "html", "charts.js"), "utf8");
 
 export const chartIds = ["throughput", "latency", "phases", "lag", "cpu", "memory"] as const;
+
+/** The sweep's curve: drawn only in a sweep's report. */
+export const sweepChartId = "sweep";
+const sweepChartTitle =
+  "Latency against offered rate: one point per sweep step (accept → allocated and → stock delta)";
 
 const chartTitles: Record<(typeof chartIds)[number], string> = {
   throughput: "Throughput per second: offered, accepted (JetStream acks), completed, fulfilment requests",
@@ -118,6 +124,11 @@ ${
             `<p>Fault ${f.index + 1} (${esc(f.kind)}), Sluice logged:</p><ul>${f.sluiceSaid.map((l) => `<li><code>${esc(l)}</code></li>`).join("")}</ul>`,
         )
         .join("")}`
+}
+${
+  r.sweep === null
+    ? ""
+    : `<h2>Sweep</h2><p><b>${esc(r.sweep.note)}.</b></p><p class="muted">Steps of ${r.sweep.stepS} s, ${r.sweep.settleS} s of no load after each; judged ${r.sweep.judgedAfterS} s after the step: saturated below ${r.sweep.rule.completedRatioMin * 100} % of the offered rate completed, or above ${r.sweep.rule.p99MsMax} ms p99. Latencies in ms of the step's orders; --workers ${r.sweep.workers} recorded only (Sluice has no worker threads yet).</p>${table(sweepColumns, r.sweep.steps.map(sweepCells))}<figure class="chart" data-chart="${sweepChartId}" data-title="${esc(sweepChartTitle)}"><figcaption>${esc(sweepChartTitle)}</figcaption></figure>`
 }
 <h2>Charts</h2>
 ${figures}

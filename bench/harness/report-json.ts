@@ -8,6 +8,17 @@ import type { FollowUpCounts, LoadDone } from "./loadgen.ts";
 import { type HopKind, hopKinds, type LatencyKind, latencyKinds, type Observer } from "./observe.ts";
 import { type BenchOptions, limits, type Phase, phaseIndexAt } from "./options.ts";
 import { type Sample, type StageCounters, type StageName, stageDelta, stageNames } from "./sample.ts";
+import {
+  buildSweepReport,
+  type CounterPoint,
+  cpuMsPerOrder,
+  peakIn,
+  type StepJudgement,
+  type SweepLatency,
+  type SweepReport,
+  type SweepStepInput,
+  sweepRates,
+} from "./sweep.ts";
 
 export const reportSchema = "sluice-bench/1";
 
@@ -158,6 +169,8 @@ export type BenchReport = {
   notes: string[];
   /** chaos: every fault, when, how long held, what Sluice did, how long recovery took (null otherwise). */
   chaos: ChaosReport | null;
+  /** sweep: one row per step run, the saturation verdicts, the curve (null otherwise). */
+  sweep: SweepReport | null;
 };
 
 export type BuildInput = {
@@ -182,6 +195,8 @@ export type BuildInput = {
   profileDir: string | null;
   notes: string[];
   chaos?: ChaosReport | null;
+  /** sweep: the run's judgement of each step (null: not judged). */
+  sweep?: { judgements: (StepJudgement | null)[] } | null;
 };
 
 const round = (n: number, digits = 3) => {
@@ -342,6 +357,10 @@ export function buildReport(input: BuildInput): BenchReport {
     timeline,
     notes: input.notes,
     chaos: input.chaos ?? null,
+    sweep:
+      options.scenario === "sweep"
+        ? sweepFigures(input, timeline, input.raw?.publishThenConsumePerSecond ?? null)
+        : null,
   };
   report.targets = targetsOf(report);
   return report;
@@ -353,6 +372,10 @@ function titleOf(o: BenchOptions, phases: Phase[]): string {
       return `flash-sale ${o.baseline} → ${o.baseline * o.multiplier} orders/s for ${o.burstS} s`;
     case "chaos":
       return `chaos ${o.rate} orders/s for ${o.durationS} s with ${o.faults} faults`;
+    case "sweep": {
+      const rates = sweepRates(o);
+      return `sweep ${rates[0]} → ${rates[rates.length - 1]} orders/s, ${o.stepS} s steps`;
+    }
     case "replay":
       return `replay of ${o.trace} (${Math.round(phases[0]?.ratePerSecond ?? 0)} orders/s on average)`;
     default:
@@ -417,6 +440,56 @@ function buildTimeline(input: BuildInput): TimelineRow[] {
     });
   }
   return rows;
+}
+
+/** sweep: each step's row (sweep.ts builds the report from them). */
+function sweepFigures(input: BuildInput, timeline: TimelineRow[], rawPerSecond: number | null): SweepReport {
+  const { options, phases, observer, samples } = input;
+  const allocated = observer.summaries("allocated").phases;
+  const stock = observer.summaries("stockDelta").phases;
+  const cpu: CounterPoint[] = samples.map((s) => ({ tS: s.tS, value: s.cpuSeconds.sluice }));
+  const rss: CounterPoint[] = samples.map((s) => ({ tS: s.tS, value: s.rssBytes.sluice }));
+  const sum = (from: number, to: number, pick: (r: TimelineRow) => number) =>
+    timeline.filter((r) => r.s >= from && r.s < to).reduce((n, r) => n + pick(r), 0);
+  const lat = (s: LatencySummary | undefined): SweepLatency => ({
+    count: s?.count ?? 0,
+    p50Ms: s?.p50Ms ?? 0,
+    p99Ms: s?.p99Ms ?? 0,
+    p999Ms: s?.p999Ms ?? 0,
+  });
+  const steps: SweepStepInput[] = phases.map((p, i) => {
+    const stepS = p.endS - p.startS;
+    const windowEndS = p.endS + options.settleS;
+    const judgement = input.sweep?.judgements[i] ?? null;
+    const a = allocated[p.name];
+    const lastS = observer.lastCompletionMs[i]
+      ? (observer.lastCompletionMs[i] - input.startEpochMs) / 1000
+      : p.endS;
+    const sd = stock[p.name];
+    return {
+      phase: p,
+      offeredPerSecond: p.ratePerSecond,
+      offered: sum(p.startS, p.endS, (r) => r.offered),
+      acceptedPerSecond: Math.round(sum(p.startS, p.endS, (r) => r.accepted) / Math.max(1e-9, stepS)),
+      completedPerSecond: Math.round(
+        judgement !== null
+          ? judgement.completedByJudge / Math.max(1e-9, stepS)
+          : (a?.count ?? 0) / Math.max(1e-9, Math.max(p.endS, lastS) - p.startS),
+      ),
+      completed: a?.count ?? 0,
+      allocated: lat(a),
+      stockDelta: sd === undefined || sd.count === 0 ? null : lat(sd),
+      sluiceCpuMsPerOrder: cpuMsPerOrder(
+        cpu,
+        p.startS,
+        windowEndS,
+        sum(p.startS, windowEndS, (r) => r.completed),
+      ),
+      sluiceRssBytesMax: peakIn(rss, p.startS, windowEndS),
+      judgement,
+    };
+  });
+  return buildSweepReport(options, sweepRates(options), steps, rawPerSecond);
 }
 
 function phaseFigures(input: BuildInput, timeline: TimelineRow[]): PhaseReport[] {

@@ -9,6 +9,7 @@ import {
   phaseCells,
   phaseColumns,
 } from "./report-json.ts";
+import { type SweepReport, sweepCells, sweepColumns } from "./sweep.ts";
 
 const n = formatCount;
 const mib = (bytes: number) => `${n(bytes / 1024 / 1024)} MiB`;
@@ -97,6 +98,7 @@ export function renderMarkdown(r: BenchReport): string {
   }
   out.push("");
   if (r.chaos !== null) out.push(...chaosSection(r.chaos), "");
+  if (r.sweep !== null) out.push(...sweepSection(r.sweep), "");
   out.push("## Latency (ms, from the intended send time)");
   for (const kind of latencyKinds) {
     const l = r.latency[kind];
@@ -232,6 +234,18 @@ export function renderMarkdown(r: BenchReport): string {
     `Command: \`${["bun run bench", ...r.command].join(" ")}\` · every figure: report.json · charts: report.html`,
   );
   return `${out.join("\n")}\n`;
+}
+
+export function sweepSection(w: SweepReport): string[] {
+  return [
+    "## Sweep: the latency-throughput curve",
+    "",
+    `**${w.note}.**`,
+    "",
+    `Steps of ${w.stepS} s with ${w.settleS} s of no load after each, single-line orders; each judged ${w.judgedAfterS} s after its end: saturated when its orders completed by then, per second of step, are < ${w.rule.completedRatioMin * 100} % of the offered rate, or their accept → allocated p99 > ${w.rule.p99MsMax} ms. Latencies (ms, from the intended send time) are of the step's orders, the drain included; CPU-ms per order is Sluice's CPU over the step and its settle gap ÷ the orders completed in that window; × raw JetStream is completed /s ÷ ${w.rawPublishThenConsumePerSecond === null ? "(not measured)" : `${n(w.rawPublishThenConsumePerSecond)} msg/s`} publish-then-consume measured in the same run. --workers ${w.workers}: recorded only (Sluice has no worker threads yet).`,
+    "",
+    table(sweepColumns, w.steps.map(sweepCells)),
+  ];
 }
 
 function chaosSection(c: NonNullable<BenchReport["chaos"]>): string[] {

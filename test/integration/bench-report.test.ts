@@ -8,7 +8,7 @@ import type { LoadDone } from "../../bench/harness/loadgen.ts";
 import { runBench } from "../../bench/harness/main.ts";
 import { Observer } from "../../bench/harness/observe.ts";
 import { parseOptions, phasesOf } from "../../bench/harness/options.ts";
-import { chartIds, renderHtml } from "../../bench/harness/report-html.ts";
+import { chartIds, renderHtml, sweepChartId } from "../../bench/harness/report-html.ts";
 import { type BenchReport, buildReport, reportSchema } from "../../bench/harness/report-json.ts";
 import { renderMarkdown } from "../../bench/harness/report-md.ts";
 import type { Sample } from "../../bench/harness/sample.ts";
@@ -206,35 +206,43 @@ function chromiumBinary(): string {
   return bin;
 }
 
+/** The page's DOM after headless Chromium ran its scripts. */
+async function drawnDom(page: string): Promise<string> {
+  const bin = chromiumBinary();
+  const run = Bun.spawn(
+    [
+      bin,
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      `--user-data-dir=${join(dir, "profile")}`,
+      "--virtual-time-budget=5000",
+      "--dump-dom",
+      `file://${page}`,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const [dom, code] = await Promise.all([new Response(run.stdout).text(), run.exited]);
+  expect(code).toBe(0);
+  return dom;
+}
+
 describe("bench HTML report", () => {
   test("headless Chromium draws every chart of a report made from a fixture", async () => {
-    const bin = chromiumBinary();
     const report = fixtureReport();
     expect(report.schema).toBe(reportSchema);
     expect(report.latency.stockDelta.observed).toBe(true);
+    expect(report.sweep).toBeNull();
     const page = join(dir, "report.html");
     const html = renderHtml(report);
     // self-contained: nothing fetched (the SVG namespace is a name, not a fetch)
     expect(
       /<script[^>]+src=|<link[^>]+href=|<img|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/.test(html),
     ).toBe(false);
+    expect(html).not.toContain(`data-chart="${sweepChartId}"`);
     writeFileSync(page, html);
-    const run = Bun.spawn(
-      [
-        bin,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        `--user-data-dir=${join(dir, "profile")}`,
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        `file://${page}`,
-      ],
-      { stdout: "pipe", stderr: "pipe" },
-    );
-    const [dom, code] = await Promise.all([new Response(run.stdout).text(), run.exited]);
-    expect(code).toBe(0);
+    const dom = await drawnDom(page);
     expect(dom).toContain('data-charts-done="true"');
     for (const id of chartIds) {
       const figure = new RegExp(`<figure[^>]*data-chart="${id}"[^>]*>`).exec(dom)?.[0] ?? "";
@@ -369,5 +377,59 @@ describe("bench chaos end to end", () => {
     expect(code).toBe(0);
     expect(readFileSync(join(out, "report.md"), "utf8")).toContain("## Faults");
     expect(readFileSync(join(out, "report.html"), "utf8")).toContain("<h2>Faults</h2>");
+  }, 45_000);
+});
+
+describe("bench sweep end to end", () => {
+  test("a tiny sweep: two steps judged, a table in every report, the curve drawn", async () => {
+    const out = join(dir, "sweep");
+    const code = await runBench([
+      "--scenario",
+      "sweep",
+      "--sweep-rates",
+      "100,200",
+      "--step-s",
+      "2",
+      "--settle-s",
+      "1",
+      "--saturation-p99-ms",
+      "60000",
+      "--workers",
+      "2",
+      "--skus",
+      "200",
+      "--raw-messages",
+      "300",
+      "--quiet",
+      "--out",
+      out,
+    ]);
+    expect(code).toBe(0);
+    const r = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as BenchReport;
+    const w = r.sweep as NonNullable<BenchReport["sweep"]>;
+    expect(r.options.workers).toBe(2);
+    expect(w.workers).toBe(2);
+    expect(r.phases.map((p) => [p.name, p.startS, p.endS])).toEqual([
+      ["100/s", 0, 2],
+      ["200/s", 3, 5],
+    ]);
+    expect(w.steps).toHaveLength(2);
+    for (const s of w.steps) {
+      expect(s.judgement).not.toBeNull();
+      expect(s.completed).toBe(r.latency.allocated.phases[s.name]?.count ?? -1);
+      expect(s.allocated.p99Ms).toBeGreaterThan(0);
+      expect(s.sluiceCpuMsPerOrder).toBeGreaterThan(0);
+      expect(s.sluiceRssBytesMax).toBeGreaterThan(0);
+      expect(s.ratioToRaw).toBeGreaterThan(0);
+    }
+    expect(w.steps.reduce((n, s) => n + s.completed, 0)).toBe(r.load.accepted);
+    expect(w.stepsNotRun).toBe(0);
+    expect(r.audit.passed).toBe(true);
+    expect(readFileSync(join(out, "report.md"), "utf8")).toContain("## Sweep: the latency-throughput curve");
+    const dom = await drawnDom(join(out, "report.html"));
+    const figure = new RegExp(`<figure[^>]*data-chart="${sweepChartId}"[^>]*>`).exec(dom)?.[0] ?? "";
+    expect(figure).not.toContain("data-error");
+    expect(Number(/data-drawn="(\d+)"/.exec(figure)?.[1] ?? 0)).toBeGreaterThanOrEqual(3);
+    expect(dom).toContain('data-series="allocated p99"');
   }, 45_000);
 });

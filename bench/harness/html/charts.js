@@ -32,7 +32,7 @@
     return 10 * p;
   }
 
-  /** series: [{name, values: (number|null)[]}]; xs: seconds; options: {log, unit, bands} */
+  /** series: [{name, values: (number|null)[]}]; xs: seconds (or xLabel's unit); options: {log, unit, bands, xLabel} */
   function lineChart(figure, xs, series, options) {
     const svg = el(
       "svg",
@@ -50,6 +50,7 @@
     const yMin = log ? 10 ** Math.floor(Math.log10(positive.length > 0 ? Math.min(...positive) : 1)) : 0;
     const yMax = log ? 10 ** Math.ceil(Math.log10(Math.max(yMaxRaw, yMin * 10))) : niceMax(yMaxRaw);
     const x = (v) => M.left + ((v - xMin) / (xMax - xMin || 1)) * pw;
+    const xLabel = options.xLabel || ((v) => `${v}s`);
     const y = (v) => {
       if (log) {
         const c = Math.max(v, yMin);
@@ -79,7 +80,7 @@
     }
     const xStep = Math.max(1, niceMax((xMax - xMin) / 8));
     for (let t = Math.ceil(xMin / xStep) * xStep; t <= xMax; t += xStep) {
-      el("text", { x: x(t), y: H - M.bottom + 16, class: "xlab" }, svg, `${t}s`);
+      el("text", { x: x(t), y: H - M.bottom + 16, class: "xlab" }, svg, xLabel(t));
     }
     el(
       "text",
@@ -108,7 +109,7 @@
       drawn++;
     });
     legend(figure, series);
-    hover(figure, svg, xs, series, x, options.unit);
+    hover(figure, svg, xs, series, x, options.unit, xLabel);
     figure.dataset.drawn = String(drawn);
   }
 
@@ -126,7 +127,7 @@
     figure.appendChild(ul);
   }
 
-  function hover(figure, svg, xs, series, x, unit) {
+  function hover(figure, svg, xs, series, x, unit, xLabel) {
     const cursor = el("line", { y1: M.top, y2: H - M.bottom, class: "cursor", visibility: "hidden" }, svg);
     const tip = document.createElement("div");
     tip.className = "tip";
@@ -139,7 +140,7 @@
       cursor.setAttribute("x1", x(xs[k]));
       cursor.setAttribute("x2", x(xs[k]));
       cursor.setAttribute("visibility", "visible");
-      tip.textContent = `${xs[k]}s  ${series.map((s) => `${s.name} ${s.values[k] === null ? "–" : fmt(s.values[k])}`).join("  ")} ${unit}`;
+      tip.textContent = `${xLabel(xs[k])}  ${series.map((s) => `${s.name} ${s.values[k] === null ? "–" : fmt(s.values[k])}`).join("  ")} ${unit}`;
     });
     svg.addEventListener("mouseleave", () => cursor.setAttribute("visibility", "hidden"));
   }
@@ -282,6 +283,32 @@
         ],
         { unit: "MiB", bands },
       ),
+    sweep: (f) => {
+      const steps = data.sweep.steps;
+      const lat = (pick) => steps.map((s) => (s.allocated.count > 0 ? pick(s) : null));
+      const series = [
+        { name: "allocated p50", values: lat((s) => s.allocated.p50Ms) },
+        { name: "allocated p99", values: lat((s) => s.allocated.p99Ms) },
+        { name: "allocated p99.9", values: lat((s) => s.allocated.p999Ms) },
+      ];
+      if (steps.some((s) => s.stockDelta !== null))
+        series.push({
+          name: "stock delta p99",
+          values: steps.map((s) => (s.stockDelta === null ? null : s.stockDelta.p99Ms)),
+        });
+      const sat = data.sweep.saturated;
+      const i = sat === null ? -1 : steps.findIndex((s) => s.step === sat.step);
+      const bands =
+        i > 0
+          ? [{ from: steps[i - 1].offeredPerSecond, to: steps[i].offeredPerSecond, name: "saturation" }]
+          : [];
+      lineChart(
+        f,
+        steps.map((s) => s.offeredPerSecond),
+        series,
+        { unit: "ms (log)", log: true, bands, xLabel: (v) => `${fmt(v)}/s` },
+      );
+    },
     phases: (f) => {
       const keys = ["p50", "p90", "p99", "p99.9", "max"];
       const groups = [];
