@@ -293,7 +293,10 @@ export class Sluice {
     const old = list[index];
     const build = this.build;
     if (old === undefined || build === null || this.stopping !== null) return;
-    const waitMs = Math.min(this.diskFullWaitMs.get(key) ?? 250, this.config.store.diskFullRetryMsMax);
+    const waitMs = Math.min(
+      this.diskFullWaitMs.get(key) ?? this.config.store.diskFullFirstRetryMs,
+      this.config.store.diskFullRetryMsMax,
+    );
     this.diskFullWaitMs.set(key, waitMs * 2);
     this.events.emit("partition_paused", { stage, partition: index, delta: 1 });
     this.log.warn("partition waits for room on the data disk", { stage, partition: index, waitMs, error });

@@ -284,6 +284,12 @@ export const relations: ReadonlyArray<{
     fix: (c) =>
       `ledger.returnWindowMs (${c.ledger.returnWindowMs}) must be at least orders.finalRetentionMs (${c.orders.finalRetentionMs}): a return the order stage accepts must find its line in the ledger; raise returnWindowMs or lower finalRetentionMs`,
   },
+  {
+    rule: "`store.diskFullFirstRetryMs` ≤ `store.diskFullRetryMsMax`: the pauses of a partition waiting for disk room double from the first to the longest.",
+    holds: (c) => c.store.diskFullFirstRetryMs <= c.store.diskFullRetryMsMax,
+    fix: (c) =>
+      `store.diskFullFirstRetryMs (${c.store.diskFullFirstRetryMs}) must be at most store.diskFullRetryMsMax (${c.store.diskFullRetryMsMax})`,
+  },
 ];
 
 export function assertRelations(c: Config): void {

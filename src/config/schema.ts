@@ -178,6 +178,12 @@ export const schema = {
       64,
       "Committed batches per partition whose outbox is still publishing before the next batch waits.",
     ),
+    fullRetryMsMax: int(
+      250,
+      10,
+      10 * secondMs,
+      "Longest pause between tries to publish into a full stream: short, so room a purge frees goes to Sluice's own hops, not only to producers.",
+    ),
     publishInFlightMax: int(
       1024,
       1,
@@ -389,6 +395,12 @@ export const schema = {
       "A lock of another host, boot or pid namespace untouched this long is taken over.",
     ),
     mapBytesMax: int(16 * GiB, 16 * MiB, 4096 * GiB, "LMDB map size per partition: address space, not RAM."),
+    diskFullFirstRetryMs: int(
+      250,
+      10,
+      minuteMs,
+      "First pause before a partition whose commit found no room on the data disk starts again (doubling up to diskFullRetryMsMax).",
+    ),
     diskFullRetryMsMax: int(
       10 * secondMs,
       100,

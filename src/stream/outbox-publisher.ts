@@ -5,6 +5,8 @@ import type { OutboxItem } from "../store/index.ts";
 export type OutboxPublisherLimits = {
   publishAttemptsMax: number;
   publishBackoffMsMax: number;
+  /** outbox.fullRetryMsMax: the longest pause between tries to publish into a full stream. */
+  fullRetryMsMax: number;
   publishInFlightMax: number;
   requestTimeoutMs: number;
 };
@@ -151,7 +153,9 @@ export class OutboxPublisher {
           );
         }
         // Waiting for room: retried at a short cap so freed space goes to Sluice's hops, not only to producers.
-        const capMs = full ? Math.min(this.limits.publishBackoffMsMax, 250) : this.limits.publishBackoffMsMax;
+        const capMs = full
+          ? Math.min(this.limits.publishBackoffMsMax, this.limits.fullRetryMsMax)
+          : this.limits.publishBackoffMsMax;
         await Bun.sleep(Math.min(capMs, 25 * 2 ** Math.min(attempt, 16)));
       }
     }

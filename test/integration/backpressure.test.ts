@@ -112,7 +112,13 @@ test("an outbox publish to a full stream waits for room past outbox.publishAttem
   const unblocked: number[] = [];
   const publisher = new OutboxPublisher(
     jetstream(producer.nc),
-    { publishAttemptsMax: 2, publishBackoffMsMax: 50, publishInFlightMax: 4, requestTimeoutMs: 1000 },
+    {
+      publishAttemptsMax: 2,
+      publishBackoffMsMax: 50,
+      fullRetryMsMax: 50,
+      publishInFlightMax: 4,
+      requestTimeoutMs: 1000,
+    },
     { blocked: (e) => blocked.push(e.detail), unblocked: (e) => unblocked.push(e.waitedMs ?? 0) },
   );
   let done = false;
@@ -134,6 +140,7 @@ test("a publish refused for good is replaced when the caller says how (the route
   const publisher = new OutboxPublisher(jetstream(producer.nc), {
     publishAttemptsMax: 3,
     publishBackoffMsMax: 50,
+    fullRetryMsMax: 50,
     publishInFlightMax: 4,
     requestTimeoutMs: 1000,
   });
