@@ -137,6 +137,12 @@ export const schema = {
       1024 * GiB,
       "Cap on the current-stock view (one message per channel × SKU; ~150 B each).",
     ),
+    answerBytesMax: int(
+      512 * MiB,
+      1 * MiB,
+      1024 * GiB,
+      "Cap on SLUICE_ANSWER (ledger answers, cancels, WMS events, clocks); when full, publishes wait.",
+    ),
     dlqAgeMsMax: int(30 * dayMs, minuteMs, 365 * dayMs, "Dead letters are kept this long for operators."),
     dlqBytesMax: int(512 * MiB, 1 * MiB, 1024 * GiB, "Dead-letter stream size cap."),
     messageBytesMax: int(
@@ -149,6 +155,12 @@ export const schema = {
   consumer: {
     batchCountMax: int(2000, 1, 100_000, "Messages applied in one LMDB transaction (batch by arrival)."),
     pendingMessagesMax: int(8000, 2, 1_000_000, "max_ack_pending: messages out and unacked per partition."),
+    intakePendingMessagesMax: int(
+      4000,
+      2,
+      1_000_000,
+      "max_ack_pending of an order partition's intake (new orders): what waits in memory while it is gated.",
+    ),
     ackWaitMs: int(30 * secondMs, 500, 10 * minuteMs, "Redelivery after this long without an ack."),
     resetAttemptsMax: int(120, 1, 100_000, "Tries to recreate a partition's consumer during an outage."),
     lagPollMs: int(5 * secondMs, 100, 10 * minuteMs, "How often idle partitions refresh their lag gauge."),
@@ -211,6 +223,12 @@ export const schema = {
     ),
     itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
     cacheCountMax: int(100_000, 0, 10_000_000, "SKU states kept decoded in memory per ledger partition."),
+    cacheBytesMax: int(
+      32 * MiB,
+      0,
+      64 * GiB,
+      "Estimated bytes of SKU states kept decoded in memory per ledger partition.",
+    ),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
     // Retention of history (docs/operations.md, "Retention of history"): without it a ledger partition's
     // entries and allocations grow with every order forever. ~150 B per entry and ~200 B per allocation.
@@ -273,6 +291,24 @@ export const schema = {
     historyCountMax: int(100, 1, 10_000, "History events kept per order; the oldest are dropped first."),
     pendingCancelsPerOrderMax: int(16, 1, 1000, "Cancels kept for an order that has not arrived yet."),
     cacheCountMax: int(100_000, 0, 10_000_000, "Orders kept decoded in memory per order partition."),
+    cacheBytesMax: int(
+      32 * MiB,
+      0,
+      64 * GiB,
+      "Estimated bytes of orders kept decoded in memory per order partition.",
+    ),
+    inFlightLinesMax: int(
+      2000,
+      1,
+      1_000_000,
+      "Reservations an order partition awaits from the ledger at most; beyond it new orders wait in JetStream.",
+    ),
+    answerWaitMsMax: int(
+      10 * secondMs,
+      100,
+      10 * minuteMs,
+      "A reservation unanswered this long no longer holds the intake gate (a lost answer must not close it).",
+    ),
     timersPerTickMax: int(
       1000,
       1,

@@ -42,6 +42,11 @@ export type BatchWrite = {
   streamSeqLastAppliedAtMs?: number;
   /** Router message names applied in this batch (see routedIdHeader), remembered in a bounded window. */
   routed?: Array<[number, number, number]>;
+  /**
+   * The partition's other input streams (an order partition's SLUICE_ANSWER): the last sequence applied from
+   * each, with its stream timestamp, committed with the effects like the main stream's.
+   */
+  inputs?: Array<{ stream: string; seq: number; atMs: number }>;
 };
 
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
@@ -177,8 +182,9 @@ export class PartitionStore {
     return this.meta.get("storeId") as string;
   }
 
-  streamSeqLastApplied(): number {
-    const v = this.meta.get("streamSeqLastApplied");
+  /** The last applied sequence of the main stream, or of another input stream when named (0: none yet). */
+  streamSeqLastApplied(stream?: string): number {
+    const v = this.meta.get(stream === undefined ? "streamSeqLastApplied" : `streamSeqLastApplied:${stream}`);
     return typeof v === "number" ? v : 0;
   }
 
@@ -186,8 +192,21 @@ export class PartitionStore {
    * The stream timestamp (ms) of the last applied message, committed with its sequence: at start the runner
    * reads that message from the stream and compares, so a stream deleted and created again is detected.
    */
-  streamSeqLastAppliedAtMs(): number | undefined {
-    return this.meta.get("streamSeqLastAppliedAtMs") as number | undefined;
+  streamSeqLastAppliedAtMs(stream?: string): number | undefined {
+    return this.meta.get(
+      stream === undefined ? "streamSeqLastAppliedAtMs" : `streamSeqLastAppliedAtMs:${stream}`,
+    ) as number | undefined;
+  }
+
+  /** The other input streams this partition applied from, with their last applied sequences. */
+  inputStreams(): Array<{ stream: string; seq: number }> {
+    const out: Array<{ stream: string; seq: number }> = [];
+    const prefix = "streamSeqLastApplied:";
+    for (const key of this.meta.getKeys({ start: prefix, end: `${prefix}\uffff` })) {
+      const stream = (key as string).slice(prefix.length);
+      out.push({ stream, seq: this.streamSeqLastApplied(stream) });
+    }
+    return out;
   }
 
   get<T>(table: string, key: Key): T | undefined {
@@ -245,6 +264,12 @@ export class PartitionStore {
     if (write.streamSeqLastApplied !== null) {
       assert(write.streamSeqLastApplied > before, "the applied sequence only moves forward");
     }
+    for (const input of write.inputs ?? []) {
+      assert(
+        input.seq > this.streamSeqLastApplied(input.stream),
+        "an input stream's applied sequence only moves forward",
+      );
+    }
     let outboxSeq = (this.meta.get("outboxSeq") as number | undefined) ?? 0;
     const storeId = this.meta.get("storeId") as string;
     const keys: number[] = [];
@@ -274,6 +299,10 @@ export class PartitionStore {
       }
       if (write.streamSeqLastAppliedAtMs !== undefined) {
         this.meta.put("streamSeqLastAppliedAtMs", write.streamSeqLastAppliedAtMs);
+      }
+      for (const input of write.inputs ?? []) {
+        this.meta.put(`streamSeqLastApplied:${input.stream}`, input.seq);
+        this.meta.put(`streamSeqLastAppliedAtMs:${input.stream}`, input.atMs);
       }
       if (items.length > 0) this.meta.put("outboxSeq", outboxSeq);
       for (const id of write.routed ?? []) this.routed.put(id, 1);

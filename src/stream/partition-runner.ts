@@ -52,6 +52,21 @@ export interface PartitionApplier {
   readonly tickWhenBusy?: boolean;
 }
 
+/**
+ * A partition's applied position: the sum of the last applied sequences of its input streams, counting the
+ * messages of the batch being applied. It only grows, by at least one per applied message: what ERP batches
+ * cite as their sequence range (seqFrom … seqTo), the same on a replay of the same batches.
+ */
+export function appliedPosition(store: PartitionStore, messages: readonly InboundMessage[]): number {
+  const main = streamNames[store.identity.stage as Stage] as string;
+  const seqs = new Map<string, number>([[main, store.streamSeqLastApplied()]]);
+  for (const { stream, seq } of store.inputStreams()) seqs.set(stream, seq);
+  for (const m of messages) if (m.seq > (seqs.get(m.stream) ?? 0)) seqs.set(m.stream, m.seq);
+  let position = 0;
+  for (const seq of seqs.values()) position += seq;
+  return position;
+}
+
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
 
 export type PartitionRunnerDeps = {

@@ -23,7 +23,11 @@ import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
-import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
+import {
+  appliedPosition,
+  type InboundMessage,
+  type PartitionApplier,
+} from "../../stream/partition-runner.ts";
 import {
   decodeToken,
   encodeToken as encode,
@@ -241,7 +245,7 @@ export class LedgerApplier implements PartitionApplier {
           `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
         );
     }
-    return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
+    return this.finish(outbox, appliedPosition(this.store, messages));
   }
 
   private stock(

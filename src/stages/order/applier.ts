@@ -20,7 +20,11 @@ import {
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
-import type { InboundMessage, PartitionApplier } from "../../stream/partition-runner.ts";
+import {
+  appliedPosition,
+  type InboundMessage,
+  type PartitionApplier,
+} from "../../stream/partition-runner.ts";
 import {
   decodeToken,
   orderKey,
@@ -83,6 +87,8 @@ export class OrderApplier implements PartitionApplier {
   private readonly erp: ErpWindow;
   private readonly timers: BatchTimers;
   private readonly backfill: RetentionBackfill;
+  /** Reservation requests sent to the ledger, not answered yet: line attempt → process time sent (ms), oldest first. */
+  private readonly awaiting = new Map<string, number>();
 
   constructor(
     readonly partition: number,
@@ -130,7 +136,27 @@ export class OrderApplier implements PartitionApplier {
       } else this.applyOne(m, reject);
     }
     if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
-    return this.finish(outbox, Math.max(messages.at(-1)?.seq ?? 0, this.store.streamSeqLastApplied()));
+    return this.finish(outbox, appliedPosition(this.store, messages));
+  }
+
+  /**
+   * The intake gate (answers first): whether this partition takes new orders now. Closed while it awaits
+   * orders.inFlightLinesMax reservations from the ledger; the runner then applies only its answer stream
+   * (ledger answers, cancels, WMS events, clocks) and new orders wait in JetStream. A reservation unanswered
+   * for orders.answerWaitMsMax stops counting, so a lost answer cannot close the gate for good.
+   */
+  intakeOpen(nowMs: number): boolean {
+    const cutoffMs = nowMs - this.config.orders.answerWaitMsMax;
+    for (const [key, sentAtMs] of this.awaiting) {
+      if (sentAtMs > cutoffMs) break; // insertion order is send order
+      this.awaiting.delete(key);
+    }
+    return this.awaiting.size < this.config.orders.inFlightLinesMax;
+  }
+
+  /** Reservations sent and not answered yet (the intake gate's count). */
+  get inFlightLines(): number {
+    return this.awaiting.size;
   }
 
   /**
@@ -140,7 +166,7 @@ export class OrderApplier implements PartitionApplier {
   tick(nowMs: number) {
     const backfill = this.backfill.step();
     if (backfill.length === 0 && !this.erp.due(nowMs)) return null;
-    return this.finish([], this.store.streamSeqLastApplied(), backfill);
+    return this.finish([], appliedPosition(this.store, []), backfill);
   }
 
   /**
@@ -323,7 +349,11 @@ export class OrderApplier implements PartitionApplier {
     }
     // A malformed answer is dead-lettered alone; the other answers of the envelope apply.
     for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
-    for (const { item } of envelope.items) this.orders.ledgerResult(item, input);
+    for (const { item } of envelope.items) {
+      if (item.kind !== "lost")
+        this.awaiting.delete(attemptKey(item.ref.orderKey, item.ref.lineId, item.attempt));
+      this.orders.ledgerResult(item, input);
+    }
   }
 
   private outcome(m: InboundMessage, outcome: OrderOutcome, reject: Reject): void {
@@ -377,8 +407,11 @@ export class OrderApplier implements PartitionApplier {
       this.config.streams.messageBytesMax,
     );
     const P = this.config.streams.partitionCount;
+    const sentAtMs = this.clock();
     for (const r of changes.effects.ledger) {
       envelopes.add(subjects.ledgerCommands(skuPartition(r.sku, P), this.partition), r);
+      if (r.kind === "reserve")
+        this.awaiting.set(attemptKey(r.ref.orderKey, r.ref.lineId, r.attempt), sentAtMs);
     }
     for (const s of changes.effects.statuses) envelopes.add(subjects.outOrder(s.channel), s, true);
     for (const f of changes.effects.fulfilment) envelopes.add(subjects.outFulfil(f.warehouse), f, true);
@@ -387,3 +420,7 @@ export class OrderApplier implements PartitionApplier {
     return { ops, outbox: [...outbox, ...envelopes.drain(), ...erp] };
   }
 }
+
+/** A line's reservation attempt, as the intake gate counts it. */
+const attemptKey = (orderKey: string, lineId: string, attempt: number) =>
+  `${orderKey}\u0000${lineId}\u0000${attempt}`;
