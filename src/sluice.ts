@@ -22,7 +22,7 @@ import { type BlockedEpisode, OutboxPublisher } from "./stream/outbox-publisher.
 import { type PartitionApplier, PartitionRunner } from "./stream/partition-runner.ts";
 import { ensureUnroutedConsumer, provisionStreams } from "./stream/provision.ts";
 import { Retention } from "./stream/retention.ts";
-import type { Stage } from "./stream/subjects.ts";
+import { type Stage, stageInputs, streamNames } from "./stream/subjects.ts";
 import { UnroutedRouter } from "./stream/unrouted-router.ts";
 
 export type Partition<A extends PartitionApplier = PartitionApplier> = {
@@ -162,11 +162,15 @@ export class Sluice {
       jsm,
       c,
       () =>
-        this.partitions.map((p) => ({
-          stage: p.stage,
-          index: p.index,
-          streamSeqLastApplied: () => p.store.streamSeqLastApplied(),
-        })),
+        this.partitions.flatMap((p) =>
+          stageInputs[p.stage].map((input, i, all) => ({
+            input,
+            index: p.index,
+            // The last input is the stage's main stream; the store names the others.
+            streamSeqLastApplied: () =>
+              p.store.streamSeqLastApplied(i === all.length - 1 ? undefined : streamNames[input]),
+          })),
+        ),
       this.log,
       Date.now,
       (stream, count) => this.events.emit("stream_purged", { stream, count }),

@@ -13,6 +13,8 @@ export type Events = {
     applySeconds: number;
     commitSeconds: number;
     lag: number;
+    /** Reservations the partition awaits from the ledger after the batch (order stage; 0 for the ledger). */
+    inFlight: number;
   };
   /** Outbox items reached JetStream. */
   outbox_published: { stage: string; partition: number; count: number; seconds: number; attempts: number };

@@ -64,6 +64,12 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     labelNames: ["stage", "partition"],
     registers: [registry],
   });
+  const inFlight = new Gauge({
+    name: "sluice_order_in_flight_lines",
+    help: "Reservations an order partition awaits from the ledger; at orders.inFlightLinesMax new orders wait in JetStream.",
+    labelNames: ["partition"],
+    registers: [registry],
+  });
   const deadLetters = new Counter({
     name: "sluice_dead_letters_total",
     help: "Inputs sent to sluice.dlq.<reason>.",
@@ -290,6 +296,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     applySeconds.observe({ stage: e.stage }, e.applySeconds);
     commitSeconds.observe({ stage: e.stage }, e.commitSeconds);
     lag.set({ stage: e.stage, partition }, e.lag);
+    if (e.stage === "order") inFlight.set({ partition }, e.inFlight);
   });
   events.on("lag_observed", (e) => lag.set({ stage: e.stage, partition: String(e.partition) }, e.lag));
   events.on("dead_lettered", (e) => deadLetters.inc({ stage: e.stage, reason: e.reason }));

@@ -8,11 +8,13 @@ import { type BatchWrite, type OutboxItem, type PartitionStore, StoreWriteError 
 import type { OutboxPublisher } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
 import {
-  consumerName,
+  type Input,
+  inputConsumerName,
   parseRoutedId,
   routedIdHeader,
   routerKinds,
   type Stage,
+  stageInputs,
   streamNames,
   subjects,
   unroutedConsumerName,
@@ -50,6 +52,14 @@ export interface PartitionApplier {
    * then skipped while messages wait, instead of costing a commit of its own between batches.
    */
   readonly tickWhenBusy?: boolean;
+  /**
+   * The intake gate (answers first): how many messages the partition takes from its intake stream now
+   * (`nowMs`: the process clock). At 0, only its other inputs are applied and new intake waits in JetStream;
+   * the runner asks again before each batch and at each tick. Absent: no limit.
+   */
+  intakeRoom?(nowMs: number): number;
+  /** Work the partition awaits from elsewhere (reservations from the ledger), for the gauge; absent: none. */
+  readonly inFlightLines?: number;
 }
 
 /**
@@ -66,6 +76,20 @@ export function appliedPosition(store: PartitionStore, messages: readonly Inboun
   for (const seq of seqs.values()) position += seq;
   return position;
 }
+
+/** One input stream of a partition, as the runner reads it. */
+type InputState = {
+  input: Input;
+  stream: string;
+  /** The stage's main stream: its sequence is BatchWrite.streamSeqLastApplied; the others go in `inputs`. */
+  main: boolean;
+  /** New intake behind a gate (PartitionApplier.intakeOpen); the other inputs are always taken first. */
+  gated: boolean;
+  buffer: JsMsg[];
+  deliverySeqNext: number | null;
+  seqLastApplied: number;
+  messages: ConsumerMessages | null;
+};
 
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
 
@@ -107,13 +131,11 @@ export type PartitionRunnerDeps = {
  */
 export class PartitionRunner {
   private state: RunnerState = "idle";
-  private buffer: JsMsg[] = [];
+  /** The partition's input streams, first first; the last is the stage's main stream. */
+  private readonly inputs: InputState[];
   private flushScheduled = false;
   private flushing: Promise<void> | null = null;
-  private messages: ConsumerMessages | null = null;
   private generation = 0;
-  private deliverySeqNext: number | null = null;
-  private streamSeqLastApplied = 0;
   private lagPoll: ReturnType<typeof setInterval> | null = null;
   private timerTick: ReturnType<typeof setInterval> | null = null;
   private tickRequested = false;
@@ -129,27 +151,51 @@ export class PartitionRunner {
   private publishing: Promise<void> = Promise.resolve();
   private publishesPending = 0;
   private readonly log: Logger;
-  private readonly stream: string;
 
   constructor(private readonly d: PartitionRunnerDeps) {
     this.log = d.log.child({ stage: d.stage, partition: d.partition });
-    this.stream = streamNames[d.stage];
+    const list: readonly Input[] = stageInputs[d.stage];
+    this.inputs = list.map((input, i) => ({
+      input,
+      stream: streamNames[input],
+      main: i === list.length - 1,
+      // The intake of a stage with answers: the main stream when it is not the only one.
+      gated: list.length > 1 && i === list.length - 1,
+      buffer: [],
+      deliverySeqNext: null,
+      seqLastApplied: 0,
+      messages: null,
+    }));
   }
 
   get running(): boolean {
     return this.state === "running";
   }
 
+  /** The last applied sequence of the stage's main stream. */
   get lastApplied(): number {
-    return this.streamSeqLastApplied;
+    return this.mainInput.seqLastApplied;
+  }
+
+  private get mainInput(): InputState {
+    return this.inputs[this.inputs.length - 1] as InputState;
+  }
+
+  /** Messages delivered and waiting in memory, over every input. */
+  private get buffered(): number {
+    let n = 0;
+    for (const i of this.inputs) n += i.buffer.length;
+    return n;
   }
 
   async start(): Promise<void> {
     assert(this.state === "idle", "a runner starts once");
-    this.streamSeqLastApplied = this.d.store.streamSeqLastApplied();
-    await this.checkStream();
+    for (const i of this.inputs) {
+      i.seqLastApplied = this.d.store.streamSeqLastApplied(i.main ? undefined : i.stream);
+      await this.checkStream(i);
+    }
     await this.publishLeftovers();
-    await this.resetConsumer(null);
+    for (const i of this.inputs) await this.resetConsumer(i, null);
     this.state = "running";
     // Creating the first consumer counts as a reset in progress: a reconnect meanwhile waits for it.
     const first = this.consume();
@@ -169,30 +215,37 @@ export class PartitionRunner {
       }, this.d.applier.tickMs ?? this.d.config.orders.timerTickMs);
     }
     void this.watchConnection();
-    this.log.info("partition running", { streamSeqLastApplied: this.streamSeqLastApplied });
+    this.log.info("partition running", { streamSeqLastApplied: this.seqsForLog() });
+  }
+
+  /** The last applied sequence per input stream, for logs. */
+  private seqsForLog(): Record<string, number> {
+    return Object.fromEntries(this.inputs.map((i) => [i.stream, i.seqLastApplied]));
   }
 
   /**
    * The store's sequences belong to one stream. A stream deleted and created again restarts its sequences:
    * reading it with the old store would skip its first messages, so the partition refuses to start.
    */
-  private async checkStream(): Promise<void> {
-    const info = await this.d.jsm.streams.info(this.stream);
-    const seq = this.streamSeqLastApplied;
-    const atMs = this.d.store.streamSeqLastAppliedAtMs();
+  private async checkStream(input: InputState): Promise<void> {
+    const stream = input.stream;
+    const info = await this.d.jsm.streams.info(stream);
+    const seq = input.seqLastApplied;
+    const atMs = this.d.store.streamSeqLastAppliedAtMs(input.main ? undefined : stream);
     const refuse = (why: string) =>
       new Error(
-        `${this.d.store.dir} applied ${this.stream} up to sequence ${seq}, but ${why}: the stream was deleted and created again, or lost data; restore it, or move the partition directory away to start over (docs/operations.md)`,
+        `${this.d.store.dir} applied ${stream} up to sequence ${seq}, but ${why}: the stream was deleted and created again, or lost data; restore it, or move the partition directory away to start over (docs/operations.md)`,
       );
     if (seq > 0 && info.state.last_seq < seq) throw refuse(`the stream ends at ${info.state.last_seq}`);
     if (seq === 0) return; // nothing applied yet: nothing to compare (retention purges only applied messages)
-    const m = await this.d.jsm.streams.getMessage(this.stream, { seq });
+    const m = await this.d.jsm.streams.getMessage(stream, { seq });
     if (m === null) {
       // Below the stream's first message: retention purged it once applied everywhere (src/stream/retention.ts).
       if (info.state.first_seq > seq) return;
       // Inside the stream's range, gone: deleted by something other than Sluice (retention purges prefixes
       // only), and inputs after it may be gone with it.
       this.log.error("the partition's last applied message was deleted by something other than Sluice", {
+        stream,
         streamSeqLastApplied: seq,
         streamSeqFirst: info.state.first_seq,
         fix: "inputs published after it may be lost: check for an operator purge or message delete (docs/operations.md)",
@@ -217,19 +270,26 @@ export class PartitionRunner {
     await this.d.store.outboxDone(pending.map((p) => p.key));
   }
 
-  private async resetConsumer(force: string | null): Promise<void> {
+  private async resetConsumer(input: InputState, force: string | null): Promise<void> {
     const result = await ensurePartitionConsumer(
       this.d.jsm,
-      this.d.stage,
+      input.input,
       this.d.partition,
       this.d.config,
-      this.streamSeqLastApplied,
+      input.seqLastApplied,
       force,
     );
-    const info = await this.d.jsm.consumers.info(this.stream, consumerName(this.d.stage, this.d.partition));
-    this.deliverySeqNext = info.delivered.consumer_seq + 1;
+    const info = await this.d.jsm.consumers.info(
+      input.stream,
+      inputConsumerName(input.input, this.d.partition),
+    );
+    input.deliverySeqNext = info.delivered.consumer_seq + 1;
     if (result.cause !== "kept") {
-      this.log.info("consumer ready", { cause: result.cause, streamSeqStart: result.streamSeqStart });
+      this.log.info("consumer ready", {
+        stream: input.stream,
+        cause: result.cause,
+        streamSeqStart: result.streamSeqStart,
+      });
       this.d.events.emit("consumer_reset", {
         stage: this.d.stage,
         partition: this.d.partition,
@@ -242,13 +302,18 @@ export class PartitionRunner {
   private async consume(): Promise<void> {
     await this.stopMessages(); // never two live consumers of one partition in this process
     const generation = ++this.generation;
-    const consumer = await this.d.js.consumers.get(this.stream, consumerName(this.d.stage, this.d.partition));
-    const messages = await consumer.consume({
-      max_messages: this.d.config.consumer.batchCountMax,
-      callback: (m) => this.onMessage(m, generation),
-    });
-    this.messages = messages;
-    void this.watchStatus(messages, generation);
+    for (const input of this.inputs) {
+      const consumer = await this.d.js.consumers.get(
+        input.stream,
+        inputConsumerName(input.input, this.d.partition),
+      );
+      const messages = await consumer.consume({
+        max_messages: this.d.config.consumer.batchCountMax,
+        callback: (m) => this.onMessage(input, m, generation),
+      });
+      input.messages = messages;
+      void this.watchStatus(messages, generation);
+    }
   }
 
   private async watchStatus(messages: ConsumerMessages, generation: number): Promise<void> {
@@ -275,22 +340,56 @@ export class PartitionRunner {
     }
   }
 
-  private onMessage(m: JsMsg, generation: number): void {
+  private onMessage(input: InputState, m: JsMsg, generation: number): void {
     // While stopping, what the server already delivered is still applied: the final drain commits and acks
     // it, so the next start finds the consumer in step with the store and nothing waits for ack_wait.
     if (generation !== this.generation || (this.state !== "running" && this.state !== "stopping")) return;
     const deliverySeq = m.info.deliverySequence;
-    if (this.deliverySeqNext !== null && deliverySeq !== this.deliverySeqNext) {
-      this.log.warn("delivery gap; resetting consumer to the store's sequence", {
-        deliverySeqExpected: this.deliverySeqNext,
+    if (input.deliverySeqNext !== null && deliverySeq !== input.deliverySeqNext) {
+      this.log.warn("delivery gap; resetting consumers to the store's sequences", {
+        stream: input.stream,
+        deliverySeqExpected: input.deliverySeqNext,
         deliverySeq,
       });
       this.requestReset("delivery_gap");
       return;
     }
-    this.deliverySeqNext = deliverySeq + 1;
-    this.buffer.push(m);
+    input.deliverySeqNext = deliverySeq + 1;
+    input.buffer.push(m);
     this.scheduleFlush();
+  }
+
+  /**
+   * The next batch, answers first: every input in order, up to consumer.batchCountMax messages in all; the
+   * gated intake only while the applier's gate is open. Each input's part is a prefix of its buffer (stream
+   * order), so acking its last message acks the part.
+   */
+  private takeBatch(): Array<[InputState, JsMsg[]]> {
+    let room = this.d.config.consumer.batchCountMax;
+    const parts: Array<[InputState, JsMsg[]]> = [];
+    for (const input of this.inputs) {
+      if (room === 0) break;
+      if (input.buffer.length === 0) continue;
+      const admitted = input.gated && this.state === "running" ? Math.min(room, this.intakeRoom()) : room;
+      if (admitted === 0) continue;
+      const part = input.buffer.splice(0, admitted);
+      room -= part.length;
+      parts.push([input, part]);
+    }
+    return parts;
+  }
+
+  private intakeRoom(): number {
+    return this.d.applier.intakeRoom?.(Date.now()) ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Whether a batch could be taken now (a gated intake with its gate closed waits for an answer or a tick). */
+  private hasWork(): boolean {
+    for (const input of this.inputs) {
+      if (input.buffer.length === 0) continue;
+      if (!input.gated || this.state !== "running" || this.intakeRoom() > 0) return true;
+    }
+    return false;
   }
 
   private scheduleFlush(): void {
@@ -302,7 +401,7 @@ export class PartitionRunner {
         .catch((error: Error) => this.fail(error))
         .finally(() => {
           this.flushing = null;
-          const more = this.buffer.length > 0 || (this.tickRequested && this.state === "running");
+          const more = this.hasWork() || (this.tickRequested && this.state === "running");
           if (more && (this.state === "running" || this.state === "stopping")) this.scheduleFlush();
         });
     });
@@ -314,11 +413,13 @@ export class PartitionRunner {
       // windows, stock sync) still runs within one batch of its tick. SLA deadlines are not ticks: clocks.
       if (this.tickRequested && this.state === "running") {
         this.tickRequested = false;
-        if (this.d.applier.tickWhenBusy === false && this.buffer.length > 0) continue;
+        if (this.d.applier.tickWhenBusy === false && this.hasWork()) continue;
         await this.processTick();
-      } else if (this.buffer.length > 0) {
-        await this.processBatch(this.buffer.splice(0, this.d.config.consumer.batchCountMax));
-      } else return;
+      } else {
+        const parts = this.takeBatch();
+        if (parts.length === 0) return;
+        await this.processBatch(parts);
+      }
     }
   }
 
@@ -332,7 +433,8 @@ export class PartitionRunner {
   private async publishClockIfDue(): Promise<void> {
     const dueMs = this.d.applier.timerDueMs?.() ?? null;
     if (dueMs === null || dueMs > Date.now() || this.clockPublishing || this.state !== "running") return;
-    if (this.clockSeqOutstanding !== null && this.clockSeqOutstanding > this.streamSeqLastApplied) return;
+    const clockInput = this.inputs.find((i) => i.stream === streamNames.answer) ?? this.mainInput;
+    if (this.clockSeqOutstanding !== null && this.clockSeqOutstanding > clockInput.seqLastApplied) return;
     this.clockPublishing = true;
     try {
       if (!(await this.routerCaughtUp())) return;
@@ -374,18 +476,28 @@ export class PartitionRunner {
     if (items.length > 0) await this.enqueuePublish(items, keys);
   }
 
-  private async processBatch(batch: JsMsg[]): Promise<void> {
+  private async processBatch(parts: Array<[InputState, JsMsg[]]>): Promise<void> {
     const started = performance.now();
     const fresh: InboundMessage[] = [];
-    let seqMax = this.streamSeqLastApplied;
-    let last: JsMsg | null = null;
-    for (const m of batch) {
-      if (last === null || m.seq > last.seq) last = m;
-      if (m.seq <= seqMax) continue; // applied before: a redelivery or a duplicate delivery
-      seqMax = m.seq;
-      fresh.push(toInbound(this.stream, m));
+    /** Per input of the batch: the message to ack (its part's last) and the new last applied sequence. */
+    const advanced: Array<{ input: InputState; last: JsMsg; seqMax: number; atMs: number }> = [];
+    let total = 0;
+    for (const [input, batch] of parts) {
+      let seqMax = input.seqLastApplied;
+      let atMs = 0;
+      let last: JsMsg | null = null;
+      for (const m of batch) {
+        if (last === null || m.seq > last.seq) last = m;
+        if (m.seq <= seqMax) continue; // applied before: a redelivery or a duplicate delivery
+        seqMax = m.seq;
+        const inbound = toInbound(input.stream, m);
+        atMs = inbound.atMs;
+        fresh.push(inbound);
+      }
+      assert(last !== null, "a batch's part is never empty");
+      total += batch.length;
+      advanced.push({ input, last, seqMax, atMs });
     }
-    assert(last !== null, "a batch is never empty");
     // Router copies published again after the duplicate window carry a name this partition already applied.
     const routed: Array<[number, number, number]> = [];
     const seen = new Set<string>();
@@ -402,7 +514,8 @@ export class PartitionRunner {
     let outbox: OutboxItem[] = [];
     let keys: number[] = [];
     let applied = started;
-    if (fresh.length > 0) {
+    const moved = advanced.filter((a) => a.seqMax > a.input.seqLastApplied);
+    if (moved.length > 0) {
       const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
       if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
         throw new Error(
@@ -410,29 +523,35 @@ export class PartitionRunner {
         );
       }
       applied = performance.now();
-      const lastAtMs = (fresh[fresh.length - 1] as InboundMessage).atMs;
+      const main = moved.find((a) => a.input.main);
       const committed = await this.d.store.commit({
         ...write,
-        streamSeqLastApplied: seqMax,
-        streamSeqLastAppliedAtMs: lastAtMs,
+        streamSeqLastApplied: main === undefined ? null : main.seqMax,
+        ...(main === undefined ? {} : { streamSeqLastAppliedAtMs: main.atMs }),
+        inputs: moved
+          .filter((a) => !a.input.main)
+          .map((a) => ({ stream: a.input.stream, seq: a.seqMax, atMs: a.atMs })),
         routed,
       });
       outbox = committed.items;
       keys = committed.keys;
-      this.streamSeqLastApplied = seqMax;
+      for (const a of moved) a.input.seqLastApplied = a.seqMax;
     }
     const committed = performance.now();
+    let lag = 0;
+    for (const a of advanced) lag += a.last.info.pending;
     // Emitted between commit and ack: a listener that throws here is a crash after commit, before ack.
     this.d.events.emit("batch_committed", {
       stage: this.d.stage,
       partition: this.d.partition,
       applied: toApply.length,
-      skipped: batch.length - toApply.length,
+      skipped: total - toApply.length,
       applySeconds: (applied - started) / 1000,
       commitSeconds: (committed - applied) / 1000,
-      lag: last.info.pending + this.buffer.length,
+      lag: lag + this.buffered,
+      inFlight: this.d.applier.inFlightLines ?? 0,
     });
-    last.ack(); // AckAll: acknowledges every message of the batch, after the commit
+    for (const a of advanced) a.last.ack(); // AckAll: acknowledges every message of the part, after the commit
     this.lastBatchAtMs = Date.now();
     if (outbox.length > 0) await this.enqueuePublish(outbox, keys);
   }
@@ -487,13 +606,13 @@ export class PartitionRunner {
 
   private async reset(cause: string): Promise<void> {
     this.generation++;
-    this.buffer = []; // not acked; the recreated consumer delivers them again, in order
+    for (const i of this.inputs) i.buffer = []; // not acked; the recreated consumers deliver them again, in order
     await this.stopMessages();
     if (this.flushing !== null) await this.flushing;
     const attemptsMax = this.d.config.consumer.resetAttemptsMax;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.resetConsumer(cause);
+        for (const i of this.inputs) await this.resetConsumer(i, cause);
         if (this.state !== "resetting") return; // stopped meanwhile
         this.state = "running";
         await this.consume();
@@ -523,26 +642,28 @@ export class PartitionRunner {
     });
     if (Date.now() - this.lastBatchAtMs < this.d.config.consumer.lagPollMs) return;
     try {
-      const info = await this.d.jsm.consumers.info(this.stream, consumerName(this.d.stage, this.d.partition));
-      this.d.events.emit("lag_observed", {
-        stage: this.d.stage,
-        partition: this.d.partition,
-        lag: info.num_pending + info.num_ack_pending,
-      });
+      let lag = 0;
+      for (const i of this.inputs) {
+        const info = await this.d.jsm.consumers.info(i.stream, inputConsumerName(i.input, this.d.partition));
+        lag += info.num_pending + info.num_ack_pending;
+      }
+      this.d.events.emit("lag_observed", { stage: this.d.stage, partition: this.d.partition, lag });
     } catch {
       // NATS unavailable: the next poll tries again; readiness reports the outage.
     }
   }
 
   private async stopMessages(): Promise<void> {
-    const messages = this.messages;
-    this.messages = null;
-    if (messages === null) return;
-    try {
-      messages.stop();
-      await messages.closed();
-    } catch {
-      // Already closed with its connection.
+    for (const input of this.inputs) {
+      const messages = input.messages;
+      input.messages = null;
+      if (messages === null) continue;
+      try {
+        messages.stop();
+        await messages.closed();
+      } catch {
+        // Already closed with its connection.
+      }
     }
   }
 
@@ -572,20 +693,20 @@ export class PartitionRunner {
     // Finish through the one flush path, so there is never a second flush in flight.
     while (this.state === "stopping") {
       if (this.flushing !== null) await this.flushing;
-      else if (this.buffer.length > 0) this.scheduleFlush();
-      if (this.flushing === null && this.buffer.length === 0 && !this.flushScheduled) break;
+      else if (this.buffered > 0) this.scheduleFlush();
+      if (this.flushing === null && this.buffered === 0 && !this.flushScheduled) break;
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (this.flushing !== null) await this.flushing;
     await this.published();
     this.state = "stopped";
-    this.log.info("partition stopped", { streamSeqLastApplied: this.streamSeqLastApplied });
+    this.log.info("partition stopped", { streamSeqLastApplied: this.seqsForLog() });
   }
 
   private fail(error: Error): void {
     if (this.state === "failed") return;
     this.state = "failed";
-    this.buffer = [];
+    for (const i of this.inputs) i.buffer = [];
     this.generation++; // deliveries still arriving are ignored
     if (error instanceof StoreWriteError && error.full && this.d.onStoreFull !== undefined) {
       this.log.warn("partition paused: no room to commit; its input waits in JetStream", { error });

@@ -12,7 +12,14 @@ import {
 } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import { consumerName, type Stage, stages, streamNames, subjects, unroutedConsumerName } from "./subjects.ts";
+import {
+  type Input,
+  inputConsumerName,
+  inputs,
+  streamNames,
+  subjects,
+  unroutedConsumerName,
+} from "./subjects.ts";
 
 const msToNs = (ms: number) => ms * 1_000_000;
 
@@ -62,14 +69,22 @@ function limitsStream(
   };
 }
 
-/** The stream of a stage: one subject per partition, so a publish to a partition that does not exist fails. */
-export function stageStreamConfig(stage: Stage, c: Config): StreamSpec {
+const inputDescriptions: Record<Input, string> = {
+  ledger: "Sluice ledger stage",
+  order: "Sluice order stage intake (new orders, returns)",
+  answer: "Sluice order stage answers (ledger answers, cancels, WMS events, clocks), read before the intake",
+};
+
+/** A partitioned input stream: one subject per partition, so a publish to a partition that does not exist fails. */
+export function stageStreamConfig(input: Input, c: Config): StreamSpec {
   return limitsStream(c, {
-    name: streamNames[stage],
-    description: `Sluice ${stage} stage; partitions=${c.streams.partitionCount}`,
-    subjects: Array.from({ length: c.streams.partitionCount }, (_, p) => `sluice.${stage}.${p}.>`),
+    name: streamNames[input],
+    description: `${inputDescriptions[input]}; partitions=${c.streams.partitionCount}`,
+    subjects: Array.from({ length: c.streams.partitionCount }, (_, p) =>
+      subjects.inputPartitionFilter(input, p),
+    ),
     ageMsMax: 0,
-    bytesMax: c.streams.inboundBytesMax,
+    bytesMax: input === "answer" ? c.streams.answerBytesMax : c.streams.inboundBytesMax,
     messageBytesMax: stageMessageBytesMax(c),
     pushBack: true,
   });
@@ -120,7 +135,7 @@ function otherStreams(c: Config): StreamSpec[] {
 
 /** Creates or updates Sluice's streams. Idempotent; refuses a partition count that differs from the stream's. */
 export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Logger): Promise<void> {
-  const stageStreams = stages.map((stage) => stageStreamConfig(stage, c));
+  const stageStreams = inputs.map((input) => stageStreamConfig(input, c));
   for (const config of stageStreams) {
     const existing = await streamInfoOrNull(jsm, config.name);
     const had = existing?.config.subjects?.length ?? c.streams.partitionCount;
@@ -157,19 +172,20 @@ async function streamInfoOrNull(jsm: JetStreamManager, name: string) {
 }
 
 export function partitionConsumerConfig(
-  stage: Stage,
+  input: Input,
   partition: number,
   c: Config,
   streamSeqStart: number,
 ): Partial<ConsumerConfig> {
   return {
-    durable_name: consumerName(stage, partition),
-    description: `Sluice ${stage} partition ${partition}`,
-    filter_subject: subjects.stagePartitionFilter(stage, partition),
+    durable_name: inputConsumerName(input, partition),
+    description: `Sluice ${input} partition ${partition}`,
+    filter_subject: subjects.inputPartitionFilter(input, partition),
     // AckAll: the runner acks a batch's last message after its commit, which acks the batch.
     ack_policy: AckPolicy.All,
     ack_wait: msToNs(c.consumer.ackWaitMs),
-    max_ack_pending: c.consumer.pendingMessagesMax,
+    // The gated intake keeps little in memory: while the gate is closed, new orders wait in the stream.
+    max_ack_pending: input === "order" ? c.consumer.intakePendingMessagesMax : c.consumer.pendingMessagesMax,
     max_deliver: -1,
     replay_policy: ReplayPolicy.Instant,
     ...(streamSeqStart <= 1
@@ -188,16 +204,16 @@ export type EnsureResult = { reset: boolean; cause: string; streamSeqStart: numb
  */
 export async function ensurePartitionConsumer(
   jsm: JetStreamManager,
-  stage: Stage,
+  input: Input,
   partition: number,
   c: Config,
   streamSeqLastApplied: number,
   force: string | null = null,
 ): Promise<EnsureResult> {
-  const stream = streamNames[stage];
-  const name = consumerName(stage, partition);
+  const stream = streamNames[input];
+  const name = inputConsumerName(input, partition);
   const start = streamSeqLastApplied + 1;
-  const wanted = partitionConsumerConfig(stage, partition, c, start);
+  const wanted = partitionConsumerConfig(input, partition, c, start);
   let info: ConsumerInfo | null = null;
   try {
     info = await jsm.consumers.info(stream, name);

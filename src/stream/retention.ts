@@ -2,10 +2,10 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isNotFound } from "./provision.ts";
-import { consumerName, type Stage, stages, streamNames, unroutedConsumerName } from "./subjects.ts";
+import { type Input, inputConsumerName, inputs, streamNames, unroutedConsumerName } from "./subjects.ts";
 
-/** One partition as retention sees it: its committed last applied stream sequence. */
-export type AppliedPartition = { stage: Stage; index: number; streamSeqLastApplied: () => number };
+/** One partition's input stream as retention sees it: the partition's committed last applied sequence of it. */
+export type AppliedPartition = { input: Input; index: number; streamSeqLastApplied: () => number };
 
 /**
  * Above this share of max_bytes, a stage stream keeps no applied history: history must never be what makes a
@@ -58,7 +58,7 @@ export class Retention {
   /** One pass over every stream; never throws (logs once per failing episode). */
   async runOnce(): Promise<void> {
     try {
-      for (const stage of stages) await this.purgeStage(stage);
+      for (const input of inputs) await this.purgeStage(input);
       await this.purgeUnrouted();
       if (this.failing) this.log.info("retention purges work again");
       this.failing = false;
@@ -80,16 +80,16 @@ export class Retention {
    * A partition bounds the purge at its last applied sequence + 1, unless its consumer has nothing pending
    * nor unacked: then every message of it up to the stream's last sequence (read first) is applied.
    */
-  private async purgeStage(stage: Stage): Promise<void> {
+  private async purgeStage(stage: Input): Promise<void> {
     const stream = streamNames[stage];
     const info = await this.jsm.streams.info(stream);
     let below = info.state.last_seq + 1;
     for (const p of this.partitions()) {
-      if (p.stage !== stage) continue;
+      if (p.input !== stage) continue;
       const applied = p.streamSeqLastApplied();
       if (applied + 1 >= below) continue;
       const consumer = await this.jsm.consumers
-        .info(stream, consumerName(stage, p.index))
+        .info(stream, inputConsumerName(stage, p.index))
         .catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)));
       const idle = consumer !== null && consumer.num_pending === 0 && consumer.num_ack_pending === 0;
       if (!idle) below = Math.min(below, applied + 1);

@@ -66,9 +66,25 @@ export function skuPartition(sku: string, partitionCount: number): number {
 export const stages = ["ledger", "order"] as const;
 export type Stage = (typeof stages)[number];
 
+/**
+ * The streams a stage partition reads, each as `sluice.<input>.<p>.>`, first first. An order partition reads
+ * its answers (SLUICE_ANSWER: the ledger's answers, cancels, WMS events about orders, clocks) before its
+ * intake (SLUICE_ORDER: new orders and returns), so work that finishes an order in flight never waits behind
+ * new orders; the intake is gated (see PartitionApplier.intakeOpen). The last is the stage's main stream.
+ */
+export const stageInputs = { ledger: ["ledger"], order: ["answer", "order"] } as const satisfies Record<
+  Stage,
+  readonly string[]
+>;
+export type Input = "ledger" | "order" | "answer";
+export const inputs: readonly Input[] = ["ledger", "order", "answer"];
+
 /** Public inbound kinds keyed by order (channel + order id): partitioned to the order stage by the mapping. */
 export const orderKinds = ["order", "cancel", "return"] as const;
 export type OrderKind = (typeof orderKinds)[number];
+
+/** Which of an order partition's streams takes a public order kind: cancels finish orders, so answers. */
+export const orderKindInput = (kind: OrderKind): Input => (kind === "cancel" ? "answer" : "order");
 
 /** The order key: channel and order id tokens joined by "." (encoded tokens never contain one). */
 export const orderKey = (channel: string, orderId: string) =>
@@ -86,7 +102,7 @@ export const subjects = {
   orderPublic: (kind: OrderKind, channel: string, orderId: string) =>
     `sluice.in.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
   orderPartitioned: (partition: number, kind: OrderKind, channel: string, orderId: string) =>
-    `sluice.order.${partition}.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
+    `sluice.${orderKindInput(kind)}.${partition}.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
   wmsPublic: (warehouse: string, event: string) => `sluice.in.wms.${encodeToken(warehouse)}.${event}`,
   importPublic: (importId: string) => `sluice.in.import.${encodeToken(importId)}`,
   /** Order stage → ledger stage: line requests of one order partition's batch. */
@@ -95,17 +111,17 @@ export const subjects = {
   /** Router → ledger stage: stock items of one bulk or WMS message that belong to this partition. */
   ledgerItems: (ledgerPartition: number, source: string) =>
     `sluice.ledger.${ledgerPartition}.items.${source}`,
-  /** Ledger stage → order stage: answers to line requests. */
+  /** Ledger stage → order stage (its answer stream): answers to line requests. */
   orderResults: (orderPartition: number, ledgerPartition: number) =>
-    `sluice.order.${orderPartition}.result.${ledgerPartition}`,
-  /** Router → order stage: a WMS event about an order, untouched. */
+    `sluice.answer.${orderPartition}.result.${ledgerPartition}`,
+  /** Router → order stage (its answer stream): a WMS event about an order, untouched. */
   orderWms: (orderPartition: number, warehouse: string, event: string) =>
-    `sluice.order.${orderPartition}.wms.${encodeToken(warehouse)}.${event}`,
+    `sluice.answer.${orderPartition}.wms.${encodeToken(warehouse)}.${event}`,
   /**
    * A clock message: no body, applied after everything before it in the order partition's stream; its stream
    * timestamp moves the partition's stream time on, so SLA deadlines fire while no input flows.
    */
-  orderClock: (orderPartition: number) => `sluice.order.${orderPartition}.clock`,
+  orderClock: (orderPartition: number) => `sluice.answer.${orderPartition}.clock`,
   outOrder: (channel: string) => `sluice.out.order.${encodeToken(channel)}`,
   outFulfil: (warehouse: string) => `sluice.out.fulfil.${encodeToken(warehouse)}`,
   /** ATS changes of one channel: `{"items":[{sku, ats, version, atMs}]}`, coalesced, within its rate budget. */
@@ -117,7 +133,7 @@ export const subjects = {
   stockView: (channel: string, sku: string) =>
     `sluice.view.stock.${encodeToken(channel)}.${encodeToken(sku)}`,
   stockViewAll: "sluice.view.stock.>",
-  stagePartitionFilter: (stage: Stage, partition: number) => `sluice.${stage}.${partition}.>`,
+  inputPartitionFilter: (input: Input, partition: number) => `sluice.${input}.${partition}.>`,
   dlq: (reason: string) => `sluice.dlq.${reason}`,
   dlqAll: "sluice.dlq.>",
   /** Anything under sluice.in that no mapping claimed: WMS events, imports, bad subjects, unmapped servers. */
@@ -127,6 +143,7 @@ export const subjects = {
 export const streamNames = {
   ledger: "SLUICE_LEDGER",
   order: "SLUICE_ORDER",
+  answer: "SLUICE_ANSWER",
   dlq: "SLUICE_DLQ",
   unrouted: "SLUICE_UNROUTED",
   out: "SLUICE_OUT",
@@ -158,6 +175,11 @@ export function routedSubject(partitioned: string): string {
 }
 
 export const consumerName = (stage: Stage, partition: number) => `${stage}-${partition}`;
+/** The stage that reads an input stream. */
+export const inputStage = (input: Input): Stage => (input === "answer" ? "order" : input);
+/** A partition's durable consumer on one of its input streams: named after the partition (`order-3`). */
+export const inputConsumerName = (input: Input, partition: number) =>
+  consumerName(inputStage(input), partition);
 export const unroutedConsumerName = "unrouted";
 
 /** Server-side mappings that partition the public inbound subjects (nats-server `mappings` block). */
@@ -167,7 +189,7 @@ export function subjectMappings(partitionCount: number): Record<string, string> 
   };
   for (const kind of orderKinds) {
     out[`sluice.in.${kind}.*.*`] =
-      `sluice.order.{{partition(${partitionCount},1,2)}}.${kind}.{{wildcard(1)}}.{{wildcard(2)}}`;
+      `sluice.${orderKindInput(kind)}.{{partition(${partitionCount},1,2)}}.${kind}.{{wildcard(1)}}.{{wildcard(2)}}`;
   }
   return out;
 }
@@ -213,7 +235,7 @@ export function routePublic(
     return {
       ok: true,
       route: { stage: "order", partition, kind, key: `${channelToken}.${orderIdToken}` },
-      target: `sluice.order.${partition}.${kind}.${channelToken}.${orderIdToken}`,
+      target: `sluice.${orderKindInput(kind)}.${partition}.${kind}.${channelToken}.${orderIdToken}`,
     };
   }
   return {

@@ -87,6 +87,7 @@ export function testConfig(
       partitionCount: 4,
       inboundBytesMax: 64 * MiB,
       unroutedBytesMax: 16 * MiB,
+      answerBytesMax: 16 * MiB,
       dlqBytesMax: 16 * MiB,
       outBytesMax: 64 * MiB,
       stockViewBytesMax: 16 * MiB,

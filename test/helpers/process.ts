@@ -74,6 +74,8 @@ export function processEnv(natsUrl: string, dataDir: string, ackWaitMs: number):
     SLUICE_CONSUMER_ACK_WAIT_MS: String(ackWaitMs),
     SLUICE_STREAMS_INBOUND_BYTES_MAX: String(64 * MiB),
     SLUICE_STREAMS_UNROUTED_BYTES_MAX: String(16 * MiB),
+    SLUICE_STREAMS_ANSWER_BYTES_MAX: String(16 * MiB),
+    SLUICE_STREAMS_STOCK_VIEW_BYTES_MAX: String(16 * MiB),
     SLUICE_STREAMS_DLQ_BYTES_MAX: String(16 * MiB),
     SLUICE_STREAMS_OUT_BYTES_MAX: String(64 * MiB),
     SLUICE_STORE_MAP_BYTES_MAX: String(256 * MiB),

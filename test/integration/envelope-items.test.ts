@@ -131,7 +131,8 @@ describe("one bad item never sinks its envelope", () => {
     );
     expect(answered.lines[0]?.attempt).toBeGreaterThan(line.attempt);
     await h.quiesce();
-    const dead = deadLettersOf(streamNames.order, seq);
+    // Answers travel in the order partition's answer stream (read before its intake).
+    const dead = deadLettersOf(streamNames.answer, seq);
     expect(dead).toHaveLength(1);
     expectAlone(byIndex(dead, 1), "invalid_command", 1, bad);
   });

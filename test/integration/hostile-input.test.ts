@@ -651,7 +651,9 @@ async function hostileCancel(): Promise<void> {
   const family = "in.cancel";
   const target = expectedOrders.length > 0 && rng.chance(0.3) ? pick(rng, expectedOrders) : null;
   if (target !== null) {
-    // A line the (already published) order does not have: unknown_line, nothing cancelled.
+    // A line the (already applied) order does not have: unknown_line, nothing cancelled. Cancels travel in
+    // the answer stream, ahead of new orders: one that overtakes its order waits for it instead (pending).
+    await h.waitOrder(target.channel, target.orderId, () => true, "the target order applied");
     const subject = subjects.orderPublic("cancel", target.channel, target.orderId);
     const missing = `${pick(rng, protoNames)}-missing`;
     return invalid(family, "unknown line", subject, json({ lines: [missing] }), JSONCT, ["unknown_line"]);
@@ -903,6 +905,8 @@ async function hostileWms(): Promise<void> {
         return invalid(family, "unknown order", subject, json(good), JSONCT, ["unknown_order"]);
       case 1:
         if (target === null) return;
+        // WMS events travel in the answer stream, ahead of new orders: the target must be applied first.
+        await h.waitOrder(target.channel, target.orderId, () => true, "the target order applied");
         return invalid(
           family,
           "unknown line",

@@ -172,7 +172,7 @@ describe("the store knows which stream it applied", () => {
     const dataDir = tempDir("restarts");
     cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
     const config = testConfig("", dataDir, {
-      nats: { url: "", embeddedPort: 0, embeddedStoreBytesMax: 256 * 1024 * 1024 },
+      nats: { url: "", embeddedPort: 0, embeddedStoreBytesMax: 320 * 1024 * 1024 },
     });
     for (let run = 1; run <= 3; run++) {
       const { sluice, fatal } = await startSluice(config);

@@ -47,11 +47,10 @@ async function receive(list: Array<[string, string, number]>) {
   for (const [sku, warehouse, qty] of list) await h.waitPosition(sku, warehouse, { onHand: qty });
 }
 
-/** Every message the order partition's stream holds, in order (what a replay reads). */
-async function partitionStream(p: number, lastSeq: number): Promise<JsMsg[]> {
-  const consumer = await h.producer.js.consumers.get(streamNames.order, {
-    filter_subjects: subjects.stagePartitionFilter("order", p),
-  });
+/** Every message one of the order partition's streams holds, in order, up to `lastSeq`. */
+async function streamOf(stream: string, filter: string, lastSeq: number): Promise<JsMsg[]> {
+  if (lastSeq === 0) return [];
+  const consumer = await h.producer.js.consumers.get(stream, { filter_subjects: filter });
   const out: JsMsg[] = [];
   const messages = await consumer.consume();
   const reading = (async () => {
@@ -60,14 +59,43 @@ async function partitionStream(p: number, lastSeq: number): Promise<JsMsg[]> {
       if (m.seq >= lastSeq) break;
     }
   })();
-  await waitFor(() => out.at(-1)?.seq === lastSeq || lastSeq === 0, `order-${p} read to ${lastSeq}`);
+  await waitFor(() => out.at(-1)?.seq === lastSeq, `${stream} ${filter} read to ${lastSeq}`);
   messages.stop();
   await reading;
   return out;
 }
 
-const inbound = (m: JsMsg): InboundMessage => ({
-  stream: streamNames.order,
+/**
+ * What a replay reads: the partition's intake and answer streams merged in stream time (answers first on a
+ * tie). Live, without a backlog, the partition applied them in that order; under a backlog it takes answers
+ * ahead of older intake, and its state follows the order it applied (committed with both sequences).
+ */
+async function partitionStream(p: number, intakeSeq: number, answerSeq: number): Promise<InboundMessage[]> {
+  const answers = (
+    await streamOf(streamNames.answer, subjects.inputPartitionFilter("answer", p), answerSeq)
+  ).map((m) => inbound(streamNames.answer, m));
+  const intake = (
+    await streamOf(streamNames.order, subjects.inputPartitionFilter("order", p), intakeSeq)
+  ).map((m) => inbound(streamNames.order, m));
+  const merged: InboundMessage[] = [];
+  let a = 0;
+  let i = 0;
+  while (a < answers.length || i < intake.length) {
+    const next = answers[a];
+    const other = intake[i];
+    if (next !== undefined && (other === undefined || next.atMs <= other.atMs)) {
+      merged.push(next);
+      a++;
+    } else {
+      merged.push(other as InboundMessage);
+      i++;
+    }
+  }
+  return merged;
+}
+
+const inbound = (stream: string, m: JsMsg): InboundMessage => ({
+  stream,
   seq: m.seq,
   subject: m.subject,
   data: m.data,
@@ -76,7 +104,7 @@ const inbound = (m: JsMsg): InboundMessage => ({
 });
 
 /** The stream applied again into a fresh store, `batchCount` messages per transaction: the orders it ends with. */
-async function replay(p: number, messages: JsMsg[], batchCount: number): Promise<Order[]> {
+async function replay(p: number, messages: InboundMessage[], batchCount: number): Promise<Order[]> {
   const c = h.config;
   const dir = tempDir(`replay-${p}`);
   const store = PartitionStore.open(
@@ -95,10 +123,17 @@ async function replay(p: number, messages: JsMsg[], batchCount: number): Promise
     );
     const applier = new OrderApplier(p, c, store, () => network, new Instrumentation(), routing);
     for (let i = 0; i < messages.length; i += batchCount) {
-      const batch = messages.slice(i, i + batchCount).map(inbound);
-      const last = batch.at(-1) as InboundMessage;
+      const batch = messages.slice(i, i + batchCount);
       const write = applier.apply(batch);
-      await store.commit({ ...write, streamSeqLastApplied: last.seq, streamSeqLastAppliedAtMs: last.atMs });
+      const lastOf = (stream: string) => batch.findLast((m) => m.stream === stream);
+      const intake = lastOf(streamNames.order);
+      const answer = lastOf(streamNames.answer);
+      await store.commit({
+        ...write,
+        streamSeqLastApplied: intake?.seq ?? null,
+        ...(intake === undefined ? {} : { streamSeqLastAppliedAtMs: intake.atMs }),
+        inputs: answer === undefined ? [] : [{ stream: answer.stream, seq: answer.seq, atMs: answer.atMs }],
+      });
     }
     return [...store.rangeValues<Order>("orders")];
   } finally {
@@ -191,7 +226,7 @@ describe("SLA deadlines in stream time", () => {
     const p = orderPartition(orderKey("sla", "ST-3"), h.P);
     const jsm = await h.producer.jsm();
     const clockMessages = async () =>
-      (await jsm.streams.info(streamNames.order, { subjects_filter: "sluice.order.*.clock" })).state
+      (await jsm.streams.info(streamNames.answer, { subjects_filter: "sluice.answer.*.clock" })).state
         .subjects ?? {};
     expect((await clockMessages())[subjects.orderClock(p)]).toBeGreaterThanOrEqual(1);
     await h.quiesce();
@@ -234,7 +269,11 @@ describe("SLA deadlines in stream time", () => {
     let compared = 0;
     for (const { index: p, store } of h.sluice.orders) {
       const live = [...store.rangeValues<Order>("orders")].map(stateOf);
-      const messages = await partitionStream(p, store.streamSeqLastApplied());
+      const messages = await partitionStream(
+        p,
+        store.streamSeqLastApplied(),
+        store.streamSeqLastApplied(streamNames.answer),
+      );
       for (const batchCount of [1, 7, 500]) {
         expect((await replay(p, messages, batchCount)).map(stateOf)).toEqual(live);
       }

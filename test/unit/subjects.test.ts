@@ -60,7 +60,8 @@ describe("partitions", () => {
     expect(subjectMappings(8)).toEqual({
       "sluice.in.stock.*": "sluice.ledger.{{partition(8,1)}}.stock.{{wildcard(1)}}",
       "sluice.in.order.*.*": "sluice.order.{{partition(8,1,2)}}.order.{{wildcard(1)}}.{{wildcard(2)}}",
-      "sluice.in.cancel.*.*": "sluice.order.{{partition(8,1,2)}}.cancel.{{wildcard(1)}}.{{wildcard(2)}}",
+      // Cancels finish orders: they go to the order partition's answer stream, read before its intake.
+      "sluice.in.cancel.*.*": "sluice.answer.{{partition(8,1,2)}}.cancel.{{wildcard(1)}}.{{wildcard(2)}}",
       "sluice.in.return.*.*": "sluice.order.{{partition(8,1,2)}}.return.{{wildcard(1)}}.{{wildcard(2)}}",
     });
   });
@@ -69,7 +70,9 @@ describe("partitions", () => {
     const r = routePublic("sluice.in.stock.SKU-1", 4);
     expect(r.ok && r.target).toBe(`sluice.ledger.${skuPartition("SKU-1", 4)}.stock.SKU-1`);
     const o = routePublic("sluice.in.cancel.shop.o-1", 4);
-    expect(o.ok && o.target).toBe(`sluice.order.${partitionOfTokens(["shop", "o-1"], 4)}.cancel.shop.o-1`);
+    expect(o.ok && o.target).toBe(`sluice.answer.${partitionOfTokens(["shop", "o-1"], 4)}.cancel.shop.o-1`);
+    const n = routePublic("sluice.in.order.shop.o-1", 4);
+    expect(n.ok && n.target).toBe(`sluice.order.${partitionOfTokens(["shop", "o-1"], 4)}.order.shop.o-1`);
     for (const bad of [
       "sluice.in.stock.a.b",
       "sluice.in.stok.a",

@@ -140,18 +140,19 @@ export class OrderApplier implements PartitionApplier {
   }
 
   /**
-   * The intake gate (answers first): whether this partition takes new orders now. Closed while it awaits
-   * orders.inFlightLinesMax reservations from the ledger; the runner then applies only its answer stream
-   * (ledger answers, cancels, WMS events, clocks) and new orders wait in JetStream. A reservation unanswered
-   * for orders.answerWaitMsMax stops counting, so a lost answer cannot close the gate for good.
+   * The intake gate (answers first): how many new intake messages this partition takes now. It awaits at
+   * most orders.inFlightLinesMax reservations from the ledger; at the limit the runner applies only its
+   * answer stream (ledger answers, cancels, WMS events, clocks) and new orders wait in JetStream. A message
+   * may carry several lines, so the count can pass the limit by one order's lines per message admitted.
+   * A reservation unanswered for orders.answerWaitMsMax stops counting: a lost answer cannot close the gate.
    */
-  intakeOpen(nowMs: number): boolean {
+  intakeRoom(nowMs: number): number {
     const cutoffMs = nowMs - this.config.orders.answerWaitMsMax;
     for (const [key, sentAtMs] of this.awaiting) {
       if (sentAtMs > cutoffMs) break; // insertion order is send order
       this.awaiting.delete(key);
     }
-    return this.awaiting.size < this.config.orders.inFlightLinesMax;
+    return Math.max(0, this.config.orders.inFlightLinesMax - this.awaiting.size);
   }
 
   /** Reservations sent and not answered yet (the intake gate's count). */
