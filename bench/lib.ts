@@ -40,9 +40,11 @@ export function procSample(pid: number): { cpuSeconds: number; rssBytes: number 
 export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
   const httpPort = 18000 + Math.floor(Math.random() * 1000);
-  // BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit.
+  // BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit;
+  // BENCH_PROFILE_FORMAT=cpuprofile writes Chrome's .cpuprofile instead (samples, for DevTools or a script).
   const profileDir = process.env.BENCH_PROFILE;
-  const profile = profileDir ? ["--cpu-prof-md", `--cpu-prof-dir=${profileDir}`] : [];
+  const format = process.env.BENCH_PROFILE_FORMAT === "cpuprofile" ? "--cpu-prof" : "--cpu-prof-md";
+  const profile = profileDir ? [format, `--cpu-prof-dir=${profileDir}`] : [];
   const child = Bun.spawn(["bun", ...profile, join(repoRoot, "src/cli.ts"), "start"], {
     cwd: repoRoot,
     env: {

@@ -17,7 +17,7 @@ import {
  * Message ids are assigned by the store at commit (deterministic per partition).
  */
 export class Envelopes {
-  private readonly bySubject = new Map<string, { json: boolean; items: Uint8Array[] }>();
+  private readonly bySubject = new Map<string, Pending>();
   private readonly encoder = new TextEncoder();
 
   constructor(
@@ -26,9 +26,21 @@ export class Envelopes {
   ) {}
 
   add(subject: string, item: unknown, json = false): void {
-    const entry = this.bySubject.get(subject) ?? { json, items: [] };
-    entry.items.push(json ? this.encoder.encode(JSON.stringify(item)) : pack(item));
-    this.bySubject.set(subject, entry);
+    let entry = this.bySubject.get(subject);
+    if (entry === undefined) {
+      entry = { json, items: [], sizes: [] };
+      this.bySubject.set(subject, entry);
+    }
+    // JSON items stay text until their message is built: one UTF-8 encode per message, not per item.
+    if (entry.json) {
+      const text = JSON.stringify(item);
+      entry.items.push(text);
+      entry.sizes.push(Buffer.byteLength(text, "utf8"));
+    } else {
+      const bytes = pack(item);
+      entry.items.push(bytes);
+      entry.sizes.push(bytes.length);
+    }
   }
 
   get size(): number {
@@ -37,61 +49,47 @@ export class Envelopes {
 
   drain(): OutboxItem[] {
     const out: OutboxItem[] = [];
-    for (const [subject, { json, items }] of this.bySubject) {
+    for (const [subject, { json, items, sizes }] of this.bySubject) {
       const headers: Array<[string, string]> = [
         ["Content-Type", json ? contentTypes.json : contentTypes.msgpack],
       ];
-      let chunk: Uint8Array[] = [];
+      let from = 0;
       let bytes = 0;
-      const flush = () => {
-        if (chunk.length === 0) return;
+      const flush = (to: number) => {
+        if (to === from) return;
+        const chunk = items.slice(from, to);
         out.push({
           subject,
           msgId: "",
           headers,
-          data: json ? jsonEnvelope(chunk) : msgpackEnvelope(chunk, bytes),
+          data: json
+            ? this.encoder.encode(`{"items":[${(chunk as string[]).join(",")}]}`)
+            : msgpackEnvelope(chunk as Uint8Array[], bytes),
         });
-        chunk = [];
+        from = to;
         bytes = 0;
       };
-      for (const item of items) {
+      for (let i = 0; i < items.length; i++) {
+        const size = sizes[i] as number;
         // Input bounds and the config relation (largestOutputItem, src/config/load.ts) make every item fit.
-        assert(
-          item.length + envelopeOverheadBytes <= this.messageBytesMax,
-          "every output item fits a message",
-        );
+        assert(size + envelopeOverheadBytes <= this.messageBytesMax, "every output item fits a message");
         const full =
-          chunk.length >= this.itemsPerMessageMax ||
-          bytes + item.length + envelopeOverheadBytes > this.messageBytesMax;
-        if (full) flush();
-        chunk.push(item);
-        bytes += item.length + 1;
+          i - from >= this.itemsPerMessageMax || bytes + size + envelopeOverheadBytes > this.messageBytesMax;
+        if (full) flush(i);
+        bytes += size + 1;
       }
-      flush();
+      flush(items.length);
     }
     this.bySubject.clear();
     return out;
   }
 }
 
+/** A subject's items of a batch: JSON texts (public outputs) or msgpack encodings, with their UTF-8 sizes. */
+type Pending = { json: boolean; items: Array<string | Uint8Array>; sizes: number[] };
+
 /** `{"items":[` … `]}` or the msgpack map and array headers: what wraps the items' bytes. */
 export const envelopeOverheadBytes = 16;
-
-function jsonEnvelope(items: Uint8Array[]): Uint8Array {
-  const open = new TextEncoder().encode('{"items":[');
-  const size = open.length + items.reduce((n, i) => n + i.length, 0) + Math.max(0, items.length - 1) + 2;
-  const out = new Uint8Array(size);
-  out.set(open, 0);
-  let at = open.length;
-  items.forEach((item, i) => {
-    if (i > 0) out[at++] = 0x2c; // ,
-    out.set(item, at);
-    at += item.length;
-  });
-  out[at++] = 0x5d; // ]
-  out[at++] = 0x7d; // }
-  return out;
-}
 
 /** msgpack {items: [...]}: fixmap(1), fixstr "items", array32 header, then each item's encoding as is. */
 function msgpackEnvelope(items: Uint8Array[], bytes: number): Uint8Array {

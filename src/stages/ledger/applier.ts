@@ -28,16 +28,10 @@ import {
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import {
-  decodeToken,
-  encodeToken as encode,
-  orderPartition,
-  parsePartitioned,
-  partitionOfTokens,
-  subjects,
-} from "../../stream/subjects.ts";
-import { BoundedCache } from "../cache.ts";
+import { decodeToken, encodeToken as encode, parsePartitioned, subjects } from "../../stream/subjects.ts";
+import { BoundedCache, skuStateBytes } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
+import { tokenPartition } from "../partition-of.ts";
 import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
@@ -192,7 +186,7 @@ export class LedgerApplier implements PartitionApplier {
     network: () => Network,
     private readonly clock: () => number = Date.now,
   ) {
-    this.cache = new BoundedCache(config.ledger.cacheCountMax);
+    this.cache = new BoundedCache(config.ledger.cacheCountMax, config.ledger.cacheBytesMax, skuStateBytes);
     this.ledger = new Ledger(ledgerView(store, this.cache), {
       positionUnitsMax: config.ledger.positionUnitsMax,
     });
@@ -267,7 +261,7 @@ export class LedgerApplier implements PartitionApplier {
       return;
     }
     // Single writer per SKU (invariant 2): a message on another partition's subject is refused.
-    const owner = partitionOfTokens([token], this.config.streams.partitionCount);
+    const owner = tokenPartition(token, this.config.streams.partitionCount);
     if (owner !== this.partition) {
       reject(
         m,
@@ -325,7 +319,7 @@ export class LedgerApplier implements PartitionApplier {
     for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
     for (const one of envelope.items) {
       const { index, item } = one;
-      const owner = partitionOfTokens([encode(item.sku)], this.config.streams.partitionCount);
+      const owner = tokenPartition(encode(item.sku), this.config.streams.partitionCount);
       if (owner !== this.partition) {
         const detail = `items envelope item ${index}: SKU ${JSON.stringify(item.sku)} belongs to partition ${owner}, not ${this.partition}`;
         reject(m, "wrong_partition", detail, one);
@@ -353,7 +347,7 @@ export class LedgerApplier implements PartitionApplier {
     }
     for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
     for (const one of envelope.items) {
-      const owner = partitionOfTokens([encode(one.item.sku)], this.config.streams.partitionCount);
+      const owner = tokenPartition(encode(one.item.sku), this.config.streams.partitionCount);
       if (owner === this.partition) {
         // A return over ledger.positionUnitsMax changes nothing: its item is refused alone.
         const refusal = this.ledger.applyLine(one.item, input);
@@ -403,7 +397,7 @@ export class LedgerApplier implements PartitionApplier {
   }
 
   private answer(envelopes: Envelopes, r: LineResult): void {
-    const target = orderPartition(r.ref.orderKey, this.config.streams.partitionCount);
+    const target = tokenPartition(r.ref.orderKey, this.config.streams.partitionCount);
     envelopes.add(subjects.orderResults(target, this.partition), r);
     if (r.kind === "refused") this.events.emit("command_refused", { stage: "ledger", code: r.code });
     else if (r.kind === "reserved") this.events.emit("line_reserved", { partition: this.partition });

@@ -25,19 +25,12 @@ import {
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import {
-  decodeToken,
-  orderKey,
-  orderPartition,
-  parsePartitioned,
-  partitionOfTokens,
-  skuPartition,
-  subjects,
-} from "../../stream/subjects.ts";
-import { BoundedCache } from "../cache.ts";
+import { decodeToken, orderKey, parsePartitioned, subjects } from "../../stream/subjects.ts";
+import { BoundedCache, orderBytes } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
 import { domainLimits } from "../ledger/applier.ts";
+import { skuPartitionOf, tokenPartition } from "../partition-of.ts";
 import { BatchTimers } from "./batch-timers.ts";
 import {
   committedRows,
@@ -100,7 +93,7 @@ export class OrderApplier implements PartitionApplier {
     private readonly clock: () => number = Date.now,
   ) {
     this.limits = domainLimits(config);
-    this.cache = new BoundedCache(config.orders.cacheCountMax);
+    this.cache = new BoundedCache(config.orders.cacheCountMax, config.orders.cacheBytesMax, orderBytes);
     this.erp = new ErpWindow("order", partition, config, store, events);
     this.store = store;
     this.timers = new BatchTimers(store);
@@ -244,7 +237,7 @@ export class OrderApplier implements PartitionApplier {
         return;
       }
     }
-    const owner = partitionOfTokens(tokens, this.config.streams.partitionCount);
+    const owner = tokenPartition(`${tokens[0]}.${tokens[1]}`, this.config.streams.partitionCount);
     if (owner !== this.partition) {
       reject(
         m,
@@ -330,7 +323,7 @@ export class OrderApplier implements PartitionApplier {
       return;
     }
     const key = orderKey(parsed.value.channel, parsed.value.orderId);
-    const owner = orderPartition(key, this.config.streams.partitionCount);
+    const owner = tokenPartition(key, this.config.streams.partitionCount);
     if (owner !== this.partition) {
       reject(m, "wrong_partition", `order ${key} belongs to partition ${owner}, not ${this.partition}`);
       return;
@@ -410,7 +403,7 @@ export class OrderApplier implements PartitionApplier {
     const P = this.config.streams.partitionCount;
     const sentAtMs = this.clock();
     for (const r of changes.effects.ledger) {
-      envelopes.add(subjects.ledgerCommands(skuPartition(r.sku, P), this.partition), r);
+      envelopes.add(subjects.ledgerCommands(skuPartitionOf(r.sku, P), this.partition), r);
       if (r.kind === "reserve")
         this.awaiting.set(attemptKey(r.ref.orderKey, r.ref.lineId, r.attempt), sentAtMs);
     }
