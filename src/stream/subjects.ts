@@ -42,14 +42,30 @@ export function decodeToken(token: string): string {
   return id;
 }
 
-/** FNV-1a, 32 bits, over the token's bytes: the hash nats-server's `{{partition(P,…)}}` uses. */
-export function fnv1a32(text: string): number {
-  let hash = 0x811c9dc5;
-  const bytes = Buffer.from(text, "utf8");
-  for (let i = 0; i < bytes.length; i++) {
-    hash ^= bytes[i] as number;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+const fnvOffsetBasis = 0x811c9dc5;
+const fnvPrime = 0x01000193;
+/** `.` joins an order key's two tokens; encoded tokens never contain it, and the server hashes them joined. */
+const dot = 0x2e;
+
+/**
+ * FNV-1a, 32 bits, over the text's UTF-8 bytes: the hash nats-server's `{{partition(P,…)}}` uses. Encoded
+ * tokens are ASCII (character = byte), so the hot path hashes characters without allocating; `skipDots`
+ * hashes an order key (`<channel>.<orderId>`) as its tokens joined, as the server does.
+ */
+export function fnv1a32(text: string, skipDots = false): number {
+  let hash = fnvOffsetBasis;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return fnvBytes(Buffer.from(skipDots ? text.split(".").join("") : text, "utf8"));
+    if (skipDots && c === dot) continue;
+    hash = Math.imul(hash ^ c, fnvPrime);
   }
+  return hash >>> 0;
+}
+
+function fnvBytes(bytes: Uint8Array): number {
+  let hash = fnvOffsetBasis;
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ (bytes[i] as number), fnvPrime);
   return hash >>> 0;
 }
 
@@ -58,9 +74,14 @@ export function partitionOfTokens(tokens: readonly string[], partitionCount: num
   return fnv1a32(tokens.join("")) % partitionCount;
 }
 
+/** The partition of one encoded token (a SKU's), or of an order key (`<channel>.<orderId>`, both encoded). */
+export function tokenPartition(token: string, partitionCount: number): number {
+  return fnv1a32(token, true) % partitionCount;
+}
+
 /** The partition that owns a SKU. */
 export function skuPartition(sku: string, partitionCount: number): number {
-  return partitionOfTokens([encodeToken(sku)], partitionCount);
+  return tokenPartition(encodeToken(sku), partitionCount);
 }
 
 export const stages = ["ledger", "order"] as const;
@@ -92,7 +113,7 @@ export const orderKey = (channel: string, orderId: string) =>
 
 /** The partition that owns an order (its key's two tokens, hashed as the server's partition(P,1,2)). */
 export function orderPartition(key: string, partitionCount: number): number {
-  return partitionOfTokens(key.split("."), partitionCount);
+  return tokenPartition(key, partitionCount);
 }
 
 export const subjects = {

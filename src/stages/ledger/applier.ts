@@ -28,10 +28,15 @@ import {
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import { decodeToken, encodeToken as encode, parsePartitioned, subjects } from "../../stream/subjects.ts";
+import {
+  decodeToken,
+  encodeToken as encode,
+  parsePartitioned,
+  subjects,
+  tokenPartition,
+} from "../../stream/subjects.ts";
 import { BoundedCache, skuStateBytes } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
-import { tokenPartition } from "../partition-of.ts";
 import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";

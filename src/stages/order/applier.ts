@@ -25,12 +25,18 @@ import {
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import { decodeToken, orderKey, parsePartitioned, subjects } from "../../stream/subjects.ts";
+import {
+  decodeToken,
+  orderKey,
+  parsePartitioned,
+  skuPartition,
+  subjects,
+  tokenPartition,
+} from "../../stream/subjects.ts";
 import { BoundedCache, orderBytes } from "../cache.ts";
 import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
 import { domainLimits } from "../ledger/applier.ts";
-import { skuPartitionOf, tokenPartition } from "../partition-of.ts";
 import { BatchTimers } from "./batch-timers.ts";
 import {
   committedRows,
@@ -403,7 +409,7 @@ export class OrderApplier implements PartitionApplier {
     const P = this.config.streams.partitionCount;
     const sentAtMs = this.clock();
     for (const r of changes.effects.ledger) {
-      envelopes.add(subjects.ledgerCommands(skuPartitionOf(r.sku, P), this.partition), r);
+      envelopes.add(subjects.ledgerCommands(skuPartition(r.sku, P), this.partition), r);
       if (r.kind === "reserve")
         this.awaiting.set(attemptKey(r.ref.orderKey, r.ref.lineId, r.attempt), sentAtMs);
     }

@@ -1,7 +1,7 @@
 import { loadUnits, type SkuState, type WarehouseLoad } from "../../domain/ledger/index.ts";
 import type { RoutingView } from "../../domain/orders/index.ts";
 import type { PartitionStore } from "../../store/index.ts";
-import { skuPartitionOf } from "../partition-of.ts";
+import { skuPartition } from "../../stream/subjects.ts";
 
 /**
  * What routing reads, in one process: the ledger partitions' committed LMDB state (memory-mapped, read
@@ -25,7 +25,7 @@ export class LedgerReadView implements RoutingView {
   ) {}
 
   stock = (sku: string) => {
-    const partition = skuPartitionOf(sku, this.partitionCount);
+    const partition = skuPartition(sku, this.partitionCount);
     const cached = this.skuStates(partition, sku);
     if (cached !== undefined) return cached.positions;
     const store = this.stores()[partition];
