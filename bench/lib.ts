@@ -24,14 +24,35 @@ export type SluiceUnderTest = {
 /** The repository root: Sluice is started from here whatever the caller's working directory. */
 export const repoRoot = join(import.meta.dir, "..");
 
+/** What /proc says about one process at one instant. */
+export type ProcSample = {
+  cpuSeconds: number;
+  /** VmRSS: every resident page, anonymous and file-backed. */
+  rssBytes: number;
+  /** RssAnon: the process's own memory (heap, buffers, stacks): what it costs the machine. */
+  rssAnonBytes: number;
+  /**
+   * RssFile + RssShmem: resident pages of mapped files. For Sluice these are mostly its LMDB maps: page cache
+   * the kernel may reclaim, growing with the data. A map of a file on tmpfs (the chaos scenario's data
+   * directory) counts as RssShmem, not RssFile (and is not reclaimable there), so both are file-backed here
+   * and rssBytes = rssAnonBytes + rssFileBytes.
+   */
+  rssFileBytes: number;
+};
+
 /** CPU seconds (user + system) and resident memory of a process, from /proc; null when it is gone. */
-export function procSample(pid: number): { cpuSeconds: number; rssBytes: number } | null {
+export function procSample(pid: number): ProcSample | null {
   try {
     // Fields after the command name: state is [0], utime [11], stime [12], in clock ticks (1/100 s here).
     const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rssKb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-    return { cpuSeconds: (Number(f[11]) + Number(f[12])) / 100, rssBytes: rssKb * 1024 };
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+    return {
+      cpuSeconds: (Number(f[11]) + Number(f[12])) / 100,
+      rssBytes: kb("VmRSS") * 1024,
+      rssAnonBytes: kb("RssAnon") * 1024,
+      rssFileBytes: (kb("RssFile") + kb("RssShmem")) * 1024,
+    };
   } catch {
     return null;
   }
@@ -45,7 +66,9 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
   const profileDir = process.env.BENCH_PROFILE;
   const format = process.env.BENCH_PROFILE_FORMAT === "cpuprofile" ? "--cpu-prof" : "--cpu-prof-md";
   const profile = profileDir ? [format, `--cpu-prof-dir=${profileDir}`] : [];
-  const child = Bun.spawn(["bun", ...profile, join(repoRoot, "src/cli.ts"), "start"], {
+  // BENCH_BUN_FLAGS="--smol …": Bun runtime flags for the Sluice process (what a deployment's command line sets).
+  const flags = (process.env.BENCH_BUN_FLAGS ?? "").split(" ").filter((f) => f !== "");
+  const child = Bun.spawn(["bun", ...flags, ...profile, join(repoRoot, "src/cli.ts"), "start"], {
     cwd: repoRoot,
     env: {
       ...process.env,

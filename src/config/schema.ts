@@ -224,10 +224,10 @@ export const schema = {
     itemsPerMessageMax: int(10_000, 1, 1_000_000, "SKUs in one bulk import or WMS stock message."),
     cacheCountMax: int(100_000, 0, 10_000_000, "SKU states kept decoded in memory per ledger partition."),
     cacheBytesMax: int(
-      32 * MiB,
+      8 * MiB,
       0,
       64 * GiB,
-      "Estimated bytes of SKU states kept decoded in memory per ledger partition.",
+      "Estimated bytes of SKU states kept decoded in memory per ledger partition (more costs GC, not reads).",
     ),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
     // Retention of history (docs/operations.md, "Retention of history"): without it a ledger partition's
@@ -292,10 +292,10 @@ export const schema = {
     pendingCancelsPerOrderMax: int(16, 1, 1000, "Cancels kept for an order that has not arrived yet."),
     cacheCountMax: int(100_000, 0, 10_000_000, "Orders kept decoded in memory per order partition."),
     cacheBytesMax: int(
-      32 * MiB,
+      8 * MiB,
       0,
       64 * GiB,
-      "Estimated bytes of orders kept decoded in memory per order partition.",
+      "Estimated bytes of orders kept decoded in memory per order partition: its orders in flight fit.",
     ),
     inFlightLinesMax: int(
       2000,

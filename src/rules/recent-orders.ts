@@ -10,8 +10,8 @@ import type { PastOrder } from "./what-if.ts";
 
 /**
  * The last `count` orders from the order stream (what the channels sent, as the order stage received them),
- * oldest first, read with one ordered consumer per partition. Orders share the stream with line results and WMS events: at most
- * routing.whatIfScanMessagesMax messages are read, for at most routing.whatIfWaitMs. Orders that do not
+ * oldest first, read with one ordered consumer per partition. The order stream (the intake) holds new orders
+ * only (and, from versions before SLUICE_ANSWER, the other kinds); at most routing.whatIfScanMessagesMax messages are read, for at most routing.whatIfWaitMs. Orders that do not
  * parse are skipped (they went to the dead-letter stream when they arrived).
  */
 export async function recentOrders(

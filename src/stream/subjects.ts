@@ -104,8 +104,12 @@ export const inputs: readonly Input[] = ["ledger", "order", "answer"];
 export const orderKinds = ["order", "cancel", "return"] as const;
 export type OrderKind = (typeof orderKinds)[number];
 
-/** Which of an order partition's streams takes a public order kind: cancels finish orders, so answers. */
-export const orderKindInput = (kind: OrderKind): Input => (kind === "cancel" ? "answer" : "order");
+/**
+ * Which of an order partition's streams takes a public order kind: new orders go to its intake; cancels and
+ * returns are about orders that exist, so they go with the answers (never behind new orders, and in one
+ * stream with the clocks that fire deadlines and retention).
+ */
+export const orderKindInput = (kind: OrderKind): Input => (kind === "order" ? "order" : "answer");
 
 /** The order key: channel and order id tokens joined by "." (encoded tokens never contain one). */
 export const orderKey = (channel: string, orderId: string) =>

@@ -760,7 +760,7 @@ describe("order lifecycle over a real nats-server and LMDB", () => {
     const dl = await h.waitDeadLetter("invalid_transition", (d) => d.body.includes('"r4"'), "over-return");
     expect(dl.detail).toContain("only 1 shipped and not yet returned");
     expect(dl.sourceSubject).toBe(
-      `sluice.order.${orderPartition(orderKey("shop", "RT-1"), P)}.return.shop.RT-1`,
+      `sluice.answer.${orderPartition(orderKey("shop", "RT-1"), P)}.return.shop.RT-1`,
     );
     await h.returned("shop", "RT-1", "r1", [
       { lineId: "1", qty: 1, disposition: "sellable", warehouse: "w2" },

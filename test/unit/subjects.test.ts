@@ -60,9 +60,9 @@ describe("partitions", () => {
     expect(subjectMappings(8)).toEqual({
       "sluice.in.stock.*": "sluice.ledger.{{partition(8,1)}}.stock.{{wildcard(1)}}",
       "sluice.in.order.*.*": "sluice.order.{{partition(8,1,2)}}.order.{{wildcard(1)}}.{{wildcard(2)}}",
-      // Cancels finish orders: they go to the order partition's answer stream, read before its intake.
+      // Cancels and returns are about orders that exist: the order partition's answer stream, read first.
       "sluice.in.cancel.*.*": "sluice.answer.{{partition(8,1,2)}}.cancel.{{wildcard(1)}}.{{wildcard(2)}}",
-      "sluice.in.return.*.*": "sluice.order.{{partition(8,1,2)}}.return.{{wildcard(1)}}.{{wildcard(2)}}",
+      "sluice.in.return.*.*": "sluice.answer.{{partition(8,1,2)}}.return.{{wildcard(1)}}.{{wildcard(2)}}",
     });
   });
 
