@@ -139,6 +139,13 @@ export const limits = {
   /** chaos: unexpected exits of Sluice restarted at most (a crash loop), and faults in one run at most. */
   chaosCrashRestartsMax: 30,
   chaosFaultsMax: 20,
+  /**
+   * Issue #11's memory budget: Sluice's anonymous RSS (heap, buffers) stays under this at any offered load on
+   * the development box. Judged on RssAnon, not VmRSS: VmRSS also counts the resident pages of the LMDB maps,
+   * page cache that grows with the data (169 MiB, Bun's executable included, after the default flash sale on
+   * the 2-core box; 641 MiB anonymous) and that the kernel reclaims.
+   */
+  sluiceRssAnonBudgetBytes: 1024 ** 3,
 } as const;
 
 const flags = {

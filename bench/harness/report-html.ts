@@ -7,9 +7,14 @@ import {
   type BenchReport,
   faultCells,
   faultColumns,
+  formatBytes,
   formatCount,
+  formatMib,
   phaseCells,
   phaseColumns,
+  resourceColumns,
+  resourceRows,
+  rssNote,
 } from "./report-json.ts";
 import { sweepCells, sweepColumns } from "./sweep.ts";
 
@@ -28,7 +33,7 @@ const chartTitles: Record<(typeof chartIds)[number], string> = {
   phases: "Latency percentiles per phase",
   lag: "Consumer lag (sluice_partition_lag_messages, sampled each second)",
   cpu: "CPU per process",
-  memory: "Resident memory",
+  memory: "Resident memory: RSS, Sluice's anonymous and file-backed (LMDB maps) parts",
 };
 
 const esc = (s: unknown) =>
@@ -111,7 +116,8 @@ svg{width:100%;height:auto;background:#fff;border:1px solid #e2e8f0}.grid{stroke
 <h1>Sluice bench: ${esc(r.title)}</h1>
 <p class="muted">${esc(r.startedAt)} · ${r.machine.cpus} × ${esc(r.machine.cpuModel)} · Sluice ${esc(r.versions.sluice)} (${esc(r.versions.git.commit?.slice(0, 12) ?? "no git")}${r.versions.git.dirty ? ", uncommitted changes" : ""}) · Bun ${esc(r.versions.bun)} · nats-server ${esc(r.versions.natsServer)} · seed ${r.options.seed} · ${r.options.partitions} partitions</p>
 <p class="big"><b>${n(r.throughput.ordersPerSecond)} orders/s</b> end to end during ${esc(r.throughput.phase)} · <b>${esc(r.throughput.ratioToRaw ?? "?")}</b> of ${esc(raw)} · audit <b class="${r.audit.passed ? "ok" : "bad"}">${r.audit.passed ? "passed" : "FAILED"}</b></p>
-<p class="muted">${esc(r.throughput.note)}. ${esc(r.drain.note)}.</p>
+<p class="muted">${esc(r.throughput.note)}. ${esc(r.drain.note)}.${r.burst === null ? "" : ` Burst: ${esc(r.burst.note)}.`}</p>
+<p>Sluice memory: anonymous RSS <b>${formatMib(r.resources.sluice.rssAnonBytesMax)}</b> max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}); RSS ${formatMib(r.resources.sluice.rssBytesMax)} max, of which file-backed ${formatMib(r.resources.sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.</p>
 <h2>Targets</h2>
 ${verdicts}
 ${
@@ -137,6 +143,9 @@ ${latency}
 <h2>Load</h2>
 ${table(phaseColumns, r.phases.map(phaseCells))}
 <p>Offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors; the load generator was at most ${n(r.load.behindMsMax)} ms behind its schedule (at most ${n(r.load.inflightMax)} of ${n(r.load.inFlightPublishesMax)} publishes awaiting an ack).</p>
+<h2>CPU and memory</h2>
+${table(resourceColumns, resourceRows(r.resources))}
+<p class="muted">CPU over ${r.resources.windowS} s from the start of the load to the end of the drain. ${esc(rssNote)}</p>
 <h2>Where the time goes</h2>
 <p class="muted">The accept → allocated latency cut at the stream timestamps the status items carry (ms).</p>
 ${table(

@@ -52,7 +52,12 @@ export type TimelineRow = {
   latencyMs: Record<LatencyKind, { p50: number; p90: number; p99: number; max: number; count: number }>;
   lag: Record<StageName, number> | null;
   cpuCores: { sluice: number; nats: number; loadgen: number; harness: number } | null;
+  /** VmRSS: anonymous + file-backed. */
   rssBytes: { sluice: number; nats: number } | null;
+  /** RssAnon: the process's own memory (heap, buffers). */
+  rssAnonBytes: { sluice: number; nats: number } | null;
+  /** RssFile + RssShmem: resident pages of mapped files (Sluice's LMDB maps: reclaimable page cache). */
+  rssFileBytes: { sluice: number; nats: number } | null;
 };
 
 export type PhaseReport = Phase & {
@@ -63,6 +68,10 @@ export type PhaseReport = Phase & {
   /** Arrival of the phase's last order's completion, seconds after the start. */
   lastCompletionS: number | null;
   cpuCores: { sluice: number; nats: number; loadgen: number; harness: number } | null;
+  /** Sluice's peak RSS over the samples taken in the phase: total, anonymous, file-backed (0: none taken). */
+  sluiceRssBytesMax: number;
+  sluiceRssAnonBytesMax: number;
+  sluiceRssFileBytesMax: number;
   stages: Record<StageName, StageCounters> | null;
 };
 
@@ -78,7 +87,23 @@ export type ResourceUse = {
   cpuSeconds: number;
   cpuCoresMean: number;
   cpuCoresMax: number;
+  /** Peaks over the run's samples, each on its own (they may come from different seconds). */
   rssBytesMax: number;
+  rssAnonBytesMax: number;
+  rssFileBytesMax: number;
+};
+
+export type BurstGaps = {
+  startS: number;
+  endS: number;
+  /** Whole seconds of the burst in the per-second completion series (timeline[].completed). */
+  seconds: number;
+  /** Of them, the seconds in which no order completed. */
+  secondsWithoutCompletions: number;
+  /** The longest run of consecutive seconds without a completion, and the second it began (null: none). */
+  runWithoutCompletionsSMax: number;
+  runWithoutCompletionsStartS: number | null;
+  note: string;
 };
 
 export type BenchReport = {
@@ -138,6 +163,8 @@ export type BenchReport = {
     lagDrainedAfterBurstS: number | null;
     note: string;
   };
+  /** flash-sale only (else null): the burst's seconds in which no order completed. */
+  burst: BurstGaps | null;
   lag: { maxMessages: number; maxAtS: number; byStageMax: Record<StageName, number> };
   resources: {
     sluice: ResourceUse;
@@ -145,6 +172,8 @@ export type BenchReport = {
     loadgen: ResourceUse;
     harnessCpuSeconds: number;
     windowS: number;
+    /** The memory target's budget (limits.sluiceRssAnonBudgetBytes), judged on Sluice's anonymous RSS. */
+    sluiceRssAnonBudgetBytes: number;
   };
   where: {
     stages: Record<
@@ -261,6 +290,11 @@ export function buildReport(input: BuildInput): BenchReport {
   const peak = peakPhase(phaseReports);
   const rawRate = input.raw?.publishThenConsumePerSecond ?? null;
   const drain = drainFigures(input, timeline, afterLoadEndS);
+  const burst = phases.find((p) => p.name === "burst");
+  const burstGaps =
+    options.scenario === "flash-sale" && burst !== undefined
+      ? gapsWithoutCompletions(timeline, burst.startS, burst.endS)
+      : null;
   const lagMax = lagFigures(samples);
   const resources = resourceFigures(samples, input.harnessCpuSeconds);
   const hops = Object.fromEntries(
@@ -341,6 +375,7 @@ export function buildReport(input: BuildInput): BenchReport {
     latency,
     hops,
     drain,
+    burst: burstGaps,
     lag: lagMax,
     resources,
     where,
@@ -437,6 +472,10 @@ function buildTimeline(input: BuildInput): TimelineRow[] {
       lag: sample?.scraped ? { ...sample.lag } : null,
       cpuCores,
       rssBytes: sample === undefined ? null : { sluice: sample.rssBytes.sluice, nats: sample.rssBytes.nats },
+      rssAnonBytes:
+        sample === undefined ? null : { sluice: sample.rssAnonBytes.sluice, nats: sample.rssAnonBytes.nats },
+      rssFileBytes:
+        sample === undefined ? null : { sluice: sample.rssFileBytes.sluice, nats: sample.rssFileBytes.nats },
     });
   }
   return rows;
@@ -448,7 +487,7 @@ function sweepFigures(input: BuildInput, timeline: TimelineRow[], rawPerSecond: 
   const allocated = observer.summaries("allocated").phases;
   const stock = observer.summaries("stockDelta").phases;
   const cpu: CounterPoint[] = samples.map((s) => ({ tS: s.tS, value: s.cpuSeconds.sluice }));
-  const rss: CounterPoint[] = samples.map((s) => ({ tS: s.tS, value: s.rssBytes.sluice }));
+  const rss = sluiceRssSeries(samples);
   const sum = (from: number, to: number, pick: (r: TimelineRow) => number) =>
     timeline.filter((r) => r.s >= from && r.s < to).reduce((n, r) => n + pick(r), 0);
   const lat = (s: LatencySummary | undefined): SweepLatency => ({
@@ -485,15 +524,78 @@ function sweepFigures(input: BuildInput, timeline: TimelineRow[], rawPerSecond: 
         windowEndS,
         sum(p.startS, windowEndS, (r) => r.completed),
       ),
-      sluiceRssBytesMax: peakIn(rss, p.startS, windowEndS),
+      ...sluiceRssPeaks(rss, p.startS, windowEndS),
       judgement,
     };
   });
   return buildSweepReport(options, sweepRates(options), steps, rawPerSecond);
 }
 
+/** Sluice's RSS over the samples: total, anonymous, file-backed. */
+function sluiceRssSeries(samples: Sample[]): Record<"total" | "anon" | "file", CounterPoint[]> {
+  return {
+    total: samples.map((s) => ({ tS: s.tS, value: s.rssBytes.sluice })),
+    anon: samples.map((s) => ({ tS: s.tS, value: s.rssAnonBytes.sluice })),
+    file: samples.map((s) => ({ tS: s.tS, value: s.rssFileBytes.sluice })),
+  };
+}
+
+function sluiceRssPeaks(
+  rss: ReturnType<typeof sluiceRssSeries>,
+  fromS: number,
+  toS: number,
+): Pick<PhaseReport, "sluiceRssBytesMax" | "sluiceRssAnonBytesMax" | "sluiceRssFileBytesMax"> {
+  return {
+    sluiceRssBytesMax: peakIn(rss.total, fromS, toS),
+    sluiceRssAnonBytesMax: peakIn(rss.anon, fromS, toS),
+    sluiceRssFileBytesMax: peakIn(rss.file, fromS, toS),
+  };
+}
+
+/**
+ * The seconds in [fromS, toS) of the per-second completion series with no completion, and the longest run of
+ * them. A second missing from the series (the run broke) counts as one without completions.
+ */
+export function gapsWithoutCompletions(timeline: TimelineRow[], fromS: number, toS: number): BurstGaps {
+  const completed = new Map(timeline.map((r) => [r.s, r.completed]));
+  let seconds = 0;
+  let without = 0;
+  let run = 0;
+  let runMax = 0;
+  let runMaxStartS: number | null = null;
+  for (let s = Math.ceil(fromS); s < toS; s++) {
+    seconds++;
+    if ((completed.get(s) ?? 0) > 0) {
+      run = 0;
+      continue;
+    }
+    without++;
+    run++;
+    if (run > runMax) {
+      runMax = run;
+      runMaxStartS = s - run + 1;
+    }
+  }
+  const note =
+    seconds === 0
+      ? "the burst has no whole second in the run"
+      : without === 0
+        ? `orders completed in every one of the burst's ${seconds} seconds`
+        : `no order completed in ${without} of the burst's ${seconds} seconds; the longest run without one: ${runMax} s from ${runMaxStartS} s`;
+  return {
+    startS: fromS,
+    endS: toS,
+    seconds,
+    secondsWithoutCompletions: without,
+    runWithoutCompletionsSMax: runMax,
+    runWithoutCompletionsStartS: runMaxStartS,
+    note,
+  };
+}
+
 function phaseFigures(input: BuildInput, timeline: TimelineRow[]): PhaseReport[] {
   const { phases, samples, observer } = input;
+  const rss = sluiceRssSeries(samples);
   const at = (s: number) => {
     let best: Sample | undefined;
     for (const x of samples)
@@ -536,6 +638,7 @@ function phaseFigures(input: BuildInput, timeline: TimelineRow[]): PhaseReport[]
               harness: cores((s) => s.cpuSeconds.harness),
             }
           : null,
+      ...sluiceRssPeaks(rss, p.startS, p.endS),
       stages:
         from !== undefined && to !== undefined && to.tS > from.tS
           ? {
@@ -603,7 +706,12 @@ function resourceFigures(samples: Sample[], harnessCpuSeconds: number): BenchRep
   const first = window[0];
   const last = window[window.length - 1];
   const windowS = first !== undefined && last !== undefined ? last.tS - first.tS : 0;
-  const use = (pick: (s: Sample) => number, rss: (s: Sample) => number): ResourceUse => {
+  const use = (
+    pick: (s: Sample) => number,
+    rss: (s: Sample) => number,
+    rssAnon: (s: Sample) => number,
+    rssFile: (s: Sample) => number,
+  ): ResourceUse => {
     let cpuCoresMax = 0;
     for (let i = 1; i < window.length; i++) {
       const a = window[i - 1] as Sample;
@@ -616,23 +724,32 @@ function resourceFigures(samples: Sample[], harnessCpuSeconds: number): BenchRep
       cpuCoresMean: windowS > 0 ? round(cpuSeconds / windowS, 2) : 0,
       cpuCoresMax: round(cpuCoresMax, 2),
       rssBytesMax: Math.max(0, ...samples.map(rss)),
+      rssAnonBytesMax: Math.max(0, ...samples.map(rssAnon)),
+      rssFileBytesMax: Math.max(0, ...samples.map(rssFile)),
     };
   };
   return {
     sluice: use(
       (s) => s.cpuSeconds.sluice,
       (s) => s.rssBytes.sluice,
+      (s) => s.rssAnonBytes.sluice,
+      (s) => s.rssFileBytes.sluice,
     ),
     natsServer: use(
       (s) => s.cpuSeconds.nats,
       (s) => s.rssBytes.nats,
+      (s) => s.rssAnonBytes.nats,
+      (s) => s.rssFileBytes.nats,
     ),
     loadgen: use(
       (s) => s.cpuSeconds.loadgen,
       (s) => s.rssBytes.loadgen,
+      (s) => s.rssAnonBytes.loadgen,
+      (s) => s.rssFileBytes.loadgen,
     ),
     harnessCpuSeconds: round(harnessCpuSeconds, 2),
     windowS: round(windowS, 1),
+    sluiceRssAnonBudgetBytes: limits.sluiceRssAnonBudgetBytes,
   };
 }
 
@@ -823,13 +940,90 @@ export function targetsOf(r: BenchReport): Target[] {
     verdict: oversell?.passed === true ? "met" : oversell?.passed === false ? "missed" : "not measured",
     note: "",
   });
+  targets.push(burstTarget(r, flash ? scale.trim() : "measured by --scenario flash-sale"));
+  targets.push(memoryTarget(r.resources));
   return targets;
+}
+
+function burstTarget(r: BenchReport, note: string): Target {
+  const b = r.burst;
+  return {
+    name: "completions through the burst",
+    target: "no second of the burst without completions",
+    measured:
+      b === null
+        ? "—"
+        : `${b.secondsWithoutCompletions} of ${b.seconds} s without a completion; longest run ${b.runWithoutCompletionsSMax} s${b.runWithoutCompletionsStartS === null ? "" : ` from ${b.runWithoutCompletionsStartS} s`}`,
+    verdict:
+      r.options.scenario !== "flash-sale"
+        ? "not applicable"
+        : b === null || b.seconds === 0
+          ? "not measured"
+          : b.secondsWithoutCompletions === 0
+            ? "met"
+            : "missed",
+    note,
+  };
+}
+
+function memoryTarget(res: BenchReport["resources"]): Target {
+  const s = res.sluice;
+  const budget = res.sluiceRssAnonBudgetBytes;
+  return {
+    name: "bounded memory",
+    target: `Sluice anonymous RSS ≤ ${formatBytes(budget)} at any offered load`,
+    measured:
+      s.rssAnonBytesMax === 0
+        ? "anonymous RSS not read (no RssAnon in /proc/<pid>/status)"
+        : `anonymous ${formatMib(s.rssAnonBytesMax)} max (RSS ${formatMib(s.rssBytesMax)}, file-backed ${formatMib(s.rssFileBytesMax)})`,
+    verdict: s.rssAnonBytesMax === 0 ? "not measured" : s.rssAnonBytesMax <= budget ? "met" : "missed",
+    note: "judged on anonymous RSS (heap, buffers); file-backed pages of the LMDB maps (and Bun's executable) are shown separately: reclaimable page cache that grows with the data",
+  };
 }
 
 // ---- shared by the Markdown and HTML renderers ----------------------------------------------------------
 
 /** A count as people read it: rounded, with thousands separators. */
 export const formatCount = (x: number) => Math.round(x).toLocaleString("en-US");
+
+/** Bytes in MiB, rounded: "1,024 MiB". */
+export const formatMib = (bytes: number) => `${formatCount(bytes / 1048576)} MiB`;
+
+/** A budget in whole GiB when it is one ("1 GiB"), else in MiB. */
+export const formatBytes = (bytes: number) =>
+  bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3} GiB` : formatMib(bytes);
+
+/** The memory columns' note (Markdown and HTML). */
+export const rssNote =
+  "RSS is VmRSS = anonymous (RssAnon: heap, buffers) + file-backed (RssFile + RssShmem). Sluice's file-backed pages are its LMDB maps (growing with the data) and Bun's executable (~55 MiB at start): page cache the kernel reclaims, shown separately; the memory target is judged on anonymous RSS. Each is its own peak over the samples (1 s apart), so the three need not add up.";
+
+/** The process table (Markdown and HTML): CPU and the three RSS peaks per process. */
+export const resourceColumns = [
+  "process",
+  "CPU s",
+  "cores mean",
+  "cores max",
+  "RSS max",
+  "anon RSS max",
+  "file-backed RSS max",
+];
+export function resourceRows(res: BenchReport["resources"]): Array<Array<string | number>> {
+  const row = (name: string, u: ResourceUse) => [
+    name,
+    u.cpuSeconds,
+    u.cpuCoresMean,
+    u.cpuCoresMax,
+    formatMib(u.rssBytesMax),
+    formatMib(u.rssAnonBytesMax),
+    formatMib(u.rssFileBytesMax),
+  ];
+  return [
+    row("Sluice", res.sluice),
+    row("nats-server", res.natsServer),
+    row("load generator", res.loadgen),
+    ["harness (observer)", res.harnessCpuSeconds, "", "", "", "", ""],
+  ];
+}
 
 /** The load table's columns and one row per phase (both reports show the same figures). */
 export const phaseColumns = [
@@ -841,6 +1035,7 @@ export const phaseColumns = [
   "accepted",
   "completed",
   "completed /s",
+  "Sluice RSS max total / anon / file MiB",
 ];
 export function phaseCells(p: BenchReport["phases"][number]): Array<string | number> {
   const n = formatCount;
@@ -853,6 +1048,7 @@ export function phaseCells(p: BenchReport["phases"][number]): Array<string | num
     n(p.accepted),
     n(p.completed),
     n(p.completedPerSecond),
+    `${n(p.sluiceRssBytesMax / 1048576)} / ${n(p.sluiceRssAnonBytesMax / 1048576)} / ${n(p.sluiceRssFileBytesMax / 1048576)}`,
   ];
 }
 

@@ -5,14 +5,19 @@ import {
   type BenchReport,
   faultCells,
   faultColumns,
+  formatBytes,
   formatCount,
+  formatMib,
   phaseCells,
   phaseColumns,
+  resourceColumns,
+  resourceRows,
+  rssNote,
 } from "./report-json.ts";
 import { type SweepReport, sweepCells, sweepColumns } from "./sweep.ts";
 
 const n = formatCount;
-const mib = (bytes: number) => `${n(bytes / 1024 / 1024)} MiB`;
+const mib = formatMib;
 const verdictMark = {
   met: "✅ met",
   missed: "❌ missed",
@@ -60,6 +65,11 @@ export function renderMarkdown(r: BenchReport): string {
       : `- accept → stock delta: ${r.latency.stockDelta.note}.`,
   );
   out.push(`- ${r.drain.note}.`);
+  if (r.burst !== null) out.push(`- burst: ${r.burst.note}.`);
+  const sluice = r.resources.sluice;
+  out.push(
+    `- Sluice memory: anonymous RSS ${mib(sluice.rssAnonBytesMax)} max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}); RSS ${mib(sluice.rssBytesMax)} max, of which file-backed ${mib(sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.`,
+  );
   out.push(
     `- audit ${audit}; offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors, loadgen at most ${n(r.load.behindMsMax)} ms behind its schedule.`,
   );
@@ -132,37 +142,9 @@ export function renderMarkdown(r: BenchReport): string {
   );
   out.push("");
   const res = r.resources;
-  out.push(
-    table(
-      ["process", "CPU s", "cores mean", "cores max", "RSS max"],
-      [
-        [
-          "Sluice",
-          res.sluice.cpuSeconds,
-          res.sluice.cpuCoresMean,
-          res.sluice.cpuCoresMax,
-          mib(res.sluice.rssBytesMax),
-        ],
-        [
-          "nats-server",
-          res.natsServer.cpuSeconds,
-          res.natsServer.cpuCoresMean,
-          res.natsServer.cpuCoresMax,
-          mib(res.natsServer.rssBytesMax),
-        ],
-        [
-          "load generator",
-          res.loadgen.cpuSeconds,
-          res.loadgen.cpuCoresMean,
-          res.loadgen.cpuCoresMax,
-          mib(res.loadgen.rssBytesMax),
-        ],
-        ["harness (observer)", res.harnessCpuSeconds, "", "", ""],
-      ],
-    ),
-  );
+  out.push(table(resourceColumns, resourceRows(res)));
   out.push("");
-  out.push(`Over ${res.windowS} s from the start of the load to the end of the drain.`);
+  out.push(`CPU over ${res.windowS} s from the start of the load to the end of the drain. ${rssNote}`);
   out.push("");
   out.push("## Where the time goes");
   out.push("");

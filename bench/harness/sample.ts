@@ -28,7 +28,12 @@ export type Sample = {
   deadLettersByReason: Record<string, number>;
   /** harness: this process (observer, sampler), from process.cpuUsage(). */
   cpuSeconds: { sluice: number; nats: number; loadgen: number; harness: number };
+  /** VmRSS: anonymous + file-backed. */
   rssBytes: { sluice: number; nats: number; loadgen: number };
+  /** RssAnon: the process's own memory (heap, buffers); the memory target is judged on Sluice's. */
+  rssAnonBytes: { sluice: number; nats: number; loadgen: number };
+  /** RssFile + RssShmem: resident pages of mapped files (Sluice's LMDB maps: reclaimable page cache). */
+  rssFileBytes: { sluice: number; nats: number; loadgen: number };
 };
 
 export type PromLine = { name: string; labels: Record<string, string>; value: number };
@@ -146,6 +151,8 @@ export async function takeSample(
       harness: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     },
     rssBytes: { sluice: s?.rssBytes ?? 0, nats: n?.rssBytes ?? 0, loadgen: g?.rssBytes ?? 0 },
+    rssAnonBytes: { sluice: s?.rssAnonBytes ?? 0, nats: n?.rssAnonBytes ?? 0, loadgen: g?.rssAnonBytes ?? 0 },
+    rssFileBytes: { sluice: s?.rssFileBytes ?? 0, nats: n?.rssFileBytes ?? 0, loadgen: g?.rssFileBytes ?? 0 },
   };
 }
 

@@ -143,7 +143,10 @@ export type SweepStep = {
   stockDelta: SweepLatency | null;
   /** Sluice CPU seconds over the step and its settle gap × 1000 ÷ orders completed in that window. */
   sluiceCpuMsPerOrder: number | null;
+  /** Sluice's peak RSS over the step and its settle gap: total, anonymous, file-backed (the LMDB maps). */
   sluiceRssBytesMax: number;
+  sluiceRssAnonBytesMax: number;
+  sluiceRssFileBytesMax: number;
   /** completedPerSecond ÷ raw JetStream publish-then-consume msg/s of the same run. */
   ratioToRaw: number | null;
   /** null: never judged (the run broke, or the step came after the saturated one). */
@@ -235,7 +238,7 @@ export const sweepColumns = [
   "allocated p50 / p99 / p99.9 ms",
   "stock delta p50 / p99 / p99.9 ms",
   "Sluice CPU-ms / order",
-  "Sluice RSS peak",
+  "Sluice RSS peak total / anon / file MiB",
   "× raw JetStream",
   "verdict",
 ];
@@ -252,7 +255,7 @@ export function sweepCells(s: SweepStep): Array<string | number> {
     lat(s.allocated),
     lat(s.stockDelta),
     s.sluiceCpuMsPerOrder ?? "—",
-    `${n(s.sluiceRssBytesMax / 1048576)} MiB`,
+    `${n(s.sluiceRssBytesMax / 1048576)} / ${n(s.sluiceRssAnonBytesMax / 1048576)} / ${n(s.sluiceRssFileBytesMax / 1048576)}`,
     s.ratioToRaw ?? "—",
     s.judgement === null
       ? "not judged"

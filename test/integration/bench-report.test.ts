@@ -131,6 +131,8 @@ function fixtureReport(): BenchReport {
     deadLettersByReason: {},
     cpuSeconds: { sluice: 0.6 * i, nats: 0.2 * i, loadgen: 0.1 * i, harness: 0.05 * i },
     rssBytes: { sluice: (150 + i) * 1048576, nats: 30 * 1048576, loadgen: 60 * 1048576 },
+    rssAnonBytes: { sluice: 100 * 1048576, nats: 28 * 1048576, loadgen: 50 * 1048576 },
+    rssFileBytes: { sluice: (50 + i) * 1048576, nats: 2 * 1048576, loadgen: 10 * 1048576 },
   }));
   const load: LoadDone = {
     type: "done",
@@ -260,6 +262,34 @@ describe("bench HTML report", () => {
     const md = renderMarkdown(report);
     expect(md).toContain("# Sluice bench: flash-sale 10 → 200 orders/s for 3 s");
     expect(md).toContain("| burst |");
+    // RSS split: total / anonymous / file-backed (the LMDB maps), in every format; the burst's gaps
+    const burst = report.phases.find((p) => p.name === "burst");
+    expect([burst?.sluiceRssBytesMax, burst?.sluiceRssAnonBytesMax, burst?.sluiceRssFileBytesMax]).toEqual([
+      156 * 1048576,
+      100 * 1048576,
+      56 * 1048576,
+    ]);
+    expect(report.resources.sluice.rssFileBytesMax).toBe(60 * 1048576);
+    expect(report.timeline[2]?.rssAnonBytes).toEqual({ sluice: 100 * 1048576, nats: 28 * 1048576 });
+    expect(report.burst).toMatchObject({
+      seconds: 3,
+      secondsWithoutCompletions: 0,
+      runWithoutCompletionsSMax: 0,
+    });
+    const verdict = (name: string) => report.targets.find((t) => t.name === name)?.verdict;
+    expect(verdict("completions through the burst")).toBe("met");
+    expect(verdict("bounded memory")).toBe("met");
+    expect(md).toContain("| Sluice | ");
+    expect(md).toContain("| 160 MiB | 100 MiB | 60 MiB |");
+    expect(md).toContain("| burst | 3 | 6 |");
+    expect(md).toContain("| 156 / 100 / 56 |");
+    expect(md).toContain("- burst: orders completed in every one of the burst's 3 seconds.");
+    expect(md).toContain(
+      "file-backed 60 MiB max: pages of the LMDB maps and Bun's executable, reclaimable page cache",
+    );
+    expect(html).toContain("<h2>CPU and memory</h2>");
+    expect(html).toContain("<td>160 MiB</td><td>100 MiB</td><td>60 MiB</td>");
+    expect(dom).toContain('data-series="Sluice anon RSS"');
   }, 60_000);
 });
 
@@ -312,7 +342,13 @@ describe("bench end to end", () => {
       "p99.9 accept → stock delta",
       "backlog drained after the burst",
       "zero oversell",
+      "completions through the burst",
+      "bounded memory",
     ]);
+    expect(r.burst).toBeNull();
+    expect(r.resources.sluice.rssAnonBytesMax).toBeGreaterThan(0);
+    expect(r.resources.sluice.rssFileBytesMax).toBeGreaterThan(0);
+    expect(r.resources.sluice.rssBytesMax).toBeGreaterThanOrEqual(r.resources.sluice.rssAnonBytesMax);
     expect(r.audit.passed).toBe(true);
     const check = (name: string) => r.audit.checks.find((c) => c.name === name)?.passed;
     expect(check("ledger consistent")).toBe(true);

@@ -165,6 +165,8 @@ describe("sweep report", () => {
     stockDelta: null,
     sluiceCpuMsPerOrder: 0.4,
     sluiceRssBytesMax: 200 * 1048576,
+    sluiceRssAnonBytesMax: 150 * 1048576,
+    sluiceRssFileBytesMax: 50 * 1048576,
     judgement: {
       completedByJudge: 8 * completedPerSecond,
       p99MsAtJudge: saturated ? 3000 : 20,
@@ -190,7 +192,9 @@ describe("sweep report", () => {
     expect(r.workers).toBe(2);
     expect(r.steps.map((s) => s.ratioToRaw)).toEqual([0.05, 0.1, 0.15]);
     expect(r.note).toContain("saturated at step 3 (4000/s offered)");
-    expect(sweepCells(r.steps[2] as (typeof r.steps)[number])).toContain("200 MiB");
+    // RSS peak: total / anonymous / file-backed (the LMDB maps), MiB
+    expect(sweepCells(r.steps[2] as (typeof r.steps)[number])).toContain("200 / 150 / 50");
+    expect(r.steps[2]?.sluiceRssAnonBytesMax).toBe(150 * 1048576);
     expect(String(sweepCells(r.steps[2] as (typeof r.steps)[number]).at(-1))).toStartWith("SATURATED");
   });
   test("no saturation: says to raise the maximum; no raw: no ratio", () => {

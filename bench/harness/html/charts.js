@@ -277,6 +277,14 @@
             values: col((r) => (r.rssBytes === null ? null : r.rssBytes.sluice / 1048576)),
           },
           {
+            name: "Sluice anon RSS",
+            values: col((r) => (r.rssAnonBytes === null ? null : r.rssAnonBytes.sluice / 1048576)),
+          },
+          {
+            name: "Sluice file-backed RSS",
+            values: col((r) => (r.rssFileBytes === null ? null : r.rssFileBytes.sluice / 1048576)),
+          },
+          {
             name: "nats-server RSS",
             values: col((r) => (r.rssBytes === null ? null : r.rssBytes.nats / 1048576)),
           },
