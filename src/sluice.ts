@@ -1,37 +1,35 @@
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Server } from "bun";
 import { type Config, ConfigError } from "./config/index.ts";
 import { loadNetworkFile } from "./config/network.ts";
 import type { Network } from "./domain/network/index.ts";
+import { type HostContext, PartitionHost } from "./host/partition-host.ts";
+import { WorkerPool } from "./host/worker-pool.ts";
 import { startHttp } from "./http/server.ts";
 import { Instrumentation } from "./instrumentation/index.ts";
 import type { Logger } from "./log/index.ts";
 import { createMetrics, type Metrics } from "./metrics/index.ts";
 import { recentOrders } from "./rules/recent-orders.ts";
 import { RulesStore } from "./rules/store.ts";
-import { LedgerApplier, ledgerTables } from "./stages/ledger/applier.ts";
-import { ledgerUpgrades } from "./stages/ledger/upgrade.ts";
-import { OrderApplier, orderTables } from "./stages/order/applier.ts";
+import { openPartitionStore } from "./stages/definition.ts";
+import type { LedgerApplier } from "./stages/ledger/applier.ts";
+import type { OrderApplier } from "./stages/order/applier.ts";
 import { LedgerReadView } from "./stages/order/routing-view.ts";
-import { PartitionStore, partitionDir } from "./store/index.ts";
+import type { PartitionStore } from "./store/index.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
 import { EmbeddedServer } from "./stream/embedded-server.ts";
 import { type BlockedEpisode, OutboxPublisher } from "./stream/outbox-publisher.ts";
-import { type PartitionApplier, PartitionRunner } from "./stream/partition-runner.ts";
+import type { PartitionApplier } from "./stream/partition-runner.ts";
 import { ensureUnroutedConsumer, provisionStreams } from "./stream/provision.ts";
 import { Retention } from "./stream/retention.ts";
 import { type Stage, stageInputs, streamNames } from "./stream/subjects.ts";
 import { UnroutedRouter } from "./stream/unrouted-router.ts";
 
-export type Partition<A extends PartitionApplier = PartitionApplier> = {
-  stage: Stage;
-  index: number;
-  store: PartitionStore;
-  applier: A;
-  runner: PartitionRunner;
-};
+/** A partition hosted on the main thread (node.workerCount = 0): its store, applier and runner. */
+export type Partition<A extends PartitionApplier = PartitionApplier> = PartitionHost<A>;
 
 /**
  * One Sluice process: every stage, and by default every partition. Start order follows the data:
@@ -43,8 +41,13 @@ export class Sluice {
   embedded: EmbeddedServer | null = null;
   connection: Connection | null = null;
   jsm: JetStreamManager | null = null;
+  /** Partitions on the main thread (node.workerCount = 0); empty when workers host them. */
   ledger: Array<Partition<LedgerApplier>> = [];
   orders: Array<Partition<OrderApplier>> = [];
+  /** The worker threads hosting the partitions (node.workerCount ≠ 0), or null. */
+  workers: WorkerPool | null = null;
+  /** With workers: every partition's store opened read-only on the main thread (HTTP, retention, readiness). */
+  private readonly readStores = new Map<string, PartitionStore>();
   rules: RulesStore | null = null;
   routingView: LedgerReadView | null = null;
   http: Server<undefined> | null = null;
@@ -53,13 +56,8 @@ export class Sluice {
   /** Publishes waiting for room, per target (`sluice.<stage>`, `sluice.out`, …): logged once per episode. */
   private readonly blocked = new Map<string, number>();
   private stopping: Promise<void> | null = null;
-  /** Builds a stage partition (applier and runner) over its store; set once NATS and the rules are up. */
-  private build: ((stage: Stage, index: number, store: PartitionStore) => Partition) | null = null;
-  /** Per partition paused by a full disk: the next pause (ms), doubled each time, reset by a commit. */
-  private readonly diskFullWaitMs = new Map<string, number>();
-  /** Runners starting again after a full disk (stop waits for them). */
-  private readonly resuming = new Set<Promise<void>>();
   private lock: DataDirLock | null = null;
+  private lockMirror: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     readonly config: Config,
@@ -68,8 +66,22 @@ export class Sluice {
     private readonly onFatal: (error: Error) => void,
   ) {
     this.metrics = createMetrics(this.events, config.node.name);
-    // A commit ends a full-disk episode: the next pause starts short again.
-    this.events.on("batch_committed", (e) => this.diskFullWaitMs.delete(`${e.stage}-${e.partition}`));
+  }
+
+  /** Worker threads for the partitions: node.workerCount, −1 meaning one per core. */
+  get workerCount(): number {
+    const n = this.config.node.workerCount;
+    return n < 0 ? availableParallelism() : n;
+  }
+
+  /** A partition's store: the host's on the main thread, else the read-only one (committed state). */
+  store(stage: Stage, index: number): PartitionStore | undefined {
+    const list: Partition[] = stage === "ledger" ? this.ledger : this.orders;
+    return list[index]?.store ?? this.readStores.get(`${stage}-${index}`);
+  }
+
+  private get stores(): PartitionStore[] {
+    return this.partitions.length > 0 ? this.partitions.map((p) => p.store) : [...this.readStores.values()];
   }
 
   get dataDir(): string {
@@ -121,9 +133,10 @@ export class Sluice {
     const rules = new RulesStore(js, c, seed, this.log, this.events);
     await rules.start();
     this.rules = rules;
+    const P = c.streams.partitionCount;
     this.routingView = new LedgerReadView(
-      () => this.ledger.map((p) => p.store),
-      c.streams.partitionCount,
+      () => Array.from({ length: P }, (_, p) => this.store("ledger", p)),
+      P,
       c.routing.loadRefreshMs,
       Date.now,
       (p, sku) => this.ledger[p]?.applier.cachedSku(sku),
@@ -134,41 +147,58 @@ export class Sluice {
       { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs },
       { blocked: (e) => this.onBlocked(e, +1), unblocked: (e) => this.onBlocked(e, -1) },
     );
-    const network = () => rules.network();
-    const routingView = this.routingView;
-    // A partition is built from its store alone: at start, and again after a full disk paused it.
-    this.build = (stage, p, store) => {
-      const applier =
-        stage === "ledger"
-          ? new LedgerApplier(p, c, store, this.events, network)
-          : new OrderApplier(p, c, store, network, this.events, routingView);
-      return this.partition(stage, p, store, applier, js, publisher);
-    };
-    for (let p = 0; p < c.streams.partitionCount; p++) {
-      this.ledger.push(
-        this.build("ledger", p, this.openStore("ledger", p, ledgerTables)) as Partition<LedgerApplier>,
+    if (this.workerCount === 0) {
+      const ctx: HostContext = {
+        config: c,
+        nc,
+        js,
+        jsm,
+        publisher,
+        events: this.events,
+        log: this.log,
+        network: () => rules.network(),
+        routing: this.routingView,
+        lockHeld: () => this.lock?.held() ?? false,
+        onFatal: this.onFatal,
+      };
+      for (let p = 0; p < P; p++) {
+        this.ledger.push(PartitionHost.open("ledger", p, ctx) as Partition<LedgerApplier>);
+        this.orders.push(PartitionHost.open("order", p, ctx) as Partition<OrderApplier>);
+      }
+      // Every runner settles before a failure is reported: stop() must never race a runner still starting.
+      const started = await Promise.allSettled(this.partitions.map((p) => p.start()));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+    } else {
+      const pool = new WorkerPool(c, this.events, this.log, this.onFatal);
+      this.workers = pool;
+      const lock = this.lock;
+      pool.setLockHeld(lock?.held() ?? false);
+      this.lockMirror = setInterval(() => pool.setLockHeld(lock?.held() ?? false), 100);
+      await pool.start(servers, this.workerCount, { raw: rules.raw(), version: rules.network().version });
+      this.events.on("rules_applied", () =>
+        pool.broadcast({ type: "rules", raw: rules.raw(), version: rules.network().version }),
       );
-      this.orders.push(
-        this.build("order", p, this.openStore("order", p, orderTables)) as Partition<OrderApplier>,
-      );
+      // Opened once the workers have them open for writing: reads of committed state, never blocking them.
+      for (let p = 0; p < P; p++) {
+        for (const stage of ["ledger", "order"] as const) {
+          this.readStores.set(`${stage}-${p}`, openPartitionStore(c, stage, p, { readOnly: true }));
+        }
+      }
     }
-    // Every runner settles before a failure is reported: stop() must never race a runner still starting.
-    const started = await Promise.allSettled(this.partitions.map((p) => p.runner.start()));
-    const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed !== undefined) throw failed.reason;
     this.router = new UnroutedRouter(js, publisher, c, this.events, this.log, this.onFatal);
     await this.router.start();
     this.retention = new Retention(
       jsm,
       c,
       () =>
-        this.partitions.flatMap((p) =>
-          stageInputs[p.stage].map((input, i, all) => ({
+        this.stores.flatMap((store) =>
+          stageInputs[store.identity.stage as Stage].map((input, i, all) => ({
             input,
-            index: p.index,
+            index: store.identity.partition,
             // The last input is the stage's main stream; the store names the others.
             streamSeqLastApplied: () =>
-              p.store.streamSeqLastApplied(i === all.length - 1 ? undefined : streamNames[input]),
+              store.streamSeqLastApplied(i === all.length - 1 ? undefined : streamNames[input]),
           })),
         ),
       this.log,
@@ -181,25 +211,30 @@ export class Sluice {
       metrics: this.metrics,
       readiness: [
         { name: "nats_connected", ok: () => this.connection?.connected() ?? false },
-        { name: "consumers_running", ok: () => this.partitions.every((p) => p.runner.running) },
+        {
+          name: "consumers_running",
+          ok: () => this.workers?.allRunning() ?? this.partitions.every((p) => p.running),
+        },
         {
           name: "lmdb_open",
-          ok: () => this.partitions.length > 0 && this.partitions.every((p) => p.store.isOpen),
+          ok: () => this.stores.length > 0 && this.stores.every((s) => s.isOpen),
         },
       ],
-      ledgerStore: (p) => this.ledger[p]?.store,
-      orderStore: (p) => this.orders[p]?.store,
+      ledgerStore: (p) => this.store("ledger", p),
+      orderStore: (p) => this.store("order", p),
       rules,
       routingView: this.routingView,
       recentOrders: (count) => recentOrders(js, jsm, c, count),
       resync: (channel) => {
         for (const p of this.ledger) p.applier.outputs.requestResync(channel);
-        return this.ledger.length;
+        this.workers?.broadcast({ type: "resync", channel });
+        return c.streams.partitionCount;
       },
     });
     this.log.info("sluice started", {
       nats: this.embedded ? `embedded ${this.embedded.url}` : "external",
       partitions: c.streams.partitionCount,
+      workers: this.workers?.size ?? 0,
       rules: rules.network().version,
       http: `http://${this.http.hostname}:${this.http.port}`,
     });
@@ -242,79 +277,6 @@ export class Sluice {
     });
   }
 
-  private openStore(stage: Stage, p: number, tables: readonly string[]): PartitionStore {
-    const c = this.config;
-    return PartitionStore.open(
-      partitionDir(this.dataDir, stage, p),
-      { stage, partition: p, partitionCount: c.streams.partitionCount },
-      {
-        mapBytesMax: c.store.mapBytesMax,
-        tables,
-        routedCountMax: c.store.routedCountMax,
-        ...(stage === "ledger" ? { upgrades: ledgerUpgrades } : {}),
-      },
-    );
-  }
-
-  private partition<A extends PartitionApplier>(
-    stage: Stage,
-    index: number,
-    store: PartitionStore,
-    applier: A,
-    js: JetStreamClient,
-    publisher: OutboxPublisher,
-  ): Partition<A> {
-    const runner = new PartitionRunner({
-      stage,
-      partition: index,
-      config: this.config,
-      nc: (this.connection as Connection).nc,
-      jsm: this.jsm as JetStreamManager,
-      js,
-      store,
-      applier,
-      publisher,
-      events: this.events,
-      log: this.log,
-      onFatal: this.onFatal,
-      onStoreFull: (error) => void this.resumeWhenRoom(stage, index, error),
-      // Fencing: a process that stalled past the lock's lease and lost it stops before its next commit.
-      lockHeld: () => this.lock?.held() ?? false,
-    });
-    return { stage, index, store, applier, runner };
-  }
-
-  /**
-   * A partition whose commit found no room (src/store/partition-store.ts StoreWriteError): its runner has
-   * stopped, nothing past its last commit was acked, and its applier's memory may hold what did not commit.
-   * After a pause (doubling up to store.diskFullRetryMsMax) a fresh applier and runner start from the store;
-   * if there is still no room, the first commit pauses it again. Readiness is false meanwhile; intake waits
-   * in JetStream, so nothing is lost.
-   */
-  private async resumeWhenRoom(stage: Stage, index: number, error: Error): Promise<void> {
-    const key = `${stage}-${index}`;
-    const list: Partition[] = stage === "ledger" ? this.ledger : this.orders;
-    const old = list[index];
-    const build = this.build;
-    if (old === undefined || build === null || this.stopping !== null) return;
-    const waitMs = Math.min(
-      this.diskFullWaitMs.get(key) ?? this.config.store.diskFullFirstRetryMs,
-      this.config.store.diskFullRetryMsMax,
-    );
-    this.diskFullWaitMs.set(key, waitMs * 2);
-    this.events.emit("partition_paused", { stage, partition: index, delta: 1 });
-    this.log.warn("partition waits for room on the data disk", { stage, partition: index, waitMs, error });
-    await old.runner.stop();
-    await new Promise((resolve) => setTimeout(resolve, waitMs));
-    this.events.emit("partition_paused", { stage, partition: index, delta: -1 });
-    if (this.stopping !== null) return;
-    const fresh = build(stage, index, old.store);
-    list[index] = fresh;
-    const starting = fresh.runner.start().catch((e: Error) => this.onFatal(e));
-    this.resuming.add(starting);
-    await starting.finally(() => this.resuming.delete(starting));
-  }
-
   /** Graceful stop: partitions finish and commit their batch and ack, then NATS, LMDB and the server close. */
   stop(): Promise<void> {
     this.stopping ??= this.stopOnce();
@@ -327,15 +289,16 @@ export class Sluice {
     await this.router?.stop();
     await this.retention?.stop();
     await this.rules?.stop();
-    // A runner must never be stopped while it starts: a partition resuming after a full disk finishes first.
-    await Promise.allSettled([...this.resuming]);
-    await Promise.all(this.partitions.map((p) => p.runner.stop()));
+    await Promise.all(this.partitions.map((p) => p.stop()));
+    await this.workers?.stop(this.config.shutdown.timeoutMs);
+    if (this.lockMirror !== null) clearInterval(this.lockMirror);
     if (this.connection !== null && !this.connection.nc.isClosed()) {
       // Flush sends the last acks before the connection closes.
       await this.connection.nc.flush().catch(() => undefined);
       await this.connection.nc.close();
     }
     for (const p of this.partitions) await p.store.close();
+    for (const store of this.readStores.values()) await store.close();
     await this.embedded?.stop();
     this.lock?.release();
     this.log.info("sluice stopped");

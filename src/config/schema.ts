@@ -49,6 +49,12 @@ export const schema = {
       pattern: /^[A-Za-z0-9_-]{1,64}$/,
       hint: "use letters, digits, '_' or '-' (at most 64)",
     }),
+    workerCount: int(
+      -1,
+      -1,
+      256,
+      "Worker threads hosting the partitions: -1 one per core, 0 none (all on the main thread, as in tests).",
+    ),
   },
   log: {
     level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),

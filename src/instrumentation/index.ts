@@ -71,6 +71,12 @@ export type EventName = keyof Events;
 /** A typed event emitter: the pipeline's (Events) and the sink's (src/sink/events.ts) share it. */
 export class Emitter<E extends Record<string, unknown>> {
   private readonly listeners: { [K in keyof E]?: Array<(payload: E[K]) => void> } = {};
+  /** Listeners to every event (a worker forwards its events to the main thread's metrics). */
+  private readonly taps: Array<(name: keyof E, payload: E[keyof E]) => void> = [];
+
+  tap(listener: (name: keyof E, payload: E[keyof E]) => void): void {
+    this.taps.push(listener);
+  }
 
   on<K extends keyof E>(name: K, listener: (payload: E[K]) => void): () => void {
     const list = this.listeners[name] ?? [];
@@ -83,6 +89,7 @@ export class Emitter<E extends Record<string, unknown>> {
   }
 
   emit<K extends keyof E>(name: K, payload: E[K]): void {
+    for (const tap of this.taps) tap(name, payload);
     const list = this.listeners[name];
     if (list === undefined) return;
     for (const listener of list) listener(payload);

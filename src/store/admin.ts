@@ -1,34 +1,23 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Packr, Unpackr } from "msgpackr";
 import type { Config } from "../config/index.ts";
-import { ledgerTables } from "../stages/ledger/applier.ts";
+import { openPartitionStore, stageDefinitions } from "../stages/definition.ts";
 import { checkLedgerPartition, isConsistent, type LedgerCheck } from "../stages/ledger/check.ts";
-import { orderTables } from "../stages/order/applier.ts";
 import type { Stage } from "../stream/subjects.ts";
 import { lockDataDir } from "./lock.ts";
-import { PartitionStore, partitionDir } from "./partition-store.ts";
+import { type PartitionStore, partitionDir } from "./partition-store.ts";
 
 // Offline operator commands over a data directory: `sluice ledger check`, `sluice partition export|import`.
 // LMDB lets these read while Sluice runs; import needs the partition stopped (it writes).
 
-import { ledgerUpgrades } from "../stages/ledger/upgrade.ts";
-
-const tablesOf = (stage: Stage) => (stage === "ledger" ? ledgerTables : orderTables);
+const tablesOf = (stage: Stage) => stageDefinitions[stage].tables;
 
 function openPartition(c: Config, stage: Stage, partition: number, readOnly: boolean): PartitionStore {
   const dir = partitionDir(c.data.dir, stage, partition);
   if (readOnly && !existsSync(dir))
     throw new Error(`${dir} does not exist: no ${stage} partition ${partition} in data.dir`);
-  return PartitionStore.open(
-    dir,
-    { stage, partition, partitionCount: c.streams.partitionCount },
-    {
-      mapBytesMax: c.store.mapBytesMax,
-      tables: tablesOf(stage),
-      readOnly,
-      ...(stage === "ledger" ? { upgrades: ledgerUpgrades } : {}),
-    },
-  );
+  // The stage's definition, as start-up uses it: the same tables and layout upgrades.
+  return openPartitionStore(c, stage, partition, { readOnly });
 }
 
 /** Rebuilds every ledger position from its entries and compares (invariant 5), partition by partition. */

@@ -89,9 +89,9 @@ export type Stage = (typeof stages)[number];
 
 /**
  * The streams a stage partition reads, each as `sluice.<input>.<p>.>`, first first. An order partition reads
- * its answers (SLUICE_ANSWER: the ledger's answers, cancels, WMS events about orders, clocks) before its
- * intake (SLUICE_ORDER: new orders and returns), so work that finishes an order in flight never waits behind
- * new orders; the intake is gated (see PartitionApplier.intakeOpen). The last is the stage's main stream.
+ * its answers (SLUICE_ANSWER: the ledger's answers, cancels, returns, WMS events about orders, clocks) before
+ * its intake (SLUICE_ORDER: new orders), so work about orders that exist never waits behind new orders; the
+ * intake is gated (see PartitionApplier.intakeRoom). The last is the stage's main stream.
  */
 export const stageInputs = { ledger: ["ledger"], order: ["answer", "order"] } as const satisfies Record<
   Stage,

@@ -79,7 +79,7 @@ export function testConfig(
   overrides: Record<string, Record<string, unknown>> = {},
 ): Config {
   const base: Record<string, Record<string, unknown>> = {
-    node: { name: "sluice-test" },
+    node: { name: "sluice-test", workerCount: 0 },
     log: { level: "error" },
     data: { dir: dataDir },
     nats: { url: natsUrl, requestTimeoutMs: 2000, reconnectWaitMs: 50 },

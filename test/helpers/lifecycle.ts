@@ -10,10 +10,10 @@ import type { FulfilmentItem } from "../../src/domain/orders/types.ts";
 import type { Sluice } from "../../src/sluice.ts";
 import { deadLetterHeaders } from "../../src/stream/dead-letter.ts";
 import {
-  consumerName,
+  inputConsumerName,
+  inputs,
   orderKey,
   skuPartition,
-  stages,
   streamNames,
   subjects,
   unroutedConsumerName,
@@ -379,12 +379,18 @@ export class Lifecycle {
    */
   async quiesce(timeoutMs = 15_000): Promise<void> {
     const jsm = await this.producer.jsm();
-    const streams = [streamNames.unrouted, streamNames.order, streamNames.ledger, streamNames.out];
+    const streams = [
+      streamNames.unrouted,
+      streamNames.order,
+      streamNames.answer,
+      streamNames.ledger,
+      streamNames.out,
+    ];
     const lastSeqs = async () =>
       (await Promise.all(streams.map((s) => jsm.streams.info(s)))).map((i) => i.state.last_seq).join(",");
     const consumers: Array<[string, string]> = [[streamNames.unrouted, unroutedConsumerName]];
-    for (const stage of stages)
-      for (let p = 0; p < this.P; p++) consumers.push([streamNames[stage], consumerName(stage, p)]);
+    for (const input of inputs)
+      for (let p = 0; p < this.P; p++) consumers.push([streamNames[input], inputConsumerName(input, p)]);
     await waitFor(
       async () => {
         const before = await lastSeqs();

@@ -1,0 +1,69 @@
+import type { Config } from "../config/index.ts";
+import type { Network } from "../domain/network/index.ts";
+import type { RoutingView } from "../domain/orders/index.ts";
+import type { Instrumentation } from "../instrumentation/index.ts";
+import { PartitionStore, partitionDir } from "../store/index.ts";
+import type { PartitionApplier } from "../stream/partition-runner.ts";
+import type { Stage } from "../stream/subjects.ts";
+import { LedgerApplier, ledgerTables } from "./ledger/applier.ts";
+import { ledgerUpgrades } from "./ledger/upgrade.ts";
+import { OrderApplier, orderTables } from "./order/applier.ts";
+
+/** What an applier is built from, besides its store: all of it serializable or rebuilt where it runs. */
+export type ApplierDeps = {
+  config: Config;
+  events: Instrumentation;
+  network: () => Network;
+  /** What the order stage reads of the ledger (committed positions and loads); unused by the ledger stage. */
+  routing: RoutingView;
+};
+
+/**
+ * A stage, once: its tables, the upgrades of its stored layout and its applier. Start-up (src/host), the
+ * offline admin commands (src/store/admin.ts) and tests open partitions through it, so they agree.
+ */
+export type StageDefinition<A extends PartitionApplier = PartitionApplier> = {
+  stage: Stage;
+  tables: readonly string[];
+  upgrades?: Parameters<typeof PartitionStore.open>[2]["upgrades"];
+  applier(index: number, store: PartitionStore, deps: ApplierDeps): A;
+};
+
+export const ledgerStage: StageDefinition<LedgerApplier> = {
+  stage: "ledger",
+  tables: ledgerTables,
+  upgrades: ledgerUpgrades,
+  applier: (index, store, d) => new LedgerApplier(index, d.config, store, d.events, d.network),
+};
+
+export const orderStage: StageDefinition<OrderApplier> = {
+  stage: "order",
+  tables: orderTables,
+  applier: (index, store, d) => new OrderApplier(index, d.config, store, d.network, d.events, d.routing),
+};
+
+export const stageDefinitions: {
+  ledger: StageDefinition<LedgerApplier>;
+  order: StageDefinition<OrderApplier>;
+} = { ledger: ledgerStage, order: orderStage };
+
+/** Opens one partition's store under `config.data.dir` (read-only: inspection while Sluice runs). */
+export function openPartitionStore(
+  config: Config,
+  stage: Stage,
+  index: number,
+  options: { readOnly?: boolean } = {},
+): PartitionStore {
+  const def = stageDefinitions[stage];
+  return PartitionStore.open(
+    partitionDir(config.data.dir, stage, index),
+    { stage, partition: index, partitionCount: config.streams.partitionCount },
+    {
+      mapBytesMax: config.store.mapBytesMax,
+      tables: def.tables,
+      routedCountMax: config.store.routedCountMax,
+      ...(options.readOnly === true ? { readOnly: true } : {}),
+      ...(def.upgrades === undefined ? {} : { upgrades: def.upgrades }),
+    },
+  );
+}
