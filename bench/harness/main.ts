@@ -202,6 +202,7 @@ async function runScenario(
     sluice = await startSluice({
       SLUICE_STREAMS_PARTITION_COUNT: String(options.partitions),
       SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml"),
+      SLUICE_NODE_WORKER_COUNT: String(options.workers),
     });
   }
   let nc: NatsConnection | null = null;

@@ -77,7 +77,7 @@ export type BenchOptions = {
   /** sweep: a step is saturated below this share of its rate completed, or above this p99 (sweep.ts). */
   saturationRatio: number;
   saturationP99Ms: number;
-  /** Recorded in the report for the multi-core work; Sluice has no worker threads yet, so no effect. */
+  /** Sluice's node.workerCount: worker threads hosting the partitions (−1 one per core, 0 none). */
   workers: number;
 };
 
@@ -283,7 +283,7 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --saturation-ratio F  sweep: saturated when its orders completed by settle-s − 0.5 s after the step,
                       per second of step, < F × offered                                          (0.9)
   --saturation-p99-ms N sweep: … or when their accept → allocated p99 > N ms; stops at the first (1000)
-  --workers N         recorded in the report only: Sluice has no worker threads yet, no effect    (1)
+  --workers N         Sluice's worker threads (node.workerCount): -1 one per core, 0 none        (-1)
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 
@@ -335,7 +335,7 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     settleS: 2,
     saturationRatio: 0.9,
     saturationP99Ms: 1000,
-    workers: 1,
+    workers: -1,
   };
 }
 
@@ -514,7 +514,7 @@ function validate(o: BenchOptions): void {
   range("settleS", 0.5, 600);
   range("saturationRatio", 0, 1);
   range("saturationP99Ms", 1, 3_600_000);
-  whole("workers", 1, 1024);
+  whole("workers", -1, 256);
   if (o.sweepRates !== null) {
     const r = o.sweepRates;
     if (

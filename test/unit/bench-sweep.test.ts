@@ -29,7 +29,7 @@ describe("sweep schedule", () => {
   test("defaults: 1000 doubling to 32000, 8 s steps with 2 s of no load between, single-line orders", () => {
     const o = options(["--scenario", "sweep"]);
     expect(o.lines).toBe("single");
-    expect(o.workers).toBe(1);
+    expect(o.workers).toBe(-1);
     expect(sweepRates(o)).toEqual([1000, 2000, 4000, 8000, 16000, 32000]);
     const phases = phasesOf(o, null);
     expect(phases.map((p) => [p.name, p.startS, p.endS, p.ratePerSecond])).toEqual([
@@ -87,15 +87,16 @@ describe("sweep schedule", () => {
       ["--sweep-start", "5000", "--sweep-max", "1000"],
       ["--saturation-ratio", "1.5"],
       ["--step-s", "0"],
-      ["--workers", "0"],
+      ["--workers", "-2"],
     ]) {
       expect(() => options(["--scenario", "sweep", ...argv])).toThrow(OptionsError);
     }
     expect(() => options(["--scenario", "sweep", "--sweep-rates", "100,50"])).toThrow(/--sweep-rates/);
   });
 
-  test("--workers is accepted for every scenario and recorded", () => {
+  test("--workers is accepted for every scenario: Sluice's node.workerCount (-1 one per core, 0 none)", () => {
     expect(options(["--scenario", "steady", "--workers", "4"]).workers).toBe(4);
+    expect(options(["--scenario", "steady", "--workers", "0"]).workers).toBe(0);
   });
 
   test("the judgement comes before the next step starts", () => {
