@@ -77,7 +77,7 @@ export type BenchOptions = {
   /** sweep: a step is saturated below this share of its rate completed, or above this p99 (sweep.ts). */
   saturationRatio: number;
   saturationP99Ms: number;
-  /** Sluice's node.workerCount: worker threads hosting the partitions (−1 one per core, 0 none). */
+  /** Sluice's node.workerCount: worker threads hosting the partitions (−1 automatic, 0 none). */
   workers: number;
 };
 
@@ -283,7 +283,7 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --saturation-ratio F  sweep: saturated when its orders completed by settle-s − 0.5 s after the step,
                       per second of step, < F × offered                                          (0.9)
   --saturation-p99-ms N sweep: … or when their accept → allocated p99 > N ms; stops at the first (1000)
-  --workers N         Sluice's worker threads (node.workerCount): -1 one per core, 0 none        (-1)
+  --workers N         Sluice's worker threads (node.workerCount): -1 auto, 0 none, N            (-1)
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 

@@ -134,7 +134,7 @@ ${
 ${
   r.sweep === null
     ? ""
-    : `<h2>Sweep</h2><p><b>${esc(r.sweep.note)}.</b></p><p class="muted">Steps of ${r.sweep.stepS} s, ${r.sweep.settleS} s of no load after each; judged ${r.sweep.judgedAfterS} s after the step: saturated below ${r.sweep.rule.completedRatioMin * 100} % of the offered rate completed, or above ${r.sweep.rule.p99MsMax} ms p99. Latencies in ms of the step's orders; --workers ${r.sweep.workers} (Sluice's node.workerCount; −1: one per core).</p>${table(sweepColumns, r.sweep.steps.map(sweepCells))}<figure class="chart" data-chart="${sweepChartId}" data-title="${esc(sweepChartTitle)}"><figcaption>${esc(sweepChartTitle)}</figcaption></figure>`
+    : `<h2>Sweep</h2><p><b>${esc(r.sweep.note)}.</b></p><p class="muted">Steps of ${r.sweep.stepS} s, ${r.sweep.settleS} s of no load after each; judged ${r.sweep.judgedAfterS} s after the step: saturated below ${r.sweep.rule.completedRatioMin * 100} % of the offered rate completed, or above ${r.sweep.rule.p99MsMax} ms p99. Latencies in ms of the step's orders; --workers ${r.sweep.workers} (Sluice's node.workerCount; −1: automatic).</p>${table(sweepColumns, r.sweep.steps.map(sweepCells))}<figure class="chart" data-chart="${sweepChartId}" data-title="${esc(sweepChartTitle)}"><figcaption>${esc(sweepChartTitle)}</figcaption></figure>`
 }
 <h2>Charts</h2>
 ${figures}

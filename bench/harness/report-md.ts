@@ -224,7 +224,7 @@ export function sweepSection(w: SweepReport): string[] {
     "",
     `**${w.note}.**`,
     "",
-    `Steps of ${w.stepS} s with ${w.settleS} s of no load after each, single-line orders; each judged ${w.judgedAfterS} s after its end: saturated when its orders completed by then, per second of step, are < ${w.rule.completedRatioMin * 100} % of the offered rate, or their accept → allocated p99 > ${w.rule.p99MsMax} ms. Latencies (ms, from the intended send time) are of the step's orders, the drain included; CPU-ms per order is Sluice's CPU over the step and its settle gap ÷ the orders completed in that window; × raw JetStream is completed /s ÷ ${w.rawPublishThenConsumePerSecond === null ? "(not measured)" : `${n(w.rawPublishThenConsumePerSecond)} msg/s`} publish-then-consume measured in the same run. --workers ${w.workers} (Sluice's node.workerCount; −1: one per core).`,
+    `Steps of ${w.stepS} s with ${w.settleS} s of no load after each, single-line orders; each judged ${w.judgedAfterS} s after its end: saturated when its orders completed by then, per second of step, are < ${w.rule.completedRatioMin * 100} % of the offered rate, or their accept → allocated p99 > ${w.rule.p99MsMax} ms. Latencies (ms, from the intended send time) are of the step's orders, the drain included; CPU-ms per order is Sluice's CPU over the step and its settle gap ÷ the orders completed in that window; × raw JetStream is completed /s ÷ ${w.rawPublishThenConsumePerSecond === null ? "(not measured)" : `${n(w.rawPublishThenConsumePerSecond)} msg/s`} publish-then-consume measured in the same run. --workers ${w.workers} (Sluice's node.workerCount; −1: automatic).`,
     "",
     table(sweepColumns, w.steps.map(sweepCells)),
   ];

@@ -159,7 +159,7 @@ export type SweepReport = {
   settleS: number;
   judgedAfterS: number;
   rule: { completedRatioMin: number; p99MsMax: number };
-  /** --workers as given: Sluice's node.workerCount (−1 one per core, 0 none). */
+  /** --workers as given: Sluice's node.workerCount (−1 automatic, 0 none). */
   workers: number;
   rawPublishThenConsumePerSecond: number | null;
   steps: SweepStep[];

@@ -53,7 +53,7 @@ export const schema = {
       -1,
       -1,
       256,
-      "Worker threads hosting the partitions: -1 one per core, 0 none (all on the main thread, as in tests).",
+      "Worker threads hosting the partitions: -1 auto (cores − 1 from 4 cores, else none), 0 none (main thread).",
     ),
   },
   log: {

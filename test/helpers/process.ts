@@ -70,6 +70,8 @@ export function processEnv(natsUrl: string, dataDir: string, ackWaitMs: number):
     SLUICE_NATS_URL: natsUrl,
     SLUICE_DATA_DIR: dataDir,
     SLUICE_LOG_LEVEL: "warn",
+    // The process tests (SIGKILL, SIGTERM, restarts) run the partitions in worker threads.
+    SLUICE_NODE_WORKER_COUNT: "2",
     SLUICE_NATS_REQUEST_TIMEOUT_MS: "1000",
     SLUICE_CONSUMER_ACK_WAIT_MS: String(ackWaitMs),
     SLUICE_STREAMS_INBOUND_BYTES_MAX: String(64 * MiB),

@@ -94,7 +94,7 @@ describe("sweep schedule", () => {
     expect(() => options(["--scenario", "sweep", "--sweep-rates", "100,50"])).toThrow(/--sweep-rates/);
   });
 
-  test("--workers is accepted for every scenario: Sluice's node.workerCount (-1 one per core, 0 none)", () => {
+  test("--workers is accepted for every scenario: Sluice's node.workerCount (-1 automatic, 0 none)", () => {
     expect(options(["--scenario", "steady", "--workers", "4"]).workers).toBe(4);
     expect(options(["--scenario", "steady", "--workers", "0"]).workers).toBe(0);
   });

@@ -122,3 +122,8 @@ describe("config", () => {
     }
   });
 });
+
+test("node.workerCount -1: cores − 1 worker threads from 4 cores, none below (measured slower on 2)", async () => {
+  const { autoWorkerCount } = await import("../../src/sluice.ts");
+  expect([1, 2, 3, 4, 8, 16].map(autoWorkerCount)).toEqual([0, 0, 0, 3, 7, 15]);
+});
