@@ -77,6 +77,26 @@ export function appliedPosition(store: PartitionStore, messages: readonly Inboun
   return position;
 }
 
+/**
+ * The applied sequences a batch commits (invariant 3): the main stream's last message as
+ * `streamSeqLastApplied` (null when the batch has none), every other stream's last message in `inputs`.
+ * `messages` are in stream order within each stream.
+ */
+export function appliedSeqs(
+  mainStream: string,
+  messages: readonly InboundMessage[],
+): Pick<BatchWrite, "streamSeqLastApplied" | "streamSeqLastAppliedAtMs" | "inputs"> {
+  const last = new Map<string, InboundMessage>();
+  for (const m of messages) last.set(m.stream, m);
+  const main = last.get(mainStream);
+  last.delete(mainStream);
+  return {
+    streamSeqLastApplied: main?.seq ?? null,
+    ...(main === undefined ? {} : { streamSeqLastAppliedAtMs: main.atMs }),
+    inputs: [...last.values()].map((m) => ({ stream: m.stream, seq: m.seq, atMs: m.atMs })),
+  };
+}
+
 /** One input stream of a partition, as the runner reads it. */
 type InputState = {
   input: Input;
@@ -480,23 +500,20 @@ export class PartitionRunner {
     const started = performance.now();
     const fresh: InboundMessage[] = [];
     /** Per input of the batch: the message to ack (its part's last) and the new last applied sequence. */
-    const advanced: Array<{ input: InputState; last: JsMsg; seqMax: number; atMs: number }> = [];
+    const advanced: Array<{ input: InputState; last: JsMsg }> = [];
     let total = 0;
     for (const [input, batch] of parts) {
       let seqMax = input.seqLastApplied;
-      let atMs = 0;
       let last: JsMsg | null = null;
       for (const m of batch) {
         if (last === null || m.seq > last.seq) last = m;
         if (m.seq <= seqMax) continue; // applied before: a redelivery or a duplicate delivery
         seqMax = m.seq;
-        const inbound = toInbound(input.stream, m);
-        atMs = inbound.atMs;
-        fresh.push(inbound);
+        fresh.push(toInbound(input.stream, m));
       }
       assert(last !== null, "a batch's part is never empty");
       total += batch.length;
-      advanced.push({ input, last, seqMax, atMs });
+      advanced.push({ input, last });
     }
     // Router copies published again after the duplicate window carry a name this partition already applied.
     const routed: Array<[number, number, number]> = [];
@@ -514,8 +531,7 @@ export class PartitionRunner {
     let outbox: OutboxItem[] = [];
     let keys: number[] = [];
     let applied = started;
-    const moved = advanced.filter((a) => a.seqMax > a.input.seqLastApplied);
-    if (moved.length > 0) {
+    if (fresh.length > 0) {
       const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
       if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
         throw new Error(
@@ -523,19 +539,15 @@ export class PartitionRunner {
         );
       }
       applied = performance.now();
-      const main = moved.find((a) => a.input.main);
-      const committed = await this.d.store.commit({
-        ...write,
-        streamSeqLastApplied: main === undefined ? null : main.seqMax,
-        ...(main === undefined ? {} : { streamSeqLastAppliedAtMs: main.atMs }),
-        inputs: moved
-          .filter((a) => !a.input.main)
-          .map((a) => ({ stream: a.input.stream, seq: a.seqMax, atMs: a.atMs })),
-        routed,
-      });
+      const seqs = appliedSeqs(this.mainInput.stream, fresh);
+      const committed = await this.d.store.commit({ ...write, ...seqs, routed });
       outbox = committed.items;
       keys = committed.keys;
-      for (const a of moved) a.input.seqLastApplied = a.seqMax;
+      if (seqs.streamSeqLastApplied !== null) this.mainInput.seqLastApplied = seqs.streamSeqLastApplied;
+      for (const i of seqs.inputs ?? []) {
+        const input = this.inputs.find((x) => x.stream === i.stream);
+        if (input !== undefined) input.seqLastApplied = i.seq;
+      }
     }
     const committed = performance.now();
     let lag = 0;

@@ -6,7 +6,7 @@ import { Instrumentation } from "../../src/instrumentation/index.ts";
 import { OrderApplier, orderTables } from "../../src/stages/order/applier.ts";
 import { LedgerReadView } from "../../src/stages/order/routing-view.ts";
 import { PartitionStore } from "../../src/store/index.ts";
-import type { InboundMessage } from "../../src/stream/partition-runner.ts";
+import { appliedSeqs, type InboundMessage } from "../../src/stream/partition-runner.ts";
 import { orderKey, orderPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
 import { tempDir, waitFor } from "../helpers/index.ts";
 import { Lifecycle, skuIn } from "../helpers/lifecycle.ts";
@@ -125,15 +125,7 @@ async function replay(p: number, messages: InboundMessage[], batchCount: number)
     for (let i = 0; i < messages.length; i += batchCount) {
       const batch = messages.slice(i, i + batchCount);
       const write = applier.apply(batch);
-      const lastOf = (stream: string) => batch.findLast((m) => m.stream === stream);
-      const intake = lastOf(streamNames.order);
-      const answer = lastOf(streamNames.answer);
-      await store.commit({
-        ...write,
-        streamSeqLastApplied: intake?.seq ?? null,
-        ...(intake === undefined ? {} : { streamSeqLastAppliedAtMs: intake.atMs }),
-        inputs: answer === undefined ? [] : [{ stream: answer.stream, seq: answer.seq, atMs: answer.atMs }],
-      });
+      await store.commit({ ...write, ...appliedSeqs(streamNames.order, batch) });
     }
     return [...store.rangeValues<Order>("orders")];
   } finally {

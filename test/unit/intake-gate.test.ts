@@ -9,7 +9,7 @@ import { Instrumentation } from "../../src/instrumentation/index.ts";
 import { Envelopes, openEnvelope } from "../../src/stages/envelopes.ts";
 import { OrderApplier, orderTables } from "../../src/stages/order/applier.ts";
 import { type OutboxItem, PartitionStore } from "../../src/store/index.ts";
-import { appliedPosition, type InboundMessage } from "../../src/stream/partition-runner.ts";
+import { appliedPosition, appliedSeqs, type InboundMessage } from "../../src/stream/partition-runner.ts";
 import { streamNames, subjects } from "../../src/stream/subjects.ts";
 import { testConfig } from "../helpers/index.ts";
 
@@ -63,15 +63,7 @@ function setup(inFlightLinesMax: number, answerWaitMsMax: number) {
   ): Promise<Array<Extract<LineRequest, { kind: "reserve" }>>> => {
     const position = appliedPosition(store, messages);
     const write = applier.apply(messages);
-    const last = (stream: string) => messages.findLast((m) => m.stream === stream);
-    const intake = last(streamNames.order);
-    const answer = last(streamNames.answer);
-    await store.commit({
-      ...write,
-      streamSeqLastApplied: intake?.seq ?? null,
-      ...(intake === undefined ? {} : { streamSeqLastAppliedAtMs: intake.atMs }),
-      inputs: answer === undefined ? [] : [{ stream: answer.stream, seq: answer.seq, atMs: answer.atMs }],
-    });
+    await store.commit({ ...write, ...appliedSeqs(streamNames.order, messages) });
     expect(appliedPosition(store, [])).toBe(position);
     return reservesIn(write.outbox);
   };
