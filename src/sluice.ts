@@ -148,8 +148,6 @@ export class Sluice {
       () => Array.from({ length: P }, (_, p) => this.store("ledger", p)),
       P,
       c.routing.loadRefreshMs,
-      Date.now,
-      (p, sku) => this.ledger[p]?.applier.cachedSku(sku),
     );
 
     const publisher = new OutboxPublisher(

@@ -204,11 +204,6 @@ export class LedgerApplier implements PartitionApplier {
     );
   }
 
-  /** A SKU's state as this partition last wrote or read it (decoded; no LMDB read), if cached. */
-  cachedSku(sku: string): SkuState | undefined {
-    return this.cache.peek(sku);
-  }
-
   /** When the last batch was applied (the applier's clock): ticks stand aside while batches flow. */
   private lastApplyMs = Number.NEGATIVE_INFINITY;
 

@@ -20,14 +20,10 @@ export class LedgerReadView implements RoutingView {
     private readonly partitionCount: number,
     private readonly refreshMs: number,
     private readonly clock: () => number = Date.now,
-    /** A ledger partition's decoded SKU states (its read-through cache), to skip a decode per line. */
-    private readonly skuStates: (partition: number, sku: string) => SkuState | undefined = () => undefined,
   ) {}
 
   stock = (sku: string) => {
     const partition = skuPartition(sku, this.partitionCount);
-    const cached = this.skuStates(partition, sku);
-    if (cached !== undefined) return cached.positions;
     const store = this.stores()[partition];
     if (store === undefined || !store.isOpen) return undefined;
     return store.get<SkuState>("skus", sku)?.positions;
