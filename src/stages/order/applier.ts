@@ -1,5 +1,4 @@
 import type { Config } from "../../config/index.ts";
-import { checkLineResult, type LineResult, parseId } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import {
@@ -10,34 +9,23 @@ import {
   type OrderTombstone,
   type OrderView,
   type PendingCancel,
-  parseCancel,
-  parseOrder,
-  parseRejected,
-  parseReturn,
-  parseShipped,
   type RoutingView,
 } from "../../domain/orders/index.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
-import { decodePayload } from "../../stream/codec.ts";
 import {
   appliedPosition,
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import {
-  decodeToken,
-  orderKey,
-  parsePartitioned,
-  skuPartition,
-  subjects,
-  tokenPartition,
-} from "../../stream/subjects.ts";
+import { skuPartition, subjects } from "../../stream/subjects.ts";
 import { BoundedCache, orderBytes } from "../cache.ts";
-import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
+import { Envelopes, type Reject, rejecter } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
+import type { InboundContext } from "../inbound.ts";
 import { domainLimits } from "../ledger/applier.ts";
 import { BatchTimers } from "./batch-timers.ts";
+import { decodeOrderMessage, type OrderCommand } from "./inbound.ts";
 import {
   committedRows,
   RetentionBackfill,
@@ -82,6 +70,7 @@ export class OrderApplier implements PartitionApplier {
   readonly orders: Orders;
   private readonly store: PartitionStore;
   private readonly limits: OrderInputLimits;
+  private readonly inbound: InboundContext<OrderInputLimits>;
   private readonly cache: BoundedCache<string, Order>;
   private readonly erp: ErpWindow;
   private readonly timers: BatchTimers;
@@ -99,6 +88,7 @@ export class OrderApplier implements PartitionApplier {
     private readonly clock: () => number = Date.now,
   ) {
     this.limits = domainLimits(config);
+    this.inbound = { partition, partitionCount: config.streams.partitionCount, limits: this.limits };
     this.cache = new BoundedCache(config.orders.cacheCountMax, config.orders.cacheBytesMax, orderBytes);
     this.erp = new ErpWindow("order", partition, config, store, events);
     this.store = store;
@@ -126,16 +116,54 @@ export class OrderApplier implements PartitionApplier {
     this.timers.begin();
     let fired = 0;
     for (const m of messages) {
-      // Deadlines fire at clock messages only, in stream time: after every input ahead of the clock in the
-      // stream, including WMS events the router copied late (their own stamps are later than their arrival).
-      // Retention too, after the deadlines: a line cancelled by one makes its order final, not compacted.
-      if (m.subject === subjects.orderClock(this.partition)) {
-        fired += this.fireDue(m.atMs);
-        this.orders.compact(m.atMs);
-      } else this.applyOne(m, reject);
+      const { commands, rejects } = decodeOrderMessage(m, this.inbound);
+      for (const r of rejects) reject(m, r.reason, r.detail, r.item);
+      for (const c of commands) fired += this.applyCommand(m, c, reject);
     }
     if (fired > 0) this.events.emit("timers_fired", { partition: this.partition, count: fired });
     return this.finish(outbox, appliedPosition(this.store, messages));
+  }
+
+  /** One typed command (src/stages/order/inbound.ts); returns the SLA timers it fired. */
+  private applyCommand(m: InboundMessage, c: OrderCommand, reject: Reject): number {
+    const input = { seq: m.seq, atMs: m.atMs };
+    switch (c.kind) {
+      case "clock": {
+        // Deadlines fire at clock messages only, in stream time: after every input ahead of the clock in the
+        // stream, including WMS events the router copied late (their own stamps are later than their arrival).
+        // Retention too, after the deadlines: a line cancelled by one makes its order final, not compacted.
+        const fired = this.fireDue(c.atMs);
+        this.orders.compact(c.atMs);
+        return fired;
+      }
+      case "create": {
+        const outcome = this.orders.create(c.key, c.order, input);
+        const created = outcome.ok && outcome.event === "created" ? this.orders.get(c.key) : undefined;
+        if (created !== undefined) this.timers.set(created.shipByMs, c.key);
+        this.outcome(m, outcome, reject);
+        return 0;
+      }
+      case "cancel":
+        this.outcome(m, this.orders.cancel(c.key, c.cancel, input), reject);
+        return 0;
+      case "return":
+        this.outcome(m, this.orders.returned(c.key, c.returned, input), reject);
+        return 0;
+      case "shipped":
+        this.outcome(m, this.orders.shipped(c.key, c.shipped, input), reject);
+        return 0;
+      case "rejected":
+        this.outcome(m, this.orders.rejected(c.key, c.rejected, input), reject);
+        return 0;
+      case "result": {
+        const r = c.result;
+        if (r.kind !== "lost") this.awaiting.delete(attemptKey(r.ref.orderKey, r.ref.lineId, r.attempt));
+        this.orders.ledgerResult(r, input);
+        return 0;
+      }
+      default:
+        return unreachable(c);
+    }
   }
 
   /**
@@ -191,169 +219,6 @@ export class OrderApplier implements PartitionApplier {
     }
     this.timers.settle();
     return count;
-  }
-
-  private applyOne(m: InboundMessage, reject: Reject): void {
-    const route = parsePartitioned(m.subject);
-    if (route === null || route.partition !== this.partition) {
-      reject(m, "bad_subject", `${m.subject} is not a subject of order partition ${this.partition}`);
-      return;
-    }
-    const input = { seq: m.seq, atMs: m.atMs };
-    if (route.kind === "result") this.results(m, input, reject);
-    else if (route.kind === "wms" && route.tokens.length === 2) {
-      this.wms(m, route.tokens[0] as string, route.tokens[1] as string, input, reject);
-    } else if (
-      (route.kind === "order" || route.kind === "cancel" || route.kind === "return") &&
-      route.tokens.length === 2
-    ) {
-      this.orderInput(m, route.kind, route.tokens as [string, string], input, reject);
-    } else {
-      reject(
-        m,
-        "unknown_kind",
-        `order partitions take order, cancel, return, wms, result and clock subjects, not ${route.kind}`,
-      );
-    }
-  }
-
-  private orderInput(
-    m: InboundMessage,
-    kind: "order" | "cancel" | "return",
-    tokens: [string, string],
-    input: { seq: number; atMs: number },
-    reject: Reject,
-  ): void {
-    let channel: string;
-    let orderId: string;
-    try {
-      channel = decodeToken(tokens[0]);
-      orderId = decodeToken(tokens[1]);
-    } catch (error) {
-      reject(m, "bad_subject", (error as Error).message);
-      return;
-    }
-    for (const [field, id] of [
-      ["channel", channel],
-      ["orderId", orderId],
-    ] as const) {
-      const checked = parseId(id, field, this.limits);
-      if (!checked.ok) {
-        reject(m, checked.reason, checked.detail);
-        return;
-      }
-    }
-    const owner = tokenPartition(`${tokens[0]}.${tokens[1]}`, this.config.streams.partitionCount);
-    if (owner !== this.partition) {
-      reject(
-        m,
-        "wrong_partition",
-        `order ${channel}/${orderId} belongs to partition ${owner}, not ${this.partition}`,
-      );
-      return;
-    }
-    const decoded = decodePayload(m.data, contentTypeOf(m.headers));
-    if (!decoded.ok) {
-      reject(m, decoded.reason, decoded.detail);
-      return;
-    }
-    const key = `${tokens[0]}.${tokens[1]}`;
-    let outcome: OrderOutcome;
-    if (kind === "order") {
-      const parsed = parseOrder(channel, orderId, decoded.value, this.limits);
-      if (!parsed.ok) {
-        reject(m, parsed.reason, parsed.detail);
-        return;
-      }
-      outcome = this.orders.create(key, parsed.value, input);
-      const created = outcome.ok && outcome.event === "created" ? this.orders.get(key) : undefined;
-      if (created !== undefined) this.timers.set(created.shipByMs, key);
-    } else if (kind === "cancel") {
-      const parsed = parseCancel(decoded.value, this.limits);
-      if (!parsed.ok) {
-        reject(m, parsed.reason, parsed.detail);
-        return;
-      }
-      outcome = this.orders.cancel(
-        key,
-        { channel, orderId, lineIds: parsed.value.lineIds, cause: "customer", reason: parsed.value.reason },
-        input,
-      );
-    } else {
-      const parsed = parseReturn(channel, orderId, decoded.value, this.limits);
-      if (!parsed.ok) {
-        reject(m, parsed.reason, parsed.detail);
-        return;
-      }
-      outcome = this.orders.returned(key, parsed.value, input);
-    }
-    this.outcome(m, outcome, reject);
-  }
-
-  private wms(
-    m: InboundMessage,
-    warehouseToken: string,
-    event: string,
-    input: { seq: number; atMs: number },
-    reject: Reject,
-  ) {
-    let warehouse: string;
-    try {
-      warehouse = decodeToken(warehouseToken);
-    } catch (error) {
-      reject(m, "bad_subject", (error as Error).message);
-      return;
-    }
-    const checked = parseId(warehouse, "warehouse", this.limits);
-    if (!checked.ok) {
-      reject(m, checked.reason, checked.detail);
-      return;
-    }
-    const decoded = decodePayload(m.data, contentTypeOf(m.headers));
-    if (!decoded.ok) {
-      reject(m, decoded.reason, decoded.detail);
-      return;
-    }
-    const parsed =
-      event === "shipped"
-        ? parseShipped(warehouse, decoded.value, this.limits)
-        : event === "rejected"
-          ? parseRejected(warehouse, decoded.value, this.limits)
-          : null;
-    if (parsed === null) {
-      reject(m, "unknown_kind", `WMS events about orders are shipped and rejected, not ${event}`);
-      return;
-    }
-    if (!parsed.ok) {
-      reject(m, parsed.reason, parsed.detail);
-      return;
-    }
-    const key = orderKey(parsed.value.channel, parsed.value.orderId);
-    const owner = tokenPartition(key, this.config.streams.partitionCount);
-    if (owner !== this.partition) {
-      reject(m, "wrong_partition", `order ${key} belongs to partition ${owner}, not ${this.partition}`);
-      return;
-    }
-    const outcome =
-      "shipmentId" in parsed.value
-        ? this.orders.shipped(key, parsed.value, input)
-        : this.orders.rejected(key, parsed.value, input);
-    this.outcome(m, outcome, reject);
-  }
-
-  private results(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
-    const envelope = openEnvelope<LineResult>(m.data, "result", (r) => checkLineResult(r, this.limits));
-    if (!envelope.ok) {
-      reject(m, "invalid_command", envelope.detail);
-      return;
-    }
-    // A malformed answer is dead-lettered alone; the other answers of the envelope apply.
-    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
-    for (const { item } of envelope.items) {
-      if (item.kind !== "lost")
-        this.awaiting.delete(attemptKey(item.ref.orderKey, item.ref.lineId, item.attempt));
-      this.orders.ledgerResult(item, input);
-    }
   }
 
   private outcome(m: InboundMessage, outcome: OrderOutcome, reject: Reject): void {
@@ -424,3 +289,7 @@ export class OrderApplier implements PartitionApplier {
 /** A line's reservation attempt, as the intake gate counts it. */
 const attemptKey = (orderKey: string, lineId: string, attempt: number) =>
   `${orderKey}\u0000${lineId}\u0000${attempt}`;
+
+function unreachable(c: never): never {
+  throw new Error(`unknown order command ${JSON.stringify(c)}`);
+}
