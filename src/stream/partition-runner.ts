@@ -109,6 +109,8 @@ type InputState = {
   deliverySeqNext: number | null;
   seqLastApplied: number;
   messages: ConsumerMessages | null;
+  /** Messages the server held for this input at its last delivery applied (JsMsg info.pending). */
+  serverPending: number;
 };
 
 type RunnerState = "idle" | "running" | "resetting" | "stopping" | "stopped" | "failed";
@@ -185,6 +187,7 @@ export class PartitionRunner {
       deliverySeqNext: null,
       seqLastApplied: 0,
       messages: null,
+      serverPending: 0,
     }));
   }
 
@@ -550,8 +553,11 @@ export class PartitionRunner {
       }
     }
     const committed = performance.now();
+    // Every input counts, also one this batch took nothing from (an intake behind a closed gate): what the
+    // server still holds for it, as its newest delivery said, plus what waits in memory.
+    for (const a of advanced) a.input.serverPending = a.last.info.pending;
     let lag = 0;
-    for (const a of advanced) lag += a.last.info.pending;
+    for (const i of this.inputs) lag += (i.buffer.at(-1)?.info.pending ?? i.serverPending) + i.buffer.length;
     // Emitted between commit and ack: a listener that throws here is a crash after commit, before ack.
     this.d.events.emit("batch_committed", {
       stage: this.d.stage,
@@ -560,7 +566,7 @@ export class PartitionRunner {
       skipped: total - toApply.length,
       applySeconds: (applied - started) / 1000,
       commitSeconds: (committed - applied) / 1000,
-      lag: lag + this.buffered,
+      lag,
       inFlight: this.d.applier.inFlightLines ?? 0,
     });
     for (const a of advanced) a.last.ack(); // AckAll: acknowledges every message of the part, after the commit
