@@ -1,43 +1,31 @@
 import type { Config } from "../../config/index.ts";
 import { assert } from "../../domain/assert.ts";
-import { itemCommandIdBytesMax } from "../../domain/ledger/commands.ts";
 import type { SkuHistory } from "../../domain/ledger/history.ts";
 import {
   type Allocation,
-  checkLineRequest,
-  checkStockItem,
   Ledger,
   type LedgerView,
-  type LineRequest,
   type LineResult,
-  parseId,
-  parseStockCommand,
   type RefusalCode,
   type SkuState,
   type StockCommand,
-  type StockItem,
   type WarehouseLoad,
 } from "../../domain/ledger/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import type { Instrumentation } from "../../instrumentation/index.ts";
 import type { Op, OutboxItem, PartitionStore } from "../../store/index.ts";
-import { decodePayload } from "../../stream/codec.ts";
 import {
   appliedPosition,
   type InboundMessage,
   type PartitionApplier,
 } from "../../stream/partition-runner.ts";
-import {
-  decodeToken,
-  encodeToken as encode,
-  parsePartitioned,
-  subjects,
-  tokenPartition,
-} from "../../stream/subjects.ts";
+import { subjects, tokenPartition } from "../../stream/subjects.ts";
 import { BoundedCache, skuStateBytes } from "../cache.ts";
-import { contentTypeOf, Envelopes, openEnvelope, type Reject, rejecter } from "../envelopes.ts";
+import { Envelopes, type Reject, rejecter } from "../envelopes.ts";
+import type { InboundContext } from "../inbound.ts";
 import { compactionTables, LedgerCompactor } from "./compaction.ts";
+import { decodeLedgerMessage, type LedgerCommand } from "./inbound.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
 
@@ -167,12 +155,14 @@ export function ledgerView(
 /**
  * The ledger stage of one partition: the single writer of the SKUs that hash to it. Three inputs, by the
  * subject's kind token: `stock.<sku>` (public stock commands), `items.<source>` (bulk and WMS stock items,
- * split per partition by the router) and `cmd.<orderPartition>` (line requests from the order stage).
+ * split per partition by the router) and `cmd.<orderPartition>` (line requests from the order stage), each
+ * turned into typed commands or dead letters by the inbound step (./inbound.ts) before anything is applied.
  * Bad input and refused stock commands become dead letters in the same transaction; the batch moves on.
  */
 export class LedgerApplier implements PartitionApplier {
   readonly ledger: Ledger;
-  private readonly limits: OrderInputLimits;
+  /** What the inbound step holds each message to: this partition, its peers' count, the input limits. */
+  private readonly inbound: InboundContext<OrderInputLimits>;
   private readonly cache: BoundedCache<string, SkuState>;
   private readonly commandIds: CommandIds;
   readonly outputs: LedgerOutputs;
@@ -195,7 +185,11 @@ export class LedgerApplier implements PartitionApplier {
     this.ledger = new Ledger(ledgerView(store, this.cache), {
       positionUnitsMax: config.ledger.positionUnitsMax,
     });
-    this.limits = domainLimits(config);
+    this.inbound = {
+      partition,
+      partitionCount: config.streams.partitionCount,
+      limits: domainLimits(config),
+    };
     this.commandIds = new CommandIds(store, config.ledger.commandIdsCountMax);
     this.tickMs = config.sync.tickMs;
     this.compactor = new LedgerCompactor(store, config.ledger);
@@ -222,66 +216,34 @@ export class LedgerApplier implements PartitionApplier {
     );
     this.commandIds.begin();
     for (const m of messages) {
-      const route = parsePartitioned(m.subject);
-      if (route === null || route.partition !== this.partition) {
-        reject(m, "bad_subject", `${m.subject} is not a subject of ledger partition ${this.partition}`);
-        continue;
-      }
+      const inbound = decodeLedgerMessage(m, this.inbound);
+      // The inbound step's dead letters first, then refusals found applying: each names its source and item
+      // (deterministic ids), so their order within a message carries nothing.
+      for (const r of inbound.rejects) reject(m, r.reason, r.detail, r.item);
       const input = { seq: m.seq, atMs: m.atMs };
-      if (route.kind === "stock" && route.tokens.length === 1)
-        this.stock(m, route.tokens[0] as string, input, reject);
-      else if (route.kind === "items") this.items(m, input, reject);
-      else if (route.kind === "cmd") this.lineRequests(m, input, reject);
-      else
-        reject(
-          m,
-          "unknown_kind",
-          `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
-        );
+      // Envelope order: each item applies against what the items before it changed.
+      for (const c of inbound.commands) {
+        if (c.kind === "stock") this.stock(m, c, input, reject);
+        else this.line(m, c, input, reject);
+      }
     }
     return this.finish(outbox, appliedPosition(this.store, messages));
   }
 
   private stock(
     m: InboundMessage,
-    token: string,
+    c: Extract<LedgerCommand, { kind: "stock" }>,
     input: { seq: number; atMs: number },
     reject: Reject,
   ): void {
-    let sku: string;
-    try {
-      sku = decodeToken(token);
-    } catch (error) {
-      reject(m, "bad_subject", (error as Error).message);
-      return;
+    const one = c.envelopeItem;
+    const refusal = this.applyStock(c.sku, c.command, input, one?.index ?? 0);
+    if (refusal === null) return;
+    if (one === undefined) reject(m, "refused", `${c.command.type} refused: ${refusal}`);
+    else {
+      const detail = `items envelope item ${one.index}: ${c.command.type} of ${c.sku} refused: ${refusal}`;
+      reject(m, "refused", detail, one);
     }
-    const id = parseId(sku, "sku", this.limits);
-    if (!id.ok) {
-      reject(m, "invalid_command", id.detail);
-      return;
-    }
-    // Single writer per SKU (invariant 2): a message on another partition's subject is refused.
-    const owner = tokenPartition(token, this.config.streams.partitionCount);
-    if (owner !== this.partition) {
-      reject(
-        m,
-        "wrong_partition",
-        `SKU ${JSON.stringify(sku)} belongs to partition ${owner}, not ${this.partition}`,
-      );
-      return;
-    }
-    const decoded = decodePayload(m.data, contentTypeOf(m.headers));
-    if (!decoded.ok) {
-      reject(m, decoded.reason, decoded.detail);
-      return;
-    }
-    const parsed = parseStockCommand(decoded.value, this.limits);
-    if (!parsed.ok) {
-      reject(m, parsed.reason, parsed.detail);
-      return;
-    }
-    const refusal = this.applyStock(sku, parsed.value, input, 0);
-    if (refusal !== null) reject(m, "refused", `${parsed.value.type} refused: ${refusal}`);
   }
 
   /**
@@ -309,58 +271,19 @@ export class LedgerApplier implements PartitionApplier {
     return refusal;
   }
 
-  private items(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
-    const envelope = openEnvelope<StockItem>(m.data, "items", (i) => checkStockItem(i, this.limits));
-    if (!envelope.ok) {
-      reject(m, "invalid_command", envelope.detail);
-      return;
-    }
-    // Each item that does not apply is a dead letter of its own; the others apply (one bad item sinks none).
-    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
-    for (const one of envelope.items) {
-      const { index, item } = one;
-      const owner = tokenPartition(encode(item.sku), this.config.streams.partitionCount);
-      if (owner !== this.partition) {
-        const detail = `items envelope item ${index}: SKU ${JSON.stringify(item.sku)} belongs to partition ${owner}, not ${this.partition}`;
-        reject(m, "wrong_partition", detail, one);
-        continue;
-      }
-      // An item's id may be derived from its message's (`<commandId>/<i>`): a few bytes over idBytesMax.
-      const command = parseStockCommand(item.command, this.limits, itemCommandIdBytesMax(this.limits));
-      if (!command.ok) {
-        reject(m, command.reason, `items envelope item ${index} (${item.sku}): ${command.detail}`, one);
-        continue;
-      }
-      const refusal = this.applyStock(item.sku, command.value, input, index);
-      if (refusal !== null) {
-        const detail = `items envelope item ${index}: ${command.value.type} of ${item.sku} refused: ${refusal}`;
-        reject(m, "refused", detail, one);
-      }
-    }
-  }
-
-  private lineRequests(m: InboundMessage, input: { seq: number; atMs: number }, reject: Reject): void {
-    const envelope = openEnvelope<LineRequest>(m.data, "cmd", (r) => checkLineRequest(r, this.limits));
-    if (!envelope.ok) {
-      reject(m, "invalid_command", envelope.detail);
-      return;
-    }
-    for (const r of envelope.refused) reject(m, "invalid_command", r.detail, r);
-    for (const one of envelope.items) {
-      const owner = tokenPartition(encode(one.item.sku), this.config.streams.partitionCount);
-      if (owner === this.partition) {
-        // A return over ledger.positionUnitsMax changes nothing: its item is refused alone.
-        const refusal = this.ledger.applyLine(one.item, input);
-        if (refusal !== null) {
-          this.events.emit("command_refused", { stage: "ledger", code: refusal });
-          const detail = `cmd envelope item ${one.index}: ${one.item.kind} of ${one.item.sku} refused: ${refusal}`;
-          reject(m, "refused", detail, one);
-        }
-      } else {
-        const detail = `cmd envelope item ${one.index}: SKU ${JSON.stringify(one.item.sku)} belongs to partition ${owner}, not ${this.partition}`;
-        reject(m, "wrong_partition", detail, one);
-      }
-    }
+  private line(
+    m: InboundMessage,
+    c: Extract<LedgerCommand, { kind: "line" }>,
+    input: { seq: number; atMs: number },
+    reject: Reject,
+  ): void {
+    // A return over ledger.positionUnitsMax changes nothing: its item is refused alone.
+    const refusal = this.ledger.applyLine(c.request, input);
+    if (refusal === null) return;
+    this.events.emit("command_refused", { stage: "ledger", code: refusal });
+    const { index } = c.envelopeItem;
+    const detail = `cmd envelope item ${index}: ${c.request.kind} of ${c.request.sku} refused: ${refusal}`;
+    reject(m, "refused", detail, c.envelopeItem);
   }
 
   private finish(outbox: OutboxItem[], seqTo: number) {
