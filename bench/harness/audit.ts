@@ -80,7 +80,7 @@ async function getJson<T>(url: string, timeoutMs = 10_000): Promise<{ status: nu
 }
 
 /** Runs `work` over `items`, at most `limits.auditConcurrencyMax` at a time. */
-async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
+export async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {

@@ -29,7 +29,7 @@ import { Logger } from "../../src/log/index.ts";
 import { EmbeddedServer } from "../../src/stream/embedded-server.ts";
 import { streamNames } from "../../src/stream/subjects.ts";
 import { repoRoot, type SluiceUnderTest } from "../lib.ts";
-import type { AuditCheck } from "./audit.ts";
+import { type AuditCheck, pool } from "./audit.ts";
 import {
   backlogLastCompletion,
   checkOrderOutputs,
@@ -870,19 +870,6 @@ export async function chaosChecks(input: {
     republished,
     storedAlthoughFailed,
   };
-}
-
-async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limits.auditConcurrencyMax, items.length) }, worker));
-  return out;
 }
 
 /** CPU seconds per process made monotone across restarts (a new process starts again from ~0). */

@@ -37,11 +37,6 @@ export class BoundedCache<K, V> {
     return this.map.get(key)?.value;
   }
 
-  /** The cached value (the same as get: kept for readers from another stage, which must never reorder). */
-  peek(key: K): V | undefined {
-    return this.map.get(key)?.value;
-  }
-
   /** Read-through: the cached value, or `load()`'s (kept when there is one). */
   getOr(key: K, load: () => V | undefined): V | undefined {
     const cached = this.map.get(key);

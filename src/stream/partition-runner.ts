@@ -736,7 +736,8 @@ export class PartitionRunner {
   }
 }
 
-function toInbound(stream: string, m: JsMsg): InboundMessage {
+/** What a stage sees of a JetStream message of `stream`. */
+export function toInbound(stream: string, m: JsMsg): InboundMessage {
   return {
     stream,
     seq: m.seq,

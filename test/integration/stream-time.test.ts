@@ -6,7 +6,7 @@ import { Instrumentation } from "../../src/instrumentation/index.ts";
 import { OrderApplier, orderTables } from "../../src/stages/order/applier.ts";
 import { LedgerReadView } from "../../src/stages/order/routing-view.ts";
 import { PartitionStore } from "../../src/store/index.ts";
-import { appliedSeqs, type InboundMessage } from "../../src/stream/partition-runner.ts";
+import { appliedSeqs, type InboundMessage, toInbound } from "../../src/stream/partition-runner.ts";
 import { orderKey, orderPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
 import { tempDir, waitFor } from "../helpers/index.ts";
 import { Lifecycle, skuIn } from "../helpers/lifecycle.ts";
@@ -73,10 +73,10 @@ async function streamOf(stream: string, filter: string, lastSeq: number): Promis
 async function partitionStream(p: number, intakeSeq: number, answerSeq: number): Promise<InboundMessage[]> {
   const answers = (
     await streamOf(streamNames.answer, subjects.inputPartitionFilter("answer", p), answerSeq)
-  ).map((m) => inbound(streamNames.answer, m));
+  ).map((m) => toInbound(streamNames.answer, m));
   const intake = (
     await streamOf(streamNames.order, subjects.inputPartitionFilter("order", p), intakeSeq)
-  ).map((m) => inbound(streamNames.order, m));
+  ).map((m) => toInbound(streamNames.order, m));
   const merged: InboundMessage[] = [];
   let a = 0;
   let i = 0;
@@ -93,15 +93,6 @@ async function partitionStream(p: number, intakeSeq: number, answerSeq: number):
   }
   return merged;
 }
-
-const inbound = (stream: string, m: JsMsg): InboundMessage => ({
-  stream,
-  seq: m.seq,
-  subject: m.subject,
-  data: m.data,
-  headers: m.headers,
-  atMs: Math.floor(m.info.timestampNanos / 1_000_000),
-});
 
 /** The stream applied again into a fresh store, `batchCount` messages per transaction: the orders it ends with. */
 async function replay(p: number, messages: InboundMessage[], batchCount: number): Promise<Order[]> {

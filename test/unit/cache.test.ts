@@ -27,7 +27,7 @@ describe("BoundedCache", () => {
     expect(c.get("a")).toBe(1);
     c.set("c", 3);
     expect(c.get("a")).toBeUndefined();
-    expect(c.peek("b")).toBe(2);
+    expect(c.get("b")).toBe(2);
   });
 
   test("getOr loads a missing value once and keeps it; a value that is absent is not cached", () => {
