@@ -180,13 +180,17 @@ export class Sluice {
     } else {
       const pool = new WorkerPool(c, this.events, this.log, this.onFatal);
       this.workers = pool;
+      // Workers commit only inside the lease the main thread renews: the lock, confirmed held now, was touched
+      // at most lockRefreshMs ago and cannot be taken before lockStaleMs after that touch; one more
+      // lockRefreshMs is the margin (lockStaleMs ≥ 3 × lockRefreshMs leaves a lease of one refresh or more).
       const lock = this.lock;
-      pool.setLockHeld(lock?.held() ?? false);
-      this.lockMirror = setInterval(() => pool.setLockHeld(lock?.held() ?? false), 100);
-      await pool.start(servers, this.workerCount, { raw: rules.raw(), version: rules.network().version });
-      this.events.on("rules_applied", () =>
-        pool.broadcast({ type: "rules", raw: rules.raw(), version: rules.network().version }),
-      );
+      const renew = () =>
+        pool.setLease(lock?.held() ? Date.now() + c.store.lockStaleMs - 2 * c.store.lockRefreshMs : 0);
+      renew();
+      this.lockMirror = setInterval(renew, c.store.lockRefreshMs);
+      const inForce = () => ({ json: JSON.stringify(rules.raw()), version: rules.network().version });
+      await pool.start(servers, this.workerCount, inForce());
+      this.events.on("rules_applied", () => pool.broadcast({ type: "rules", ...inForce() }));
       // Opened once the workers have them open for writing: reads of committed state, never blocking them.
       for (let p = 0; p < P; p++) {
         for (const stage of ["ledger", "order"] as const) {

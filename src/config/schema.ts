@@ -55,6 +55,12 @@ export const schema = {
       256,
       "Worker threads hosting the partitions: -1 auto (cores − 1 from 4 cores, else none), 0 none (main thread).",
     ),
+    workerStateReportMs: int(
+      250,
+      10,
+      10 * secondMs,
+      "How often a worker sends its partitions' running state (readiness lags by at most this).",
+    ),
   },
   log: {
     level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),

@@ -36,8 +36,8 @@ const revive = (e: SerializedError): Error => {
 export class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly running = new Map<string, boolean>();
-  private readonly lockFlag = new SharedArrayBuffer(4);
-  private readonly lockView = new Int32Array(this.lockFlag);
+  private readonly lockFlag = new SharedArrayBuffer(8);
+  private readonly lockView = new BigInt64Array(this.lockFlag);
   private stopping = false;
 
   constructor(
@@ -56,12 +56,16 @@ export class WorkerPool {
     return this.workers.length;
   }
 
-  /** The data-dir lock as the workers see it (checked before every commit). */
-  setLockHeld(held: boolean): void {
-    Atomics.store(this.lockView, 0, held ? 1 : 0);
+  /**
+   * The data-dir lease as the workers see it, checked before every commit: the time (ms) until which they may
+   * commit, 0 once the lock is lost. A lease that is not renewed runs out by itself, so workers stop
+   * committing when the main thread stalls, as partitions on the main thread would.
+   */
+  setLease(untilMs: number): void {
+    Atomics.store(this.lockView, 0, BigInt(Math.floor(untilMs)));
   }
 
-  async start(servers: string, workerCount: number, rules: { raw: unknown; version: string }): Promise<void> {
+  async start(servers: string, workerCount: number, rules: { json: string; version: string }): Promise<void> {
     const assignment = assignPartitions(this.config.streams.partitionCount, workerCount);
     const starts = assignment.map((partitions, worker) => {
       const init: WorkerInit = {

@@ -22,13 +22,14 @@ export type WorkerInit = {
   config: Config;
   servers: string;
   partitions: Array<{ stage: Stage; index: number }>;
-  rules: { raw: unknown; version: string };
-  /** Int32Array over it: [0] is 1 while the main thread holds the data-dir lock. */
+  /** The rule set in force as JSON text (not a cloned object: an own `__proto__` key must survive as it is). */
+  rules: { json: string; version: string };
+  /** BigInt64Array over it: [0] is the time (ms) until which the data-dir lease lets this process commit. */
   lockFlag: SharedArrayBuffer;
 };
 
 export type ToWorker =
-  | { type: "rules"; raw: unknown; version: string }
+  | { type: "rules"; json: string; version: string }
   | { type: "resync"; channel: string }
   | { type: "stop" };
 
@@ -70,7 +71,7 @@ async function run(
     node: c.node.name,
     worker: init.worker,
   });
-  const lockFlag = new Int32Array(init.lockFlag);
+  const lease = new BigInt64Array(init.lockFlag);
   let fatal = false;
   const onFatal = (error: Error) => {
     if (fatal) return;
@@ -86,7 +87,9 @@ async function run(
     pending.push([name, payload]);
   });
 
-  let network: Network = parsed(init.rules.raw, init.rules.version, c);
+  const first = parsed(init.rules.json, init.rules.version, c);
+  if (!first.ok) throw new Error(`the rule set in force does not parse in a worker: ${first.detail}`);
+  let network: Network = first.value;
   const connection = await connectNats(c, init.servers, log);
   const nc = connection.nc;
   const js = jetstream(nc, { timeout: c.nats.requestTimeoutMs });
@@ -127,7 +130,7 @@ async function run(
       c.streams.partitionCount,
       c.routing.loadRefreshMs,
     ),
-    lockHeld: () => Atomics.load(lockFlag, 0) === 1,
+    lockHeld: () => Date.now() < Number(Atomics.load(lease, 0)),
     onFatal,
   };
   for (const { stage, index } of init.partitions) {
@@ -149,12 +152,16 @@ async function run(
     post({ type: "running", partitions });
   };
   report();
-  const reporting = setInterval(report, 250);
+  const reporting = setInterval(report, c.node.workerStateReportMs);
   post({ type: "started" });
 
   port.on("message", (m: ToWorker) => {
     if (m.type === "rules") {
-      network = parsed(m.raw, m.version, c);
+      // The main thread validated it the same way; should it still not parse here, the set in force stays.
+      const next = parsed(m.json, m.version, c);
+      if (next.ok) network = next.value;
+      else
+        log.error("rules refused in a worker: the previous rule set stays in force", { detail: next.detail });
     } else if (m.type === "resync") {
       for (const h of hosts)
         if (h.stage === "ledger") (h.applier as LedgerApplier).outputs.requestResync(m.channel);
@@ -176,8 +183,10 @@ async function run(
 }
 
 /** The rule set the main thread validated and put in force, parsed again here (a Network is not cloneable). */
-function parsed(raw: unknown, version: string, c: Config): Network {
-  const result = parseNetwork(raw, version, { idBytesMax: c.ledger.idBytesMax });
-  if (!result.ok) throw new Error(`the rule set in force does not parse in a worker: ${result.detail}`);
-  return result.value;
+function parsed(json: string, version: string, c: Config): ReturnType<typeof parseNetwork> {
+  let raw: unknown = null; // text that is not JSON is refused as no rule set at all
+  try {
+    raw = JSON.parse(json);
+  } catch {}
+  return parseNetwork(raw, version, { idBytesMax: c.ledger.idBytesMax });
 }

@@ -38,8 +38,10 @@ test("orders through partitions in two workers: every order settles once, metric
   }
   for (let i = 0; i < count; i += 10) await h.cancel(i % 2 === 0 ? "shop" : "web", `WK-${i}`);
   for (let i = 0; i < count; i++) {
-    const o = await h.waitOrder(i % 2 === 0 ? "shop" : "web", `WK-${i}`, (x) => settled(x), "settled");
-    expect(o.status).toBe(i % 10 === 0 ? "cancelled" : "allocated");
+    // An order may be allocated before its cancel applies: wait for its final status.
+    const status = i % 10 === 0 ? "cancelled" : "allocated";
+    const o = await h.waitOrder(i % 2 === 0 ? "shop" : "web", `WK-${i}`, (x) => x.status === status, status);
+    expect(o.status).toBe(status);
   }
   await h.quiesce();
   let reserved = 0;
@@ -73,6 +75,30 @@ test("orders through partitions in two workers: every order settles once, metric
   expect(after).toBe(reserved);
   expect(h.fatal).toEqual([]);
 }, 60_000);
+
+test("a rule set with prototype-named ids reaches the workers intact: they route to warehouse '__proto__'", async () => {
+  const rules = {
+    warehouses: [
+      { id: "__proto__", capacityPerDay: 1000 },
+      { id: "constructor", capacityPerDay: 1000 },
+    ],
+    channels: [{ id: "*" }, { id: "toString", warehouses: ["__proto__"] }],
+  };
+  const put = await fetch(`${h.base}/v1/rules`, { method: "PUT", body: JSON.stringify(rules) });
+  expect(put.status).toBe(200);
+  await waitFor(
+    async () => (await getJson(`${h.base}/v1/network`)).body.warehouses?.[0]?.id === "__proto__",
+    "rules",
+  );
+  await h.receive("WK-P", "__proto__", 10);
+  await h.waitPosition("WK-P", "__proto__", { onHand: 10 });
+  await h.order("toString", "WK-P-1", [{ lineId: "1", sku: "WK-P", qty: 4 }]);
+  const o = await h.waitOrder("toString", "WK-P-1", (x) => settled(x), "settled");
+  expect(o.status).toBe("allocated");
+  expect(o.lines[0]?.warehouse).toBe("__proto__");
+  expect((await h.position("WK-P", "__proto__")).reserved).toBe(4);
+  expect(h.fatal).toEqual([]);
+}, 30_000);
 
 test("fail fast: a worker's partition that finds the data-dir lock taken stops the process", async () => {
   // Another process took the lock (this one stalled past store.lockStaleMs): no worker may commit again.
