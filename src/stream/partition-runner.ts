@@ -103,7 +103,7 @@ type InputState = {
   stream: string;
   /** The stage's main stream: its sequence is BatchWrite.streamSeqLastApplied; the others go in `inputs`. */
   main: boolean;
-  /** New intake behind a gate (PartitionApplier.intakeOpen); the other inputs are always taken first. */
+  /** New intake behind a gate (PartitionApplier.intakeRoom); the other inputs are always taken first. */
   gated: boolean;
   buffer: JsMsg[];
   deliverySeqNext: number | null;
