@@ -41,24 +41,14 @@ import {
 import { route } from "../../src/domain/routing/index.ts";
 import { StockSync } from "../../src/domain/sync/index.ts";
 import { pack, unpack } from "../../src/stream/codec.ts";
+import { protoNames as protoNamesOfJs } from "../helpers/hostile.ts";
 
 // Ids from outside (warehouse, channel, SKU) key plain records that cross msgpack and JSON. Every name an
 // object inherits, and "__proto__" (which msgpackr renames), must work like any other id: here each one is
 // driven through the ledger, ATS, routing, rule sets and orders and compared with the same run on "w1".
 
-/** JavaScript's own property names, the keys that used to read inherited members or set the prototype. */
-const protoNames: string[] = [
-  ...new Set([
-    ...Object.getOwnPropertyNames(Object.prototype),
-    ...Object.getOwnPropertyNames(Function.prototype),
-    ...Object.getOwnPropertyNames(Array.prototype),
-    ...Object.getOwnPropertyNames(String.prototype),
-    "__proto__",
-    "__proto_",
-    "prototype",
-    "constructor",
-  ]),
-];
+/** JavaScript's own property names (the hostile-input generators' list), and "__proto_", msgpackr's rename. */
+const protoNames: string[] = [...protoNamesOfJs, "__proto_"];
 
 const limits = { quantityMax: 1_000_000, idBytesMax: 64, linesPerOrderMax: 10, itemsPerMessageMax: 10 };
 
