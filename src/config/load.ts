@@ -183,6 +183,19 @@ export const relations: ReadonlyArray<{
   fix: (c: Config) => string;
 }> = [
   {
+    rule: "`cluster.leaseRenewMs` × 3 ≤ `cluster.leaseMs`: an owner may miss two renewals (a slow request, a NATS blip) before its lease runs out.",
+    holds: (c) => 3 * c.cluster.leaseRenewMs <= c.cluster.leaseMs,
+    fix: (c) =>
+      `cluster.leaseRenewMs (${c.cluster.leaseRenewMs}) must be at most cluster.leaseMs / 3 (${Math.floor(c.cluster.leaseMs / 3)}): lower leaseRenewMs or raise leaseMs`,
+  },
+  {
+    rule: "With `cluster.enabled`: `cluster.snapshotMs` + 2 × `cluster.leaseMs` ≤ `streams.duplicateWindowMs`: a new owner replays from the last snapshot, and what it publishes again must still be inside JetStream's duplicate window.",
+    holds: (c) =>
+      !c.cluster.enabled || c.cluster.snapshotMs + 2 * c.cluster.leaseMs <= c.streams.duplicateWindowMs,
+    fix: (c) =>
+      `cluster.snapshotMs (${c.cluster.snapshotMs}) + 2 × cluster.leaseMs (${c.cluster.leaseMs}) must not exceed streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a new owner replays from the last snapshot and its outputs must be recognised as duplicates; snapshot more often or widen the window`,
+  },
+  {
     rule: "`consumer.pendingMessagesMax` ≥ 2 × `consumer.batchCountMax`: otherwise a full batch stalls the pull (design.md §7).",
     holds: (c) => c.consumer.pendingMessagesMax >= 2 * c.consumer.batchCountMax,
     fix: (c) =>

@@ -62,6 +62,45 @@ export const schema = {
       "How often a worker sends its partitions' running state (readiness lags by at most this).",
     ),
   },
+  cluster: {
+    enabled: {
+      kind: "bool",
+      default: false,
+      why: "Share the partitions with other Sluice processes on the same NATS system (leases, snapshots, failover); off: this process owns every partition.",
+    },
+    partitions: str(
+      "",
+      "Pins this node to these partitions only, e.g. `ledger:0-3,order:0-3` (empty: take a fair share of all); `sluice start --partitions` sets it.",
+      {
+        pattern: /^$|^(ledger|order):(\*|\d+(-\d+)?)(,(ledger|order):(\*|\d+(-\d+)?))*$/,
+        hint: "a comma-separated list of stage:index, stage:first-last or stage:*",
+      },
+    ),
+    leaseMs: int(
+      6 * secondMs,
+      1000,
+      5 * minuteMs,
+      "How long a partition lease lives without renewal (the KV bucket's age limit): a dead node's partitions move after at most this.",
+    ),
+    leaseRenewMs: int(
+      1500,
+      100,
+      minuteMs,
+      "How often an owner renews its leases (compare-and-set on the entry's revision); ≤ leaseMs / 3 so a renewal or two may fail.",
+    ),
+    rebalanceMs: int(
+      2 * secondMs,
+      100,
+      minuteMs,
+      "How often a node compares what it owns with its fair share and takes or hands off partitions.",
+    ),
+    snapshotMs: int(
+      30 * secondMs,
+      1000,
+      hourMs,
+      "How often an owner writes each partition's snapshot to the Object Store: a new owner replays at most this much of the stream.",
+    ),
+  },
   log: {
     level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),
   },
@@ -101,6 +140,12 @@ export const schema = {
     partitionCount: int(4, 1, 256, "Partitions per stage; fixed when the streams are first created."),
     replicas: int(1, 1, 5, "JetStream replicas per stream (1 on a single server, 3 on a cluster)."),
     duplicateWindowMs: int(2 * minuteMs, secondMs, dayMs, "How long JetStream remembers a Nats-Msg-Id."),
+    replicaCount: int(
+      1,
+      1,
+      5,
+      "Copies JetStream keeps of each Sluice stream and bucket: 1 on one nats-server, 3 on a cluster (survives losing one server).",
+    ),
     inboundAgeMsMax: int(
       7 * dayMs,
       minuteMs,
