@@ -60,6 +60,12 @@ export interface PartitionApplier {
   intakeRoom?(nowMs: number): number;
   /** Work the partition awaits from elsewhere (reservations from the ledger), for the gauge; absent: none. */
   readonly inFlightLines?: number;
+  /**
+   * Called once the write `apply` or `tick` returned is committed (durable), before its outbox is published:
+   * for hints other processes may read (the routing position feed), never for effects (those go in the
+   * outbox, in the transaction).
+   */
+  committed?(): void;
 }
 
 /**
@@ -496,6 +502,7 @@ export class PartitionRunner {
       );
     }
     const { keys, items } = await this.d.store.commit({ ...write, streamSeqLastApplied: null });
+    this.d.applier.committed?.();
     if (items.length > 0) await this.enqueuePublish(items, keys);
   }
 
@@ -544,6 +551,7 @@ export class PartitionRunner {
       applied = performance.now();
       const seqs = appliedSeqs(this.mainInput.stream, fresh);
       const committed = await this.d.store.commit({ ...write, ...seqs, routed });
+      this.d.applier.committed?.();
       outbox = committed.items;
       keys = committed.keys;
       if (seqs.streamSeqLastApplied !== null) this.mainInput.seqLastApplied = seqs.streamSeqLastApplied;
