@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, type Key, open, type RangeOptions, type RootDatabase } from "lmdb";
+import { type CommitRecord, recordParts } from "../cluster/changelog.ts";
 import { assert } from "../domain/assert.ts";
 
 /**
@@ -49,6 +50,13 @@ export type BatchWrite = {
   inputs?: Array<{ stream: string; seq: number; atMs: number }>;
 };
 
+/** A partition's applied position: the main stream's last applied sequence (and its time), the others'. */
+export type AppliedSeqs = {
+  streamSeqLastApplied: number;
+  streamSeqLastAppliedAtMs?: number;
+  inputs: Array<{ stream: string; seq: number }>;
+};
+
 export type PartitionIdentity = { stage: string; partition: number; partitionCount: number };
 
 export type StoreOptions = {
@@ -72,6 +80,10 @@ export class PartitionStore {
   private readonly outbox: Database<OutboxItem, number>;
   private readonly routed: Database<number, [number, number, number]>;
   private closed = false;
+  /** The changelog (cluster mode, src/cluster/changelog.ts): each commit's write goes first in its outbox. */
+  private log: { partBytesMax: number } | null = null;
+  /** Outbox keys confirmed published since the last logged commit: the next record carries them. */
+  private doneSinceLog: number[] = [];
 
   private constructor(
     readonly dir: string,
@@ -270,19 +282,11 @@ export class PartitionStore {
         "an input stream's applied sequence only moves forward",
       );
     }
-    let outboxSeq = (this.meta.get("outboxSeq") as number | undefined) ?? 0;
+    const outboxSeqBefore = (this.meta.get("outboxSeq") as number | undefined) ?? 0;
+    const commitSeq = this.commitSeq() + 1;
     const storeId = this.meta.get("storeId") as string;
-    const keys: number[] = [];
-    const items: OutboxItem[] = [];
-    for (const item of write.outbox) {
-      outboxSeq += 1;
-      keys.push(outboxSeq);
-      const msgId =
-        item.msgId === ""
-          ? `${this.identity.stage}-${this.identity.partition}:${storeId}:${outboxSeq}`
-          : item.msgId;
-      items.push(msgId === item.msgId ? item : { ...item, msgId });
-    }
+    const { keys, items, done } = this.outboxOf(write, storeId, commitSeq, outboxSeqBefore);
+    const outboxSeq = outboxSeqBefore + items.length;
     assert(outboxSeq < 0xffffffff, "outbox sequence fits its uint32 key");
     // lmdb-js does not roll back a batch whose callback throws: a key LMDB refuses would commit half the
     // batch. Every key is checked before anything is written (inputs are validated well inside this).
@@ -305,11 +309,107 @@ export class PartitionStore {
         this.meta.put(`streamSeqLastAppliedAtMs:${input.stream}`, input.atMs);
       }
       if (items.length > 0) this.meta.put("outboxSeq", outboxSeq);
+      this.meta.put("commitSeq", commitSeq);
       for (const id of write.routed ?? []) this.routed.put(id, 1);
       if ((write.routed?.length ?? 0) > 0) this.trimRouted();
     });
     assert(committed === true, "the batch transaction commits");
+    if (done !== null) this.doneSinceLog.splice(0, done);
     return { keys, items };
+  }
+
+  /**
+   * The commit's outbox items with their keys and message ids. With the changelog on, the commit's record
+   * goes first (its parts, then the items), and ids name the commit (`<stage>-<p>:<storeId>:c<commit>.<i>`):
+   * the record must carry the ids, and its own size decides how many keys its parts take.
+   */
+  private outboxOf(
+    write: BatchWrite,
+    storeId: string,
+    commitSeq: number,
+    outboxSeqBefore: number,
+  ): { keys: number[]; items: OutboxItem[]; done: number | null } {
+    const { stage, partition } = this.identity;
+    const named = write.outbox.map((item, i) => {
+      if (item.msgId !== "") return item;
+      const msgId =
+        this.log === null
+          ? `${stage}-${partition}:${storeId}:${outboxSeqBefore + i + 1}`
+          : `${stage}-${partition}:${storeId}:c${commitSeq}.${i}`;
+      return { ...item, msgId };
+    });
+    let items = named;
+    let done: number | null = null;
+    if (this.log !== null) {
+      const record: CommitRecord = {
+        kind: "commit",
+        storeId,
+        commitSeq,
+        outboxSeqBefore,
+        ops: write.ops,
+        items: named,
+        meta: this.metaOf(write, commitSeq),
+        routed: write.routed ?? [],
+        done: this.doneSinceLog.slice(),
+      };
+      done = record.done.length;
+      const parts = recordParts(record, stage, partition, this.log.partBytesMax);
+      items = [...parts, ...named];
+    }
+    const keys = items.map((_, i) => outboxSeqBefore + i + 1);
+    return { keys, items, done };
+  }
+
+  /** The meta values a commit writes besides outboxSeq, as a log record carries them. */
+  private metaOf(write: BatchWrite, commitSeq: number): Array<[string, unknown]> {
+    const meta: Array<[string, unknown]> = [["commitSeq", commitSeq]];
+    if (write.streamSeqLastApplied !== null) meta.push(["streamSeqLastApplied", write.streamSeqLastApplied]);
+    if (write.streamSeqLastAppliedAtMs !== undefined)
+      meta.push(["streamSeqLastAppliedAtMs", write.streamSeqLastAppliedAtMs]);
+    for (const input of write.inputs ?? []) {
+      meta.push([`streamSeqLastApplied:${input.stream}`, input.seq]);
+      meta.push([`streamSeqLastAppliedAtMs:${input.stream}`, input.atMs]);
+    }
+    return meta;
+  }
+
+  /** Commits written so far (0: none): the position in the changelog's lineage. */
+  commitSeq(): number {
+    const v = this.meta.get("commitSeq");
+    return typeof v === "number" ? v : 0;
+  }
+
+  /**
+   * Turns the changelog on (cluster mode): from the next commit on, each commit's record is its first outbox
+   * item(s), split into parts of at most `partBytesMax` bytes.
+   */
+  enableLog(partBytesMax: number): void {
+    this.log = { partBytesMax };
+  }
+
+  /**
+   * A commit another copy of this partition logged, written here exactly (cluster restore): its effects, its
+   * outbox items under the keys they had there (the record's own parts are not kept: they are in the log),
+   * its meta values and router names; the keys the writer had published by then are forgotten.
+   */
+  async applyLogged(r: CommitRecord, parts: number): Promise<void> {
+    assert(r.commitSeq === this.commitSeq() + 1, "a logged commit follows the last one applied");
+    for (const op of r.ops) assert(keyBytes(op.key) <= keyBytesMax, "every key fits LMDB's key size");
+    const committed = await this.write(() => {
+      for (const op of r.ops) {
+        const table = this.table(op.table);
+        if (op.op === "put") table.put(op.key, op.value);
+        else table.remove(op.key);
+      }
+      for (let i = 0; i < r.items.length; i++)
+        this.outbox.put(r.outboxSeqBefore + parts + i + 1, r.items[i] as OutboxItem);
+      for (const k of r.done) this.outbox.remove(k);
+      for (const [key, value] of r.meta) this.meta.put(key, value);
+      this.meta.put("outboxSeq", r.outboxSeqBefore + parts + r.items.length);
+      for (const id of r.routed) this.routed.put(id, 1);
+      if (r.routed.length > 0) this.trimRouted();
+    });
+    assert(committed === true, "the logged commit's transaction commits");
   }
 
   /** Keeps the newest `routedCountMax` router names: the window in which a late copy is recognised. */
@@ -321,6 +421,7 @@ export class PartitionStore {
 
   /** Forget published outbox items. Not awaited by the hot path: a crash before it only re-publishes (deduped). */
   outboxDone(keys: readonly number[]): Promise<boolean> {
+    if (this.log !== null) for (const k of keys) this.doneSinceLog.push(k);
     return this.write(() => {
       for (const k of keys) this.outbox.remove(k);
     });
@@ -342,6 +443,50 @@ export class PartitionStore {
     for (const { key, value } of this.routed.getRange()) yield { table: "routed", key, value };
     for (const [name, db] of this.tables)
       for (const { key, value } of db.getRange()) yield { table: name, key, value };
+  }
+
+  /**
+   * export() at one commit, for a snapshot taken while the writer commits. export() reads each table in a
+   * read transaction of its own, so a batch committed between two tables would be half in. Here one LMDB read
+   * transaction (lmdb-js `useReadTransaction()`, passed as `{ transaction }` to every range) covers the
+   * count, the applied sequences and every record: a batch is wholly in or wholly out. The records may be
+   * read across awaits; call `done()` after, always: while it is open LMDB cannot reuse the pages the writer
+   * frees, so the file grows.
+   */
+  snapshot(): {
+    recordCount: number;
+    applied: AppliedSeqs;
+    records: Generator<{ table: string; key: Key; value: unknown }>;
+    done: () => void;
+  } {
+    const transaction = this.root.useReadTransaction();
+    const dbs = [
+      ["meta", this.meta],
+      ["outbox", this.outbox],
+      ["routed", this.routed],
+      ...this.tables,
+    ] as Array<[string, Database<unknown, Key>]>;
+    // getCount sets `onlyCount` on the options it is given: each read gets its own object.
+    const recordCount = dbs.reduce((n, [, db]) => n + db.getCount({ transaction }), 0);
+    const applied: AppliedSeqs = { streamSeqLastApplied: 0, inputs: [] };
+    const prefix = "streamSeqLastApplied:";
+    // The range holds streamSeqLastApplied, …AtMs and both per other stream (`:<stream>`).
+    const range = { start: "streamSeqLastApplied", end: "streamSeqLastApplied\uffff", transaction };
+    for (const { key, value } of this.meta.getRange(range)) {
+      if (key === "streamSeqLastApplied") applied.streamSeqLastApplied = value as number;
+      else if (key === "streamSeqLastAppliedAtMs") applied.streamSeqLastAppliedAtMs = value as number;
+      else if (key.startsWith(prefix))
+        applied.inputs.push({ stream: key.slice(prefix.length), seq: value as number });
+    }
+    const records = (function* () {
+      for (const [table, db] of dbs)
+        for (const { key, value } of db.getRange({ transaction })) yield { table, key, value };
+    })();
+    const done = () => {
+      records.return(undefined); // closes the cursor of a reader that stopped early
+      transaction.done();
+    };
+    return { recordCount, applied, records, done };
   }
 
   /** Loads an export into this (empty) partition, in one transaction. The identity must match. */
