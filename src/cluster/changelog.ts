@@ -99,7 +99,7 @@ export function markerItem(marker: TakeoverMarker, stage: string, partition: num
 /** What the reader needs of a store: its position in the lineage and a way to apply a record. */
 export interface LogTarget {
   commitSeq(): number;
-  applyLogged(record: CommitRecord, parts: number): void | Promise<unknown>;
+  applyLogged(record: CommitRecord, parts: number): Promise<unknown>;
 }
 
 export class LogGapError extends Error {
