@@ -9,6 +9,10 @@ const help = `sluice ${version}: real-time order orchestration core
 
 Usage:
   sluice start [--config FILE]          run Sluice (embedded nats-server unless nats.url is set)
+  sluice start --partitions SPEC        run as a cluster node pinned to SPEC (e.g. ledger:0-3,order:*);
+                                        sets cluster.enabled and cluster.partitions (docs/cluster.md)
+  sluice cluster status                 nodes, partition owners, lease and snapshot ages of the cluster
+                                        (through a running node's HTTP port: --url, or http.host:http.port)
   sluice config print [--config FILE]   print the effective config as JSON, secrets masked
   sluice partition SKU [--config FILE]  print the ledger partition that owns SKU
   sluice ledger check                   rebuild every position from its entries and compare (exit 1 if not)
@@ -64,6 +68,11 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`sluice ${version} (bun ${Bun.version})\n`);
         return 0;
       case "start": {
+        if (values.partitions !== undefined) {
+          // The config's own override path (SLUICE_<SECTION>_<KEY>), so it is validated like the file.
+          process.env.SLUICE_CLUSTER_ENABLED = "true";
+          process.env.SLUICE_CLUSTER_PARTITIONS = values.partitions;
+        }
         const { runSluice } = await import("./main.ts");
         await runSluice(values.config);
         return 0;
@@ -136,6 +145,12 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "rules":
         return await rulesCommand(rest, values);
+      case "cluster": {
+        if (rest[0] !== "status") throw new UsageError("cluster takes one subcommand: status");
+        const res = await fetch(`${httpBase(values)}/v1/cluster`);
+        process.stdout.write(`${JSON.stringify(await res.json(), null, 2)}\n`);
+        return res.ok ? 0 : 1;
+      }
       case "channel": {
         const [verb, channel] = rest;
         if (verb !== "resync" || channel === undefined)
@@ -235,6 +250,7 @@ function parse(argv: string[]) {
       help: { type: "boolean", short: "h" },
       url: { type: "string" },
       orders: { type: "string" },
+      partitions: { type: "string" },
     },
   });
 }

@@ -1,7 +1,13 @@
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
-import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Server } from "bun";
+import { parsePins } from "./cluster/assignment.ts";
+import { LeaseKeeper, LeaseTable } from "./cluster/leases.ts";
+import { ClusterMember } from "./cluster/member.ts";
+import { openSnapshotBucket } from "./cluster/snapshots.ts";
+import { ensureLogStream } from "./cluster/takeover.ts";
 import { type Config, ConfigError } from "./config/index.ts";
 import { loadNetworkFile } from "./config/network.ts";
 import type { Network } from "./domain/network/index.ts";
@@ -59,6 +65,8 @@ export class Sluice {
   /** With workers: every partition's store opened read-only on the main thread (HTTP, retention, readiness). */
   private readonly readStores = new Map<string, PartitionStore>();
   rules: RulesStore | null = null;
+  /** Cluster mode (cluster.enabled): this node's share of the partitions, by lease. */
+  member: ClusterMember | null = null;
   routingView: LedgerReadView | null = null;
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
@@ -81,6 +89,7 @@ export class Sluice {
   /** Worker threads for the partitions: node.workerCount, or with −1 the automatic count (autoWorkerCount). */
   get workerCount(): number {
     const n = this.config.node.workerCount;
+    if (this.config.cluster.enabled) return 0; // a cluster scales by nodes (config relation)
     return n < 0 ? autoWorkerCount(availableParallelism()) : n;
   }
 
@@ -103,8 +112,9 @@ export class Sluice {
     return this.rules?.network() ?? null;
   }
 
+  /** Partitions hosted on this thread; in cluster mode only those this node owns (the arrays have gaps). */
   get partitions(): Partition[] {
-    return [...this.ledger, ...this.orders];
+    return [...this.ledger, ...this.orders].filter((p) => p !== undefined);
   }
 
   async start(): Promise<void> {
@@ -155,7 +165,9 @@ export class Sluice {
       { ...c.outbox, requestTimeoutMs: c.nats.requestTimeoutMs },
       { blocked: (e) => this.onBlocked(e, +1), unblocked: (e) => this.onBlocked(e, -1) },
     );
-    if (this.workerCount === 0) {
+    if (c.cluster.enabled) {
+      await this.startMember(this.hostContext(nc, js, jsm, publisher));
+    } else if (this.workerCount === 0) {
       const ctx: HostContext = {
         config: c,
         nc,
@@ -237,8 +249,9 @@ export class Sluice {
       rules,
       routingView: this.routingView,
       recentOrders: (count) => recentOrders(js, jsm, c, count),
+      cluster: this.member,
       resync: (channel) => {
-        for (const p of this.ledger) p.applier.outputs.requestResync(channel);
+        for (const p of this.ledger) p?.applier.outputs.requestResync(channel);
         this.workers?.broadcast({ type: "resync", channel });
         return c.streams.partitionCount;
       },
@@ -250,6 +263,91 @@ export class Sluice {
       rules: rules.network().version,
       http: `http://${this.http.hostname}:${this.http.port}`,
     });
+  }
+
+  private hostContext(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    publisher: OutboxPublisher,
+  ): HostContext {
+    return {
+      config: this.config,
+      nc,
+      js,
+      jsm,
+      publisher,
+      events: this.events,
+      log: this.log,
+      network: () => this.rules?.network() ?? (null as never),
+      routing: this.routingView as LedgerReadView,
+      lockHeld: () => this.lock?.held() ?? false,
+      onFatal: this.onFatal,
+    };
+  }
+
+  /**
+   * Cluster mode: this node's share of the partitions, by lease (src/cluster/member.ts). Leases, snapshots
+   * and the changelog live on the NATS system every node shares.
+   */
+  private async startMember(ctx: HostContext): Promise<void> {
+    const c = this.config;
+    await ensureLogStream(ctx.jsm, {
+      bytesMax: c.cluster.logBytesMax,
+      replicaCount: c.streams.replicaCount,
+      duplicateWindowMs: c.streams.duplicateWindowMs,
+      messageBytesMax: c.streams.messageBytesMax,
+    });
+    const leases = new LeaseTable(ctx.nc, {
+      leaseMs: c.cluster.leaseMs,
+      leaseRenewMs: c.cluster.leaseRenewMs,
+      replicas: c.streams.replicaCount,
+      node: c.node.name,
+      requestTimeoutMs: Math.min(c.nats.requestTimeoutMs, c.cluster.leaseRenewMs),
+    });
+    await leases.open();
+    const pins = parsePins(c.cluster.partitions, c.streams.partitionCount);
+    // Heartbeat and renewals on one timer of their own: a slow rebalance round (a takeover reading a long
+    // log) never lets this node look dead.
+    const keeper = new LeaseKeeper(leases, {
+      onLost: (p, reason) => this.member?.onLeaseLost(p, reason),
+      onError: (error) => this.log.warn("lease renewal failed; retried until the lease runs out", { error }),
+      heartbeat: () => ({
+        pins,
+        ...(this.http === null ? {} : { http: `http://${this.http.hostname}:${this.http.port}` }),
+      }),
+    });
+    keeper.start();
+    const snapshots = await openSnapshotBucket(ctx.js, c, { bytesMax: c.cluster.snapshotBytesMax });
+    this.member = new ClusterMember({
+      config: c,
+      log: this.log,
+      events: this.events,
+      js: ctx.js,
+      jsm: ctx.jsm,
+      leases,
+      keeper,
+      snapshots,
+      startHost: async ({ stage, index }, store, lease) => {
+        const host = new PartitionHost(stage, index, store, ctx, lease);
+        const list: Partition[] = stage === "ledger" ? this.ledger : this.orders;
+        list[index] = host;
+        try {
+          await host.start();
+        } catch (error) {
+          delete list[index];
+          throw error;
+        }
+        return {
+          stop: async () => {
+            await host.stop();
+            if (list[index] === host) delete list[index];
+          },
+        };
+      },
+      changed: () => undefined,
+    });
+    await this.member.start();
   }
 
   /** A full stream is back-pressure: one warning when the first publish to a target waits, one line when none does. */
@@ -301,6 +399,8 @@ export class Sluice {
     await this.router?.stop();
     await this.retention?.stop();
     await this.rules?.stop();
+    // Cluster mode: each partition is handed off (batch committed, snapshot written, lease released).
+    await this.member?.stop();
     await Promise.all(this.partitions.map((p) => p.stop()));
     await this.workers?.stop(this.config.shutdown.timeoutMs);
     if (this.lockMirror !== null) clearInterval(this.lockMirror);

@@ -189,11 +189,17 @@ export const relations: ReadonlyArray<{
       `cluster.leaseRenewMs (${c.cluster.leaseRenewMs}) must be at most cluster.leaseMs / 3 (${Math.floor(c.cluster.leaseMs / 3)}): lower leaseRenewMs or raise leaseMs`,
   },
   {
-    rule: "With `cluster.enabled`: `cluster.snapshotMs` + 2 × `cluster.leaseMs` ≤ `streams.duplicateWindowMs`: a new owner replays from the last snapshot, and what it publishes again must still be inside JetStream's duplicate window.",
+    rule: "With `cluster.enabled`: `cluster.snapshotMs` + 2 × `cluster.leaseMs` ≤ `streams.duplicateWindowMs`: a new owner publishes again the outputs its snapshot and changelog show as not confirmed yet, which must still be inside JetStream's duplicate window.",
     holds: (c) =>
       !c.cluster.enabled || c.cluster.snapshotMs + 2 * c.cluster.leaseMs <= c.streams.duplicateWindowMs,
     fix: (c) =>
-      `cluster.snapshotMs (${c.cluster.snapshotMs}) + 2 × cluster.leaseMs (${c.cluster.leaseMs}) must not exceed streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a new owner replays from the last snapshot and its outputs must be recognised as duplicates; snapshot more often or widen the window`,
+      `cluster.snapshotMs (${c.cluster.snapshotMs}) + 2 × cluster.leaseMs (${c.cluster.leaseMs}) must not exceed streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a new owner publishes again what was not confirmed and those copies must be recognised as duplicates; snapshot more often or widen the window`,
+  },
+  {
+    rule: "With `cluster.enabled`: `node.workerCount` ≤ 0 (−1 means none): a cluster scales by nodes, one process per core or more, each with its own partitions.",
+    holds: (c) => !c.cluster.enabled || c.node.workerCount <= 0,
+    fix: (c) =>
+      `node.workerCount is ${c.node.workerCount} but cluster.enabled is on: run more nodes instead of worker threads (set node.workerCount to 0 or -1)`,
   },
   {
     rule: "`consumer.pendingMessagesMax` ≥ 2 × `consumer.batchCountMax`: otherwise a full batch stalls the pull (design.md §7).",

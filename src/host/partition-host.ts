@@ -5,7 +5,7 @@ import type { Logger } from "../log/index.ts";
 import { type ApplierDeps, openPartitionStore, stageDefinitions } from "../stages/definition.ts";
 import type { PartitionStore, StoreWriteError } from "../store/index.ts";
 import type { OutboxPublisher } from "../stream/outbox-publisher.ts";
-import { type PartitionApplier, PartitionRunner } from "../stream/partition-runner.ts";
+import { type FencedError, type PartitionApplier, PartitionRunner } from "../stream/partition-runner.ts";
 import type { Stage } from "../stream/subjects.ts";
 
 /** What every partition of one thread shares: its NATS connection, publisher, events and log. */
@@ -20,6 +20,13 @@ export type HostContext = ApplierDeps & {
   lockHeld: () => boolean;
   /** A failure the partition cannot recover from: the process must exit (fail fast). */
   onFatal: (error: Error) => void;
+};
+
+/** Cluster mode: the partition's lease, checked before every commit and publish (src/cluster/). */
+export type HostLease = {
+  valid: () => boolean;
+  /** The partition was fenced (its lease ran out): it has stopped; the node hands it over. */
+  onFenced: (error: FencedError) => void;
 };
 
 /**
@@ -45,6 +52,7 @@ export class PartitionHost<A extends PartitionApplier = PartitionApplier> {
     readonly index: number,
     readonly store: PartitionStore,
     private readonly ctx: HostContext,
+    private readonly lease: HostLease | null = null,
   ) {
     [this.applier, this.runner] = this.build();
     ctx.events.on("batch_committed", (e) => {
@@ -92,8 +100,10 @@ export class PartitionHost<A extends PartitionApplier = PartitionApplier> {
       onStoreFull: (error) => {
         this.resuming = this.resumeWhenRoom(error).catch((e: Error) => ctx.onFatal(e));
       },
-      // Fencing: a process that stalled past the lock's lease and lost it stops before its next commit.
-      lockHeld: ctx.lockHeld,
+      // Fencing: a process that stalled past the lock's lease and lost it stops before its next commit; in
+      // cluster mode so does a node whose partition lease ran out, and only that partition stops.
+      lockHeld: this.lease === null ? ctx.lockHeld : () => ctx.lockHeld() && this.lease?.valid() === true,
+      ...(this.lease === null ? {} : { onFenced: this.lease.onFenced }),
     });
     return [applier, runner];
   }

@@ -28,7 +28,29 @@ export type HttpDeps = {
   recentOrders: (count: number) => Promise<PastOrder[]>;
   /** Starts a channel's full stock resync in every local ledger partition; returns how many. */
   resync: (channel: string) => number;
+  /** Cluster mode: this node's view of the cluster (GET /v1/cluster, who owns a partition); else null. */
+  cluster: ClusterPort | null;
 };
+
+/** What HTTP reads of the cluster member (src/cluster/member.ts). */
+export type ClusterPort = {
+  status(): Promise<unknown>;
+  /** The node that owns a partition as of the last round, with its HTTP address; null when none. */
+  ownerOf(stage: "ledger" | "order", index: number): { node: string; http: string | null } | null;
+};
+
+/** A partition this node does not run: 503, and in cluster mode the node that does. */
+function notLocal(deps: HttpDeps, stage: "ledger" | "order", partition: number): Response {
+  const owner = deps.cluster?.ownerOf(stage, partition) ?? null;
+  return json(503, {
+    error: "partition_not_local",
+    stage,
+    partition,
+    ...(owner === null
+      ? {}
+      : { owner, fix: owner.http === null ? `ask node ${owner.node}` : `ask ${owner.http}` }),
+  });
+}
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body, idsForJson), { status, headers: { "Content-Type": "application/json" } });
@@ -70,6 +92,13 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
       "/v1/rules/versions": async () => json(200, { versions: await deps.rules.versions() }),
       "/v1/rules/what-if": { POST: (req) => whatIfView(deps, req) },
       "/v1/routing/load": () => json(200, loadView(deps)),
+      "/v1/cluster": async () =>
+        deps.cluster === null
+          ? json(404, {
+              error: "not_a_cluster",
+              fix: "cluster.enabled is off: this process owns every partition",
+            })
+          : json(200, await deps.cluster.status()),
     },
     fetch: () => json(404, { error: "not_found", fix: "see docs/http.md for the endpoints" }),
     error: (error) => json(500, { error: "internal", message: error.message }),
@@ -83,7 +112,7 @@ function storeOf(deps: HttpDeps, sku: string) {
 
 function stockView(deps: HttpDeps, sku: string): Response {
   const { partition, store } = storeOf(deps, sku);
-  if (store === undefined) return json(503, { error: "partition_not_local", partition });
+  if (store === undefined) return notLocal(deps, "ledger", partition);
   const state = store.get<SkuState>("skus", sku);
   if (state === undefined)
     return json(404, { error: "unknown_sku", sku, partition, fix: "no event has named this SKU yet" });
@@ -100,7 +129,7 @@ export function renderSku(state: SkuState, partition: number) {
 
 function entriesView(deps: HttpDeps, sku: string, url: URL): Response {
   const { partition, store } = storeOf(deps, sku);
-  if (store === undefined) return json(503, { error: "partition_not_local", partition });
+  if (store === undefined) return notLocal(deps, "ledger", partition);
   const limitMax = deps.config.ledger.entriesPageCountMax;
   const after = Number(url.searchParams.get("after") ?? "0");
   const limit = Number(url.searchParams.get("limit") ?? String(Math.min(100, limitMax)));
@@ -144,7 +173,7 @@ function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
   const key = orderKey(channel, orderId);
   const partition = orderPartition(key, deps.config.streams.partitionCount);
   const store = deps.orderStore(partition);
-  if (store === undefined) return json(503, { error: "partition_not_local", partition });
+  if (store === undefined) return notLocal(deps, "order", partition);
   const order = store.get<Order>("orders", key);
   if (order !== undefined) return json(200, { ...order, partition });
   // Compacted (orders.finalRetentionMs after it became final): its status and times, no lines or history.
@@ -232,7 +261,7 @@ function loadView(deps: HttpDeps) {
 /** A SKU's ATS on every synced channel: computed from its positions now, and the value last offered. */
 function atsView(deps: HttpDeps, sku: string): Response {
   const { partition, store } = storeOf(deps, sku);
-  if (store === undefined) return json(503, { error: "partition_not_local", partition });
+  if (store === undefined) return notLocal(deps, "ledger", partition);
   const state = store.get<SkuState>("skus", sku);
   if (state === undefined)
     return json(404, { error: "unknown_sku", sku, partition, fix: "no event has named this SKU yet" });

@@ -64,6 +64,14 @@ export type Events = {
   partition_paused: { stage: string; partition: number; delta: 1 | -1 };
   /** Lag of an idle partition (messages the consumer has not delivered yet). */
   lag_observed: { stage: string; partition: number; lag: number };
+  /** Cluster mode: this node took a partition (`how`: kept its copy, restored a snapshot, or replayed the log). */
+  partition_taken: { stage: string; partition: number; how: string };
+  /** Cluster mode: this node lost a partition's lease (renewal refused or too late, or a commit fenced). */
+  partition_lost: { stage: string; partition: number };
+  /** Cluster mode: this node handed a partition off (rebalance or stop). */
+  partition_handed_off: { stage: string; partition: number };
+  /** Cluster mode: a partition's snapshot was written to the Object Store. */
+  snapshot_written: { stage: string; partition: number; bytes: number };
 };
 
 export type EventName = keyof Events;

@@ -122,6 +122,35 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     paused.inc({ stage: e.stage }, e.delta);
     if (e.delta === 1) pauses.inc({ stage: e.stage });
   });
+  const owned = new Gauge({
+    name: "sluice_cluster_partitions_owned",
+    help: "Cluster mode: partitions this node runs (it holds their leases).",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  const moves = new Counter({
+    name: "sluice_cluster_partition_moves_total",
+    help: "Cluster mode: partitions taken (by how: kept, restored, fresh), lost (lease ran out) or handed off here.",
+    labelNames: ["stage", "event"],
+    registers: [registry],
+  });
+  events.on("partition_taken", (e) => {
+    owned.inc({ stage: e.stage });
+    moves.inc({ stage: e.stage, event: `taken_${e.how}` });
+  });
+  for (const event of ["partition_lost", "partition_handed_off"] as const) {
+    events.on(event, (e) => {
+      owned.dec({ stage: e.stage });
+      moves.inc({ stage: e.stage, event: event.slice("partition_".length) });
+    });
+  }
+  const snapshots = new Counter({
+    name: "sluice_cluster_snapshot_bytes_total",
+    help: "Cluster mode: bytes of partition snapshots written to the Object Store.",
+    labelNames: ["stage"],
+    registers: [registry],
+  });
+  events.on("snapshot_written", (e) => snapshots.inc({ stage: e.stage }, e.bytes));
   const refused = new Counter({
     name: "sluice_commands_refused_total",
     help: "Valid commands refused by the ledger (for example insufficient_available: no oversell).",

@@ -58,6 +58,9 @@ export type OutboxPublisherHooks = {
  * Replaces an item the stream refused for good (`message_too_large`, `refused`): what to publish instead
  * (the router's dead letter), or null to fail as before.
  */
+/** The changelog's subjects (src/cluster/changelog.ts logSubject). */
+const logSubjectPrefix = "sluice.log.";
+
 export type OnRefused = (item: OutboxItem, refusal: PublishRefusal, error: Error) => OutboxItem | null;
 
 /**
@@ -81,8 +84,21 @@ export class OutboxPublisher {
     isStopping: () => boolean = () => false,
     onRefused: OnRefused | null = null,
   ): Promise<number> {
+    // A commit's changelog record (cluster mode) lands before any of its outputs: a new owner that finds an
+    // output of the commit in a stream finds the commit in the log (src/cluster/changelog.ts).
+    let attemptsLog = 0;
+    let rest: readonly OutboxItem[] = items;
+    if (items.length > 0 && (items[0] as OutboxItem).subject.startsWith(logSubjectPrefix)) {
+      const outputs: OutboxItem[] = [];
+      rest = outputs;
+      for (const item of items) {
+        if (item.subject.startsWith(logSubjectPrefix))
+          attemptsLog = Math.max(attemptsLog, await this.publishItem(item, isStopping, null));
+        else outputs.push(item);
+      }
+    }
     const bySubject = new Map<string, OutboxItem[]>();
-    for (const item of items) {
+    for (const item of rest) {
       const list = bySubject.get(item.subject);
       if (list === undefined) bySubject.set(item.subject, [item]);
       else list.push(item);
@@ -100,7 +116,7 @@ export class OutboxPublisher {
     };
     const workers = Math.min(this.limits.publishInFlightMax, queues.length);
     await Promise.all(Array.from({ length: workers }, worker));
-    return Math.max(attemptsMax, 1);
+    return Math.max(attemptsMax, attemptsLog, 1);
   }
 
   private async publishItem(

@@ -143,6 +143,11 @@ export type PartitionRunnerDeps = {
   onStoreFull?: (error: StoreWriteError) => void;
   /** Whether this process still holds the data-dir lock; checked before every commit. */
   lockHeld?: () => boolean;
+  /**
+   * Cluster mode: a fenced partition (its lease ran out) stops and calls this instead of failing the process;
+   * absent, fencing is fatal (one process, one data-dir lock).
+   */
+  onFenced?: (error: FencedError) => void;
 };
 
 /**
@@ -496,11 +501,7 @@ export class PartitionRunner {
   private async processTick(): Promise<void> {
     const write = this.d.applier.tick?.(Date.now()) ?? null;
     if (write === null) return;
-    if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
-      throw new Error(
-        "another process took over the data-dir lock (this one stalled past store.lockStaleMs)",
-      );
-    }
+    this.fence("commit");
     const { keys, items } = await this.d.store.commit({ ...write, streamSeqLastApplied: null });
     this.d.applier.committed?.();
     if (items.length > 0) await this.enqueuePublish(items, keys);
@@ -543,11 +544,7 @@ export class PartitionRunner {
     let applied = started;
     if (fresh.length > 0) {
       const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
-      if (this.d.lockHeld !== undefined && !this.d.lockHeld()) {
-        throw new Error(
-          "another process took over the data-dir lock (this one stalled past store.lockStaleMs)",
-        );
-      }
+      this.fence("commit");
       applied = performance.now();
       const seqs = appliedSeqs(this.mainInput.stream, fresh);
       const committed = await this.d.store.commit({ ...write, ...seqs, routed });
@@ -607,7 +604,21 @@ export class PartitionRunner {
     while (this.publishesPending > 0) await this.publishing;
   }
 
+  /**
+   * Fencing: a process that stalled past the data-dir lock's lease, or a node whose partition lease ran out
+   * (cluster mode), neither commits nor publishes for the partition again.
+   */
+  private fence(what: "commit" | "publish"): void {
+    if (this.d.lockHeld === undefined || this.d.lockHeld()) return;
+    throw new FencedError(
+      this.d.onFenced === undefined
+        ? `another process took over the data-dir lock (this one stalled past store.lockStaleMs); no ${what}`
+        : `the partition's lease ran out (cluster.leaseMs); no ${what} here any more`,
+    );
+  }
+
   private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
+    this.fence("publish");
     const started = performance.now();
     const attempts = await this.d.publisher.publish(outbox, () => this.state === "stopping");
     this.d.events.emit("outbox_published", {
@@ -739,9 +750,19 @@ export class PartitionRunner {
       this.d.onStoreFull(error);
       return;
     }
+    if (error instanceof FencedError && this.d.onFenced !== undefined) {
+      this.log.warn("partition fenced: it stops here; its new owner carries on", { error });
+      this.d.onFenced(error);
+      return;
+    }
     this.log.error("partition failed", { error });
     this.d.onFatal(error);
   }
+}
+
+/** The partition may no longer commit or publish here (its lock or lease is gone). */
+export class FencedError extends Error {
+  override name = "FencedError";
 }
 
 /** What a stage sees of a JetStream message of `stream`. */
