@@ -22,7 +22,7 @@ import { RulesStore } from "./rules/store.ts";
 import { openPartitionStore } from "./stages/definition.ts";
 import type { LedgerApplier } from "./stages/ledger/applier.ts";
 import type { OrderApplier } from "./stages/order/applier.ts";
-import { LedgerReadView } from "./stages/order/routing-view.ts";
+import { LedgerReadView, RoutingPort } from "./stages/order/routing-view.ts";
 import type { PartitionStore } from "./store/index.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { type Connection, connectNats } from "./stream/connection.ts";
@@ -67,7 +67,7 @@ export class Sluice {
   rules: RulesStore | null = null;
   /** Cluster mode (cluster.enabled): this node's share of the partitions, by lease. */
   member: ClusterMember | null = null;
-  routingView: LedgerReadView | null = null;
+  routingView: LedgerReadView | RoutingPort | null = null;
   http: Server<undefined> | null = null;
   private router: UnroutedRouter | null = null;
   retention: Retention | null = null;
@@ -154,11 +154,13 @@ export class Sluice {
     await rules.start();
     this.rules = rules;
     const P = c.streams.partitionCount;
-    this.routingView = new LedgerReadView(
-      () => Array.from({ length: P }, (_, p) => this.store("ledger", p)),
-      P,
-      c.routing.loadRefreshMs,
-    );
+    const ledgerStores = () => Array.from({ length: P }, (_, p) => this.store("ledger", p));
+    // One process owns every ledger partition: routing reads their LMDB (exact). In a cluster, the ledger
+    // partitions of other nodes reach routing through their position feed (src/stages/order/routing-view.ts);
+    // a copy left on this node's disk by an earlier ownership is stale and never read.
+    this.routingView = c.cluster.enabled
+      ? RoutingPort.open(nc, c, ledgerStores, (p) => this.ledger[p] !== undefined)
+      : new LedgerReadView(ledgerStores, P, c.routing.loadRefreshMs);
 
     const publisher = new OutboxPublisher(
       js,
@@ -212,10 +214,12 @@ export class Sluice {
     }
     this.router = new UnroutedRouter(js, publisher, c, this.events, this.log, this.onFatal);
     await this.router.start();
+    const member = this.member;
     this.retention = new Retention(
       jsm,
       c,
       () =>
+        member?.appliedFloors() ??
         this.stores.flatMap((store) =>
           stageInputs[store.identity.stage as Stage].map((input, i, all) => ({
             input,
@@ -228,6 +232,7 @@ export class Sluice {
       this.log,
       Date.now,
       (stream, count) => this.events.emit("stream_purged", { stream, count }),
+      member === null ? null : { refresh: () => member.refreshFloors(), logFloor: () => member.logFloor() },
     );
     this.retention.start();
     this.http = startHttp({
@@ -280,7 +285,7 @@ export class Sluice {
       events: this.events,
       log: this.log,
       network: () => this.rules?.network() ?? (null as never),
-      routing: this.routingView as LedgerReadView,
+      routing: this.routingView as RoutingPort,
       lockHeld: () => this.lock?.held() ?? false,
       onFatal: this.onFatal,
     };
@@ -294,16 +299,17 @@ export class Sluice {
     const c = this.config;
     await ensureLogStream(ctx.jsm, {
       bytesMax: c.cluster.logBytesMax,
-      replicaCount: c.streams.replicaCount,
+      replicas: c.streams.replicas,
       duplicateWindowMs: c.streams.duplicateWindowMs,
       messageBytesMax: c.streams.messageBytesMax,
     });
     const leases = new LeaseTable(ctx.nc, {
       leaseMs: c.cluster.leaseMs,
       leaseRenewMs: c.cluster.leaseRenewMs,
-      replicas: c.streams.replicaCount,
+      replicas: c.streams.replicas,
       node: c.node.name,
       requestTimeoutMs: Math.min(c.nats.requestTimeoutMs, c.cluster.leaseRenewMs),
+      openTimeoutMs: c.nats.requestTimeoutMs,
     });
     await leases.open();
     const pins = parsePins(c.cluster.partitions, c.streams.partitionCount);
@@ -399,6 +405,7 @@ export class Sluice {
     await this.router?.stop();
     await this.retention?.stop();
     await this.rules?.stop();
+    if (this.routingView instanceof RoutingPort) this.routingView.close();
     // Cluster mode: each partition is handed off (batch committed, snapshot written, lease released).
     await this.member?.stop();
     await Promise.all(this.partitions.map((p) => p.stop()));

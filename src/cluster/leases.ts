@@ -31,7 +31,7 @@ export type LeaseTableOptions = {
   leaseMs: number;
   /** cluster.leaseRenewMs: how often a holder renews; also the fencing margin (see `Lease`). */
   leaseRenewMs: number;
-  /** streams.replicaCount: copies of the bucket when it is created. */
+  /** streams.replicas: copies of the bucket when it is created. */
   replicas: number;
   /** This node's id: 1-64 letters, digits, '_' or '-' (one KV key token). */
   node: string;
@@ -40,6 +40,8 @@ export type LeaseTableOptions = {
    * that: a renewal unanswered by then is tried again at the next round anyway.
    */
   requestTimeoutMs?: number;
+  /** Longest wait for creating or opening the bucket (placing its stream); requestTimeoutMs when smaller. */
+  openTimeoutMs?: number;
   /**
    * Fencing clock in ms (`Lease.validUntilMs`, `Lease.valid()`); monotonic by default, so a step of the wall
    * clock cannot stretch a lease. Compare a lease's deadline only with this clock, never with Date.now().
@@ -245,6 +247,7 @@ export class LeaseTable {
   readonly leaseMs: number;
   readonly leaseRenewMs: number;
   readonly requestTimeoutMs: number;
+  readonly openTimeoutMs: number;
   readonly clock: () => number;
   readonly startedAtMs = Date.now();
   readonly #js: JetStreamClient;
@@ -254,12 +257,16 @@ export class LeaseTable {
   /** Tokens of creates whose outcome is unknown, by key: a retry reuses it and recognises its own entry. */
   readonly #pendingTokens = new Map<string, string>();
 
-  constructor(nc: NatsConnection, options: LeaseTableOptions) {
+  constructor(
+    private readonly nc: NatsConnection,
+    options: LeaseTableOptions,
+  ) {
     this.bucket = options.bucket ?? leaseBucketDefault;
     this.node = options.node;
     this.leaseMs = options.leaseMs;
     this.leaseRenewMs = options.leaseRenewMs;
     this.requestTimeoutMs = options.requestTimeoutMs ?? options.leaseRenewMs;
+    this.openTimeoutMs = options.openTimeoutMs ?? this.requestTimeoutMs;
     this.clock = options.clock ?? monotonicClock;
     this.#replicas = options.replicas;
     checkOptions(this);
@@ -273,16 +280,20 @@ export class LeaseTable {
    * leases end early, never late). A longer age is kept: leases then move later, never unsafely.
    */
   async open(): Promise<void> {
-    const kv = await request(`open KV bucket ${this.bucket}`, () =>
-      new Kvm(this.#js).create(this.bucket, { ttl: this.leaseMs, history: 1, replicas: this.#replicas }),
+    // Creating the bucket places a stream (on a cluster, its replicas): slower than a renewal may take.
+    const js = jetstream(this.nc, { timeout: Math.max(this.requestTimeoutMs, this.openTimeoutMs) });
+    const created = await request(`open KV bucket ${this.bucket}`, () =>
+      new Kvm(js).create(this.bucket, { ttl: this.leaseMs, history: 1, replicas: this.#replicas }),
     );
-    const jsm = await request("JetStream manager", () => this.#js.jetstreamManager());
-    const status = await request(`status of ${this.bucket}`, () => kv.status());
+    const jsm = await request("JetStream manager", () => js.jetstreamManager());
+    const status = await request(`status of ${this.bucket}`, () => created.status());
     if (status.ttl === 0 || status.ttl < this.leaseMs) {
       await request(`raise the max age of ${this.bucket} to ${this.leaseMs} ms`, () =>
         jsm.streams.update(this.#streamName(), { max_age: nanos(this.leaseMs) }),
       );
     }
+    // Requests from here on are renewals and reads: bounded by the renewal period.
+    const kv = await request(`open KV bucket ${this.bucket}`, () => new Kvm(this.#js).open(this.bucket));
     this.#kv = kv;
     this.#jsm = jsm;
   }

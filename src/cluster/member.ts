@@ -9,10 +9,12 @@ import type { Logger } from "../log/index.ts";
 import { openPartitionStore } from "../stages/definition.ts";
 import { type PartitionStore, partitionDir } from "../store/partition-store.ts";
 import type { FencedError } from "../stream/partition-runner.ts";
-import { desiredPartitions, type PartitionId, parsePins, partitionKey } from "./assignment.ts";
+import type { AppliedPartition } from "../stream/retention.ts";
+import { stageInputs, streamNames } from "../stream/subjects.ts";
+import { allPartitions, desiredPartitions, type PartitionId, parsePins, partitionKey } from "./assignment.ts";
 import type { Lease, LeaseKeeper, LeaseOwner, LeaseTable, LiveNode, LostReason } from "./leases.ts";
-import { restoreSnapshot, type SnapshotInfo, writeSnapshot } from "./snapshots.ts";
-import { logHead, purgeLogBefore, takeOver } from "./takeover.ts";
+import { readSnapshotInfo, restoreSnapshot, type SnapshotInfo, writeSnapshot } from "./snapshots.ts";
+import { logHead, takeOver } from "./takeover.ts";
 
 export type ClusterStatus = {
   node: string;
@@ -270,7 +272,6 @@ export class ClusterMember {
       writtenAtMs: Date.now(),
       logSeqFrom,
     });
-    await purgeLogBefore(this.d.jsm, o.id.stage, o.id.index, logSeqFrom);
     this.d.events.emit("snapshot_written", {
       stage: o.id.stage,
       partition: o.id.index,
@@ -291,6 +292,43 @@ export class ClusterMember {
         });
       }
     }
+  }
+
+  /** Every partition's latest snapshot as the last `refreshFloors` read it (retention's floor). */
+  private floors = new Map<string, SnapshotInfo | null>();
+
+  /** Reads every partition's latest snapshot metadata (no bodies): what retention may purge below. */
+  async refreshFloors(): Promise<void> {
+    const all = allPartitions(this.d.config.streams.partitionCount);
+    const infos = await Promise.all(all.map((p) => readSnapshotInfo(this.d.snapshots, p.stage, p.index)));
+    this.floors = new Map(all.map((p, i) => [partitionKey(p), infos[i] ?? null]));
+  }
+
+  /**
+   * Every partition's input streams with the sequence its latest snapshot applied (0 without a snapshot:
+   * nothing of that stream may go yet), for stream retention (src/stream/retention.ts).
+   */
+  appliedFloors(): AppliedPartition[] {
+    return allPartitions(this.d.config.streams.partitionCount).flatMap((p) =>
+      stageInputs[p.stage].map((input, i, all) => ({
+        input,
+        index: p.index,
+        streamSeqLastApplied: () => {
+          const applied = this.floors.get(partitionKey(p))?.applied;
+          if (applied === undefined) return 0;
+          // The last input is the stage's main stream; the others are named.
+          if (i === all.length - 1) return applied.streamSeqLastApplied;
+          return applied.inputs.find((x) => x.stream === streamNames[input])?.seq ?? 0;
+        },
+      })),
+    );
+  }
+
+  /** SLUICE_LOG below the oldest partition's snapshot position may go; 1 while some partition has none. */
+  logFloor(): number {
+    let floor = Number.POSITIVE_INFINITY;
+    for (const info of this.floors.values()) floor = Math.min(floor, info?.logSeqFrom ?? 1);
+    return this.floors.size === 0 || !Number.isFinite(floor) ? 1 : floor;
   }
 
   /** The owner of a partition as of the last round, with its HTTP address (from its heartbeat). */

@@ -102,7 +102,7 @@ export function openSnapshotBucket(
 ): Promise<ObjectStore> {
   return new Objm(js).create(snapshotBucket, {
     description: "Sluice partition snapshots: the latest per partition (src/cluster/snapshots.ts)",
-    replicas: c.streams.replicaCount,
+    replicas: c.streams.replicas,
     max_bytes: options.bytesMax,
     storage: StorageType.File,
   });

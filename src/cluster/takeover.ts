@@ -24,7 +24,7 @@ const msToNs = (ms: number) => ms * 1_000_000;
 
 export type LogStreamOptions = {
   bytesMax: number;
-  replicaCount: number;
+  replicas: number;
   duplicateWindowMs: number;
   messageBytesMax: number;
 };
@@ -44,11 +44,11 @@ export async function ensureLogStream(jsm: JetStreamManager, o: LogStreamOptions
     max_bytes: o.bytesMax,
     max_msg_size: o.messageBytesMax + 4096,
     duplicate_window: msToNs(o.duplicateWindowMs),
-    num_replicas: o.replicaCount,
+    num_replicas: o.replicas,
   };
   try {
     const info = await jsm.streams.info(logStreamName);
-    if (info.config.max_bytes !== o.bytesMax || info.config.num_replicas !== o.replicaCount) {
+    if (info.config.max_bytes !== o.bytesMax || info.config.num_replicas !== o.replicas) {
       await jsm.streams.update(logStreamName, { ...info.config, ...config });
     }
   } catch (error) {
@@ -179,7 +179,7 @@ export async function takeOver(stage: string, partition: number, port: TakeoverP
   const head = await logHead(port.jsm, stage, partition);
   const local = port.openLocal();
   if (local !== null && (head === null || head.writer === local.storeId())) {
-    local.enableLog(port.logPartBytesMax);
+    local.enableLog(port.logPartBytesMax, head?.seq ?? 0);
     return { store: local, how: "kept", applied: 0, ignored: 0, markerSeq: null };
   }
   if (local !== null) {
@@ -203,7 +203,7 @@ export async function takeOver(stage: string, partition: number, port: TakeoverP
       };
       const seq = await appendMarker(port.js, stage, partition, marker, Math.max(reader.lastSeq, until));
       if (seq !== null) {
-        store.enableLog(port.logPartBytesMax);
+        store.enableLog(port.logPartBytesMax, seq);
         const how = restored !== null ? "restored" : "fresh";
         return { store, how, applied: reader.applied, ignored: reader.ignored, markerSeq: seq };
       }

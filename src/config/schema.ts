@@ -100,6 +100,18 @@ export const schema = {
       hourMs,
       "How often an owner writes each partition's snapshot to the Object Store: a new owner replays at most this much of the stream.",
     ),
+    logBytesMax: int(
+      4 * GiB,
+      16 * MiB,
+      1024 * GiB,
+      "Cap of SLUICE_LOG, the partitions' changelogs (each commit's write); each owner purges its partitions' logs up to their latest snapshot, so it holds about one snapshot period of commits. Full is back-pressure.",
+    ),
+    snapshotBytesMax: int(
+      8 * GiB,
+      16 * MiB,
+      1024 * GiB,
+      "Cap of the SLUICE_SNAPSHOTS Object Store: every partition's latest snapshot, plus the largest once more for a put in flight.",
+    ),
   },
   log: {
     level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),
@@ -138,14 +150,13 @@ export const schema = {
   },
   streams: {
     partitionCount: int(4, 1, 256, "Partitions per stage; fixed when the streams are first created."),
-    replicas: int(1, 1, 5, "JetStream replicas per stream (1 on a single server, 3 on a cluster)."),
-    duplicateWindowMs: int(2 * minuteMs, secondMs, dayMs, "How long JetStream remembers a Nats-Msg-Id."),
-    replicaCount: int(
+    replicas: int(
       1,
       1,
       5,
-      "Copies JetStream keeps of each Sluice stream and bucket: 1 on one nats-server, 3 on a cluster (survives losing one server).",
+      "JetStream replicas of every Sluice stream and bucket (streams, rules, leases, snapshots, changelog): 1 on a single server, 3 on a cluster (survives losing one server).",
     ),
+    duplicateWindowMs: int(2 * minuteMs, secondMs, dayMs, "How long JetStream remembers a Nats-Msg-Id."),
     inboundAgeMsMax: int(
       7 * dayMs,
       minuteMs,
@@ -420,6 +431,25 @@ export const schema = {
       10,
       10 * secondMs,
       "How stale the warehouse load routing reads may be (summed over ledger partitions).",
+    ),
+    feedFullMs: int(
+      10 * secondMs,
+      100,
+      hourMs,
+      "How often a ledger partition republishes every SKU position on the position feed: a routing view that joined late or lost a message converges within this plus one pass.",
+    ),
+    // 1000 SKUs ≈ 60 KB packed ≈ 1 ms to read and pack: a pass step never holds a partition for long.
+    feedFullSkusPerTickMax: int(
+      1000,
+      1,
+      1_000_000,
+      "SKU positions one step of a ledger partition's full feed refresh reads and publishes; steps are at least sync.tickMs apart.",
+    ),
+    viewBytesMax: int(
+      32 * MiB,
+      0,
+      64 * GiB,
+      "Estimated heap of the SKU positions a process's routing view keeps from ledger partitions in other processes; past it the oldest are dropped and routed blind.",
     ),
     whatIfOrdersMax: int(10_000, 1, 1_000_000, "Most recent orders one what-if evaluates."),
     whatIfScanMessagesMax: int(

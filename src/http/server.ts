@@ -9,7 +9,7 @@ import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
 import { type PastOrder, whatIf } from "../rules/what-if.ts";
 import { checkLedgerPartition, isConsistent } from "../stages/ledger/check.ts";
-import type { LedgerReadView } from "../stages/order/routing-view.ts";
+import type { LedgerReadView, RoutingPort } from "../stages/order/routing-view.ts";
 import type { PartitionStore } from "../store/index.ts";
 import { orderKey, orderPartition, skuPartition } from "../stream/subjects.ts";
 
@@ -23,7 +23,7 @@ export type HttpDeps = {
   ledgerStore: (partition: number) => PartitionStore | undefined;
   orderStore: (partition: number) => PartitionStore | undefined;
   rules: RulesStore;
-  routingView: LedgerReadView;
+  routingView: LedgerReadView | RoutingPort;
   /** The last N orders of the order stream (for what-if). */
   recentOrders: (count: number) => Promise<PastOrder[]>;
   /** Starts a channel's full stock resync in every local ledger partition; returns how many. */

@@ -1,3 +1,4 @@
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import type { Network } from "../domain/network/index.ts";
 import type { RoutingView } from "../domain/orders/index.ts";
@@ -6,6 +7,7 @@ import { PartitionStore, partitionDir } from "../store/index.ts";
 import type { PartitionApplier } from "../stream/partition-runner.ts";
 import type { Stage } from "../stream/subjects.ts";
 import { LedgerApplier, ledgerTables } from "./ledger/applier.ts";
+import type { FeedPublish } from "./ledger/position-feed.ts";
 import { ledgerUpgrades } from "./ledger/upgrade.ts";
 import { OrderApplier, orderTables } from "./order/applier.ts";
 
@@ -16,6 +18,11 @@ export type ApplierDeps = {
   network: () => Network;
   /** What the order stage reads of the ledger (committed positions and loads); unused by the ledger stage. */
   routing: RoutingView;
+  /**
+   * Core NATS, for hints other processes may read: the ledger's position feed (src/stages/ledger/
+   * position-feed.ts). Absent (offline admin commands, tests): no feed is published.
+   */
+  nc?: Pick<NatsConnection, "publish">;
 };
 
 /**
@@ -33,8 +40,13 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
   stage: "ledger",
   tables: ledgerTables,
   upgrades: ledgerUpgrades,
-  applier: (index, store, d) => new LedgerApplier(index, d.config, store, d.events, d.network),
+  applier: (index, store, d) =>
+    new LedgerApplier(index, d.config, store, d.events, d.network, Date.now, feedPublisher(d.nc)),
 };
+
+function feedPublisher(nc: ApplierDeps["nc"]): FeedPublish | null {
+  return nc === undefined ? null : (subject, data) => nc.publish(subject, data);
+}
 
 export const orderStage: StageDefinition<OrderApplier> = {
   stage: "order",

@@ -383,9 +383,16 @@ export class PartitionStore {
    * Turns the changelog on (cluster mode): from the next commit on, each commit's record is its first outbox
    * item(s), split into parts of at most `partBytesMax` bytes.
    */
-  enableLog(partBytesMax: number): void {
+  enableLog(partBytesMax: number, lastSeq: number): void {
     this.log = { partBytesMax };
+    this.logChain = { lastSeq };
   }
+
+  /**
+   * The changelog's last sequence this copy's writer appended (its takeover marker, then each record part):
+   * the publisher sends it as the subject's expected last sequence, so a fenced-off writer's record is refused.
+   */
+  logChain: { lastSeq: number } | null = null;
 
   /**
    * A commit another copy of this partition logged, written here exactly (cluster restore): its effects, its

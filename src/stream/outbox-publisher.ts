@@ -1,6 +1,7 @@
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { OutboxItem } from "../store/index.ts";
+import { FencedError } from "./fenced.ts";
 
 export type OutboxPublisherLimits = {
   publishAttemptsMax: number;
@@ -58,6 +59,16 @@ export type OutboxPublisherHooks = {
  * Replaces an item the stream refused for good (`message_too_large`, `refused`): what to publish instead
  * (the router's dead letter), or null to fail as before.
  */
+/**
+ * Cluster mode: the partition's fencing. `fenced` is its lease, checked before each attempt; `chain` its
+ * changelog's last sequence this owner wrote (null: no changelog), checked by JetStream on each log part.
+ */
+export type PublishFence = { fenced: () => boolean; chain: { lastSeq: number } | null };
+
+function isWrongLastSequence(error: unknown): boolean {
+  return /wrong last sequence/i.test(String((error as Error)?.message ?? ""));
+}
+
 /** The changelog's subjects (src/cluster/changelog.ts logSubject). */
 const logSubjectPrefix = "sluice.log.";
 
@@ -83,6 +94,7 @@ export class OutboxPublisher {
     items: readonly OutboxItem[],
     isStopping: () => boolean = () => false,
     onRefused: OnRefused | null = null,
+    fence: PublishFence | null = null,
   ): Promise<number> {
     // A commit's changelog record (cluster mode) lands before any of its outputs: a new owner that finds an
     // output of the commit in a stream finds the commit in the log (src/cluster/changelog.ts).
@@ -93,7 +105,7 @@ export class OutboxPublisher {
       rest = outputs;
       for (const item of items) {
         if (item.subject.startsWith(logSubjectPrefix))
-          attemptsLog = Math.max(attemptsLog, await this.publishItem(item, isStopping, null));
+          attemptsLog = Math.max(attemptsLog, await this.publishWithRetry(item, isStopping, false, fence));
         else outputs.push(item);
       }
     }
@@ -110,7 +122,7 @@ export class OutboxPublisher {
       while (next < queues.length) {
         const queue = queues[next++] as OutboxItem[];
         for (const item of queue) {
-          attemptsMax = Math.max(attemptsMax, await this.publishItem(item, isStopping, onRefused));
+          attemptsMax = Math.max(attemptsMax, await this.publishItem(item, isStopping, onRefused, fence));
         }
       }
     };
@@ -123,16 +135,17 @@ export class OutboxPublisher {
     item: OutboxItem,
     isStopping: () => boolean,
     onRefused: OnRefused | null,
+    fence: PublishFence | null,
   ): Promise<number> {
     try {
-      return await this.publishWithRetry(item, isStopping, onRefused !== null);
+      return await this.publishWithRetry(item, isStopping, onRefused !== null, fence);
     } catch (error) {
       const cause = (error as Error).cause;
       const refusal = publishRefusal(cause);
       if (onRefused === null || refusal === null || refusal === "stream_full") throw error;
       const instead = onRefused(item, refusal, cause as Error);
       if (instead === null) throw error;
-      return await this.publishWithRetry(instead, isStopping, false);
+      return await this.publishWithRetry(instead, isStopping, false, fence);
     }
   }
 
@@ -140,15 +153,26 @@ export class OutboxPublisher {
     item: OutboxItem,
     isStopping: () => boolean,
     refusalIsFinal: boolean,
+    fence: PublishFence | null = null,
   ): Promise<number> {
     let episode: (BlockedEpisode & { sinceMs: number }) | null = null;
     let attemptsFailed = 0;
     for (let attempt = 1; ; attempt++) {
+      // Checked before every attempt: a publish retried through a NATS outage must not land after the
+      // partition's lease ran out.
+      if (fence?.fenced() === true)
+        throw new FencedError(`outbox item ${item.msgId} not published: the partition was fenced off`);
       try {
-        await this.publishOne(item);
+        await this.publishOne(item, fence);
         if (episode !== null) this.hooks.unblocked?.({ ...episode, waitedMs: Date.now() - episode.sinceMs });
         return attempt;
       } catch (error) {
+        if (isWrongLastSequence(error) && item.subject.startsWith(logSubjectPrefix)) {
+          throw new FencedError(
+            `changelog ${item.subject} has another writer (a takeover marker after this owner's last record): this node no longer runs the partition`,
+            { cause: error },
+          );
+        }
         const refusal = publishRefusal(error);
         const full = refusal === "stream_full";
         if (full && episode === null) {
@@ -177,14 +201,24 @@ export class OutboxPublisher {
     }
   }
 
-  private publishOne(item: OutboxItem): Promise<PubAck> {
+  /**
+   * A changelog part carries the subject's expected last sequence (this owner's previous record, or its
+   * takeover marker): once another node has appended a marker, JetStream refuses it, and nothing of the
+   * commit (published after its record) leaves. A copy of a part that already landed is a duplicate by
+   * message id, acked with its first sequence.
+   */
+  private async publishOne(item: OutboxItem, fence: PublishFence | null): Promise<PubAck> {
     const h = natsHeaders();
     for (const [k, v] of item.headers) h.append(k, v);
-    return this.js.publish(item.subject, item.data, {
+    const chain = item.subject.startsWith(logSubjectPrefix) ? (fence?.chain ?? null) : null;
+    const ack = await this.js.publish(item.subject, item.data, {
       msgID: item.msgId,
       headers: h,
       timeout: this.limits.requestTimeoutMs,
+      ...(chain === null ? {} : { expect: { lastSubjectSequence: chain.lastSeq } }),
     });
+    if (chain !== null && !ack.duplicate) chain.lastSeq = ack.seq;
+    return ack;
   }
 }
 

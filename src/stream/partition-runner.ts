@@ -5,7 +5,8 @@ import { assert } from "../domain/assert.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
 import { type BatchWrite, type OutboxItem, type PartitionStore, StoreWriteError } from "../store/index.ts";
-import type { OutboxPublisher } from "./outbox-publisher.ts";
+import { FencedError } from "./fenced.ts";
+import type { OutboxPublisher, PublishFence } from "./outbox-publisher.ts";
 import { ensurePartitionConsumer } from "./provision.ts";
 import {
   type Input,
@@ -300,7 +301,12 @@ export class PartitionRunner {
     const pending = this.d.store.pendingOutbox();
     if (pending.length === 0) return;
     this.log.info("publishing outbox left from the last run", { count: pending.length });
-    await this.d.publisher.publish(pending.map((p) => p.item));
+    await this.d.publisher.publish(
+      pending.map((p) => p.item),
+      () => false,
+      null,
+      this.publishFence(),
+    );
     await this.d.store.outboxDone(pending.map((p) => p.key));
   }
 
@@ -617,10 +623,23 @@ export class PartitionRunner {
     );
   }
 
+  /** What the publisher checks before each attempt: the lease (cluster) and the changelog's writer chain. */
+  private publishFence(): PublishFence {
+    return {
+      fenced: () => this.d.lockHeld !== undefined && !this.d.lockHeld(),
+      chain: this.d.store.logChain,
+    };
+  }
+
   private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
     this.fence("publish");
     const started = performance.now();
-    const attempts = await this.d.publisher.publish(outbox, () => this.state === "stopping");
+    const attempts = await this.d.publisher.publish(
+      outbox,
+      () => this.state === "stopping",
+      null,
+      this.publishFence(),
+    );
     this.d.events.emit("outbox_published", {
       stage: this.d.stage,
       partition: this.d.partition,
@@ -760,11 +779,6 @@ export class PartitionRunner {
   }
 }
 
-/** The partition may no longer commit or publish here (its lock or lease is gone). */
-export class FencedError extends Error {
-  override name = "FencedError";
-}
-
 /** What a stage sees of a JetStream message of `stream`. */
 export function toInbound(stream: string, m: JsMsg): InboundMessage {
   return {
@@ -776,3 +790,5 @@ export function toInbound(stream: string, m: JsMsg): InboundMessage {
     atMs: Math.floor(m.info.timestampNanos / 1_000_000),
   };
 }
+
+export { FencedError };

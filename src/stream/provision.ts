@@ -4,6 +4,7 @@ import {
   type ConsumerInfo,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiError,
   type JetStreamManager,
   ReplayPolicy,
   RetentionPolicy,
@@ -145,16 +146,65 @@ export async function provisionStreams(jsm: JetStreamManager, c: Config, log: Lo
       );
     }
   }
-  for (const config of [...stageStreams, ...otherStreams(c)]) {
-    const info = await streamInfoOrNull(jsm, config.name);
-    if (info === null) {
-      await jsm.streams.add(config);
-      log.info("stream created", { stream: config.name });
-    } else if (differs(info.config as unknown as Record<string, unknown>, config)) {
-      // Only when something changed: an update is not free, and some servers rewrite stream metadata on it.
-      await jsm.streams.update(config.name, { ...info.config, ...config });
-      log.info("stream updated", { stream: config.name });
-    }
+  for (const config of [...stageStreams, ...otherStreams(c)]) await ensureStream(jsm, config, log);
+  await scaleRulesBucket(jsm, c, log);
+}
+
+async function ensureStream(jsm: JetStreamManager, config: StreamSpec, log: Logger): Promise<void> {
+  const info = await streamInfoOrNull(jsm, config.name);
+  if (info === null) {
+    await placed(config, () => jsm.streams.add(config));
+    log.info("stream created", { stream: config.name, replicas: config.num_replicas });
+  } else if (differs(info.config as unknown as Record<string, unknown>, config)) {
+    // Only when something changed: an update is not free, and some servers rewrite stream metadata on it.
+    // A replica count that differs is scaled by this update too (nats-server 2.9 moves the stream and its
+    // consumers to the new peer set and catches the new peers up), and the server then reports exactly the
+    // count asked for, so the next start finds nothing to change.
+    await placed(config, () => jsm.streams.update(config.name, { ...info.config, ...config }));
+    log.info("stream updated", {
+      stream: config.name,
+      replicas: config.num_replicas,
+      replicasBefore: info.config.num_replicas,
+    });
+  }
+}
+
+/**
+ * The rules KV bucket is a stream too (KV_<bucket>). The rules store creates it with the replica count, but
+ * opening an existing bucket never changes its config, so a bucket made before streams.replicas changed
+ * is scaled here; provisioning runs before the rules store opens it.
+ */
+async function scaleRulesBucket(jsm: JetStreamManager, c: Config, log: Logger): Promise<void> {
+  const name = `KV_${c.routing.rulesBucket}`;
+  const info = await streamInfoOrNull(jsm, name);
+  const wanted = c.streams.replicas;
+  if (info === null || info.config.num_replicas === wanted) return;
+  await placed({ name, num_replicas: wanted }, () =>
+    jsm.streams.update(name, { ...info.config, num_replicas: wanted }),
+  );
+  log.info("stream updated", { stream: name, replicas: wanted, replicasBefore: info.config.num_replicas });
+}
+
+/** Server error codes that mean "not enough JetStream servers for this replica count". */
+const placementErrorCodes = new Set([
+  10005, // JSClusterNoPeersErr: no suitable peers for placement
+  10023, // JSInsufficientResourcesErr
+  10074, // JSStreamReplicasNotSupportedErr: replicas > 1 on a server that is not clustered
+]);
+
+/** Runs a stream add or update; a placement refusal becomes an error that names the setting to change. */
+async function placed<T>(
+  config: { name: string; num_replicas?: number },
+  write: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || !placementErrorCodes.has(error.code)) throw error;
+    throw new ProvisionError(
+      `stream ${config.name} needs ${config.num_replicas} replicas but the server refused to place them (${error.message}); set streams.replicas to at most the number of JetStream servers in the cluster (1 on a single server)`,
+      { cause: error },
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { logStreamName } from "../cluster/changelog.ts";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { isNotFound } from "./provision.ts";
@@ -6,6 +7,18 @@ import { type Input, inputConsumerName, inputs, streamNames, unroutedConsumerNam
 
 /** One partition's input stream as retention sees it: the partition's committed last applied sequence of it. */
 export type AppliedPartition = { input: Input; index: number; streamSeqLastApplied: () => number };
+
+/**
+ * Cluster mode (src/cluster/member.ts): what may go is what every partition's latest snapshot covers, whichever
+ * node runs it. A new owner restores the snapshot, applies the changelog after it, and executes again the
+ * inputs its copy has not applied: those must still be in the streams.
+ */
+export type ClusterRetention = {
+  /** Reads every partition's latest snapshot position (Object Store metadata) before a pass. */
+  refresh(): Promise<void>;
+  /** SLUICE_LOG may go below this (every partition's snapshot reads its log from there on); ≤ 1: nothing. */
+  logFloor(): number;
+};
 
 /**
  * Above this share of max_bytes, a stage stream keeps no applied history: history must never be what makes a
@@ -41,6 +54,7 @@ export class Retention {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     private readonly onPurged: (stream: string, count: number) => void = () => undefined,
+    private readonly cluster: ClusterRetention | null = null,
   ) {}
 
   start(): void {
@@ -58,8 +72,10 @@ export class Retention {
   /** One pass over every stream; never throws (logs once per failing episode). */
   async runOnce(): Promise<void> {
     try {
+      await this.cluster?.refresh();
       for (const input of inputs) await this.purgeStage(input);
       await this.purgeUnrouted();
+      if (this.cluster !== null) await this.purgeLog(this.cluster.logFloor());
       if (this.failing) this.log.info("retention purges work again");
       this.failing = false;
     } catch (error) {
@@ -91,7 +107,12 @@ export class Retention {
       const consumer = await this.jsm.consumers
         .info(stream, inputConsumerName(stage, p.index))
         .catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)));
-      const idle = consumer !== null && consumer.num_pending === 0 && consumer.num_ack_pending === 0;
+      // In cluster mode the floor is a snapshot's, not what the consumer has delivered: no shortcut.
+      const idle =
+        this.cluster === null &&
+        consumer !== null &&
+        consumer.num_pending === 0 &&
+        consumer.num_ack_pending === 0;
       if (!idle) below = Math.min(below, applied + 1);
     }
     const bytesMax = info.config.max_bytes;
@@ -136,6 +157,14 @@ export class Retention {
     const r = await this.jsm.streams.purge(streamNames.unrouted, { seq: below });
     this.purgedBelow.set("unrouted", below);
     this.count(streamNames.unrouted, r.purged);
+  }
+
+  /** The changelogs below what every partition's snapshot covers: one unfiltered purge (see purgeStage). */
+  private async purgeLog(below: number): Promise<void> {
+    if (below <= (this.purgedBelow.get(logStreamName) ?? 1)) return;
+    const r = await this.jsm.streams.purge(logStreamName, { seq: below });
+    this.purgedBelow.set(logStreamName, below);
+    this.count(logStreamName, r.purged);
   }
 
   private count(stream: string, purged: number): void {

@@ -158,6 +158,9 @@ export const subjects = {
   stockView: (channel: string, sku: string) =>
     `sluice.view.stock.${encodeToken(channel)}.${encodeToken(sku)}`,
   stockViewAll: "sluice.view.stock.>",
+  /** A ledger partition's position feed (core NATS, a hint for routing elsewhere: src/stages/ledger/position-feed.ts). */
+  positionFeed: (ledgerPartition: number) => `sluice.view.position.${ledgerPartition}`,
+  positionFeedAll: "sluice.view.position.>",
   inputPartitionFilter: (input: Input, partition: number) => `sluice.${input}.${partition}.>`,
   dlq: (reason: string) => `sluice.dlq.${reason}`,
   dlqAll: "sluice.dlq.>",

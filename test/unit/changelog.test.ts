@@ -82,7 +82,7 @@ describe("changelog", () => {
         async (batches, partBytesMax) => {
           const writer = openStore();
           const copy = openStore();
-          writer.enableLog(partBytesMax);
+          writer.enableLog(partBytesMax, 0);
           const reader = new LogReader(copy, null);
           const log: OutboxItem[] = [];
           let seq = 0;
@@ -128,8 +128,8 @@ describe("changelog", () => {
     const old = openStore();
     const next = openStore();
     const copy = openStore();
-    old.enableLog(1 << 20);
-    next.enableLog(1 << 20);
+    old.enableLog(1 << 20, 0);
+    next.enableLog(1 << 20, 0);
     const logOf = async (s: PartitionStore, w: BatchWrite) =>
       (await s.commit(w)).items.filter((i) => i.subject.startsWith("sluice.log."));
     const put = (k: string, n: number): BatchWrite => ({
@@ -164,7 +164,7 @@ describe("changelog", () => {
   test("a gap in the log stops the reader with a clear error", async () => {
     const writer = openStore();
     const copy = openStore();
-    writer.enableLog(1 << 20);
+    writer.enableLog(1 << 20, 0);
     const parts: OutboxItem[] = [];
     for (let i = 0; i < 3; i++) {
       const { items } = await writer.commit({

@@ -61,7 +61,9 @@ export type OrderLimits = {
 
 /**
  * What routing scores against: committed ledger state read synchronously (the ledger's reservation stays
- * the authority: a line whose stock moved takes the next candidate there, or is refused).
+ * the authority: a line whose stock moved takes the next candidate there, or is refused). A view that may
+ * not know a SKU (fed from ledger partitions in other processes) says so with `known`; `stock` returning
+ * undefined then means unknown, and routing goes blind (RouteContext.known).
  */
 export type RoutingView = Omit<RouteContext, "nowMs">;
 
@@ -752,6 +754,7 @@ export class Orders {
       this.network(),
       {
         stock: (sku) => this.stockInBatch(sku),
+        known: (sku) => this.routing.known?.(sku) ?? true,
         load: (w) => this.routing.load(w) + (this.batchLoad.get(w) ?? 0),
         nowMs,
       },

@@ -50,7 +50,11 @@ type Filtered = { warehouse: string; reason: FilterReason };
 export function route(order: RouteOrder, network: Network, ctx: RouteContext): RouteResult {
   const orderFiltered: Filtered[] = [];
   const sites = sitesFor(order, network, ctx, orderFiltered);
-  const options = order.lines.map((line) => optionsFor(line, sites, network, ctx));
+  // A view fed from another process may not know a SKU yet: unknown is not "none", so such a line goes blind.
+  const blind = order.lines.map((line) => ctx.known?.(line.sku) === false);
+  const options = order.lines.map((line, i) =>
+    blind[i] ? blindOptionsFor(line, sites) : optionsFor(line, sites, network, ctx),
+  );
   const greedy = assignGreedy(order, options, network);
   let best = greedy;
   if (order.lines.length > 1) {
@@ -80,6 +84,7 @@ export function route(order: RouteOrder, network: Network, ctx: RouteContext): R
       final.size,
       network,
       ctx,
+      blind[i] === true,
     ),
   );
   return { lines, shipments: final.size };
@@ -157,6 +162,30 @@ function optionsFor(line: RouteLine, sites: Site[], network: Network, ctx: Route
     // Balance: the candidate left with the most stock scores 1, the others in proportion.
     o.stock = !o.feasible ? 0 : bestLeft === 0 ? 1 : (o.free - line.qty) / bestLeft;
     o.score = o.site.base + ws * o.stock;
+  }
+  return out;
+}
+
+/**
+ * Options of a line whose stock the view does not know: every site that can take its units today, none
+ * filtered for stock or min stock, ranked by the components that do not depend on stock (stock scores 0
+ * everywhere). `free` is unbounded as far as routing knows; the ledger reserves at the first candidate that
+ * has the units and leaves its `keep`, or refuses (the line is then backordered or rejected as any other).
+ */
+function blindOptionsFor(line: RouteLine, sites: Site[]): Option[] {
+  const out: Option[] = [];
+  for (const site of sites) {
+    if (line.excluded.includes(site.w.id)) continue;
+    const full = line.qty > site.w.capacityPerDay - site.loadUnits;
+    out.push({
+      site,
+      free: Number.POSITIVE_INFINITY,
+      keep: minStockOf(site.w, line.sku),
+      feasible: !full,
+      why: full ? "capacity_full" : null,
+      stock: 0,
+      score: site.base,
+    });
   }
   return out;
 }
@@ -365,6 +394,7 @@ function lineRoute(
   shipments: number,
   network: Network,
   ctx: RouteContext,
+  stockUnknown: boolean,
 ): LineRoute {
   const filtered: Filtered[] = orderFiltered.slice();
   for (const id of line.excluded) filtered.push({ warehouse: id, reason: "rejected_before" });
@@ -402,6 +432,7 @@ function lineRoute(
           ? "best_score"
           : "fewer_shipments",
     shipments,
+    ...(stockUnknown ? { stockUnknown: true as const } : {}),
     candidates: top.slice(0, network.routing.decisionCandidatesMax).map(scoreOf),
     filtered,
   };

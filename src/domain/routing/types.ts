@@ -53,6 +53,12 @@ export type LineDecision = {
   reason: "best_score" | "fewer_shipments" | "no_stock" | "no_candidate";
   /** Warehouses the order ships from with this decision (1 = not split). */
   shipments: number;
+  /**
+   * Present (true) only when routing's view did not know the SKU's stock (its ledger partition is in another
+   * process and its feed had not reached this one): the line was routed blind, without the stock filters and
+   * score, and the ledger reserved where the stock was, or refused.
+   */
+  stockUnknown?: true;
   candidates: CandidateScore[];
   filtered: Array<{ warehouse: string; reason: FilterReason }>;
 };
@@ -78,8 +84,15 @@ export type RouteOrder = {
 
 /** Synchronous reads of what routing scores against (committed ledger state; the ledger stays the authority). */
 export type RouteContext = {
-  /** A SKU's positions per warehouse, or undefined when it has none. */
+  /** A SKU's positions per warehouse, or undefined when it has none (or, when `known` says so, unknown). */
   stock: (sku: string) => Readonly<IdRecord<Position>> | undefined;
+  /**
+   * Whether the view knows the SKU's stock. False: `stock` returning undefined means "unknown", not "none"
+   * (a view fed from another process that has not heard of the SKU yet), and the line is routed blind: every
+   * warehouse passing the other filters is a candidate, ranked without the stock component, and the ledger
+   * (the authority) reserves at the first that has the stock. Absent: the view always knows (in-process LMDB).
+   */
+  known?: (sku: string) => boolean;
   /** Units counted against a warehouse's daily capacity now: open reservations plus today's shipments. */
   load: (warehouse: string) => number;
   nowMs: number;

@@ -27,6 +27,7 @@ import type { InboundContext } from "../inbound.ts";
 import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { decodeLedgerMessage, type LedgerCommand } from "./inbound.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
+import { type FeedPublish, PositionFeed, positionFeedMessageBytesTarget } from "./position-feed.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
 
 /** The stock command ids a partition remembers (see CommandIds). */
@@ -115,6 +116,17 @@ class CommandIds {
   }
 }
 
+function feedLimits(c: Config) {
+  return {
+    messageBytesTarget: Math.min(c.streams.messageBytesMax, positionFeedMessageBytesTarget),
+    messageBytesMax: c.streams.messageBytesMax,
+    loadRefreshMs: c.routing.loadRefreshMs,
+    fullMs: c.routing.feedFullMs,
+    fullSkusPerStepMax: c.routing.feedFullSkusPerTickMax,
+    stepMs: c.sync.tickMs,
+  };
+}
+
 export function domainLimits(c: Config): OrderInputLimits {
   return {
     quantityMax: c.ledger.quantityMax,
@@ -172,6 +184,8 @@ export class LedgerApplier implements PartitionApplier {
   readonly tickMs: number;
   /** Each batch takes what is due itself: ticks matter only when no input flows. */
   readonly tickWhenBusy = false;
+  /** Positions and loads for routing views in other processes (null: nothing published, e.g. offline). */
+  readonly feed: PositionFeed | null;
 
   constructor(
     readonly partition: number,
@@ -180,6 +194,7 @@ export class LedgerApplier implements PartitionApplier {
     private readonly events: Instrumentation,
     network: () => Network,
     private readonly clock: () => number = Date.now,
+    publishFeed: FeedPublish | null = null,
   ) {
     this.cache = new BoundedCache(config.ledger.cacheCountMax, config.ledger.cacheBytesMax, skuStateBytes);
     this.ledger = new Ledger(ledgerView(store, this.cache), {
@@ -196,12 +211,21 @@ export class LedgerApplier implements PartitionApplier {
     this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
       this.cache.set(s.sku, s),
     );
+    this.feed =
+      publishFeed === null ? null : new PositionFeed(partition, store, feedLimits(config), publishFeed);
+  }
+
+  /** The batch or tick just written is durable: what it changed may now be told to other processes. */
+  committed(): void {
+    this.feed?.committed(this.clock());
   }
 
   /** When the last batch was applied (the applier's clock): ticks stand aside while batches flow. */
   private lastApplyMs = Number.NEGATIVE_INFINITY;
 
   tick(nowMs: number) {
+    // Reads committed state only: an idle partition commits nothing, so its feed moves on here.
+    this.feed?.tick(nowMs);
     // A batch within the flush window takes what is due itself: then a tick only handles rule changes.
     const out = this.outputs.tick(nowMs, nowMs - this.lastApplyMs < this.config.sync.flushWindowMs);
     const compacted = this.compactor.step(nowMs);
@@ -304,6 +328,7 @@ export class LedgerApplier implements PartitionApplier {
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
     ops.push(...reservationOps(changes));
     for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
+    this.feed?.stage(changes.skus, changes.loads.length > 0);
     for (const op of this.commandIds.takeOps()) ops.push(op);
     const envelopes = new Envelopes(
       this.config.outbox.itemsPerMessageMax,
