@@ -132,14 +132,18 @@ function coerce(path: string, spec: FieldSpec, source: Source): unknown {
   }
 }
 
-/** The stage streams (ledger, order; answers), the unrouted, dead-letter and output streams: what JetStream reserves. */
+/**
+ * The stage streams (ledger, order; answers), the unrouted, dead-letter and output streams, and in cluster mode
+ * the changelog and the snapshots: what JetStream reserves.
+ */
 const streamBytesMax = (c: Config) =>
   2 * c.streams.inboundBytesMax +
   c.streams.unroutedBytesMax +
   c.streams.answerBytesMax +
   c.streams.dlqBytesMax +
   c.streams.outBytesMax +
-  c.streams.stockViewBytesMax;
+  c.streams.stockViewBytesMax +
+  (c.cluster.enabled ? c.cluster.logBytesMax + c.cluster.snapshotBytesMax : 0);
 
 /** The bounds of every output: the input limits, and the rule set's (its ids are bounded at 256 bytes). */
 export const outputBounds = (c: Config): OutputBounds => ({
@@ -237,10 +241,10 @@ export const relations: ReadonlyArray<{
     fix: () => "streams.messageBytesMax must not exceed streams.inboundBytesMax",
   },
   {
-    rule: "Embedded server only: 2 × `streams.inboundBytesMax` + `streams.unroutedBytesMax` + `streams.answerBytesMax` + `streams.dlqBytesMax` + `streams.outBytesMax` + `streams.stockViewBytesMax` ≤ `nats.embeddedStoreBytesMax` (JetStream reserves each stream's cap).",
+    rule: "Embedded server only: 2 × `streams.inboundBytesMax` + `streams.unroutedBytesMax` + `streams.answerBytesMax` + `streams.dlqBytesMax` + `streams.outBytesMax` + `streams.stockViewBytesMax` (+ `cluster.logBytesMax` + `cluster.snapshotBytesMax` with `cluster.enabled`) ≤ `nats.embeddedStoreBytesMax` (JetStream reserves each stream's cap).",
     holds: (c) => c.nats.url !== "" || streamBytesMax(c) <= c.nats.embeddedStoreBytesMax,
     fix: (c) =>
-      `the streams may hold ${streamBytesMax(c)} bytes (2 × inboundBytesMax + unroutedBytesMax + answerBytesMax + dlqBytesMax + outBytesMax + stockViewBytesMax) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
+      `the streams may hold ${streamBytesMax(c)} bytes (2 × inboundBytesMax + unroutedBytesMax + answerBytesMax + dlqBytesMax + outBytesMax + stockViewBytesMax, plus cluster.logBytesMax + cluster.snapshotBytesMax in cluster mode) but nats.embeddedStoreBytesMax is ${c.nats.embeddedStoreBytesMax}; JetStream reserves each stream's cap, so raise the store or lower the stream caps`,
   },
   {
     rule: "`nats.embeddedStopTimeoutMs` < `shutdown.timeoutMs`: the embedded server is stopped inside the stop budget.",

@@ -41,7 +41,16 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
   tables: ledgerTables,
   upgrades: ledgerUpgrades,
   applier: (index, store, d) =>
-    new LedgerApplier(index, d.config, store, d.events, d.network, Date.now, feedPublisher(d.nc)),
+    new LedgerApplier(
+      index,
+      d.config,
+      store,
+      d.events,
+      d.network,
+      Date.now,
+      // One process reads every ledger partition's LMDB (its own or a worker's): only a cluster needs the feed.
+      feedPublisher(d.config.cluster.enabled ? d.nc : undefined),
+    ),
 };
 
 function feedPublisher(nc: ApplierDeps["nc"]): FeedPublish | null {

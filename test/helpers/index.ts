@@ -94,6 +94,8 @@ export function testConfig(
       duplicateWindowMs: 60_000,
     },
     consumer: { ackWaitMs: 3000, batchCountMax: 500, pendingMessagesMax: 2000, lagPollMs: 200 },
+    // Off unless a test turns it on; small caps for the changelog and snapshots when it does.
+    cluster: { logBytesMax: 64 * MiB, snapshotBytesMax: 64 * MiB },
     orders: { timerTickMs: 100 },
     outbox: { publishBackoffMsMax: 200 },
     store: { mapBytesMax: 256 * MiB },

@@ -16,7 +16,11 @@ const feedFullMs = 500;
 let fx: Fixture;
 sluiceFixture("routing-feed", (f) => (fx = f), {
   partitionCount: P,
-  overrides: { routing: { feedFullMs, loadRefreshMs: 10, feedFullSkusPerTickMax: 50 } },
+  // The feed is published in cluster mode (a lone node of a cluster owns every partition).
+  overrides: {
+    routing: { feedFullMs, loadRefreshMs: 10, feedFullSkusPerTickMax: 50 },
+    cluster: { enabled: true, leaseMs: 1500, leaseRenewMs: 300, rebalanceMs: 300, snapshotMs: 2000 },
+  },
 });
 
 const connections: NatsConnection[] = [];
