@@ -115,7 +115,11 @@ test("one node takes every partition; a second joins and they split them", async
   expect(a.sluice.member?.owned.size).toBeGreaterThanOrEqual(P - 1);
   await receive(200);
   await waitFor(allCounted, "every receipt counted once across the two nodes");
-  const status = await getJson(`${httpBase(a.sluice)}/v1/cluster`);
+  // Leases as the bucket shows them: a partition may still be between two owners for a round.
+  const status = await waitFor(async () => {
+    const r = await getJson(`${httpBase(a.sluice)}/v1/cluster`);
+    return r.body.partitions?.length === 2 * P ? r : null;
+  }, "every partition's lease held");
   expect(status.status).toBe(200);
   expect(status.body.nodes.map((n: { node: string }) => n.node).sort()).toEqual(["node-a", "node-b"]);
   expect(status.body.partitions).toHaveLength(2 * P);
