@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { subjects } from "../../src/stream/subjects.ts";
+import { auditCluster } from "../helpers/cluster-audit.ts";
 import { Producer, TestNats, tempDir, waitFor } from "../helpers/index.ts";
 import { processEnv, type SluiceProcess, spawnSluice, waitReady } from "../helpers/process.ts";
 
 // Sluice nodes as operators run them (separate processes, one NATS system): one is killed with SIGKILL under
 // load and the other takes its partitions from snapshot + changelog; one is paused past its lease and its
-// late work is refused. Every receipt must count exactly once.
+// late work is refused. Every receipt must count exactly once, and the audit of what Sluice stored passes
+// (every order final once, outputs gap-free by version, reserved = allocated, no oversell, ERP chains).
 
 const P = 4;
 const nats = new TestNats(P);
@@ -14,7 +16,8 @@ const dirs: string[] = [];
 const running: SluiceProcess[] = [];
 let producer: Producer;
 
-const leaseMs = 1500;
+// Short by default so the suite stays quick; SLUICE_TEST_LEASE_MS=6000 measures failover with the default lease.
+const leaseMs = Number(process.env.SLUICE_TEST_LEASE_MS ?? 1500);
 function node(name: string): SluiceProcess {
   const dir = tempDir(`failover-${name}`);
   dirs.push(dir);
@@ -24,7 +27,7 @@ function node(name: string): SluiceProcess {
     SLUICE_NODE_WORKER_COUNT: "0",
     SLUICE_CLUSTER_ENABLED: "true",
     SLUICE_CLUSTER_LEASE_MS: String(leaseMs),
-    SLUICE_CLUSTER_LEASE_RENEW_MS: "300",
+    SLUICE_CLUSTER_LEASE_RENEW_MS: String(Math.floor(leaseMs / 5)),
     SLUICE_CLUSTER_REBALANCE_MS: "300",
     SLUICE_CLUSTER_SNAPSHOT_MS: "2000",
     SLUICE_CLUSTER_LOG_BYTES_MAX: String(64 * 1024 * 1024),
@@ -53,24 +56,65 @@ afterAll(async () => {
 });
 
 const skus = Array.from({ length: 32 }, (_, i) => `FO-${i}`);
+const channel = "shop";
+const orderIds: string[] = [];
 let sent = 0;
-/** Publishes `count` receipts, `inFlightMax` awaiting their acks at once (retrying while a server is down). */
+/**
+ * Publishes `count` receipts, and an order of one unit after every second receipt, `inFlightMax` awaiting their
+ * acks at once (retrying while a server is down). Orders take at most half of what was received: all allocate.
+ */
 async function receive(count: number, inFlightMax = 50): Promise<void> {
   const inflight = new Set<Promise<void>>();
-  for (let i = 0; i < count; i++) {
-    const n = sent++;
-    const p = producer.publishJsonRetrying(
-      subjects.stockPublic(skus[n % skus.length] as string),
-      { type: "received", warehouse: "w1", qty: 1 },
-      `fo-${n}`,
-    );
+  const add = (p: Promise<void>) => {
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
+  };
+  for (let i = 0; i < count; i++) {
+    const n = sent++;
+    const sku = skus[n % skus.length] as string;
+    add(
+      producer.publishJsonRetrying(
+        subjects.stockPublic(sku),
+        { type: "received", warehouse: "w1", qty: 1 },
+        `fo-${n}`,
+      ),
+    );
+    if (n % 2 === 1 && n >= 2 * skus.length) {
+      const id = `fo${orderIds.length}`;
+      orderIds.push(id);
+      add(
+        producer.publishJsonRetrying(
+          subjects.orderPublic("order", channel, id),
+          { lines: [{ lineId: "1", sku, qty: 1, price: 10 }] },
+          `fo-order-${id}`,
+        ),
+      );
+    }
     if (inflight.size >= inFlightMax) await Promise.race(inflight);
   }
   await Promise.all(inflight);
 }
 const expected = (i: number) => Math.floor(sent / skus.length) + (i < sent % skus.length ? 1 : 0);
+
+/** The whole audit (test/helpers/cluster-audit.ts), polled until it passes or time runs out. */
+async function audited(nodes: SluiceProcess[]): Promise<string[]> {
+  const run = () =>
+    auditCluster({
+      nc: producer.nc,
+      httpPorts: nodes.map((p) => p.httpPort),
+      channel,
+      orderKeys: orderIds.map((id) => `${channel}.${id}`),
+      skus,
+      finalStatuses: new Set(["allocated"]),
+    });
+  let audit = await run();
+  const deadline = Date.now() + 30_000;
+  while (audit.problems.length > 0 && Date.now() < deadline) {
+    await Bun.sleep(500);
+    audit = await run();
+  }
+  return audit.problems;
+}
 
 /** Every SKU's on-hand as the cluster answers it (any node: a partition elsewhere names its owner). */
 async function countedExactly(nodes: SluiceProcess[]): Promise<boolean> {
@@ -109,6 +153,7 @@ test("SIGKILL of a node under load: the other runs its partitions within seconds
   const failoverMs = Date.now() - killedAt;
   await load;
   await waitFor(() => countedExactly([a]), "every receipt counted exactly once", 30_000, 200);
+  expect((await audited([a])).slice(0, 10)).toEqual([]);
   // Lease expiry (leaseMs) + a rebalance round + restore + changelog: well within 10 s.
   expect(failoverMs).toBeLessThan(10_000);
   console.log(`failover after SIGKILL: every partition running on node-a ${failoverMs} ms after the kill`);
@@ -135,5 +180,6 @@ test("a node paused past its lease: the other takes its partitions, its late wor
     20_000,
   );
   await waitFor(() => countedExactly([a, c]), "every receipt counted exactly once", 30_000, 200);
+  expect((await audited([a, c])).slice(0, 10)).toEqual([]);
   expect(c.child.exitCode).toBeNull();
 }, 90_000);
