@@ -170,19 +170,7 @@ export class Sluice {
     if (c.cluster.enabled) {
       await this.startMember(this.hostContext(nc, js, jsm, publisher));
     } else if (this.workerCount === 0) {
-      const ctx: HostContext = {
-        config: c,
-        nc,
-        js,
-        jsm,
-        publisher,
-        events: this.events,
-        log: this.log,
-        network: () => rules.network(),
-        routing: this.routingView,
-        lockHeld: () => this.lock?.held() ?? false,
-        onFatal: this.onFatal,
-      };
+      const ctx = this.hostContext(nc, js, jsm, publisher);
       for (let p = 0; p < P; p++) {
         this.ledger.push(PartitionHost.open("ledger", p, ctx) as Partition<LedgerApplier>);
         this.orders.push(PartitionHost.open("order", p, ctx) as Partition<OrderApplier>);
@@ -284,8 +272,8 @@ export class Sluice {
       publisher,
       events: this.events,
       log: this.log,
-      network: () => this.rules?.network() ?? (null as never),
-      routing: this.routingView as RoutingPort,
+      network: () => (this.rules as RulesStore).network(),
+      routing: this.routingView as LedgerReadView | RoutingPort,
       lockHeld: () => this.lock?.held() ?? false,
       onFatal: this.onFatal,
     };

@@ -292,11 +292,7 @@ export class PartitionStore {
     // batch. Every key is checked before anything is written (inputs are validated well inside this).
     for (const op of write.ops) assert(keyBytes(op.key) <= keyBytesMax, "every key fits LMDB's key size");
     const committed = await this.write(() => {
-      for (const op of write.ops) {
-        const table = this.table(op.table);
-        if (op.op === "put") table.put(op.key, op.value);
-        else table.remove(op.key);
-      }
+      this.writeOps(write.ops);
       for (let i = 0; i < items.length; i++) this.outbox.put(keys[i] as number, items[i] as OutboxItem);
       if (write.streamSeqLastApplied !== null) {
         this.meta.put("streamSeqLastApplied", write.streamSeqLastApplied);
@@ -403,11 +399,7 @@ export class PartitionStore {
     assert(r.commitSeq === this.commitSeq() + 1, "a logged commit follows the last one applied");
     for (const op of r.ops) assert(keyBytes(op.key) <= keyBytesMax, "every key fits LMDB's key size");
     const committed = await this.write(() => {
-      for (const op of r.ops) {
-        const table = this.table(op.table);
-        if (op.op === "put") table.put(op.key, op.value);
-        else table.remove(op.key);
-      }
+      this.writeOps(r.ops);
       for (let i = 0; i < r.items.length; i++)
         this.outbox.put(r.outboxSeqBefore + parts + i + 1, r.items[i] as OutboxItem);
       for (const k of r.done) this.outbox.remove(k);
@@ -417,6 +409,15 @@ export class PartitionStore {
       if (r.routed.length > 0) this.trimRouted();
     });
     assert(committed === true, "the logged commit's transaction commits");
+  }
+
+  /** A write's operations on the stage's tables, inside the caller's transaction. */
+  private writeOps(ops: readonly Op[]): void {
+    for (const op of ops) {
+      const table = this.table(op.table);
+      if (op.op === "put") table.put(op.key, op.value);
+      else table.remove(op.key);
+    }
   }
 
   /** Keeps the newest `routedCountMax` router names: the window in which a late copy is recognised. */

@@ -5,22 +5,20 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { checkOrderOutputs, type OrderOutput } from "../../bench/harness/chaos.ts";
+import type { ErpBatch } from "../../src/domain/erp/types.ts";
 import { streamNames } from "../../src/stream/subjects.ts";
 
 type Line = { sku: string; qty: number; state: string };
+type ErpLink = Pick<
+  ErpBatch,
+  "stage" | "partition" | "storeId" | "batchNo" | "seqFrom" | "seqTo" | "prevSeqTo"
+> & {
+  part?: number;
+};
 type Outputs = {
   byOrder: Map<string, OrderOutput[]>;
   lastLines: Map<string, Line[]>;
-  erp: Array<{
-    stage: string;
-    partition: number;
-    storeId: string;
-    batchNo: number;
-    seqFrom: number;
-    seqTo: number;
-    prevSeqTo: number;
-    part?: number;
-  }>;
+  erp: ErpLink[];
 };
 
 /** Every status, fulfilment and ERP item in SLUICE_OUT (an ordered consumer over the whole stream). */
@@ -43,7 +41,7 @@ export async function readOutputs(nc: NatsConnection, channel: string): Promise<
           items?: Record<string, unknown>[];
         };
         if (m.subject === "sluice.out.erp") {
-          out.erp.push(body as unknown as Outputs["erp"][number]);
+          out.erp.push(body as unknown as ErpLink);
           continue;
         }
         const status = m.subject === `sluice.out.order.${channel}`;
@@ -102,14 +100,31 @@ export type ClusterAudit = {
   erpBatches: number;
 };
 
-export async function auditCluster(input: {
+export type AuditInput = {
   nc: NatsConnection;
   httpPorts: readonly number[];
   channel: string;
   orderKeys: readonly string[];
   skus: readonly string[];
   finalStatuses: ReadonlySet<string>;
-}): Promise<ClusterAudit> {
+};
+
+/** The audit, run again every `intervalMs` until it passes or `waitMs` ran out (the last orders settle). */
+export async function auditUntilPassed(
+  input: AuditInput,
+  waitMs: number,
+  intervalMs = 500,
+): Promise<ClusterAudit> {
+  const deadline = Date.now() + waitMs;
+  let audit = await auditCluster(input);
+  while (audit.problems.length > 0 && Date.now() < deadline) {
+    await Bun.sleep(intervalMs);
+    audit = await auditCluster(input);
+  }
+  return audit;
+}
+
+export async function auditCluster(input: AuditInput): Promise<ClusterAudit> {
   const problems: string[] = [];
   const outputs = await readOutputs(input.nc, input.channel);
   const finals: Record<string, number> = {};
@@ -162,7 +177,7 @@ export async function auditCluster(input: {
  */
 export function erpChainProblems(batches: Outputs["erp"]): string[] {
   const problems: string[] = [];
-  const chains = new Map<string, Map<number, Outputs["erp"][number]>>();
+  const chains = new Map<string, Map<number, ErpLink>>();
   for (const b of batches) {
     if ((b.part ?? 1) !== 1) continue;
     const key = `${b.stage}-${b.partition}:${b.storeId}`;
@@ -184,12 +199,12 @@ export function erpChainProblems(batches: Outputs["erp"]): string[] {
     const partition = key.split(":")[0] as string;
     const nos = [...chain.keys()].sort((a, b) => a - b);
     for (let i = 0; i < nos.length; i++) {
-      const b = chain.get(nos[i] as number) as Outputs["erp"][number];
+      const b = chain.get(nos[i] as number) as ErpLink;
       if (b.batchNo !== i + 1) {
         problems.push(`ERP ${key}: batch ${i + 1} missing (next is ${b.batchNo})`);
         break;
       }
-      const prev = i === 0 ? null : (chain.get(i) as Outputs["erp"][number]);
+      const prev = i === 0 ? null : (chain.get(i) as ErpLink);
       if (prev !== null && b.prevSeqTo !== prev.seqTo)
         problems.push(
           `ERP ${key}: batch ${b.batchNo} prevSeqTo ${b.prevSeqTo} ≠ batch ${prev.batchNo} seqTo ${prev.seqTo}`,

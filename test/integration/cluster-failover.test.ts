@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { subjects } from "../../src/stream/subjects.ts";
-import { auditCluster } from "../helpers/cluster-audit.ts";
+import { auditUntilPassed } from "../helpers/cluster-audit.ts";
 import { Producer, TestNats, tempDir, waitFor } from "../helpers/index.ts";
 import { processEnv, type SluiceProcess, spawnSluice, waitReady } from "../helpers/process.ts";
 
@@ -98,22 +98,12 @@ const expected = (i: number) => Math.floor(sent / skus.length) + (i < sent % sku
 
 /** The whole audit (test/helpers/cluster-audit.ts), polled until it passes or time runs out. */
 async function audited(nodes: SluiceProcess[]): Promise<string[]> {
-  const run = () =>
-    auditCluster({
-      nc: producer.nc,
-      httpPorts: nodes.map((p) => p.httpPort),
-      channel,
-      orderKeys: orderIds.map((id) => `${channel}.${id}`),
-      skus,
-      finalStatuses: new Set(["allocated"]),
-    });
-  let audit = await run();
-  const deadline = Date.now() + 30_000;
-  while (audit.problems.length > 0 && Date.now() < deadline) {
-    await Bun.sleep(500);
-    audit = await run();
-  }
-  return audit.problems;
+  const orderKeys = orderIds.map((id) => `${channel}.${id}`);
+  const httpPorts = nodes.map((p) => p.httpPort);
+  const finalStatuses = new Set(["allocated"]);
+  return (
+    await auditUntilPassed({ nc: producer.nc, httpPorts, channel, orderKeys, skus, finalStatuses }, 30_000)
+  ).problems;
 }
 
 /** Every SKU's on-hand as the cluster answers it (any node: a partition elsewhere names its owner). */

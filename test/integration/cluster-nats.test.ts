@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { subjects } from "../../src/stream/subjects.ts";
-import { auditCluster } from "../helpers/cluster-audit.ts";
+import { auditUntilPassed } from "../helpers/cluster-audit.ts";
 import { Producer, tempDir, waitFor } from "../helpers/index.ts";
 import { TestNatsCluster } from "../helpers/nats-cluster.ts";
 import { processEnv, type SluiceProcess, spawnSluice, waitReady } from "../helpers/process.ts";
@@ -158,26 +158,11 @@ test("kill and restart a Sluice node, restart every Sluice node in turn, kill an
   const running = ["node-1", "node-2", "node-3"].map((n) => nodes.get(n) as SluiceProcess);
   const finalStatuses = new Set(["allocated"]);
   const orderKeys = orderIds.map((id) => `${channel}.${id}`);
-  let audit = await auditCluster({
-    nc: producer.nc,
-    httpPorts: running.map((p) => p.httpPort),
-    channel,
-    orderKeys,
-    skus,
-    finalStatuses,
-  });
-  const deadline = Date.now() + 60_000;
-  while (audit.problems.length > 0 && Date.now() < deadline) {
-    await Bun.sleep(1000);
-    audit = await auditCluster({
-      nc: producer.nc,
-      httpPorts: running.map((p) => p.httpPort),
-      channel,
-      orderKeys,
-      skus,
-      finalStatuses,
-    });
-  }
+  const audit = await auditUntilPassed(
+    { nc: producer.nc, httpPorts: running.map((p) => p.httpPort), channel, orderKeys, skus, finalStatuses },
+    60_000,
+    1000,
+  );
   if (audit.problems.length > 0) {
     for (const p of running)
       console.log(JSON.stringify(await (await fetch(`http://127.0.0.1:${p.httpPort}/v1/cluster`)).json()));

@@ -25,6 +25,10 @@ export class LedgerReadView implements RoutingView {
     private readonly partitionCount: number,
     private readonly refreshMs: number,
     private readonly clock: () => number = Date.now,
+    /** Where each partition's load rows come from: this process's LMDB unless told (RoutingPort). */
+    private readonly loadSource:
+      | ((partition: number, stores: ReadonlyArray<PartitionStore | undefined>) => Iterable<WarehouseLoad>)
+      | null = null,
   ) {}
 
   stock = (sku: string) => {
@@ -56,7 +60,8 @@ export class LedgerReadView implements RoutingView {
   private refresh(nowMs: number): void {
     const loads = new Map<string, number>();
     const stores = this.stores();
-    for (let p = 0; p < this.partitionCount; p++) addLoads(loads, this.loadsOf(p, stores), nowMs);
+    for (let p = 0; p < this.partitionCount; p++)
+      addLoads(loads, this.loadSource?.(p, stores) ?? this.loadsOf(p, stores), nowMs);
     this.loads = loads;
     this.refreshedAtMs = nowMs;
   }
@@ -188,20 +193,20 @@ export class FeedView {
  * `isLocal` is asked at every read, so partitions moving in or out take effect at once.
  */
 export class RoutingPort implements RoutingView {
-  private loads = new Map<string, number>();
-  private refreshedAtMs = Number.NEGATIVE_INFINITY;
-
+  /** This process's partitions from LMDB; loads of every partition, each from where it is read. */
   private readonly local: LedgerReadView;
 
   constructor(
-    private readonly stores: () => ReadonlyArray<PartitionStore | undefined>,
+    stores: () => ReadonlyArray<PartitionStore | undefined>,
     readonly feed: FeedView,
     private readonly isLocal: (ledgerPartition: number) => boolean,
     private readonly partitionCount: number,
-    private readonly refreshMs: number,
-    private readonly clock: () => number = Date.now,
+    refreshMs: number,
+    clock: () => number = Date.now,
   ) {
-    this.local = new LedgerReadView(stores, partitionCount, refreshMs, clock);
+    this.local = new LedgerReadView(stores, partitionCount, refreshMs, clock, (p, all) =>
+      isLocal(p) ? this.local.loadsOf(p, all) : feed.loadsOf(p),
+    );
   }
 
   /**
@@ -236,24 +241,10 @@ export class RoutingPort implements RoutingView {
 
   known = (sku: string) => this.isLocal(skuPartition(sku, this.partitionCount)) || this.feed.known(sku);
 
-  load = (warehouse: string) => {
-    const now = this.clock();
-    if (now - this.refreshedAtMs >= this.refreshMs) this.refresh(now);
-    return this.loads.get(warehouse) ?? 0;
-  };
+  load = (warehouse: string) => this.local.load(warehouse);
 
   /** Units counted against each warehouse's capacity now, summed over every ledger partition. */
   snapshot(): Map<string, number> {
-    this.refresh(this.clock());
-    return new Map(this.loads);
-  }
-
-  private refresh(nowMs: number): void {
-    const loads = new Map<string, number>();
-    const stores = this.stores();
-    for (let p = 0; p < this.partitionCount; p++)
-      addLoads(loads, this.isLocal(p) ? this.local.loadsOf(p, stores) : this.feed.loadsOf(p), nowMs);
-    this.loads = loads;
-    this.refreshedAtMs = nowMs;
+    return this.local.snapshot();
   }
 }
