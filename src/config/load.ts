@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { parsePins } from "../cluster/assignment.ts";
 import { networkLimits } from "../domain/network/index.ts";
 import { type OutputBounds, type OutputKind, worstCaseOutputs } from "../domain/orders/commands.ts";
 import { envelopeOverheadBytes } from "../stages/envelopes.ts";
@@ -132,6 +133,16 @@ function coerce(path: string, spec: FieldSpec, source: Source): unknown {
   }
 }
 
+/** Why `cluster.partitions` cannot be used with this partition count, or null. */
+function pinsError(c: Config): string | null {
+  try {
+    parsePins(c.cluster.partitions, c.streams.partitionCount);
+    return null;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 /**
  * The stage streams (ledger, order; answers), the unrouted, dead-letter and output streams, and in cluster mode
  * the changelog and the snapshots: what JetStream reserves.
@@ -198,6 +209,11 @@ export const relations: ReadonlyArray<{
       !c.cluster.enabled || c.cluster.snapshotMs + 2 * c.cluster.leaseMs <= c.streams.duplicateWindowMs,
     fix: (c) =>
       `cluster.snapshotMs (${c.cluster.snapshotMs}) + 2 × cluster.leaseMs (${c.cluster.leaseMs}) must not exceed streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a new owner publishes again what was not confirmed and those copies must be recognised as duplicates; snapshot more often or widen the window`,
+  },
+  {
+    rule: "`cluster.partitions` names partitions that exist (indexes below `streams.partitionCount`).",
+    holds: (c) => pinsError(c) === null,
+    fix: (c) => pinsError(c) ?? "",
   },
   {
     rule: "With `cluster.enabled`: `node.workerCount` ≤ 0 (−1 means none): a cluster scales by nodes, one process per core or more, each with its own partitions.",

@@ -50,6 +50,18 @@ describe("sluice CLI", () => {
     expect(start.stderr).toContain("consumer.batchCountMax");
   });
 
+  test("start --partitions pins a cluster node; pins that do not exist stop it with exit 78 and the fix", async () => {
+    const outOfRange = await cli(["start", "--partitions", "ledger:0-9"], {
+      SLUICE_STREAMS_PARTITION_COUNT: "4",
+    });
+    expect(outOfRange.code).toBe(78);
+    expect(outOfRange.stderr).toContain("cluster.partitions: ledger:0-9 names partition 9");
+    const garbage = await cli(["start", "--partitions", "ledgers:1"]);
+    expect(garbage.code).toBe(78);
+    expect(garbage.stderr).toContain("cluster.partitions");
+    expect(garbage.stderr).toContain("SLUICE_CLUSTER_PARTITIONS");
+  });
+
   test("usage errors exit 2 with the help text", async () => {
     const r = await cli(["frobnicate"]);
     expect(r.code).toBe(2);

@@ -141,6 +141,25 @@ test("a node leaving hands its partitions over: nothing lost, nothing counted tw
   expect(a?.fatal).toEqual([]);
 }, 60_000);
 
+test("a pinned node runs exactly its pins; the unpinned nodes share the rest", async () => {
+  const config = clusterConfig("node-pinned");
+  const pinned = {
+    ...(await startSluice({ ...config, cluster: { ...config.cluster, partitions: "ledger:1,order:2" } })),
+    name: "node-pinned",
+  };
+  nodes.push(pinned);
+  await waitFor(
+    () =>
+      everyPartitionOnce() &&
+      [...(pinned.sluice.member?.owned.keys() ?? [])].sort().join() === "ledger.1,order.2",
+    "the pinned node runs ledger.1 and order.2 only",
+    20_000,
+  );
+  await pinned.sluice.stop();
+  nodes.splice(nodes.indexOf(pinned), 1);
+  await waitFor(everyPartitionOnce, "its pins run elsewhere once it left", 20_000);
+}, 60_000);
+
 test("a partition's HTTP read on a node that does not run it names the owner", async () => {
   const c = await join("node-c");
   await waitFor(
