@@ -8,7 +8,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 
 export type SluiceUnderTest = {
   dir: string;
+  /** The (first) Sluice process's HTTP port. */
   httpPort: number;
+  /** Every Sluice process's HTTP port (--nodes); absent: only httpPort. */
+  httpPorts?: number[];
+  /** Every Sluice process and nats-server by name (--nodes, --nats-cluster); absent: pid and natsPid. */
+  processes?: () => Array<{ name: string; role: "sluice" | "nats"; pid: number }>;
   natsUrl: string;
   pid: number;
   natsPid: number;
@@ -58,17 +63,24 @@ export function procSample(pid: number): ProcSample | null {
   }
 }
 
-export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
-  const httpPort = 18000 + Math.floor(Math.random() * 1000);
-  // BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit;
-  // BENCH_PROFILE_FORMAT=cpuprofile writes Chrome's .cpuprofile instead (samples, for DevTools or a script).
+/**
+ * The command line of a Sluice process under test: `bun src/cli.ts start`, with
+ * BENCH_PROFILE=<dir>: Bun writes a CPU profile of Sluice (Markdown, hottest functions) on exit (one per
+ * process); BENCH_PROFILE_FORMAT=cpuprofile writes Chrome's .cpuprofile instead (samples, for DevTools or a
+ * script); BENCH_BUN_FLAGS="--smol …": Bun runtime flags (what a deployment's command line sets).
+ */
+export function sluiceCommand(): string[] {
   const profileDir = process.env.BENCH_PROFILE;
   const format = process.env.BENCH_PROFILE_FORMAT === "cpuprofile" ? "--cpu-prof" : "--cpu-prof-md";
   const profile = profileDir ? [format, `--cpu-prof-dir=${profileDir}`] : [];
-  // BENCH_BUN_FLAGS="--smol …": Bun runtime flags for the Sluice process (what a deployment's command line sets).
   const flags = (process.env.BENCH_BUN_FLAGS ?? "").split(" ").filter((f) => f !== "");
-  const child = Bun.spawn(["bun", ...flags, ...profile, join(repoRoot, "src/cli.ts"), "start"], {
+  return ["bun", ...flags, ...profile, join(repoRoot, "src/cli.ts"), "start"];
+}
+
+export async function startSluice(env: Record<string, string>): Promise<SluiceUnderTest> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-"));
+  const httpPort = 18000 + Math.floor(Math.random() * 1000);
+  const child = Bun.spawn(sluiceCommand(), {
     cwd: repoRoot,
     env: {
       ...process.env,
@@ -127,6 +139,14 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
   };
 }
 
+/** A TCP port free on loopback right now (the OS picks it; another process may take it before we bind it). */
+export function freePort(): number {
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = server.port;
+  server.stop(true);
+  return port;
+}
+
 /** Sends `count` messages with at most `windowMax` awaiting their JetStream ack: a real producer's shape. */
 export async function publishAll(count: number, windowMax: number, send: (i: number) => Promise<unknown>) {
   const inflight = new Set<Promise<unknown>>();
@@ -160,10 +180,17 @@ export async function measureRawJetStream(
   windowMax: number,
   partitions: number,
   payload: (i: number) => Uint8Array,
+  /** Replicas of the raw stream: as Sluice's streams have (3 on a nats-server cluster). */
+  replicas = 1,
 ) {
   const js = jetstream(nc, { timeout: 10_000 });
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], max_bytes: 1024 * 1024 * 1024 });
+  await jsm.streams.add({
+    name: "BENCH_RAW",
+    subjects: ["bench.raw.>"],
+    max_bytes: 1024 * 1024 * 1024,
+    num_replicas: replicas,
+  });
   let t0 = performance.now();
   await publishAll(count, windowMax, (i) => js.publish(`bench.raw.${i % partitions}`, payload(i)));
   const publishSeconds = (performance.now() - t0) / 1000;

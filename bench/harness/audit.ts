@@ -1,9 +1,11 @@
 // The correctness audit at the end of a run, through Sluice's HTTP API (docs/http.md) and what the observer
 // saw: ledger consistent, no oversell, every accepted order in a final state, the last published ATS equal
-// to the ATS computed from the positions, no dead letters.
+// to the ATS computed from the positions, no dead letters. With several nodes (--nodes) each SKU and order is
+// read from the node that runs its partition (sluice-http.ts), and the ledger check of every node is merged.
 
 import type { Observer } from "./observe.ts";
 import { limits } from "./options.ts";
+import type { SluiceHttp } from "./sluice-http.ts";
 import { hotSku } from "./workload.ts";
 
 export type AuditCheck = {
@@ -30,7 +32,10 @@ export type Audit = {
 };
 
 export type AuditInput = {
-  httpPort: number;
+  /** Sluice's HTTP API: one process, or every node of a cluster. */
+  http: SluiceHttp;
+  /** Ledger partitions: the merged ledger checks must cover each exactly once. */
+  partitionCount: number;
   observer: Observer;
   /** Orders 0 … sent−1 were published; those in `failed` were not accepted. */
   sent: number;
@@ -69,16 +74,6 @@ type CheckBody = {
   }[];
 };
 
-async function getJson<T>(url: string, timeoutMs = 10_000): Promise<{ status: number; body: T | null }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) as T };
-  } catch {
-    return { status: res.status, body: null };
-  }
-}
-
 /** Runs `work` over `items`, at most `limits.auditConcurrencyMax` at a time. */
 export async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
@@ -94,13 +89,13 @@ export async function pool<T, R>(items: T[], work: (item: T) => Promise<R>): Pro
 }
 
 export async function runAudit(input: AuditInput): Promise<Audit> {
-  const base = `http://127.0.0.1:${input.httpPort}`;
+  const http = input.http;
   const checks: AuditCheck[] = [];
-  const ledger = await ledgerChecks(base);
+  const ledger = await ledgerChecks(http, input.partitionCount);
   checks.push(...ledger);
   checks.push(...(input.extraChecks ?? []));
-  const hot = input.hot === null ? [] : await hotChecks(base, input, checks);
-  const statuses = await finalStateCheck(base, input, checks);
+  const hot = input.hot === null ? [] : await hotChecks(http, input, checks);
+  const statuses = await finalStateCheck(http, input, checks);
   if (input.stockAmple) {
     const refused =
       (statuses.rejected ?? 0) + (statuses.backordered ?? 0) + (statuses.partially_allocated ?? 0);
@@ -113,7 +108,7 @@ export async function runAudit(input: AuditInput): Promise<Audit> {
           : `${refused} orders rejected, backordered or partly allocated although stock was seeded for every line: a routing filter (capacity, cut-off, minimum stock) or a seeding problem`,
     });
   }
-  checks.push(await atsCheck(base, input.observer));
+  checks.push(await atsCheck(http, input.observer));
   const dead = Object.entries(input.deadLettersByReason).filter(([, n]) => n > 0);
   checks.push({
     name: "no dead letters",
@@ -127,25 +122,33 @@ export async function runAudit(input: AuditInput): Promise<Audit> {
   return { passed: checks.every((c) => c.passed !== false), checks, statuses, hot };
 }
 
-async function ledgerChecks(base: string): Promise<AuditCheck[]> {
-  let result: { status: number; body: CheckBody | null };
+async function ledgerChecks(http: SluiceHttp, partitionCount: number): Promise<AuditCheck[]> {
+  const fail = (detail: string): AuditCheck[] => [
+    { name: "ledger consistent", passed: false, detail },
+    { name: "no oversell", passed: false, detail },
+  ];
+  let answers: Awaited<ReturnType<typeof http.everyNode<CheckBody>>>;
   try {
-    result = await getJson<CheckBody>(`${base}/v1/ledger/check`, limits.ledgerCheckTimeoutMs);
+    answers = await http.everyNode<CheckBody>("/v1/ledger/check", limits.ledgerCheckTimeoutMs);
   } catch (error) {
-    const detail = `GET /v1/ledger/check failed: ${(error as Error).message}`;
-    return [
-      { name: "ledger consistent", passed: false, detail },
-      { name: "no oversell", passed: false, detail },
-    ];
+    return fail(`GET /v1/ledger/check failed: ${(error as Error).message}`);
   }
-  const body = result.body;
-  if (body === null || !Array.isArray(body.partitions)) {
-    const detail = `GET /v1/ledger/check answered ${result.status} without a report`;
-    return [
-      { name: "ledger consistent", passed: false, detail },
-      { name: "no oversell", passed: false, detail },
-    ];
-  }
+  const bad = answers.find((a) => a.body === null || !Array.isArray(a.body.partitions));
+  if (bad !== undefined) return fail(`GET ${bad.url} answered ${bad.status} without a report`);
+  // Each node checks the ledger partitions it runs: together they must cover every partition once.
+  const body: CheckBody = {
+    consistent: answers.every((a) => a.body?.consistent === true),
+    partitions: answers.flatMap((a) => a.body?.partitions ?? []),
+  };
+  const seen = new Map<number, number>();
+  for (const p of body.partitions) seen.set(p.partition, (seen.get(p.partition) ?? 0) + 1);
+  const twice = [...seen].filter(([, n]) => n > 1).map(([p]) => p);
+  const missing = Array.from({ length: partitionCount }, (_, p) => p).filter((p) => !seen.has(p));
+  const coverage =
+    twice.length === 0 && missing.length === 0
+      ? ""
+      : `; ${missing.length > 0 ? `partitions checked by no node: ${missing.join(", ")}` : ""}${missing.length > 0 && twice.length > 0 ? "; " : ""}${twice.length > 0 ? `partitions checked by two nodes: ${twice.join(", ")}` : ""}`;
+  const nodes = answers.length > 1 ? `, ${answers.length} nodes` : "";
   const sum = (f: (p: CheckBody["partitions"][number]) => number) =>
     body.partitions.reduce((n, p) => n + f(p), 0);
   const mismatches = sum((p) => p.mismatches.length);
@@ -154,8 +157,8 @@ async function ledgerChecks(base: string): Promise<AuditCheck[]> {
   return [
     {
       name: "ledger consistent",
-      passed: body.consistent && mismatches === 0 && gaps === 0,
-      detail: `positions rebuilt from ${sum((p) => p.entries)} entries of ${sum((p) => p.skus)} SKUs in ${body.partitions.length} partitions: ${mismatches} mismatches, ${gaps} version gaps (GET /v1/ledger/check)`,
+      passed: body.consistent && mismatches === 0 && gaps === 0 && coverage === "",
+      detail: `positions rebuilt from ${sum((p) => p.entries)} entries of ${sum((p) => p.skus)} SKUs in ${body.partitions.length} partitions${nodes}: ${mismatches} mismatches, ${gaps} version gaps (GET /v1/ledger/check)${coverage}`,
     },
     {
       name: "no oversell",
@@ -168,10 +171,10 @@ async function ledgerChecks(base: string): Promise<AuditCheck[]> {
   ];
 }
 
-async function hotChecks(base: string, input: AuditInput, checks: AuditCheck[]): Promise<Audit["hot"]> {
+async function hotChecks(http: SluiceHttp, input: AuditInput, checks: AuditCheck[]): Promise<Audit["hot"]> {
   const hot = input.hot as NonNullable<AuditInput["hot"]>;
   const skus = Array.from({ length: hot.skus }, (_, i) => hotSku(i));
-  const bodies = await pool(skus, (sku) => getJson<StockBody>(`${base}/v1/stock/${encodeURIComponent(sku)}`));
+  const bodies = await pool(skus, (sku) => http.get<StockBody>(`/v1/stock/${encodeURIComponent(sku)}`));
   const rows: Audit["hot"] = [];
   const problems: string[] = [];
   for (const [i, sku] of skus.entries()) {
@@ -205,7 +208,7 @@ async function hotChecks(base: string, input: AuditInput, checks: AuditCheck[]):
 }
 
 async function finalStateCheck(
-  base: string,
+  http: SluiceHttp,
   input: AuditInput,
   checks: AuditCheck[],
 ): Promise<Record<string, number>> {
@@ -223,9 +226,7 @@ async function finalStateCheck(
     const key = input.observer.openKeys.get(n) as string;
     const dot = key.indexOf(".");
     try {
-      const r = await getJson<{ status?: string }>(
-        `${base}/v1/orders/${key.slice(0, dot)}/${key.slice(dot + 1)}`,
-      );
+      const r = await http.get<{ status?: string }>(`/v1/orders/${key.slice(0, dot)}/${key.slice(dot + 1)}`);
       return r.body?.status ?? `http ${r.status}`;
     } catch (error) {
       return `http error ${(error as Error).message}`;
@@ -252,7 +253,7 @@ async function finalStateCheck(
   return statuses;
 }
 
-async function atsCheck(base: string, observer: Observer): Promise<AuditCheck> {
+async function atsCheck(http: SluiceHttp, observer: Observer): Promise<AuditCheck> {
   const name = "last published ATS equals computed ATS";
   if (observer.stock.size === 0)
     return {
@@ -263,9 +264,9 @@ async function atsCheck(base: string, observer: Observer): Promise<AuditCheck> {
   const views = [...observer.stock.entries()].slice(0, limits.auditSkusMax);
   type AtsBody = { channels: Record<string, { ats: number }> };
   const bodies = await pool(views, ([key]) =>
-    getJson<AtsBody>(
-      `${base}/v1/stock/${encodeURIComponent(key.slice(key.indexOf("\u0000") + 1))}/ats`,
-    ).catch(() => null),
+    http
+      .get<AtsBody>(`/v1/stock/${encodeURIComponent(key.slice(key.indexOf("\u0000") + 1))}/ats`)
+      .catch(() => null),
   );
   const problems: string[] = [];
   for (const [i, [key, view]] of views.entries()) {

@@ -161,7 +161,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   const workload = new Workload(plan, trace);
   const offeredTimes = intendedTimes(plan, trace);
   const nc = await connect({
-    servers: plan.natsUrl,
+    servers: plan.natsUrl.split(","),
     name: "sluice-bench-loadgen",
     // chaos restarts nats-server: reconnect for as long as the run lasts.
     ...((plan.publishRetryMs ?? 0) > 0 ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),

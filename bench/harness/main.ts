@@ -1,12 +1,14 @@
 // `sluice bench` / `bun run bench` / `bun bench/harness/main.ts [options]`: one command that answers "does
 // Sluice hold 11.11 on this hardware, and how close to the limit is it?".
 //
-// 1. Start Sluice as its own process on an embedded nats-server (bench/lib.ts), seed stock by bulk imports.
+// 1. Start Sluice as its own process on an embedded nats-server (bench/lib.ts), or with --nodes / --nats-cluster
+//    nats-server(s) the harness runs and N Sluice nodes in cluster mode (cluster-run.ts); seed stock by bulk imports.
 // 2. Measure this machine's raw JetStream (publish, consume, ack the same count and size, no processing).
 // 3. Subscribe to Sluice's outputs (observe.ts), spawn the load generator (loadgen.ts, its own process),
 //    sample /metrics and /proc each second, print a live progress line.
 // 4. Wait for the backlog to drain, audit (audit.ts), stop Sluice, write report.json, report.md and
-//    report.html (docs/bench.md explains them).
+//    report.html (docs/bench.md explains them). --nodes 1,2,4,8: steps 1–4 once per count into nodes-<N>/,
+//    then the scaling curve (curve.ts) at the top of the output directory.
 //
 // Exit code: 0 when the run completed and the audit passed, 1 when the audit failed or the run broke,
 // 2 for bad options. Targets missed do not change the exit code: they are figures, not assertions.
@@ -29,6 +31,8 @@ import {
   ReadyzWatch,
   readOutputs,
 } from "./chaos-run.ts";
+import { ClusterRig } from "./cluster-run.ts";
+import { buildCurve, type CurveRun, renderCurveHtml, renderCurveMarkdown } from "./curve.ts";
 import { machineInfo, versionsInfo } from "./env.ts";
 import type { LoadDone, LoadTick } from "./loadgen.ts";
 import { Observer, orderStatuses } from "./observe.ts";
@@ -48,6 +52,7 @@ import { renderHtml } from "./report-html.ts";
 import { type BenchReport, buildReport, type RawJetStream } from "./report-json.ts";
 import { renderMarkdown } from "./report-md.ts";
 import { type Sample, takeSample } from "./sample.ts";
+import { SluiceHttp } from "./sluice-http.ts";
 import { judgeAfterS, judgeStep, type StepJudgement } from "./sweep.ts";
 import { loadTrace, speedupFor, type Trace, TraceError } from "./trace.ts";
 import { catalogueSku, hotSku, type LoadPlan, orderPayload, Workload } from "./workload.ts";
@@ -91,31 +96,107 @@ export async function runBench(argv: string[]): Promise<number> {
     options,
     trace === null ? null : { spanS: trace.spanMs / speedup / 1000, orders: trace.orders.length },
   );
+  if ((options.nodes?.length ?? 0) > 1) return await runCurve(argv, options, trace, speedup);
   try {
     const report = await runScenario(argv, options, phases, trace, speedup);
-    const a = report.latency.allocated.overall;
-    process.stdout.write(
-      [
-        `${report.title}: ${report.throughput.ordersPerSecond.toLocaleString("en-US")} orders/s end to end` +
-          (report.throughput.ratioToRaw === null
-            ? ""
-            : ` (${report.throughput.ratioToRaw} of raw JetStream)`),
-        `accept → allocated p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, p99.9 ${a.p999Ms} ms, max ${a.maxMs} ms`,
-        report.latency.stockDelta.observed
-          ? `accept → stock delta p99 ${report.latency.stockDelta.overall.p99Ms} ms`
-          : "accept → stock delta: no stock deltas observed",
-        ...(report.sweep === null ? [] : [`sweep: ${report.sweep.note}`]),
-        `${report.drain.note}`,
-        `audit ${report.audit.passed ? "passed" : "FAILED"}; targets: ${report.targets.map((t) => `${t.name} ${t.verdict}`).join(", ")}`,
-        `reports: ${join(report.run.reportDir, "report.md")}, report.html, report.json`,
-        "",
-      ].join("\n"),
-    );
+    printSummary(report);
     return report.audit.passed ? 0 : 1;
   } catch (error) {
     process.stderr.write(`sluice bench: the run failed: ${(error as Error).stack ?? String(error)}\n`);
     return 1;
   }
+}
+
+function printSummary(report: BenchReport): void {
+  const a = report.latency.allocated.overall;
+  process.stdout.write(
+    [
+      `${report.title}: ${report.throughput.ordersPerSecond.toLocaleString("en-US")} orders/s end to end` +
+        (report.throughput.ratioToRaw === null ? "" : ` (${report.throughput.ratioToRaw} of raw JetStream)`),
+      `accept → allocated p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, p99.9 ${a.p999Ms} ms, max ${a.maxMs} ms`,
+      report.latency.stockDelta.observed
+        ? `accept → stock delta p99 ${report.latency.stockDelta.overall.p99Ms} ms`
+        : "accept → stock delta: no stock deltas observed",
+      ...(report.sweep === null ? [] : [`sweep: ${report.sweep.note}`]),
+      ...(report.cluster === null ? [] : [`processes: ${report.cluster.note}`]),
+      `${report.drain.note}`,
+      `audit ${report.audit.passed ? "passed" : "FAILED"}; targets: ${report.targets.map((t) => `${t.name} ${t.verdict}`).join(", ")}`,
+      `reports: ${join(report.run.reportDir, "report.md")}, report.html, report.json`,
+      "",
+    ].join("\n"),
+  );
+}
+
+/**
+ * --nodes with several counts: the scenario once per count, back to back, each into nodes-<N>/ of the output
+ * directory with its own processes and raw measurement; then the curve (curve.ts) at the top of it. A count
+ * whose run breaks is reported as such and the next one runs.
+ */
+async function runCurve(
+  argv: string[],
+  options: BenchOptions,
+  trace: Trace | null,
+  speedup: number,
+): Promise<number> {
+  const startedAt = new Date();
+  const reportDir = resolve(options.out ?? defaultOutDir());
+  mkdirSync(reportDir, { recursive: true });
+  const counts = options.nodes as number[];
+  const relDir = (nodes: number) => `nodes-${nodes}`;
+  const runs: CurveRun[] = [];
+  for (const [i, count] of counts.entries()) {
+    const o: BenchOptions = { ...options, nodes: [count], out: join(reportDir, relDir(count)) };
+    const phases = phasesOf(
+      o,
+      trace === null ? null : { spanS: trace.spanMs / speedup / 1000, orders: trace.orders.length },
+    );
+    say(`curve: ${count} node${count === 1 ? "" : "s"} (${i + 1} of ${counts.length})`);
+    try {
+      const report = await runScenario(argv, o, phases, trace, speedup);
+      printSummary(report);
+      runs.push({ nodes: count, report, reportDir: o.out as string, error: null });
+    } catch (error) {
+      const message = (error as Error).message ?? String(error);
+      process.stderr.write(
+        `sluice bench: the ${count}-node run failed: ${(error as Error).stack ?? message}\n`,
+      );
+      runs.push({
+        nodes: count,
+        report: null,
+        reportDir: o.out as string,
+        error: message.split("\n")[0] ?? "",
+      });
+    }
+  }
+  const curve = buildCurve({
+    options,
+    argv,
+    startedAt,
+    finishedAt: new Date(),
+    reportDir,
+    machine: machineInfo(),
+    versions: versionsInfo(),
+    runs,
+    relDir,
+  });
+  writeFileSync(join(reportDir, "report.json"), `${JSON.stringify(curve, null, 2)}\n`);
+  writeFileSync(join(reportDir, "report.md"), renderCurveMarkdown(curve));
+  writeFileSync(join(reportDir, "report.html"), renderCurveHtml(curve));
+  process.stdout.write(
+    [
+      "",
+      curve.title,
+      ...curve.points.map((p) =>
+        p.error !== null
+          ? `${p.nodes} nodes: the run broke: ${p.error}`
+          : `${p.nodes} node${p.nodes === 1 ? "" : "s"}: ${p.ordersPerSecond?.toLocaleString("en-US")} orders/s${p.keptUp ? " (kept up)" : ""}, ×${p.speedup ?? "?"}, p50 ${p.allocatedP50Ms} ms, p99 ${p.allocatedP99Ms} ms, ${p.ratioToRaw ?? "?"} of raw JetStream (${p.rawPublishThenConsumePerSecond?.toLocaleString("en-US") ?? "?"} msg/s), ${p.coresPerNodeMean ?? "?"} cores per node, audit ${p.auditPassed ? "passed" : "FAILED"}`,
+      ),
+      ...curve.notes.map((n) => `note: ${n}`),
+      `curve: ${join(reportDir, "report.md")}, report.html, report.json (${curve.wallSeconds} s in all)`,
+      "",
+    ].join("\n"),
+  );
+  return curve.passed ? 0 : 1;
 }
 
 function defaultOutDir(): string {
@@ -175,6 +256,7 @@ async function runScenario(
   const chaos = options.scenario === "chaos";
   const faultPlan = chaos ? planFaults(options.seed, options.faultKinds, options.faults, loadSeconds) : [];
   let rig: ChaosRig | null = null;
+  let cluster: ClusterRig | null = null;
   let sluice: SluiceUnderTest;
   if (chaos) {
     const diskFault = faultPlan.some((f) => f.kind === "disk-full");
@@ -197,6 +279,32 @@ async function runScenario(
     }
     sluice = rig.asSluice();
     plan.publishRetryMs = limits.publishRetryMsMax;
+  } else if (options.nodes !== null || options.natsCluster) {
+    const count = options.nodes?.[0] ?? null;
+    say(
+      `starting ${count === null ? "Sluice" : `${count} Sluice node${count === 1 ? "" : "s"} in cluster mode`} on ${options.natsCluster ? `a ${limits.natsClusterServers}-node nats-server cluster (streams with ${limits.natsClusterServers} replicas)` : "a nats-server the harness runs"}`,
+    );
+    cluster = new ClusterRig(
+      {
+        nodes: count,
+        natsCluster: options.natsCluster,
+        partitions: options.partitions,
+        workers: options.workers,
+        env: { SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml") },
+        reportDir,
+      },
+      say,
+    );
+    try {
+      await cluster.start();
+    } catch (error) {
+      await cluster.teardown();
+      throw error;
+    }
+    const info = cluster.info();
+    if (info.settleS !== null)
+      say(`cluster settled ${info.settleS} s after the last node started: ${placementLine(info.placement)}`);
+    sluice = cluster.asSluice();
   } else {
     say("starting Sluice on an embedded nats-server");
     sluice = await startSluice({
@@ -205,17 +313,19 @@ async function runScenario(
       SLUICE_NODE_WORKER_COUNT: String(options.workers),
     });
   }
+  const http = new SluiceHttp(sluice.httpPorts ?? [sluice.httpPort]);
   let nc: NatsConnection | null = null;
   let injector: FaultInjector | null = null;
   let readyz: ReadyzWatch | null = null;
   try {
     nc = await connect({
-      servers: sluice.natsUrl,
+      servers: sluice.natsUrl.split(","),
       name: "sluice-bench-harness",
       ...(chaos ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
     });
     plan.natsUrl = sluice.natsUrl;
-    await seedStock(nc, sluice, options, trace);
+    await cluster?.readStreamReplicas(nc);
+    await seedStock(nc, http, options, trace);
     let raw: RawJetStream | null = null;
     const rawCount =
       options.rawMessages ??
@@ -233,11 +343,13 @@ async function runScenario(
         options.inFlightPublishesMax,
         options.partitions,
         (i) => samplePayloads[i % samplePayloads.length] as Uint8Array,
+        cluster?.replicas ?? 1,
       );
       raw = { messages: rawCount, messageBytes: orderMessageBytesMean, ...r };
     }
     const completions = new CompletionLog();
     const run = await driveLoad(nc, sluice, options, plan, phases, (startEpochMs, observer) => {
+      cluster?.startWatch(startEpochMs);
       if (rig === null) return;
       observer.onCompleted = (n, intendedMs, arrivalMs) => completions.record(n, intendedMs, arrivalMs);
       readyz = new ReadyzWatch(rig);
@@ -319,8 +431,10 @@ async function runScenario(
         notes: rig.notes,
       };
     }
+    await cluster?.stopWatch();
     const audit = await runAudit({
-      httpPort: sluice.httpPort,
+      http,
+      partitionCount: options.partitions,
       observer: run.observer,
       sent: run.load.sent,
       failed: new Set(run.load.failed),
@@ -370,6 +484,7 @@ async function runScenario(
       notes: run.notes,
       chaos: chaosReport,
       sweep: run.sweepJudgements === null ? null : { judgements: run.sweepJudgements },
+      cluster: cluster?.info() ?? null,
     });
     writeFileSync(join(reportDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(reportDir, "report.md"), renderMarkdown(report));
@@ -380,6 +495,7 @@ async function runScenario(
     await (readyz as ReadyzWatch | null)?.stop();
     if (nc !== null) await nc.close().catch(() => {});
     if (rig !== null) await rig.teardown();
+    else if (cluster !== null) await cluster.teardown();
     else if (sluice.alive()) await sluice.stop();
   }
 }
@@ -416,10 +532,17 @@ function sampleOrderPayloads(plan: LoadPlan, trace: Trace | null): Uint8Array[] 
   return out;
 }
 
+/** "sluice-1: ledger.0, order.2 · sluice-2: …": where the partitions run. */
+function placementLine(placement: Record<string, string[]>): string {
+  return Object.entries(placement)
+    .map(([node, ps]) => `${node}: ${ps.join(", ")}`)
+    .join(" · ");
+}
+
 /** Bulk imports (the router splits them per ledger partition); waits until every partition applied its last. */
 async function seedStock(
   nc: NatsConnection,
-  sluice: SluiceUnderTest,
+  http: SluiceHttp,
   o: BenchOptions,
   trace: Trace | null,
 ): Promise<void> {
@@ -462,9 +585,7 @@ async function seedStock(
   // A partition applies its envelopes in order: once its last SKU exists, all of its SKUs do.
   for (const sku of lastPerPartition.values()) {
     await waitUntil(
-      async () =>
-        (await fetch(`http://127.0.0.1:${sluice.httpPort}/v1/stock/${encodeURIComponent(sku)}`)).status ===
-        200,
+      async () => (await http.get(`/v1/stock/${encodeURIComponent(sku)}`)).status === 200,
       limits.seedWaitMs,
       `seed stock (${sku})`,
     );
@@ -548,7 +669,7 @@ async function driveLoad(
   await nc.flush();
   const baseline = await takeSample(
     -1,
-    { sluice: sluice.pid, nats: sluice.natsPid, loadgen: null },
+    { sluice: sluice.pid, nats: sluice.natsPid, loadgen: null, processes: sluice.processes?.() },
     () => sluice.metricsText(limits.scrapeTimeoutMs),
     null,
   );
@@ -576,7 +697,7 @@ async function driveLoad(
       observer.roll(epochNowMs());
       prev = await takeSample(
         tS,
-        { sluice: sluice.pid, nats: sluice.natsPid, loadgen: child.pid },
+        { sluice: sluice.pid, nats: sluice.natsPid, loadgen: child.pid, processes: sluice.processes?.() },
         () => sluice.metricsText(limits.scrapeTimeoutMs),
         prev,
       );
@@ -637,7 +758,7 @@ async function driveLoad(
   progress.end();
   const final = await takeSample(
     (epochNowMs() - startEpochMs) / 1000,
-    { sluice: sluice.pid, nats: sluice.natsPid, loadgen: null },
+    { sluice: sluice.pid, nats: sluice.natsPid, loadgen: null, processes: sluice.processes?.() },
     () => sluice.metricsText(limits.ledgerCheckTimeoutMs),
     samples[samples.length - 1] ?? baseline,
   );

@@ -79,6 +79,13 @@ export type BenchOptions = {
   saturationP99Ms: number;
   /** Sluice's node.workerCount: worker threads hosting the partitions (−1 automatic, 0 none). */
   workers: number;
+  /**
+   * null: one Sluice process on its embedded nats-server (the default). Otherwise Sluice processes in cluster
+   * mode on a nats-server the harness runs, one run per count, in this order (several: a scaling curve).
+   */
+  nodes: number[] | null;
+  /** A 3-node nats-server cluster on loopback instead of one server; Sluice's streams then have 3 replicas. */
+  natsCluster: boolean;
 };
 
 export type Phase = { name: string; startS: number; endS: number; ratePerSecond: number };
@@ -146,6 +153,39 @@ export const limits = {
    * the 2-core box; 641 MiB anonymous) and that the kernel reclaims.
    */
   sluiceRssAnonBudgetBytes: 1024 ** 3,
+  /** --nodes: Sluice processes in one run at most (each a Bun process of ~100 MiB at rest, and its ports). */
+  clusterNodesMax: 32,
+  /** --nodes: node counts in one curve at most (each count is a whole run). */
+  curvePointsMax: 8,
+  /**
+   * --nodes with several counts: the load's default length per count when --duration-s is not given (steady,
+   * hot-sku, lifecycle). Per count ≈ 15 s of load + start, settle, seed, raw JetStream, drain, audit and stop
+   * (20–40 s with 8 nodes on a many-core machine): 1,2,4,8 stays within five minutes.
+   */
+  curveDurationSDefault: 15,
+  /** --nats-cluster: nats-servers in the cluster; 3 is the smallest that keeps a quorum losing one. */
+  natsClusterServers: 3,
+  /**
+   * The harness's nats-server(s): JetStream store cap per server. A reservation, not disk used: Sluice's
+   * default stream caps in cluster mode (stage streams 2 GiB each, SLUICE_OUT 1 GiB, changelog 4 GiB, snapshot
+   * store 8 GiB, …) must fit under it on every server that holds a replica, or JetStream refuses the stream.
+   */
+  natsStoreBytesMax: 64 * 1024 ** 3,
+  natsMemoryBytesMax: 256 * 1024 ** 2,
+  /** A nats-server opens its ports in well under a second; a cluster elects a meta leader in a few seconds. */
+  natsStartMsMax: 30_000,
+  /** A Sluice node is ready (HTTP /readyz 200) this long after its start at most. */
+  nodeReadyMsMax: 60_000,
+  /**
+   * Every partition owned where the cluster's own assignment puts it (src/cluster/assignment.ts), at most this
+   * long after the last node started: the first node owns all 2 × P and hands one off per cluster round
+   * (cluster.rebalanceMs, 2 s), so 8 nodes on 8 partitions settle in ~15–20 s.
+   */
+  clusterSettleMsMax: 180_000,
+  /** GET /v1/cluster while settling and each second of the run (its owners show partition moves). */
+  clusterPollMs: 250,
+  /** SIGTERM to every node at once at the end; SIGKILL after this (a node hands off and snapshots first). */
+  nodeStopMsMax: 30_000,
 } as const;
 
 const flags = {
@@ -192,6 +232,8 @@ const flags = {
   "saturation-ratio": { type: "string" },
   "saturation-p99-ms": { type: "string" },
   workers: { type: "string" },
+  nodes: { type: "string" },
+  "nats-cluster": { type: "boolean" },
   config: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -243,6 +285,8 @@ const flagKey: Record<string, keyof BenchOptions> = {
   "saturation-ratio": "saturationRatio",
   "saturation-p99-ms": "saturationP99Ms",
   workers: "workers",
+  nodes: "nodes",
+  "nats-cluster": "natsCluster",
 };
 
 export const usage = `sluice bench: open-loop load against a Sluice of its own, with latency, limits and reports
@@ -284,10 +328,15 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
                       per second of step, < F × offered                                          (0.9)
   --saturation-p99-ms N sweep: … or when their accept → allocated p99 > N ms; stops at the first (1000)
   --workers N         Sluice's worker threads (node.workerCount): -1 auto, 0 none, N            (-1)
+  --nodes N|LIST      N Sluice processes in cluster mode on a nats-server the harness runs; a list
+                      (1,2,4,8) runs the scenario once per count and reports the scaling curve,
+                      with --duration-s 15 unless given        (default: one process, embedded nats-server)
+  --nats-cluster      a 3-node nats-server cluster on loopback, streams with 3 replicas       (off)
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 
 The full 11.11 run: --scenario flash-sale --baseline 400 --multiplier 50 --burst-s 60
+The scaling curve on a many-core machine: --scenario steady --rate 20000 --nodes 1,2,4,8 (docs/bench.md)
 Reports: report.json, report.md, report.html in the output directory. docs/bench.md explains every figure.`;
 
 function baseDefaults(scenario: Scenario): BenchOptions {
@@ -336,6 +385,8 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     saturationRatio: 0.9,
     saturationP99Ms: 1000,
     workers: -1,
+    nodes: null,
+    natsCluster: false,
   };
 }
 
@@ -361,6 +412,9 @@ export function parseOptions(argv: string[]): Parsed {
   for (const [key, raw] of [...Object.entries(file), ...Object.entries(fromCli)]) {
     assign(options, key as keyof BenchOptions, raw);
   }
+  // A curve runs the scenario once per node count: a shorter default load keeps 1,2,4,8 within minutes.
+  const durationGiven = "durationS" in fromCli || "durationS" in file;
+  if ((options.nodes?.length ?? 0) > 1 && !durationGiven) options.durationS = limits.curveDurationSDefault;
   validate(options);
   return { help: false, options };
 }
@@ -437,9 +491,23 @@ function assign(options: BenchOptions, key: keyof BenchOptions, raw: unknown): v
       typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
     if (!Number.isFinite(n)) throw new OptionsError(`${name} must be a number, got ${JSON.stringify(raw)}`);
     target[key] = n;
-  } else if (key === "quiet") {
+  } else if (key === "quiet" || key === "natsCluster") {
     if (typeof raw !== "boolean") throw new OptionsError(`${name} must be true or false`);
     target[key] = raw;
+  } else if (key === "nodes") {
+    const list = Array.isArray(raw)
+      ? raw
+      : typeof raw === "number"
+        ? [raw]
+        : typeof raw === "string"
+          ? raw.split(",")
+          : null;
+    const counts = (list ?? []).map((r) =>
+      typeof r === "number" ? r : String(r).trim() === "" ? Number.NaN : Number(r),
+    );
+    if (list === null || counts.length === 0 || counts.some((c) => !Number.isFinite(c)))
+      throw new OptionsError(`${name} must be a node count or a comma-separated list of them, e.g. 1,2,4,8`);
+    target[key] = counts;
   } else if (key === "scenario") target[key] = pick(raw, scenarios, name);
   else if (key === "lines") target[key] = pick(raw, lineMixes, name);
   else if (key === "arrivals") target[key] = pick(raw, arrivalKinds, name);
@@ -515,6 +583,7 @@ function validate(o: BenchOptions): void {
   range("saturationRatio", 0, 1);
   range("saturationP99Ms", 1, 3_600_000);
   whole("workers", -1, 256);
+  validateNodes(o);
   if (o.sweepRates !== null) {
     const r = o.sweepRates;
     if (
@@ -527,6 +596,10 @@ function validate(o: BenchOptions): void {
   }
   if (o.scenario === "sweep" && o.sweepRates === null && o.sweepStart > o.sweepMax)
     throw new OptionsError(`--sweep-start ${o.sweepStart} is above --sweep-max ${o.sweepMax}`);
+  if (o.scenario === "chaos" && o.natsCluster)
+    throw new OptionsError(
+      "--nats-cluster does not combine with --scenario chaos: its nats-restart fault restarts one server",
+    );
   if (o.scenario === "chaos") {
     try {
       planFaults(o.seed, o.faultKinds, o.faults, o.durationS);
@@ -546,6 +619,38 @@ function validate(o: BenchOptions): void {
   if (expected > limits.ordersMax)
     throw new OptionsError(
       `this run would offer ~${Math.round(expected)} orders; the bench tracks at most ${limits.ordersMax}`,
+    );
+}
+
+function validateNodes(o: BenchOptions): void {
+  const counts = o.nodes;
+  if (counts === null) return;
+  const max = limits.clusterNodesMax;
+  if (
+    counts.length > limits.curvePointsMax ||
+    counts.some(
+      (c, i) => !Number.isInteger(c) || c < 1 || c > max || (i > 0 && c <= (counts[i - 1] as number)),
+    )
+  )
+    throw new OptionsError(
+      `--nodes must be 1 … ${limits.curvePointsMax} increasing whole numbers in 1 … ${max}, e.g. 1,2,4,8; got ${counts.join(",")}`,
+    );
+  const most = counts[counts.length - 1] as number;
+  if (most > 2 * o.partitions)
+    throw new OptionsError(
+      `--nodes ${most} with --partitions ${o.partitions}: there are 2 × ${o.partitions} = ${2 * o.partitions} partitions and a node without one is never ready; raise --partitions to ${Math.ceil(most / 2)} or more`,
+    );
+  if (o.scenario === "chaos")
+    throw new OptionsError(
+      "--nodes does not combine with --scenario chaos: its faults hit one supervised Sluice process",
+    );
+  if (o.scenario === "sweep" && counts.length > 1)
+    throw new OptionsError(
+      "--scenario sweep takes one --nodes count (a sweep per count would take minutes each); run one sweep per count",
+    );
+  if (o.workers > 0)
+    throw new OptionsError(
+      `--workers ${o.workers} with --nodes: a cluster scales by nodes, each node runs its partitions on its main thread (node.workerCount ≤ 0); leave --workers out`,
     );
 }
 

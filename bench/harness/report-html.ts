@@ -16,6 +16,7 @@ import {
   resourceRows,
   rssNote,
 } from "./report-json.ts";
+import { setupLine } from "./report-md.ts";
 import { sweepCells, sweepColumns } from "./sweep.ts";
 
 const chartsScript = () => readFileSync(join(import.meta.dir, "html", "charts.js"), "utf8");
@@ -56,6 +57,42 @@ function inlineJson(value: unknown): string {
     .replaceAll("<", "\\u003c")
     .replaceAll("\u2028", "\\u2028")
     .replaceAll("\u2029", "\\u2029");
+}
+
+/** --nodes / --nats-cluster: the processes, where the partitions ran, moves during the run. */
+function clusterHtml(r: BenchReport): string {
+  const c = r.cluster as NonNullable<BenchReport["cluster"]>;
+  const peak = r.throughput.phase;
+  const rows = (r.resources.processes ?? []).map((p) => [
+    p.name,
+    p.role === "sluice" ? (c.placement[p.name]?.join(", ") ?? "all") : "",
+    p.peakPhaseCores ?? "",
+    p.cpuCoresMean,
+    p.cpuSeconds,
+    formatMib(p.rssBytesMax),
+    formatMib(p.rssAnonBytesMax),
+    formatMib(p.rssFileBytesMax),
+  ]);
+  const moves =
+    c.moves.length === 0
+      ? ""
+      : `<p>Partitions that changed owner during the run:</p><ul>${c.moves
+          .slice(0, 50)
+          .map((m) => `<li>${m.atS} s: ${esc(m.partition)} ${esc(m.from)} → ${esc(m.to)}</li>`)
+          .join("")}</ul>`;
+  return `<h2>Nodes and nats-servers</h2><p>${esc(c.note)}.</p><p class="muted">The last Sluice process was started ${c.startS} s after the first nats-server${c.settleS === null ? "" : `; every partition ran where the assignment puts it ${c.settleS} s after the last node's start`}. Logs: ${esc(c.logs.join(", "))}.</p>${table(
+    [
+      "process",
+      "partitions",
+      `cores during ${peak}`,
+      "cores mean (run)",
+      "CPU s",
+      "RSS max",
+      "anon RSS max",
+      "file-backed RSS max",
+    ],
+    rows,
+  )}${moves}${c.notes.length === 0 ? "" : `<ul>${c.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`}`;
 }
 
 export function renderHtml(r: BenchReport): string {
@@ -114,10 +151,11 @@ svg{width:100%;height:auto;background:#fff;border:1px solid #e2e8f0}.grid{stroke
 </style></head>
 <body>
 <h1>Sluice bench: ${esc(r.title)}</h1>
-<p class="muted">${esc(r.startedAt)} · ${r.machine.cpus} × ${esc(r.machine.cpuModel)} · Sluice ${esc(r.versions.sluice)} (${esc(r.versions.git.commit?.slice(0, 12) ?? "no git")}${r.versions.git.dirty ? ", uncommitted changes" : ""}) · Bun ${esc(r.versions.bun)} · nats-server ${esc(r.versions.natsServer)} · seed ${r.options.seed} · ${r.options.partitions} partitions</p>
+<p class="muted">${esc(r.startedAt)} · ${r.machine.cpus} × ${esc(r.machine.cpuModel)} · Sluice ${esc(r.versions.sluice)} (${esc(r.versions.git.commit?.slice(0, 12) ?? "no git")}${r.versions.git.dirty ? ", uncommitted changes" : ""}) · Bun ${esc(r.versions.bun)} · nats-server ${esc(r.versions.natsServer)} · seed ${r.options.seed} · ${r.options.partitions} partitions · ${esc(setupLine(r))}</p>
 <p class="big"><b>${n(r.throughput.ordersPerSecond)} orders/s</b> end to end during ${esc(r.throughput.phase)} · <b>${esc(r.throughput.ratioToRaw ?? "?")}</b> of ${esc(raw)} · audit <b class="${r.audit.passed ? "ok" : "bad"}">${r.audit.passed ? "passed" : "FAILED"}</b></p>
 <p class="muted">${esc(r.throughput.note)}. ${esc(r.drain.note)}.${r.burst === null ? "" : ` Burst: ${esc(r.burst.note)}.`}</p>
-<p>Sluice memory: anonymous RSS <b>${formatMib(r.resources.sluice.rssAnonBytesMax)}</b> max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}); RSS ${formatMib(r.resources.sluice.rssBytesMax)} max, of which file-backed ${formatMib(r.resources.sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.</p>
+<p>Sluice memory${(r.resources.processes ?? []).filter((p) => p.role === "sluice").length > 1 ? ", all nodes together" : ""}: anonymous RSS <b>${formatMib(r.resources.sluice.rssAnonBytesMax)}</b> max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}); RSS ${formatMib(r.resources.sluice.rssBytesMax)} max, of which file-backed ${formatMib(r.resources.sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.</p>
+${r.cluster === null ? "" : clusterHtml(r)}
 <h2>Targets</h2>
 ${verdicts}
 ${

@@ -2,6 +2,7 @@
 // and HTML reports are rendered. docs/bench.md describes each field.
 import type { Audit } from "./audit.ts";
 import type { ChaosReport } from "./chaos-run.ts";
+import type { ClusterInfo } from "./cluster-run.ts";
 import type { Machine, Versions } from "./env.ts";
 import type { HistogramJson, LatencySummary } from "./histogram.ts";
 import type { FollowUpCounts, LoadDone } from "./loadgen.ts";
@@ -93,6 +94,17 @@ export type ResourceUse = {
   rssFileBytesMax: number;
 };
 
+/** One process of several (--nodes, --nats-cluster): its use over the run and its CPU in the peak phase. */
+export type ProcessUse = ResourceUse & {
+  name: string;
+  role: "sluice" | "nats";
+  /** Mean cores during the phase with the highest offered rate (null: too few samples). */
+  peakPhaseCores: number | null;
+};
+
+/** --nodes / --nats-cluster: how the processes ran (null: one Sluice on its embedded nats-server). */
+export type ClusterReport = ClusterInfo & { note: string };
+
 export type BurstGaps = {
   startS: number;
   endS: number;
@@ -174,6 +186,12 @@ export type BenchReport = {
     windowS: number;
     /** The memory target's budget (limits.sluiceRssAnonBudgetBytes), judged on Sluice's anonymous RSS. */
     sluiceRssAnonBudgetBytes: number;
+    /**
+     * --nodes / --nats-cluster: every Sluice node and nats-server on its own (then `sluice` and `natsServer`
+     * are their sums: CPU seconds and RSS of all nodes together); null otherwise (always written; optional
+     * for reports built before it existed).
+     */
+    processes?: ProcessUse[] | null;
   };
   where: {
     stages: Record<
@@ -200,6 +218,8 @@ export type BenchReport = {
   chaos: ChaosReport | null;
   /** sweep: one row per step run, the saturation verdicts, the curve (null otherwise). */
   sweep: SweepReport | null;
+  /** --nodes / --nats-cluster: the Sluice nodes and nats-servers, placement, partition moves (null otherwise). */
+  cluster: ClusterReport | null;
 };
 
 export type BuildInput = {
@@ -226,6 +246,7 @@ export type BuildInput = {
   chaos?: ChaosReport | null;
   /** sweep: the run's judgement of each step (null: not judged). */
   sweep?: { judgements: (StepJudgement | null)[] } | null;
+  cluster?: ClusterInfo | null;
 };
 
 const round = (n: number, digits = 3) => {
@@ -296,7 +317,7 @@ export function buildReport(input: BuildInput): BenchReport {
       ? gapsWithoutCompletions(timeline, burst.startS, burst.endS)
       : null;
   const lagMax = lagFigures(samples);
-  const resources = resourceFigures(samples, input.harnessCpuSeconds);
+  const resources = resourceFigures(samples, input.harnessCpuSeconds, phases[peak.index]);
   const hops = Object.fromEntries(
     hopKinds.map((kind) => [kind, { ...hopLabels[kind], ...observer.hopSummaries(kind) }]),
   ) as BenchReport["hops"];
@@ -396,12 +417,42 @@ export function buildReport(input: BuildInput): BenchReport {
       options.scenario === "sweep"
         ? sweepFigures(input, timeline, input.raw?.publishThenConsumePerSecond ?? null)
         : null,
+    cluster: clusterFigures(input.cluster ?? null),
   };
   report.targets = targetsOf(report);
   return report;
 }
 
+/** The cluster section: what ran, and a word on partition moves during the load. */
+function clusterFigures(info: ClusterInfo | null): ClusterReport | null {
+  if (info === null) return null;
+  const nats = info.nats.cluster
+    ? `a ${info.nats.servers}-node nats-server cluster (streams with ${info.nats.replicas} replicas)`
+    : "one nats-server run by the harness";
+  const sluice = info.clusterMode
+    ? `${info.nodes} Sluice node${info.nodes === 1 ? "" : "s"} in cluster mode (each partition on one node, by lease), settled ${info.settleS} s after the last started`
+    : "one Sluice process (not in cluster mode)";
+  const moves =
+    info.moves.length === 0
+      ? info.clusterMode
+        ? "; no partition changed owner during the run"
+        : ""
+      : `; ${info.moves.length} partition moves during the run (a lease lost or handed off: see moves)`;
+  return { ...info, note: `${sluice} on ${nats}${moves}` };
+}
+
+/** " · 4 nodes · NATS cluster (R3)": what the title adds for --nodes and --nats-cluster. */
+export function setupSuffix(o: BenchOptions): string {
+  const count = o.nodes?.length === 1 ? (o.nodes[0] as number) : null;
+  const nodes = count === null ? "" : ` · ${count} node${count === 1 ? "" : "s"}`;
+  return `${nodes}${o.natsCluster ? ` · NATS cluster (R${limits.natsClusterServers})` : ""}`;
+}
+
 function titleOf(o: BenchOptions, phases: Phase[]): string {
+  return `${scenarioTitle(o, phases)}${setupSuffix(o)}`;
+}
+
+function scenarioTitle(o: BenchOptions, phases: Phase[]): string {
   switch (o.scenario) {
     case "flash-sale":
       return `flash-sale ${o.baseline} → ${o.baseline * o.multiplier} orders/s for ${o.burstS} s`;
@@ -701,7 +752,25 @@ function lagFigures(samples: Sample[]): BenchReport["lag"] {
   return { maxMessages, maxAtS, byStageMax };
 }
 
-function resourceFigures(samples: Sample[], harnessCpuSeconds: number): BenchReport["resources"] {
+/** Mean cores of one process between the samples nearest to fromS and toS (null: no interval). */
+function processCoresIn(samples: Sample[], name: string, fromS: number, toS: number): number | null {
+  const near = (t: number) => {
+    let best: Sample | undefined;
+    for (const x of samples) if (best === undefined || Math.abs(x.tS - t) < Math.abs(best.tS - t)) best = x;
+    return best;
+  };
+  const a = near(fromS);
+  const b = near(toS);
+  if (a === undefined || b === undefined || b.tS <= a.tS) return null;
+  const cpu = (s: Sample) => s.processes?.[name]?.cpuSeconds ?? 0;
+  return round((cpu(b) - cpu(a)) / (b.tS - a.tS), 2);
+}
+
+function resourceFigures(
+  samples: Sample[],
+  harnessCpuSeconds: number,
+  peak: Phase | undefined,
+): BenchReport["resources"] {
   const window = samples.filter((s) => s.tS >= 0);
   const first = window[0];
   const last = window[window.length - 1];
@@ -750,7 +819,40 @@ function resourceFigures(samples: Sample[], harnessCpuSeconds: number): BenchRep
     harnessCpuSeconds: round(harnessCpuSeconds, 2),
     windowS: round(windowS, 1),
     sluiceRssAnonBudgetBytes: limits.sluiceRssAnonBudgetBytes,
+    processes: processFigures(samples, use, peak),
   };
+}
+
+/** Each sampled process on its own (--nodes, --nats-cluster), Sluice nodes first; null when none was. */
+function processFigures(
+  samples: Sample[],
+  use: (
+    pick: (s: Sample) => number,
+    rss: (s: Sample) => number,
+    rssAnon: (s: Sample) => number,
+    rssFile: (s: Sample) => number,
+  ) => ResourceUse,
+  peak: Phase | undefined,
+): ProcessUse[] | null {
+  const roles = new Map<string, "sluice" | "nats">();
+  for (const s of samples) for (const [name, p] of Object.entries(s.processes ?? {})) roles.set(name, p.role);
+  if (roles.size === 0) return null;
+  const out: ProcessUse[] = [];
+  for (const [name, role] of roles) {
+    const of = (s: Sample) => s.processes?.[name];
+    out.push({
+      name,
+      role,
+      ...use(
+        (s) => of(s)?.cpuSeconds ?? 0,
+        (s) => of(s)?.rssBytes ?? 0,
+        (s) => of(s)?.rssAnonBytes ?? 0,
+        (s) => of(s)?.rssFileBytes ?? 0,
+      ),
+      peakPhaseCores: peak === undefined ? null : processCoresIn(samples, name, peak.startS, peak.endS),
+    });
+  }
+  return out.sort((a, b) => (a.role === b.role ? 0 : a.role === "sluice" ? -1 : 1));
 }
 
 type Peak = { name: string; ratePerSecond: number; ordersPerSecond: number; keptUp: boolean; index: number };
@@ -803,7 +905,18 @@ function whereTimeGoes(
   const findings: string[] = [];
   const p = phases[peak.index];
   const cores = input.machine.cpus;
-  if (p?.cpuCores) {
+  const nodes = resources.processes?.filter((x) => x.role === "sluice") ?? [];
+  if (p?.cpuCores && nodes.length > 1) {
+    const c = p.cpuCores;
+    const busy = round(c.sluice + c.nats + c.loadgen + c.harness, 2);
+    const perNode = nodes.map((x) => `${x.name} ${x.peakPhaseCores ?? "?"}`).join(", ");
+    findings.push(
+      `during ${p.name} the ${nodes.length} Sluice nodes used ${c.sluice} cores together (${perNode}); a node runs its partitions on one event loop, so one near 1 core is CPU-bound`,
+    );
+    findings.push(
+      `CPU during ${p.name}: Sluice ${c.sluice} + nats-server ${c.nats} + load generator ${c.loadgen} + harness ${c.harness} = ${busy} of ${cores} cores${busy >= cores * 0.85 ? " (saturated: the processes share the cores, so more nodes add overhead here, not capacity)" : ""}`,
+    );
+  } else if (p?.cpuCores) {
     const c = p.cpuCores;
     const busy = round(c.sluice + c.nats + c.loadgen + c.harness, 2);
     const saturated = busy >= cores * 0.85;
@@ -967,15 +1080,24 @@ function burstTarget(r: BenchReport, note: string): Target {
 }
 
 function memoryTarget(res: BenchReport["resources"]): Target {
-  const s = res.sluice;
+  const nodes = res.processes?.filter((p) => p.role === "sluice") ?? [];
+  // Several nodes: the budget is per process; `sluice` is their sum, so judge the largest node.
+  const s =
+    nodes.length > 1
+      ? nodes.reduce((a, b) => (b.rssAnonBytesMax > a.rssAnonBytesMax ? b : a))
+      : (res.sluice as ResourceUse & { name?: string });
   const budget = res.sluiceRssAnonBudgetBytes;
+  const who =
+    nodes.length > 1
+      ? ` (the largest of ${nodes.length} nodes, ${(s as ProcessUse).name}; all together ${formatMib(res.sluice.rssAnonBytesMax)})`
+      : "";
   return {
     name: "bounded memory",
-    target: `Sluice anonymous RSS ≤ ${formatBytes(budget)} at any offered load`,
+    target: `Sluice anonymous RSS ≤ ${formatBytes(budget)} at any offered load${nodes.length > 1 ? " (per process)" : ""}`,
     measured:
       s.rssAnonBytesMax === 0
         ? "anonymous RSS not read (no RssAnon in /proc/<pid>/status)"
-        : `anonymous ${formatMib(s.rssAnonBytesMax)} max (RSS ${formatMib(s.rssBytesMax)}, file-backed ${formatMib(s.rssFileBytesMax)})`,
+        : `anonymous ${formatMib(s.rssAnonBytesMax)} max (RSS ${formatMib(s.rssBytesMax)}, file-backed ${formatMib(s.rssFileBytesMax)})${who}`,
     verdict: s.rssAnonBytesMax === 0 ? "not measured" : s.rssAnonBytesMax <= budget ? "met" : "missed",
     note: "judged on anonymous RSS (heap, buffers); file-backed pages of the LMDB maps (and Bun's executable) are shown separately: reclaimable page cache that grows with the data",
   };
@@ -1017,9 +1139,21 @@ export function resourceRows(res: BenchReport["resources"]): Array<Array<string 
     formatMib(u.rssAnonBytesMax),
     formatMib(u.rssFileBytesMax),
   ];
+  const procs = res.processes ?? null;
+  if (procs === null)
+    return [
+      row("Sluice", res.sluice),
+      row("nats-server", res.natsServer),
+      row("load generator", res.loadgen),
+      ["harness (observer)", res.harnessCpuSeconds, "", "", "", "", ""],
+    ];
+  // Several processes: each on its own, then the sums a single-process run would show.
+  const nodes = procs.filter((p) => p.role === "sluice").length;
+  const servers = procs.length - nodes;
   return [
-    row("Sluice", res.sluice),
-    row("nats-server", res.natsServer),
+    ...procs.map((p) => row(p.role === "sluice" ? `Sluice ${p.name}` : p.name, p)),
+    ...(nodes > 1 ? [row(`Sluice, all ${nodes} nodes`, res.sluice)] : []),
+    ...(servers > 1 ? [row(`nats-server, all ${servers}`, res.natsServer)] : []),
     row("load generator", res.loadgen),
     ["harness (observer)", res.harnessCpuSeconds, "", "", "", "", ""],
   ];

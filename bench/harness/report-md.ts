@@ -43,7 +43,8 @@ export function renderMarkdown(r: BenchReport): string {
   out.push(
     `${r.startedAt} · ${r.machine.cpus} × ${r.machine.cpuModel}, ${mib(r.machine.memoryBytes)} · Sluice ${r.versions.sluice}` +
       ` (${r.versions.git.commit?.slice(0, 12) ?? "no git"}${r.versions.git.dirty ? ", uncommitted changes" : ""}) · Bun ${r.versions.bun}` +
-      ` · nats-server ${r.versions.natsServer} · seed ${r.options.seed} · ${r.options.partitions} partitions`,
+      ` · nats-server ${r.versions.natsServer} · seed ${r.options.seed} · ${r.options.partitions} partitions` +
+      ` · ${setupLine(r)}`,
   );
   out.push("");
   out.push("## Verdict");
@@ -67,9 +68,11 @@ export function renderMarkdown(r: BenchReport): string {
   out.push(`- ${r.drain.note}.`);
   if (r.burst !== null) out.push(`- burst: ${r.burst.note}.`);
   const sluice = r.resources.sluice;
+  const nodes = (r.resources.processes ?? []).filter((p) => p.role === "sluice");
   out.push(
-    `- Sluice memory: anonymous RSS ${mib(sluice.rssAnonBytesMax)} max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}); RSS ${mib(sluice.rssBytesMax)} max, of which file-backed ${mib(sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.`,
+    `- Sluice memory${nodes.length > 1 ? `, all ${nodes.length} nodes together` : ""}: anonymous RSS ${mib(sluice.rssAnonBytesMax)} max (budget ${formatBytes(r.resources.sluiceRssAnonBudgetBytes)}${nodes.length > 1 ? " per process" : ""}); RSS ${mib(sluice.rssBytesMax)} max, of which file-backed ${mib(sluice.rssFileBytesMax)} max: pages of the LMDB maps and Bun's executable, reclaimable page cache, shown separately.`,
   );
+  if (r.cluster !== null) out.push(`- processes: ${r.cluster.note}.`);
   out.push(
     `- audit ${audit}; offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors, loadgen at most ${n(r.load.behindMsMax)} ms behind its schedule.`,
   );
@@ -135,6 +138,7 @@ export function renderMarkdown(r: BenchReport): string {
       `${n(r.raw.messages)} messages of ${n(r.raw.messageBytes)} B, no processing: publish ${n(r.raw.publishPerSecond)}/s, consume + ack ${n(r.raw.consumeAckPerSecond)}/s, publish then consume ${n(r.raw.publishThenConsumePerSecond)}/s. Sluice: ${n(r.throughput.ordersPerSecond)} orders/s = ${r.throughput.ratioToRaw ?? "?"} of it (an order crosses JetStream three times: order, ledger request, ledger answer).`,
     );
   out.push("");
+  if (r.cluster !== null) out.push(...clusterSection(r), "");
   out.push("## Lag, CPU, memory");
   out.push("");
   out.push(
@@ -216,6 +220,70 @@ export function renderMarkdown(r: BenchReport): string {
     `Command: \`${["bun run bench", ...r.command].join(" ")}\` · every figure: report.json · charts: report.html`,
   );
   return `${out.join("\n")}\n`;
+}
+
+/** What ran: one Sluice on its embedded nats-server, or the nodes and nats-servers of --nodes / --nats-cluster. */
+export function setupLine(r: BenchReport): string {
+  const c = r.cluster;
+  if (c === null) return "one Sluice process, embedded nats-server";
+  const sluice = c.clusterMode
+    ? `${c.nodes} Sluice node${c.nodes === 1 ? "" : "s"} (cluster mode)`
+    : "one Sluice process";
+  const nats = c.nats.cluster
+    ? `${c.nats.servers}-node NATS cluster, streams R${c.nats.replicas}`
+    : "one nats-server";
+  return `${sluice}, ${nats}`;
+}
+
+function clusterSection(r: BenchReport): string[] {
+  const c = r.cluster as NonNullable<BenchReport["cluster"]>;
+  const procs = r.resources.processes ?? [];
+  const peak = r.throughput.phase;
+  const out = ["## Nodes and nats-servers", "", `${c.note}.`, ""];
+  out.push(
+    `The harness ran nats-server itself (${c.nats.url}) and Sluice against it; the last Sluice process was started ${c.startS} s after the first nats-server${c.settleS === null ? "" : `, every partition ran where the assignment puts it ${c.settleS} s after the last node's start`}. Per process (CPU in cores, mean during ${peak} and over the run; memory peaks):`,
+  );
+  out.push("");
+  out.push(
+    table(
+      [
+        "process",
+        "partitions",
+        `cores during ${peak}`,
+        "cores mean (run)",
+        "CPU s",
+        "RSS max",
+        "anon RSS max",
+        "file-backed RSS max",
+      ],
+      procs.map((p) => [
+        p.name,
+        p.role === "sluice" ? (c.placement[p.name]?.join(", ") ?? "all") : "",
+        p.peakPhaseCores ?? "",
+        p.cpuCoresMean,
+        p.cpuSeconds,
+        mib(p.rssBytesMax),
+        mib(p.rssAnonBytesMax),
+        mib(p.rssFileBytesMax),
+      ]),
+    ),
+  );
+  if (c.moves.length > 0) {
+    out.push("");
+    out.push("Partitions that changed owner during the run (GET /v1/cluster, read each second):");
+    for (const m of c.moves.slice(0, 50)) out.push(`- ${m.atS} s: ${m.partition} ${m.from} → ${m.to}`);
+  }
+  const replicas = Object.entries(c.streamReplicas ?? {});
+  if (replicas.length > 0) {
+    out.push("");
+    out.push(
+      `Streams and replicas (JetStream, after the start): ${replicas.map(([n, r]) => `${n} R${r}`).join(", ")}.`,
+    );
+  }
+  out.push("");
+  out.push(`Logs (level warn): ${c.logs.join(", ")}.`);
+  for (const note of c.notes) out.push("", `- ${note}`);
+  return out;
 }
 
 export function sweepSection(w: SweepReport): string[] {

@@ -1,7 +1,8 @@
 // Once a second: Sluice's /metrics (lag, per-stage apply/commit/outbox seconds, batches, dead letters) and
 // /proc for CPU and resident memory of Sluice, nats-server and the load generator. nats-server runs without
-// its monitoring port here, so /proc is the only window on it.
-import { procSample } from "../lib.ts";
+// its monitoring port here, so /proc is the only window on it. With several Sluice nodes or nats-servers
+// (--nodes, --nats-cluster) each process is sampled on its own and the `sluice` / `nats` figures are their sums.
+import { type ProcSample, procSample } from "../lib.ts";
 
 export const stageNames = ["order", "ledger"] as const;
 export type StageName = (typeof stageNames)[number];
@@ -34,7 +35,13 @@ export type Sample = {
   rssAnonBytes: { sluice: number; nats: number; loadgen: number };
   /** RssFile + RssShmem: resident pages of mapped files (Sluice's LMDB maps: reclaimable page cache). */
   rssFileBytes: { sluice: number; nats: number; loadgen: number };
+  /** --nodes / --nats-cluster: every Sluice node and nats-server on its own, by name (absent otherwise). */
+  processes?: Record<string, ProcSample & { role: ProcRole }>;
 };
+
+export type ProcRole = "sluice" | "nats";
+/** A process the harness samples by name: a Sluice node (`sluice-2`) or a nats-server (`nats n1`). */
+export type ProcRef = { name: string; role: ProcRole; pid: number };
 
 export type PromLine = { name: string; labels: Record<string, string>; value: number };
 
@@ -108,7 +115,41 @@ export function fromMetrics(
   return { lag, stages, outboxDepth, deadLetters, deadLettersByReason };
 }
 
-export type Pids = { sluice: number; nats: number; loadgen: number | null };
+/** `processes`, when given, replaces `sluice` and `nats`: each is sampled, and the sums fill those figures. */
+export type Pids = { sluice: number; nats: number; loadgen: number | null; processes?: ProcRef[] };
+
+/** Each process's /proc figures; a process gone (or not started) keeps its previous sample's. */
+function sampleProcesses(
+  refs: ProcRef[],
+  previous: Sample | null,
+): Record<string, ProcSample & { role: ProcRole }> {
+  const out: Record<string, ProcSample & { role: ProcRole }> = {};
+  for (const r of refs) {
+    const s = procSample(r.pid);
+    const before = previous?.processes?.[r.name];
+    out[r.name] = {
+      role: r.role,
+      cpuSeconds: s?.cpuSeconds ?? before?.cpuSeconds ?? 0,
+      rssBytes: s?.rssBytes ?? 0,
+      rssAnonBytes: s?.rssAnonBytes ?? 0,
+      rssFileBytes: s?.rssFileBytes ?? 0,
+    };
+  }
+  return out;
+}
+
+/** One role's processes summed into the figures of a single one. */
+function sumRole(processes: Record<string, ProcSample & { role: ProcRole }>, role: ProcRole): ProcSample {
+  const sum: ProcSample = { cpuSeconds: 0, rssBytes: 0, rssAnonBytes: 0, rssFileBytes: 0 };
+  for (const p of Object.values(processes)) {
+    if (p.role !== role) continue;
+    sum.cpuSeconds += p.cpuSeconds;
+    sum.rssBytes += p.rssBytes;
+    sum.rssAnonBytes += p.rssAnonBytes;
+    sum.rssFileBytes += p.rssFileBytes;
+  }
+  return sum;
+}
 
 /** Takes one sample. A failed or slow scrape keeps /proc figures and marks the sample `scraped: false`. */
 export async function takeSample(
@@ -118,8 +159,9 @@ export async function takeSample(
   previous: Sample | null,
 ): Promise<Sample> {
   const proc = (pid: number | null) => (pid === null ? null : procSample(pid));
-  const s = proc(pids.sluice);
-  const n = proc(pids.nats);
+  const processes = pids.processes === undefined ? undefined : sampleProcesses(pids.processes, previous);
+  const s = processes === undefined ? proc(pids.sluice) : sumRole(processes, "sluice");
+  const n = processes === undefined ? proc(pids.nats) : sumRole(processes, "nats");
   const g = proc(pids.loadgen);
   let metrics: ReturnType<typeof fromMetrics> | null = null;
   try {
@@ -153,6 +195,7 @@ export async function takeSample(
     rssBytes: { sluice: s?.rssBytes ?? 0, nats: n?.rssBytes ?? 0, loadgen: g?.rssBytes ?? 0 },
     rssAnonBytes: { sluice: s?.rssAnonBytes ?? 0, nats: n?.rssAnonBytes ?? 0, loadgen: g?.rssAnonBytes ?? 0 },
     rssFileBytes: { sluice: s?.rssFileBytes ?? 0, nats: n?.rssFileBytes ?? 0, loadgen: g?.rssFileBytes ?? 0 },
+    ...(processes === undefined ? {} : { processes }),
   };
 }
 
