@@ -183,6 +183,8 @@ export class PartitionRunner {
   private lastBatchAtMs = 0;
   /** Outboxes of committed batches, published one batch after another (per-subject order across batches). */
   private publishing: Promise<void> = Promise.resolve();
+  /** Cluster mode: the changelog records' own chain (see enqueuePublish). */
+  private logging: Promise<void> = Promise.resolve();
   private publishesPending = 0;
   private readonly log: Logger;
 
@@ -592,8 +594,20 @@ export class PartitionRunner {
    */
   private async enqueuePublish(outbox: OutboxItem[], keys: number[]): Promise<void> {
     this.publishesPending++;
-    this.publishing = this.publishing
-      .then(() => (this.state === "failed" ? undefined : this.publishOutbox(outbox, keys)))
+    // Cluster mode: a commit's changelog record leads its outbox. Records go one after the other on a chain of
+    // their own, so the next commit's record travels while this commit's outputs do: one round trip per
+    // batch, not two. A commit's outputs still wait for its record (a fenced record must stop them).
+    const logCount = leadingLogItems(outbox);
+    const logged =
+      logCount === 0
+        ? Promise.resolve()
+        : this.logging.then(() =>
+            this.state === "failed" ? undefined : this.publishOutbox(outbox.slice(0, logCount), [], false),
+          );
+    this.logging = logged.catch(() => undefined);
+    const outputs = logCount === 0 ? outbox : outbox.slice(logCount);
+    this.publishing = Promise.all([this.publishing, logged])
+      .then(() => (this.state === "failed" ? undefined : this.publishOutbox(outputs, keys)))
       .catch((error: Error) => {
         // Stopping while a target stream is full: the items stay in the outbox, published at the next start.
         if (this.state === "stopping") this.log.warn("outbox left for the next start", { error });
@@ -631,8 +645,12 @@ export class PartitionRunner {
     };
   }
 
-  private async publishOutbox(outbox: OutboxItem[], keys: number[]): Promise<void> {
+  private async publishOutbox(outbox: OutboxItem[], keys: number[], report = true): Promise<void> {
     this.fence("publish");
+    if (outbox.length === 0) {
+      if (keys.length > 0) this.d.store.outboxDone(keys).catch((error: Error) => this.fail(error));
+      return;
+    }
     const started = performance.now();
     const attempts = await this.d.publisher.publish(
       outbox,
@@ -640,15 +658,16 @@ export class PartitionRunner {
       null,
       this.publishFence(),
     );
-    this.d.events.emit("outbox_published", {
-      stage: this.d.stage,
-      partition: this.d.partition,
-      count: outbox.length,
-      seconds: (performance.now() - started) / 1000,
-      attempts,
-    });
+    if (report)
+      this.d.events.emit("outbox_published", {
+        stage: this.d.stage,
+        partition: this.d.partition,
+        count: outbox.length,
+        seconds: (performance.now() - started) / 1000,
+        attempts,
+      });
     // Not awaited: a crash before it lands only re-publishes these items, which JetStream de-duplicates.
-    this.d.store.outboxDone(keys).catch((error: Error) => this.fail(error));
+    if (keys.length > 0) this.d.store.outboxDone(keys).catch((error: Error) => this.fail(error));
   }
 
   private requestReset(cause: string): void {
@@ -792,3 +811,10 @@ export function toInbound(stream: string, m: JsMsg): InboundMessage {
 }
 
 export { FencedError };
+
+/** How many of a commit's outbox items are its changelog record's parts: they come first (PartitionStore). */
+function leadingLogItems(outbox: readonly OutboxItem[]): number {
+  let n = 0;
+  while (n < outbox.length && (outbox[n] as OutboxItem).subject.startsWith("sluice.log.")) n++;
+  return n;
+}
