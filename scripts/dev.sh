@@ -3,7 +3,8 @@
 #   ./scripts/dev.sh start   installs what is missing, then runs Sluice on an embedded local nats-server
 #   ./scripts/dev.sh test    installs what is missing, then type-checks, lints and runs the whole suite
 # What it installs when absent: Bun (from npm), nats-server (Debian's package), the locked dependencies,
-# and for `test` Chromium (Debian's package: the bench report test renders the HTML report headless).
+# and for `test` Chromium (Debian's package: the bench report test renders the HTML report headless) and
+# promtool (Debian's `prometheus` package: the Prometheus kit's tests run `promtool check|test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,17 @@ ensure_chromium() {
   apt_install chromium
 }
 
+ensure_promtool() {
+  # test/integration/promtool.test.ts checks /metrics and deploy/prometheus/ with promtool; without it, it fails.
+  if command -v promtool >/dev/null 2>&1; then return; fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "promtool is missing and this is not a Debian-like system: put promtool (from a Prometheus 2.x release, https://prometheus.io/download/) on PATH and run this again"
+  is_root || die "promtool is missing: run 'sudo apt-get update && sudo apt-get install -y prometheus' and run this again"
+  say "installing prometheus from Debian's packages (for promtool: the Prometheus kit's tests)"
+  apt_install --no-install-recommends prometheus # not node-exporter, smartmontools, ipmitool…
+  command -v promtool >/dev/null 2>&1 || die "the prometheus package was installed but promtool is not on PATH: install a Prometheus 2.x release's promtool on PATH"
+}
+
 ensure_deps() {
   bun install --frozen-lockfile >&2 || die "bun install --frozen-lockfile failed: bun.lock and package.json disagree, or the npm registry is unreachable"
 }
@@ -98,7 +110,7 @@ case "$cmd" in
     ;;
   test)
     shift
-    ensure_bun; ensure_nats_server; ensure_chromium; ensure_deps
+    ensure_bun; ensure_nats_server; ensure_chromium; ensure_promtool; ensure_deps
     run_tests "$@"
     ;;
   *)

@@ -9,21 +9,37 @@ const durationBucketsSeconds = [
 ];
 const batchBucketsMessages = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000];
 
-const heapSpaceMetrics = [
+/** prom-client defaults this edge does not serve, each with why. */
+const runtimeMetricsDropped = [
+  // Under Bun, v8.getHeapSpaceStatistics walks the whole heap: ~20 ms per scrape with a few hundred
+  // thousand live objects, measured here, stalling every partition on the event loop. Heap totals stay.
   "nodejs_heap_space_size_total_bytes",
   "nodejs_heap_space_size_used_bytes",
   "nodejs_heap_space_size_available_bytes",
+  // Gauges named like counters: `promtool check metrics` refuses them ("non-counter metrics should not have
+  // _total suffix"), and rate() over them would be wrong. The same counts stay, by type, in
+  // nodejs_active_handles / _requests / _resources: sum them for the total.
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
 ];
+
+/**
+ * prom-client's process and runtime metrics (CPU, memory, file descriptors, event-loop lag, GC, heap totals)
+ * on `registry`, less `runtimeMetricsDropped`: what remains passes `promtool check metrics`. The sink's
+ * registry can use it too.
+ */
+export function collectRuntimeMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of runtimeMetricsDropped) registry.removeSingleMetric(name);
+}
 
 export type Metrics = { registry: Registry; contentType: string };
 
 export function createMetrics(events: Instrumentation, nodeName: string): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ node: nodeName });
-  collectDefaultMetrics({ register: registry });
-  // Under Bun, v8.getHeapSpaceStatistics walks the whole heap: ~20 ms per scrape with a few hundred
-  // thousand live objects, measured here, stalling every partition on the event loop. Heap totals stay.
-  for (const name of heapSpaceMetrics) registry.removeSingleMetric(name);
+  collectRuntimeMetrics(registry);
 
   const applied = new Counter({
     name: "sluice_messages_applied_total",
@@ -122,6 +138,12 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     paused.inc({ stage: e.stage }, e.delta);
     if (e.delta === 1) pauses.inc({ stage: e.stage });
   });
+  // Cluster mode: a partition that leaves this node takes its per-partition gauges with it (below). Left
+  // behind, its last lag or outbox depth would stay on this node next to the new owner's live one, and alerts
+  // would read a partition no longer run here as stalled. A sample already on its way when the partition left
+  // (a lag poll awaiting the server, a host still stopping) is dropped: `away` holds "<stage>/<partition>" until
+  // it is taken again.
+  const away = new Set<string>();
   const owned = new Gauge({
     name: "sluice_cluster_partitions_owned",
     help: "Cluster mode: partitions this node runs (it holds their leases).",
@@ -134,23 +156,30 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     labelNames: ["stage", "event"],
     registers: [registry],
   });
-  events.on("partition_taken", (e) => {
-    owned.inc({ stage: e.stage });
-    moves.inc({ stage: e.stage, event: `taken_${e.how}` });
-  });
-  for (const event of ["partition_lost", "partition_handed_off"] as const) {
-    events.on(event, (e) => {
-      owned.dec({ stage: e.stage });
-      moves.inc({ stage: e.stage, event: event.slice("partition_".length) });
-    });
-  }
   const snapshots = new Counter({
     name: "sluice_cluster_snapshot_bytes_total",
     help: "Cluster mode: bytes of partition snapshots written to the Object Store.",
     labelNames: ["stage"],
     registers: [registry],
   });
-  events.on("snapshot_written", (e) => snapshots.inc({ stage: e.stage }, e.bytes));
+  const snapshotLast = new Gauge({
+    name: "sluice_cluster_snapshot_last_timestamp_seconds",
+    help: "Cluster mode: when this node last wrote the partition's snapshot (until its first one, when it took the partition), Unix time.",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  // Its age (time() − value) is what a takeover would replay; the clock is read here, at the edge, as the
+  // event arrives: milliseconds after the write, against alerts in minutes.
+  events.on("snapshot_written", (e) => {
+    snapshots.inc({ stage: e.stage }, e.bytes);
+    snapshotLast.set({ stage: e.stage, partition: String(e.partition) }, Date.now() / 1000);
+  });
+  events.on("partition_taken", (e) => {
+    away.delete(`${e.stage}/${e.partition}`);
+    owned.inc({ stage: e.stage });
+    moves.inc({ stage: e.stage, event: `taken_${e.how}` });
+    snapshotLast.set({ stage: e.stage, partition: String(e.partition) }, Date.now() / 1000);
+  });
   const refused = new Counter({
     name: "sluice_commands_refused_total",
     help: "Valid commands refused by the ledger (for example insufficient_available: no oversell).",
@@ -313,6 +342,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
   });
   events.on("timers_fired", (e) => timersFired.inc(e.count));
   events.on("store_sampled", (e) => {
+    if (away.has(`${e.stage}/${e.partition}`)) return;
     outboxDepth.set({ stage: e.stage, partition: String(e.partition) }, e.outboxItems);
     if (e.stage === "order") timersPending.set({ partition: String(e.partition) }, e.timers);
   });
@@ -324,10 +354,14 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     batchSize.observe({ stage: e.stage }, e.applied + e.skipped);
     applySeconds.observe({ stage: e.stage }, e.applySeconds);
     commitSeconds.observe({ stage: e.stage }, e.commitSeconds);
+    if (away.has(`${e.stage}/${e.partition}`)) return;
     lag.set({ stage: e.stage, partition }, e.lag);
     if (e.stage === "order") inFlight.set({ partition }, e.inFlight);
   });
-  events.on("lag_observed", (e) => lag.set({ stage: e.stage, partition: String(e.partition) }, e.lag));
+  events.on("lag_observed", (e) => {
+    if (away.has(`${e.stage}/${e.partition}`)) return;
+    lag.set({ stage: e.stage, partition: String(e.partition) }, e.lag);
+  });
   events.on("dead_lettered", (e) => deadLetters.inc({ stage: e.stage, reason: e.reason }));
   events.on("command_refused", (e) => refused.inc({ stage: e.stage, code: e.code }));
   const repeated = new Counter({
@@ -342,6 +376,23 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     publishSeconds.observe({ stage: e.stage }, e.seconds);
   });
   events.on("consumer_reset", (e) => resets.inc({ stage: e.stage, cause: e.cause }));
+
+  // The partition left this node: its per-partition gauges go with it (`away`, above); counters stay.
+  for (const event of ["partition_lost", "partition_handed_off"] as const) {
+    events.on(event, (e) => {
+      owned.dec({ stage: e.stage });
+      moves.inc({ stage: e.stage, event: event.slice("partition_".length) });
+      away.add(`${e.stage}/${e.partition}`);
+      const partition = String(e.partition);
+      lag.remove({ stage: e.stage, partition });
+      outboxDepth.remove({ stage: e.stage, partition });
+      snapshotLast.remove({ stage: e.stage, partition });
+      if (e.stage === "order") {
+        inFlight.remove({ partition });
+        timersPending.remove({ partition });
+      }
+    });
+  }
 
   return { registry, contentType: registry.contentType };
 }

@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, Histogram, Registry } from "prom-client";
+import { collectRuntimeMetrics } from "../metrics/index.ts";
 import type { SinkInstrumentation } from "./events.ts";
 
 // The sink's Prometheus metrics: base units, histograms, bounded labels (the source is one per process; kinds
@@ -9,7 +10,7 @@ const requestBucketsSeconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 export function createSinkMetrics(events: SinkInstrumentation, source: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ source });
-  collectDefaultMetrics({ register: registry });
+  collectRuntimeMetrics(registry);
   const deliveries = new Counter({
     name: "sluice_sink_deliveries_total",
     help: "Messages settled: delivered (2xx, acked) or dead_lettered (sluice.dlq.sink_failed).",
