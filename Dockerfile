@@ -4,8 +4,12 @@
 # nats-server (Debian's) on loopback and its LMDB partitions and JetStream store under /var/lib/sluice.
 #
 #   docker build -t sluice .
-#   docker run -p 8080:8080 -v sluice-data:/var/lib/sluice --stop-timeout 25 sluice
+#   export SLUICE_HTTP_TOKENS="ops:admin:$(openssl rand -hex 32)"   # keep it in your secret store
+#   docker run -p 8080:8080 -e SLUICE_HTTP_TOKENS -v sluice-data:/var/lib/sluice --stop-timeout 25 sluice
 #
+# The HTTP port listens on every interface here, so Sluice refuses to start (exit 78) without bearer tokens in
+# SLUICE_HTTP_TOKENS (name:scope:secret, comma-separated; docs/http.md, Authentication). `-e NAME` without a
+# value passes the host's variable, keeping the secret out of the command line.
 # Every setting is an SLUICE_<SECTION>_<KEY> variable (docs/configuration.md); SLUICE_NATS_URL=nats://...
 # uses a server you run instead of the embedded one. test/integration/dockerfile.test.ts checks this file
 # and runs its install and start commands (there is no Docker engine on the dev and CI machines).
@@ -56,7 +60,8 @@ RUN bun -e 'const { open } = require("lmdb"); require("msgpackr-extract"); \
     if (db.get("k") !== 1) throw new Error("lmdb read back a different value"); db.close();' \
   && rm -rf /tmp/lmdb-check
 # The data dir lives on the volume; HTTP listens on every interface so `-p 8080:8080` reaches it (the
-# embedded nats-server stays on loopback whatever this says). Overridable with -e at `docker run`.
+# embedded nats-server stays on loopback whatever this says), which needs SLUICE_HTTP_TOKENS at `docker run`:
+# no token is baked into the image. Overridable with -e at `docker run`.
 ENV SLUICE_DATA_DIR=/var/lib/sluice \
   SLUICE_HTTP_HOST=0.0.0.0 \
   SLUICE_HTTP_PORT=8080
@@ -72,11 +77,14 @@ VOLUME /var/lib/sluice
 STOPSIGNAL SIGTERM
 # Liveness through HTTP without curl (the slim image has none). start-period covers the embedded
 # nats-server's start and stream provisioning, before which /healthz is not served yet. Readiness
-# (`bun scripts/healthcheck.ts --ready`, /readyz) is for orchestrators that route traffic.
+# (`bun scripts/healthcheck.ts --ready`, /readyz) is for orchestrators that route traffic. Probes need no
+# token by default; with SLUICE_HTTP_PROBES_TOKEN_REQUIRED=true the probe sends the first SLUICE_HTTP_TOKENS
+# secret (or SLUICE_HTTP_TOKEN).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["bun", "scripts/healthcheck.ts"]
 # Exec form, so bun is PID 1 and receives SIGTERM itself: Sluice handles SIGTERM/SIGINT and reaps its only
 # child (nats-server), so no init is needed. The base image's entrypoint script is replaced on purpose.
 ENTRYPOINT ["bun", "src/cli.ts"]
-# Other commands run the same way: `docker run --rm sluice config print`, `... sluice partition SKU-1`.
+# Other commands run the same way and load the same settings, so they need the token too (or a loopback
+# host): `docker run --rm -e SLUICE_HTTP_TOKENS sluice config print`, `... sluice partition SKU-1`.
 CMD ["start"]

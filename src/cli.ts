@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
+import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, printable } from "./config/index.ts";
 import { readRulesFile } from "./config/network.ts";
+import { isLogLevel, Logger } from "./log/index.ts";
 import { skuPartition } from "./stream/subjects.ts";
 import { version } from "./version.ts";
 
@@ -28,6 +30,8 @@ Usage:
                                         rules in force, against current stock; compare (nothing changes)
                                         (rules talk to a running Sluice: --url, default http.host:http.port)
   sluice channel resync CHANNEL         republish the ATS of every SKU to CHANNEL (paced by its rate budget)
+                                        (rules, channel and cluster send SLUICE_HTTP_TOKEN, or --token TOKEN,
+                                        as Authorization: Bearer when set: http.tokens, docs/http.md)
   sluice bench [OPTIONS]                run the load-test harness (docs/bench.md; sluice bench --help)
   sluice version                        print the version
   sluice --help                         this text
@@ -111,10 +115,11 @@ export async function main(argv: string[]): Promise<number> {
             );
           }
           const admin = await import("./store/admin.ts");
-          const count =
+          const count = await audited(config, `partition.${verb}`, `${stage} ${p} ${file}`, () =>
             verb === "export"
-              ? await admin.exportPartition(config, stage, Number(p), file)
-              : await admin.importPartition(config, stage, Number(p), file);
+              ? admin.exportPartition(config, stage, Number(p), file)
+              : admin.importPartition(config, stage, Number(p), file),
+          );
           process.stdout.write(
             `${verb === "export" ? "exported" : "imported"} ${count} records (${stage} partition ${p})\n`,
           );
@@ -147,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
         return await rulesCommand(rest, values);
       case "cluster": {
         if (rest[0] !== "status") throw new UsageError("cluster takes one subcommand: status");
-        const res = await fetch(`${httpBase(values)}/v1/cluster`);
+        const res = await fetch(`${httpBase(values)}/v1/cluster`, { headers: authHeaders(values) });
         process.stdout.write(`${JSON.stringify(await res.json(), null, 2)}\n`);
         return res.ok ? 0 : 1;
       }
@@ -157,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
           throw new UsageError("channel takes one subcommand: resync CHANNEL");
         const res = await fetch(`${httpBase(values)}/v1/channels/${encodeURIComponent(channel)}/resync`, {
           method: "POST",
+          headers: authHeaders(values),
         });
         const text = await res.text();
         (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
@@ -195,25 +201,71 @@ function httpBase(values: { config?: string; url?: string }): string {
   return `http://${host}:${config.http.port}`;
 }
 
+/**
+ * The token for the running Sluice's HTTP port (http.tokens): --token, else SLUICE_HTTP_TOKEN; none, no
+ * header (a Sluice without tokens, on loopback). The variable keeps it out of `ps` and shell history.
+ */
+function authHeaders(values: { token?: string }): Record<string, string> {
+  const token = values.token ?? process.env.SLUICE_HTTP_TOKEN ?? "";
+  return token === "" ? {} : { Authorization: `Bearer ${token}` };
+}
+
+/**
+ * An offline admin command (partition export or import: no HTTP port, so no token) logged as the running
+ * Sluice logs its admin actions (`admin action`, one JSON line on stdout), with the OS user who ran it.
+ */
+async function audited<T>(
+  config: ReturnType<typeof loadConfig>,
+  action: string,
+  target: string,
+  run: () => Promise<T>,
+): Promise<T> {
+  const log = new Logger(isLogLevel(config.log.level) ? config.log.level : "info", {
+    node: config.node.name,
+  });
+  const who = `${osUser()} (os user)`;
+  try {
+    const result = await run();
+    log.info("admin action", { who, action, target, outcome: "ok" });
+    return result;
+  } catch (error) {
+    log.info("admin action", { who, action, target, outcome: "failed", detail: (error as Error).message });
+    throw error;
+  }
+}
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // A uid without a passwd entry (a container's --user 12345) has no name.
+    return `uid ${process.getuid?.() ?? "unknown"}`;
+  }
+}
+
 /** `sluice rules …`: through the running Sluice's HTTP port, which validates before anything is written. */
 async function rulesCommand(
   rest: string[],
-  values: { config?: string; url?: string; orders?: string },
+  values: { config?: string; url?: string; orders?: string; token?: string },
 ): Promise<number> {
   const [verb, file] = rest;
   const base = httpBase(values);
+  const auth = authHeaders(values);
   const body = () => {
     if (file === undefined)
       throw new UsageError(`rules ${verb} needs a FILE (TOML, or JSON if it ends in .json)`);
-    return { body: JSON.stringify(readRulesFile(file)), headers: { "Content-Type": "application/json" } };
+    return {
+      body: JSON.stringify(readRulesFile(file)),
+      headers: { "Content-Type": "application/json", ...auth },
+    };
   };
   let res: Response;
   switch (verb) {
     case "get":
-      res = await fetch(`${base}/v1/rules`);
+      res = await fetch(`${base}/v1/rules`, { headers: auth });
       break;
     case "versions":
-      res = await fetch(`${base}/v1/rules/versions`);
+      res = await fetch(`${base}/v1/rules/versions`, { headers: auth });
       break;
     case "put":
       res = await fetch(`${base}/v1/rules`, { method: "PUT", ...body() });
@@ -251,6 +303,7 @@ function parse(argv: string[]) {
       url: { type: "string" },
       orders: { type: "string" },
       partitions: { type: "string" },
+      token: { type: "string" },
     },
   });
 }

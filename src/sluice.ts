@@ -225,6 +225,7 @@ export class Sluice {
     this.retention.start();
     this.http = startHttp({
       config: c,
+      log: this.log,
       metrics: this.metrics,
       readiness: [
         { name: "nats_connected", ok: () => this.connection?.connected() ?? false },

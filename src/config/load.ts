@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { parsePins } from "../cluster/assignment.ts";
 import { networkLimits } from "../domain/network/index.ts";
 import { type OutputBounds, type OutputKind, worstCaseOutputs } from "../domain/orders/commands.ts";
+import { isLoopbackHost, parseTokens, tokensFormat } from "../http/auth.ts";
 import { envelopeOverheadBytes } from "../stages/envelopes.ts";
 import { pack } from "../stream/codec.ts";
 import { type Config, type FieldSpec, schema } from "./schema.ts";
@@ -11,8 +12,11 @@ export class ConfigError extends Error {
 }
 
 export const envPrefix = "SLUICE_";
-/** Environment variables that are not settings: they choose the file. */
-const envReserved = new Set(["SLUICE_CONFIG"]);
+/**
+ * Environment variables that are not settings: SLUICE_CONFIG chooses the file; SLUICE_HTTP_TOKEN is the token
+ * the CLI sends to a running Sluice (src/cli.ts), so an operator's shell may export it next to `sluice start`.
+ */
+const envReserved = new Set(["SLUICE_CONFIG", "SLUICE_HTTP_TOKEN"]);
 
 /** `partitionCount` → `PARTITION_COUNT`; the env name of a key is SLUICE_<SECTION>_<KEY>. */
 export function envName(section: string, key: string): string {
@@ -188,6 +192,26 @@ export function largestOutputItem(c: Config): { kind: OutputKind; bytes: number 
   return largest;
 }
 
+/** Why `http.tokens` is unusable, or null; never any part of a secret (parseTokens). */
+function tokensError(c: Config): string | null {
+  const parsed = parseTokens(c.http.tokens);
+  return parsed.ok ? null : parsed.detail;
+}
+
+const hasTokens = (c: Config) => c.http.tokens.trim() !== "";
+
+/** The NATS authentication keys set, by name: at most one may be. */
+const natsAuthKeys = (c: Config) =>
+  (["token", "user", "nkeySeedFile", "credsFile"] as const)
+    .filter((k) => c.nats[k] !== "")
+    .map((k) => `nats.${k}`);
+
+/** The NATS keys set that only an external server can honour. */
+const natsExternalOnly = (c: Config) =>
+  (["tlsCaFile", "tlsCertFile", "tlsKeyFile", "nkeySeedFile", "credsFile"] as const)
+    .filter((k) => c.nats[k] !== "")
+    .map((k) => `nats.${k}`);
+
 /**
  * How the limits must relate, as data: `rule` is what docs/configuration.md prints (generated), `holds`
  * the check, `fix` the start-up error. A broken relation stops start-up, as a broken invariant would.
@@ -312,6 +336,27 @@ export const relations: ReadonlyArray<{
     fix: (c) =>
       `streams.replicas = ${c.streams.replicas} needs a cluster: the embedded server is a single node; set nats.url or replicas = 1`,
   },
+  // NATS security (docs/security.md); the files themselves are checked when Sluice connects.
+  {
+    rule: "At most one of `nats.token`, `nats.user` (with `nats.password`), `nats.nkeySeedFile` and `nats.credsFile`: one way to authenticate.",
+    holds: (c) => natsAuthKeys(c).length <= 1,
+    fix: (c) =>
+      `${natsAuthKeys(c).join(" and ")} are all set: set one way to authenticate (a token, a user and password, an NKey seed file or a creds file) and leave the others empty`,
+  },
+  {
+    rule: "`nats.tlsCertFile` and `nats.tlsKeyFile` are set together (a client certificate and its key).",
+    holds: (c) => (c.nats.tlsCertFile === "") === (c.nats.tlsKeyFile === ""),
+    fix: (c) =>
+      c.nats.tlsKeyFile === ""
+        ? "nats.tlsCertFile is set without nats.tlsKeyFile: a client certificate needs its private key; set both or neither"
+        : "nats.tlsKeyFile is set without nats.tlsCertFile: set the client certificate too, or neither",
+  },
+  {
+    rule: "Embedded server only: no `nats.tlsCaFile`, `nats.tlsCertFile`, `nats.tlsKeyFile`, `nats.nkeySeedFile` or `nats.credsFile`: the embedded server listens on loopback without TLS or authentication.",
+    holds: (c) => c.nats.url !== "" || natsExternalOnly(c).length === 0,
+    fix: (c) =>
+      `${natsExternalOnly(c).join(", ")} set but nats.url is empty: the embedded server has no TLS or authentication (docs/security.md); set nats.url to a server configured for them, or leave these keys empty`,
+  },
   {
     rule: "`orders.tombstoneRetentionMs` ≥ `orders.finalRetentionMs`: a final order becomes a tombstone before its key is forgotten (both count from its final time).",
     holds: (c) => c.orders.tombstoneRetentionMs >= c.orders.finalRetentionMs,
@@ -329,6 +374,25 @@ export const relations: ReadonlyArray<{
     holds: (c) => c.store.diskFullFirstRetryMs <= c.store.diskFullRetryMsMax,
     fix: (c) =>
       `store.diskFullFirstRetryMs (${c.store.diskFullFirstRetryMs}) must be at most store.diskFullRetryMsMax (${c.store.diskFullRetryMsMax})`,
+  },
+  // The HTTP port's security (docs/operations.md, "Security model").
+  {
+    rule: `\`http.tokens\` is empty or holds ${tokensFormat}: names and secrets unique, each secret 16 to 256 characters of a bearer token (letters, digits, \`-._~+/\`, then \`=\` padding).`,
+    holds: (c) => tokensError(c) === null,
+    fix: (c) =>
+      `http.tokens is invalid: ${tokensError(c)}. Set ${tokensFormat}, e.g. SLUICE_HTTP_TOKENS="ops:admin:$(openssl rand -hex 32)"`,
+  },
+  {
+    rule: "`http.host` other than loopback (127.0.0.0/8, `::1`, `localhost`) needs `http.tokens`: an open port reachable from other machines would let anyone change the rule set.",
+    holds: (c) => isLoopbackHost(c.http.host) || hasTokens(c),
+    fix: (c) =>
+      `http.host is ${JSON.stringify(c.http.host)}, reachable from other machines, but http.tokens is empty: anyone who reaches the port could change the rule set. Set http.tokens (e.g. SLUICE_HTTP_TOKENS="ops:admin:$(openssl rand -hex 32)"; docs/http.md, Authentication) or bind to loopback (http.host = "127.0.0.1")`,
+  },
+  {
+    rule: "`http.probesTokenRequired` and `http.metricsTokenRequired` need `http.tokens`: without tokens nothing is checked.",
+    holds: (c) => hasTokens(c) || (!c.http.probesTokenRequired && !c.http.metricsTokenRequired),
+    fix: (c) =>
+      `http.${c.http.probesTokenRequired ? "probesTokenRequired" : "metricsTokenRequired"} is on but http.tokens is empty, so no token could be checked: set http.tokens or turn it off`,
   },
 ];
 

@@ -132,6 +132,25 @@ export const schema = {
     }),
     user: str("", "User for the given servers."),
     password: str("", "Password for the given servers.", { secret: true }),
+    // TLS and the other ways to authenticate (docs/security.md). Paths, not secrets: the files are read at
+    // every (re)connect, so a rotated certificate, seed or creds file is used from the next reconnect.
+    tlsCaFile: str(
+      "",
+      "PEM file of the CA that signed the servers' certificates; any TLS key set makes Sluice insist on TLS (empty: the system's trust store).",
+    ),
+    tlsCertFile: str(
+      "",
+      "PEM client certificate for servers with `tls { verify: true }`; needs nats.tlsKeyFile.",
+    ),
+    tlsKeyFile: str("", "PEM private key of nats.tlsCertFile (keep it mode 0600)."),
+    nkeySeedFile: str(
+      "",
+      "File holding an NKey user seed (`SU…`): the server lists the user's public key (`authorization { users: [{ nkey: U… }] }`).",
+    ),
+    credsFile: str(
+      "",
+      "A .creds file (user JWT and its NKey seed, from `nsc generate creds`) for servers in operator mode.",
+    ),
     connectTimeoutMs: int(5 * secondMs, 100, 5 * minuteMs, "How long one connection attempt may take."),
     requestTimeoutMs: int(5 * secondMs, 100, 5 * minuteMs, "JetStream API and publish-ack wait."),
     reconnectWaitMs: int(250, 10, 30 * secondMs, "Pause between reconnect attempts after an outage."),
@@ -535,8 +554,35 @@ export const schema = {
     timeoutMs: int(15 * secondMs, 100, 10 * minuteMs, "Graceful stop budget; past it the process exits 1."),
   },
   http: {
-    host: str("127.0.0.1", "Address of the operator's HTTP port (0.0.0.0 in a container)."),
+    host: str(
+      "127.0.0.1",
+      "Address of the operator's HTTP port (0.0.0.0 in a container); anything but loopback needs http.tokens.",
+    ),
     port: int(8080, 0, 65535, "Port of /healthz, /readyz, /metrics and /v1; 0 picks a free one."),
+    tokens: str(
+      "",
+      "Bearer tokens of the HTTP port: `name:scope:secret` entries, comma-separated; scope read, operate or admin (each includes the ones before), secrets of 16 to 256 characters, names for the audit log. Empty: no authentication, loopback only.",
+      { secret: true },
+    ),
+    probesTokenRequired: {
+      kind: "bool",
+      default: false,
+      why: "Whether /healthz and /readyz need a token (scope read); off, as probes on a private network usually are (they tell only whether it is alive and ready).",
+    },
+    metricsTokenRequired: {
+      kind: "bool",
+      default: false,
+      why: "Whether /metrics needs a token (scope read); off, as Prometheus scrapes on a private network usually are (counts and timings; no SKUs or order ids).",
+    },
+    // A check reads every SKU and entry of every local ledger partition: 40,000 SKUs of one entry each took
+    // 0.5–1 s in a worker on the 2-core dev machine (~20 µs a SKU), so 2 min covers ~6 × 10^6 such SKUs; the
+    // bench's audit waits that long too. Past it, `sluice ledger check` reads the same without a bound.
+    ledgerCheckMsMax: int(
+      2 * minuteMs,
+      1,
+      hourMs,
+      "Longest GET /v1/ledger/check may run (off the partitions' event loop, one at a time); past it the answer is 503 with the partitions checked so far.",
+    ),
   },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 

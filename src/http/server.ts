@@ -5,13 +5,16 @@ import { available, type LedgerEntry, type SkuHistory, type SkuState } from "../
 import { serving, syncedChannels } from "../domain/network/index.ts";
 import type { Order } from "../domain/orders/index.ts";
 import { idsForJson, own, ownEntries } from "../domain/own.ts";
+import { isLogLevel, Logger } from "../log/index.ts";
 import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
 import { type PastOrder, whatIf } from "../rules/what-if.ts";
-import { checkLedgerPartition, isConsistent } from "../stages/ledger/check.ts";
+import { isConsistent } from "../stages/ledger/check.ts";
 import type { LedgerReadView, RoutingPort } from "../stages/order/routing-view.ts";
 import type { PartitionStore } from "../store/index.ts";
 import { orderKey, orderPartition, skuPartition } from "../stream/subjects.ts";
+import { authorize, parseTokens, type Scope, type Token, type Verdict } from "./auth.ts";
+import { LedgerChecks } from "./ledger-check.ts";
 
 export type ReadinessCheck = { name: string; ok: () => boolean };
 
@@ -30,6 +33,11 @@ export type HttpDeps = {
   resync: (channel: string) => number;
   /** Cluster mode: this node's view of the cluster (GET /v1/cluster, who owns a partition); else null. */
   cluster: ClusterPort | null;
+  /**
+   * Where the audit lines of operate and admin actions go (the process's logger); without it, a logger of
+   * the configured level on stdout, as the process's own.
+   */
+  log?: Logger;
 };
 
 /** What HTTP reads of the cluster member (src/cluster/member.ts). */
@@ -52,53 +60,199 @@ function notLocal(deps: HttpDeps, stage: "ledger" | "order", partition: number):
   });
 }
 
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body, idsForJson), { status, headers: { "Content-Type": "application/json" } });
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body, idsForJson), {
+    status,
+    headers: { "Content-Type": "application/json", ...headers },
+  });
 
-/** The operator's edge: /healthz, /readyz, /metrics and the read API under /v1. */
+/** What the routes share: the deps, the tokens, the audit log and the one ledger check that may run. */
+type Ctx = { deps: HttpDeps; tokens: readonly Token[]; audit: Logger; checks: LedgerChecks };
+
+/** A request refused by authorize(): 401 says what is missing, 403 which scope it needs and which it has. */
+function denied(v: Exclude<Verdict, { ok: true }>, need: Scope): Response {
+  if (v.status === 401) {
+    return json(
+      401,
+      { error: "unauthorized", detail: v.detail, fix: "send Authorization: Bearer <token> (http.tokens)" },
+      // RFC 6750 §3: a request without credentials gets the bare challenge, a wrong token says so.
+      {
+        "WWW-Authenticate":
+          v.detail === "no Authorization header" ? "Bearer" : 'Bearer error="invalid_token"',
+      },
+    );
+  }
+  return json(403, {
+    error: "forbidden",
+    need,
+    have: v.have,
+    token: v.who,
+    fix: `use a token whose scope is ${need}${need === "admin" ? "" : " or above"}`,
+  });
+}
+
+type Handler<R extends Request> = (req: R, server: Server<undefined>) => Response | Promise<Response>;
+
+/** A read: any token of scope `need` (read), or anyone when `need` is null (an open probe or /metrics). */
+function guard<R extends Request>(ctx: Ctx, need: Scope | null, handler: Handler<R>): Handler<R> {
+  return (req, server) => {
+    const v = authorize(ctx.tokens, req.headers.get("authorization"), need);
+    if (!v.ok) return denied(v, need as Scope);
+    return handler(req, server);
+  };
+}
+
+/** What an operate or admin handler adds to its audit line: what it acted on, and fields of the outcome. */
+type Audit = { target: string; fields: Record<string, unknown> };
+
+/**
+ * An operate or admin action: authorized, then run, and logged with who asked, what and how it ended
+ * (`admin action`, info), refusals included. Reads are not logged: they change nothing.
+ */
+function act<R extends Request>(
+  ctx: Ctx,
+  need: "operate" | "admin",
+  action: string,
+  target: (req: R) => string,
+  handler: (req: R, audit: Audit) => Response | Promise<Response>,
+): Handler<R> {
+  return async (req, server) => {
+    const from = server.requestIP(req)?.address ?? null;
+    const v = authorize(ctx.tokens, req.headers.get("authorization"), need);
+    // The target comes from the request, before authorization: cut to an id's length (ledger.idBytesMax).
+    const audit: Audit = { target: target(req).slice(0, 256), fields: {} };
+    const log = (who: string, status: number) =>
+      ctx.audit.info("admin action", {
+        who,
+        action,
+        target: audit.target,
+        outcome: outcomeOf(status),
+        status,
+        from,
+        ...audit.fields,
+      });
+    if (!v.ok) {
+      log(v.status === 403 ? v.who : "unknown (no valid token)", v.status);
+      return denied(v, need);
+    }
+    try {
+      const response = await handler(req, audit);
+      log(v.who, response.status);
+      return response;
+    } catch (error) {
+      log(v.who, 500);
+      throw error;
+    }
+  };
+}
+
+const outcomes: Record<number, string> = {
+  200: "ok",
+  202: "accepted",
+  400: "refused",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  429: "busy",
+  500: "failed",
+  503: "timeout",
+};
+const outcomeOf = (status: number) => outcomes[status] ?? `http_${status}`;
+
+/** The operator's edge: /healthz, /readyz, /metrics and the API under /v1 (docs/http.md; scopes there). */
 export function startHttp(deps: HttpDeps): Server<undefined> {
   const { config } = deps;
+  const parsed = parseTokens(config.http.tokens);
+  // loadConfig refused a bad http.tokens already (a relation); this is its double check.
+  if (!parsed.ok) throw new Error(`http.tokens is invalid: ${parsed.detail}`);
+  const audit =
+    deps.log ??
+    new Logger(isLogLevel(config.log.level) ? config.log.level : "info", { node: config.node.name });
+  const ctx: Ctx = { deps, tokens: parsed.tokens, audit, checks: new LedgerChecks() };
+  const probes: Scope | null = config.http.probesTokenRequired ? "read" : null;
+  const scrape: Scope | null = config.http.metricsTokenRequired ? "read" : null;
   return Bun.serve({
     hostname: config.http.host,
     port: config.http.port,
     routes: {
-      "/healthz": () => json(200, { status: "alive" }),
-      "/readyz": () => {
+      "/healthz": guard(ctx, probes, () => json(200, { status: "alive" })),
+      "/readyz": guard(ctx, probes, () => {
         const checks = Object.fromEntries(deps.readiness.map((c) => [c.name, c.ok()]));
         const ready = Object.values(checks).every(Boolean);
         return json(ready ? 200 : 503, { status: ready ? "ready" : "not_ready", checks });
-      },
-      "/metrics": async () =>
-        new Response(await deps.metrics.registry.metrics(), {
-          headers: { "Content-Type": deps.metrics.contentType },
-        }),
+      }),
+      "/metrics": guard(
+        ctx,
+        scrape,
+        async () =>
+          new Response(await deps.metrics.registry.metrics(), {
+            headers: { "Content-Type": deps.metrics.contentType },
+          }),
+      ),
       // Bun has already percent-decoded route parameters: decoding again would misread a SKU with "%".
-      "/v1/stock/:sku": (req) => stockView(deps, req.params.sku),
-      "/v1/stock/:sku/entries": (req) => entriesView(deps, req.params.sku, new URL(req.url)),
-      "/v1/stock/:sku/ats": (req) => atsView(deps, req.params.sku),
-      "/v1/channels/:channel/resync": { POST: (req) => resyncView(deps, req.params.channel) },
-      "/v1/orders/:channel/:orderId": (req) => orderView(deps, req.params.channel, req.params.orderId),
-      "/v1/ledger/check": () => ledgerCheck(deps),
-      "/v1/network": () => json(200, deps.rules.network()),
+      "/v1/stock/:sku": guard(ctx, "read", (req) => stockView(deps, req.params.sku)),
+      "/v1/stock/:sku/entries": guard(ctx, "read", (req) =>
+        entriesView(deps, req.params.sku, new URL(req.url)),
+      ),
+      "/v1/stock/:sku/ats": guard(ctx, "read", (req) => atsView(deps, req.params.sku)),
+      "/v1/channels/:channel/resync": {
+        POST: act(
+          ctx,
+          "operate",
+          "channel.resync",
+          (req) => req.params.channel,
+          (req) => resyncView(deps, req.params.channel),
+        ),
+      },
+      "/v1/orders/:channel/:orderId": guard(ctx, "read", (req) =>
+        orderView(deps, req.params.channel, req.params.orderId),
+      ),
+      // admin: it reads every entry of every local ledger partition.
+      "/v1/ledger/check": act(
+        ctx,
+        "admin",
+        "ledger.check",
+        () => "ledger",
+        (_req, audit) => ledgerCheck(ctx, audit),
+      ),
+      "/v1/network": guard(ctx, "read", () => json(200, deps.rules.network())),
       "/v1/rules": {
-        GET: () =>
+        GET: guard(ctx, "read", () =>
           json(200, {
             inForce: deps.rules.network().version,
             refusal: deps.rules.refusal(),
             rules: deps.rules.raw(),
           }),
-        PUT: (req) => putRules(deps, req),
+        ),
+        PUT: act(
+          ctx,
+          "admin",
+          "rules.put",
+          () => "rules",
+          (req, audit) => putRules(deps, req, audit),
+        ),
       },
-      "/v1/rules/versions": async () => json(200, { versions: await deps.rules.versions() }),
-      "/v1/rules/what-if": { POST: (req) => whatIfView(deps, req) },
-      "/v1/routing/load": () => json(200, loadView(deps)),
-      "/v1/cluster": async () =>
+      "/v1/rules/versions": guard(ctx, "read", async () =>
+        json(200, { versions: await deps.rules.versions() }),
+      ),
+      "/v1/rules/what-if": {
+        POST: act(
+          ctx,
+          "operate",
+          "rules.what-if",
+          (req) => `orders=${new URL(req.url).searchParams.get("orders") ?? "1000"}`,
+          (req) => whatIfView(deps, req),
+        ),
+      },
+      "/v1/routing/load": guard(ctx, "read", () => json(200, loadView(deps))),
+      "/v1/cluster": guard(ctx, "read", async () =>
         deps.cluster === null
           ? json(404, {
               error: "not_a_cluster",
               fix: "cluster.enabled is off: this process owns every partition",
             })
           : json(200, await deps.cluster.status()),
+      ),
     },
     fetch: () => json(404, { error: "not_found", fix: "see docs/http.md for the endpoints" }),
     error: (error) => json(500, { error: "internal", message: error.message }),
@@ -183,14 +337,48 @@ function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
   return json(404, { error: "unknown_order", channel, orderId, partition });
 }
 
-function ledgerCheck(deps: HttpDeps): Response {
-  const partitions = [];
-  for (let p = 0; p < deps.config.streams.partitionCount; p++) {
-    const store = deps.ledgerStore(p);
-    if (store !== undefined) partitions.push(checkLedgerPartition(store, p));
+/**
+ * Every local ledger partition rebuilt from its entries and compared, bounded (LedgerChecks): in a worker
+ * thread, one at a time (429 while one runs), answered within http.ledgerCheckMsMax (503 with the partitions
+ * checked so far when it runs out).
+ */
+async function ledgerCheck(ctx: Ctx, audit: Audit): Promise<Response> {
+  const { deps } = ctx;
+  const local: number[] = [];
+  for (let p = 0; p < deps.config.streams.partitionCount; p++)
+    if (deps.ledgerStore(p) !== undefined) local.push(p);
+  const limitMs = deps.config.http.ledgerCheckMsMax;
+  const o = await ctx.checks.run(deps.config, local, limitMs);
+  switch (o.kind) {
+    case "busy":
+      return json(429, {
+        error: "busy",
+        fix: "one ledger check runs at a time; try again when it is done (or run sluice ledger check)",
+      });
+    case "done": {
+      const consistent = o.partitions.every(isConsistent);
+      audit.fields.consistent = consistent;
+      return json(consistent ? 200 : 500, { consistent, partitions: o.partitions });
+    }
+    case "timeout":
+      audit.fields.partitionsChecked = o.partitions.length;
+      return json(503, {
+        error: "check_timeout",
+        detail: `checked ${o.partitions.length} of ${o.total} partitions within ${limitMs} ms (http.ledgerCheckMsMax)`,
+        partitionsChecked: o.partitions.length,
+        partitionsTotal: o.total,
+        consistentSoFar: o.partitions.every(isConsistent),
+        partitions: o.partitions,
+        fix: "raise http.ledgerCheckMsMax, or run sluice ledger check (read-only, next to the running Sluice)",
+      });
+    case "failed":
+      return json(500, {
+        error: "check_failed",
+        partition: o.partition,
+        message: o.message,
+        partitions: o.partitions,
+      });
   }
-  const consistent = partitions.every(isConsistent);
-  return json(consistent ? 200 : 500, { consistent, partitions });
 }
 
 /** A rule set in a request body: JSON, or TOML when the Content-Type says so. */
@@ -204,10 +392,11 @@ async function ruleSetOf(req: Request): Promise<{ ok: true; raw: unknown } | { o
   }
 }
 
-async function putRules(deps: HttpDeps, req: Request): Promise<Response> {
+async function putRules(deps: HttpDeps, req: Request, audit: Audit): Promise<Response> {
   const body = await ruleSetOf(req);
   const result = body.ok ? await deps.rules.put(body.raw) : deps.rules.refuse(body.detail);
   if (!result.ok) {
+    audit.fields.detail = result.detail;
     return json(400, {
       error: "invalid_rules",
       detail: result.detail,
@@ -215,6 +404,7 @@ async function putRules(deps: HttpDeps, req: Request): Promise<Response> {
       fix: "correct the rule set and send it again; the one in force is unchanged",
     });
   }
+  audit.fields.version = result.version;
   return json(200, { revision: result.revision, version: result.version });
 }
 

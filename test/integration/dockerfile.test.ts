@@ -6,7 +6,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { Subprocess } from "bun";
-import { loadConfig } from "../../src/config/index.ts";
+import { ConfigError, loadConfig } from "../../src/config/index.ts";
 
 const root = join(import.meta.dir, "..", "..");
 const bun = process.execPath;
@@ -116,6 +116,17 @@ function copiedBeforeInstall(stage: Stage): string[] {
 }
 
 const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8");
+/** The `docker run …` and `export SLUICE_HTTP_TOKENS=…` lines of the header comment: how the image is run. */
+const documented = (prefix: RegExp) =>
+  dockerfile
+    .split("\n")
+    .map((l) => l.replace(/^#\s*/, ""))
+    .find((l) => prefix.test(l));
+/** A token as the documented `export` line makes one, its `$(openssl rand -hex 32)` spelled out. */
+const documentedTokens = () =>
+  /^export SLUICE_HTTP_TOKENS="([^"]+)"/
+    .exec(documented(/^export SLUICE_HTTP_TOKENS=/) ?? "")?.[1]
+    ?.replace("$(openssl rand -hex 32)", "ab".repeat(32));
 const stages = parseDockerfile(dockerfile);
 const build = stages[0] as Stage;
 const final = stages[stages.length - 1] as Stage;
@@ -265,10 +276,21 @@ describe("Dockerfile", () => {
     expect(Number(timeout?.[1] ?? 30)).toBeGreaterThan(2);
   });
 
-  test("ENV names are Sluice settings whose values load, with the data dir on the VOLUME and the port EXPOSEd", () => {
+  test("ENV names are Sluice settings whose values load with the documented token, with the data dir on the VOLUME and the port EXPOSEd", () => {
     const env = envOf(final);
+    // No token is baked into the image: it binds every interface, so without one the start is refused.
+    expect(Object.keys(env).filter((k) => k.startsWith("SLUICE_HTTP_TOKEN"))).toEqual([]);
+    expect(() => loadConfig({ file: join(root, "config/sluice.toml"), env })).toThrow(ConfigError);
+    expect(() => loadConfig({ file: join(root, "config/sluice.toml"), env })).toThrow(
+      /http\.host is "0\.0\.0\.0", reachable from other machines, but http\.tokens is empty.*SLUICE_HTTP_TOKENS=/,
+    );
     // loadConfig throws on an unknown SLUICE_ variable or a bad value: the container would exit 78 at start.
-    const config = loadConfig({ file: join(root, "config/sluice.toml"), env });
+    const tokens = documentedTokens();
+    expect(tokens, "the header's export SLUICE_HTTP_TOKENS=… line").toBeDefined();
+    const config = loadConfig({
+      file: join(root, "config/sluice.toml"),
+      env: { ...env, SLUICE_HTTP_TOKENS: tokens as string },
+    });
     expect(config.data.dir).toBe("/var/lib/sluice");
     expect(config.http.host).toBe("0.0.0.0");
     expect(
@@ -280,6 +302,16 @@ describe("Dockerfile", () => {
     expect(all(final, "RUN").some((r) => r.args.includes(config.data.dir) && r.args.includes("sluice"))).toBe(
       true,
     );
+  });
+
+  test("the documented docker run passes SLUICE_HTTP_TOKENS from the environment, not on the command line", () => {
+    const run = documented(/^docker run /);
+    expect(run).toBeDefined();
+    const words = (run as string).split(/\s+/);
+    const at = words.indexOf("-e");
+    expect(at).toBeGreaterThan(0);
+    expect(words[at + 1]).toBe("SLUICE_HTTP_TOKENS");
+    expect(words).toContain(`-p`);
   });
 });
 
@@ -329,16 +361,39 @@ describe("start command and healthcheck", () => {
     execForm(((last(final, "HEALTHCHECK") as Instruction).args.split("CMD")[1] as string).trim());
   const healthcheck = (port: number, ...extra: string[]) =>
     run([...healthcheckArgv(), ...extra], root, cleanEnv({ SLUICE_HTTP_PORT: String(port) }), 10_000);
+  const startArgv = () => [
+    ...execForm((last(final, "ENTRYPOINT") as Instruction).args),
+    ...execForm((last(final, "CMD") as Instruction).args),
+  ];
 
-  test("Sluice starts as the image starts it, passes both checks, and exits 0 on SIGTERM", async () => {
-    const port = freePort();
-    const argv = [
-      ...execForm((last(final, "ENTRYPOINT") as Instruction).args),
-      ...execForm((last(final, "CMD") as Instruction).args),
-    ];
+  test("the image's start refuses (exit 78, with the fix) without SLUICE_HTTP_TOKENS", async () => {
     const env = cleanEnv({
+      ...envOf(final),
+      SLUICE_DATA_DIR: tempDir("sluice-image-refused-"),
+      SLUICE_HTTP_PORT: String(freePort()),
+      SLUICE_NATS_EMBEDDED_PORT: "0",
+    });
+    const refused = await run(startArgv(), root, env);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(78);
+    expect(refused.stderr).toContain("http.tokens is empty");
+    expect(refused.stderr).toContain("SLUICE_HTTP_TOKENS=");
+    expect(refused.stdout).not.toContain("embedded nats-server started"); // refused before anything started
+    // A malformed token is refused the same way, without echoing it.
+    const secret = "short-secret";
+    const bad = await run(startArgv(), root, { ...env, SLUICE_HTTP_TOKENS: `ops:admin:${secret}` });
+    expect(bad.code).toBe(78);
+    expect(bad.stderr).toContain("http.tokens is invalid: entry 1: the secret has 12 characters");
+    expect(bad.stderr).not.toContain(secret);
+  }, 30_000);
+
+  test("Sluice starts as the image starts it (every interface, the documented token), passes both checks, and exits 0 on SIGTERM", async () => {
+    const port = freePort();
+    const argv = startArgv();
+    const tokens = documentedTokens() as string;
+    const env = cleanEnv({
+      ...envOf(final),
+      SLUICE_HTTP_TOKENS: tokens,
       SLUICE_DATA_DIR: tempDir("sluice-image-data-"),
-      SLUICE_HTTP_HOST: "127.0.0.1",
       SLUICE_HTTP_PORT: String(port),
       SLUICE_NATS_EMBEDDED_PORT: "0",
     });
@@ -375,6 +430,15 @@ describe("start command and healthcheck", () => {
     const ready = await healthcheck(port, "--ready");
     expect(ready.code, ready.stdout + ready.stderr).toBe(0);
     expect(ready.stdout).toContain("/readyz");
+
+    // Probes are open (the default); the API needs the token.
+    const secret = tokens.split(":")[2] as string;
+    expect(await status(`http://127.0.0.1:${port}/v1/rules`)).toBe(401);
+    const rules = await fetch(`http://127.0.0.1:${port}/v1/rules`, {
+      headers: { Authorization: `Bearer ${secret}` },
+    });
+    await rules.arrayBuffer();
+    expect(rules.status).toBe(200);
 
     expect(strayPids.length).toBe(1); // the embedded nats-server, started from /usr/sbin or PATH
     const natsPid = strayPids[0] as number;
@@ -430,6 +494,33 @@ describe("start command and healthcheck", () => {
     } finally {
       fake.stop(true);
       silent.stop(true);
+    }
+  }, 20_000);
+
+  test("with probes behind a token, the healthcheck sends SLUICE_HTTP_TOKEN or the first SLUICE_HTTP_TOKENS secret", async () => {
+    const secret = "cd".repeat(16);
+    const guarded = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) =>
+        req.headers.get("authorization") === `Bearer ${secret}`
+          ? new Response("alive")
+          : new Response("unauthorized", { status: 401 }),
+    });
+    const probe = (env: Record<string, string>) =>
+      run(healthcheckArgv(), root, cleanEnv({ SLUICE_HTTP_PORT: String(guarded.port), ...env }), 10_000);
+    try {
+      const without = await probe({});
+      expect(without.code).toBe(1);
+      expect(without.stdout).toContain("401");
+      const fromConfig = await probe({
+        SLUICE_HTTP_TOKENS: `probe:read:${secret}, ops:admin:${"ef".repeat(16)}`,
+      });
+      expect(fromConfig.code, fromConfig.stdout).toBe(0);
+      expect((await probe({ SLUICE_HTTP_TOKEN: secret })).code).toBe(0);
+      expect((await probe({ SLUICE_HTTP_TOKEN: "ab".repeat(16) })).code).toBe(1);
+    } finally {
+      guarded.stop(true);
     }
   }, 20_000);
 });
