@@ -223,21 +223,24 @@ export class Sluice {
       member === null ? null : { refresh: () => member.refreshFloors(), logFloor: () => member.logFloor() },
     );
     this.retention.start();
+    const readiness = [
+      { name: "nats_connected", ok: () => this.connection?.connected() ?? false },
+      {
+        name: "consumers_running",
+        ok: () => this.workers?.allRunning() ?? this.partitions.every((p) => p.running),
+      },
+      {
+        name: "lmdb_open",
+        // A cluster node may run no partition for a while (it just joined, or more nodes than partitions).
+        ok: () => (this.member !== null || this.stores.length > 0) && this.stores.every((s) => s.isOpen),
+      },
+    ];
+    this.metrics.readiness(readiness);
     this.http = startHttp({
       config: c,
       log: this.log,
       metrics: this.metrics,
-      readiness: [
-        { name: "nats_connected", ok: () => this.connection?.connected() ?? false },
-        {
-          name: "consumers_running",
-          ok: () => this.workers?.allRunning() ?? this.partitions.every((p) => p.running),
-        },
-        {
-          name: "lmdb_open",
-          ok: () => this.stores.length > 0 && this.stores.every((s) => s.isOpen),
-        },
-      ],
+      readiness,
       ledgerStore: (p) => this.store("ledger", p),
       orderStore: (p) => this.store("order", p),
       rules,

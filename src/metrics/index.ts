@@ -34,7 +34,12 @@ export function collectRuntimeMetrics(registry: Registry): void {
   for (const name of runtimeMetricsDropped) registry.removeSingleMetric(name);
 }
 
-export type Metrics = { registry: Registry; contentType: string };
+export type Metrics = {
+  registry: Registry;
+  contentType: string;
+  /** `sluice_ready{check}`: what /readyz answers, one series per check, read at each scrape. */
+  readiness(checks: ReadonlyArray<{ name: string; ok: () => boolean }>): void;
+};
 
 export function createMetrics(events: Instrumentation, nodeName: string): Metrics {
   const registry = new Registry();
@@ -394,5 +399,19 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     });
   }
 
-  return { registry, contentType: registry.contentType };
+  const readiness: Metrics["readiness"] = (checks) => {
+    registry.removeSingleMetric("sluice_ready");
+    new Gauge({
+      name: "sluice_ready",
+      help: "What /readyz answers, per check (1 passing, 0 failing): nats_connected, consumers_running, lmdb_open.",
+      labelNames: ["check"],
+      registers: [registry],
+      // Read at each scrape: the checks are cheap reads of state the process keeps.
+      collect() {
+        for (const c of checks) this.set({ check: c.name }, c.ok() ? 1 : 0);
+      },
+    });
+  };
+
+  return { registry, contentType: registry.contentType, readiness };
 }
