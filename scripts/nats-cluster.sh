@@ -21,8 +21,10 @@ port_base_default=4222
 partitions_default=4
 cluster_name="sluice"
 host="127.0.0.1"
-# Small enough for a developer machine, large enough for the bench: each node holds a copy of every R3 stream.
-store_bytes_max=$((2 * 1024 * 1024 * 1024))
+# JetStream reserves each stream's cap on every node that holds a copy (every node, with R3); nothing is
+# written until used. Sluice's default caps in cluster mode come to about 19 GiB (the stage and output streams,
+# cluster.logBytesMax, cluster.snapshotBytesMax): 32 GiB leaves room.
+store_bytes_max=$((32 * 1024 * 1024 * 1024))
 memory_bytes_max=$((256 * 1024 * 1024))
 # nats-server warns above 8 MiB; Sluice's messages are far smaller (streams.messageBytesMax + headers).
 payload_bytes_max=$((8 * 1024 * 1024))
