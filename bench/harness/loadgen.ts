@@ -13,9 +13,10 @@
 // It reports to the harness on stdout, one JSON object a line: "ready", a "tick" every second with
 // cumulative counts, and "done" with every per-second series. Errors go to stderr.
 import { jetstream } from "@nats-io/jetstream";
-import { connect, headers, type Msg } from "@nats-io/transport-node";
+import { headers, type Msg } from "@nats-io/transport-node";
+import { connectSecured } from "../../src/stream/connection.ts";
 import { subjects } from "../../src/stream/subjects.ts";
-import { limits } from "./options.ts";
+import { benchNatsSecurity, benchSecurityNames, limits } from "./options.ts";
 import { Categorical, Rng } from "./prng.ts";
 import { loadTrace, type Trace } from "./trace.ts";
 import {
@@ -160,12 +161,17 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   const trace: Trace | null = plan.trace === null ? null : loadTrace(plan.trace.path, plan.trace.format);
   const workload = new Workload(plan, trace);
   const offeredTimes = intendedTimes(plan, trace);
-  const nc = await connect({
-    servers: plan.natsUrl.split(","),
-    name: "sluice-bench-loadgen",
-    // chaos restarts nats-server: reconnect for as long as the run lasts.
-    ...((plan.publishRetryMs ?? 0) > 0 ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
-  });
+  // The harness's environment (SLUICE_NATS_* security settings) is this process's too.
+  const nc = await connectSecured(
+    {
+      servers: plan.natsUrl.split(","),
+      name: "sluice-bench-loadgen",
+      // chaos restarts nats-server: reconnect for as long as the run lasts.
+      ...((plan.publishRetryMs ?? 0) > 0 ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
+    },
+    benchNatsSecurity(process.env),
+    benchSecurityNames,
+  );
   // chaos: a publish lost with a killed server is sent again after a producer's timeout, not the bench's 10 s.
   const js = jetstream(nc, {
     timeout: (plan.publishRetryMs ?? 0) > 0 ? limits.chaosPublishAckWaitMs : limits.publishAckWaitMs,

@@ -15,7 +15,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { connectSecured } from "../../src/stream/connection.ts";
 import { skuPartition, subjects } from "../../src/stream/subjects.ts";
 import { measureRawJetStream, repoRoot, type SluiceUnderTest, startSluice, waitUntil } from "../lib.ts";
 import { runAudit } from "./audit.ts";
@@ -38,6 +39,8 @@ import type { LoadDone, LoadTick } from "./loadgen.ts";
 import { Observer, orderStatuses } from "./observe.ts";
 import {
   type BenchOptions,
+  benchNatsSecurity,
+  benchSecurityNames,
   expectedOrders,
   limits,
   OptionsError,
@@ -318,11 +321,15 @@ async function runScenario(
   let injector: FaultInjector | null = null;
   let readyz: ReadyzWatch | null = null;
   try {
-    nc = await connect({
-      servers: sluice.natsUrl.split(","),
-      name: "sluice-bench-harness",
-      ...(chaos ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
-    });
+    nc = await connectSecured(
+      {
+        servers: sluice.natsUrl.split(","),
+        name: "sluice-bench-harness",
+        ...(chaos ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
+      },
+      benchNatsSecurity(process.env),
+      benchSecurityNames,
+    );
     plan.natsUrl = sluice.natsUrl;
     await cluster?.readStreamReplicas(nc);
     await seedStock(nc, http, options, trace);

@@ -3,6 +3,7 @@
 // names the flag and the fix. The limits of the harness itself are at the bottom (`limits`).
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { configNames, type NatsSecurity } from "../../src/stream/connection.ts";
 import { type FaultKind, faultKinds, planFaults } from "./chaos.ts";
 import { sweepPhases, sweepRates, sweepStepsMax } from "./sweep.ts";
 
@@ -335,9 +336,37 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --config FILE       options from a JSON or TOML file (camelCase keys, e.g. {"burstS": 60})
   --quiet             no live progress line
 
+NATS security: the harness and the load generator connect with Sluice's own variables, which the Sluice
+processes it starts inherit too: SLUICE_NATS_TOKEN, SLUICE_NATS_USER + SLUICE_NATS_PASSWORD,
+SLUICE_NATS_TLS_CA_FILE, SLUICE_NATS_TLS_CERT_FILE + SLUICE_NATS_TLS_KEY_FILE, SLUICE_NATS_NKEY_SEED_FILE,
+SLUICE_NATS_CREDS_FILE (docs/security.md). The servers the harness starts have no TLS or authentication.
+
 The full 11.11 run: --scenario flash-sale --baseline 400 --multiplier 50 --burst-s 60
 The scaling curve on a many-core machine: --scenario steady --rate 20000 --nodes 1,2,4,8 (docs/bench.md)
 Reports: report.json, report.md, report.html in the output directory. docs/bench.md explains every figure.`;
+
+/** Each security setting's environment variable: the bench's clients take what Sluice takes (docs/security.md). */
+export const benchSecurityNames: Record<keyof NatsSecurity, string> = Object.fromEntries(
+  Object.keys(configNames).map((k) => [
+    k,
+    `SLUICE_NATS_${k.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()}`,
+  ]),
+) as Record<keyof NatsSecurity, string>;
+
+/** The bench's NATS security settings from the environment (SLUICE_NATS_*), empty where unset. */
+export function benchNatsSecurity(env: Record<string, string | undefined>): NatsSecurity {
+  const get = (k: keyof NatsSecurity) => env[benchSecurityNames[k]] ?? "";
+  return {
+    token: get("token"),
+    user: get("user"),
+    password: get("password"),
+    tlsCaFile: get("tlsCaFile"),
+    tlsCertFile: get("tlsCertFile"),
+    tlsKeyFile: get("tlsKeyFile"),
+    nkeySeedFile: get("nkeySeedFile"),
+    credsFile: get("credsFile"),
+  };
+}
 
 function baseDefaults(scenario: Scenario): BenchOptions {
   return {

@@ -341,7 +341,7 @@ export const relations: ReadonlyArray<{
     rule: "At most one of `nats.token`, `nats.user` (with `nats.password`), `nats.nkeySeedFile` and `nats.credsFile`: one way to authenticate.",
     holds: (c) => natsAuthKeys(c).length <= 1,
     fix: (c) =>
-      `${natsAuthKeys(c).join(" and ")} are all set: set one way to authenticate (a token, a user and password, an NKey seed file or a creds file) and leave the others empty`,
+      `${natsAuthKeys(c).join(" and ")} are ${natsAuthKeys(c).length === 2 ? "both" : "all"} set: set one way to authenticate (a token, a user and password, an NKey seed file or a creds file) and leave the others empty`,
   },
   {
     rule: "`nats.tlsCertFile` and `nats.tlsKeyFile` are set together (a client certificate and its key).",

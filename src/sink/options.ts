@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../log/index.ts";
+import { type NatsSecurity, type SecurityNames, securityRelationError } from "../stream/connection.ts";
 import { encodeToken, streamNames } from "../stream/subjects.ts";
 
 // The reference sink's settings: flags, or SLUICE_SINK_* environment variables (a flag wins). Every wait and
@@ -12,6 +13,12 @@ export type SinkOptions = {
   natsToken: string;
   natsUser: string;
   natsPassword: string;
+  /** TLS and file-based credentials (paths; docs/security.md); empty: unset. */
+  natsTlsCaFile: string;
+  natsTlsCertFile: string;
+  natsTlsKeyFile: string;
+  natsNkeySeedFile: string;
+  natsCredsFile: string;
   source: SinkSource;
   /** Where each message is POSTed as JSON. */
   url: string;
@@ -62,6 +69,12 @@ Options (environment variable in brackets; a flag wins):
   --nats URL[,URL]              NATS servers (${sinkDefaults.natsUrl})            [SLUICE_SINK_NATS_URL]
                                 token / user / password only from the environment:
                                 [SLUICE_SINK_NATS_TOKEN] [SLUICE_SINK_NATS_USER] [SLUICE_SINK_NATS_PASSWORD]
+  --nats-tls-ca FILE            PEM CA of the servers' certificates (TLS)        [SLUICE_SINK_NATS_TLS_CA_FILE]
+  --nats-tls-cert FILE          PEM client certificate (with --nats-tls-key)     [SLUICE_SINK_NATS_TLS_CERT_FILE]
+  --nats-tls-key FILE           its PEM private key                              [SLUICE_SINK_NATS_TLS_KEY_FILE]
+  --nats-nkey-seed FILE         file holding an NKey user seed (SU…)             [SLUICE_SINK_NATS_NKEY_SEED_FILE]
+  --nats-creds FILE             .creds file: user JWT and seed (operator mode)   [SLUICE_SINK_NATS_CREDS_FILE]
+                                one way to authenticate: token, user, NKey seed or creds (docs/security.md)
   --consumer NAME               durable consumer (sink-stock-<channel> | sink-erp) [SLUICE_SINK_CONSUMER]
   --header 'Name: value'        extra request header, repeatable                  [SLUICE_SINK_HEADERS, ';'-separated]
   --rps N                       requests per second, retries included (${sinkDefaults.requestsPerSecond})      [SLUICE_SINK_RPS]
@@ -130,6 +143,11 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
     natsToken: env.SLUICE_SINK_NATS_TOKEN ?? "",
     natsUser: env.SLUICE_SINK_NATS_USER ?? "",
     natsPassword: env.SLUICE_SINK_NATS_PASSWORD ?? "",
+    natsTlsCaFile: pick("nats-tls-ca", "NATS_TLS_CA_FILE") ?? "",
+    natsTlsCertFile: pick("nats-tls-cert", "NATS_TLS_CERT_FILE") ?? "",
+    natsTlsKeyFile: pick("nats-tls-key", "NATS_TLS_KEY_FILE") ?? "",
+    natsNkeySeedFile: pick("nats-nkey-seed", "NATS_NKEY_SEED_FILE") ?? "",
+    natsCredsFile: pick("nats-creds", "NATS_CREDS_FILE") ?? "",
     source: source.value,
     url,
     headers: headers.value,
@@ -138,7 +156,7 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
     metricsHost: pick("metrics-host", "METRICS_HOST") ?? sinkDefaults.metricsHost,
     logLevel,
   };
-  const relation = checkRelations(options);
+  const relation = securityRelationError(sinkSecurity(options), sinkSecurityNames) ?? checkRelations(options);
   return relation === null ? { ok: true, value: options } : fail(relation);
 }
 
@@ -146,6 +164,11 @@ const flagSpec = {
   source: { type: "string" },
   url: { type: "string" },
   nats: { type: "string" },
+  "nats-tls-ca": { type: "string" },
+  "nats-tls-cert": { type: "string" },
+  "nats-tls-key": { type: "string" },
+  "nats-nkey-seed": { type: "string" },
+  "nats-creds": { type: "string" },
   consumer: { type: "string" },
   header: { type: "string", multiple: true },
   rps: { type: "string" },
@@ -194,6 +217,11 @@ type NumberField = Exclude<
   | "natsToken"
   | "natsUser"
   | "natsPassword"
+  | "natsTlsCaFile"
+  | "natsTlsCertFile"
+  | "natsTlsKeyFile"
+  | "natsNkeySeedFile"
+  | "natsCredsFile"
   | "source"
   | "url"
   | "headers"
@@ -236,6 +264,32 @@ function parseNumbers(
   }
   return { ok: true, value: out as Pick<SinkOptions, NumberField> };
 }
+
+/** The sink's NATS security settings, in the shape src/stream/connection.ts checks and applies. */
+export function sinkSecurity(o: SinkOptions): NatsSecurity {
+  return {
+    token: o.natsToken,
+    user: o.natsUser,
+    password: o.natsPassword,
+    tlsCaFile: o.natsTlsCaFile,
+    tlsCertFile: o.natsTlsCertFile,
+    tlsKeyFile: o.natsTlsKeyFile,
+    nkeySeedFile: o.natsNkeySeedFile,
+    credsFile: o.natsCredsFile,
+  };
+}
+
+/** How the sink's errors name each setting: the flag, or the variable for those only the environment sets. */
+export const sinkSecurityNames: SecurityNames = {
+  token: "SLUICE_SINK_NATS_TOKEN",
+  user: "SLUICE_SINK_NATS_USER",
+  password: "SLUICE_SINK_NATS_PASSWORD",
+  tlsCaFile: "--nats-tls-ca",
+  tlsCertFile: "--nats-tls-cert",
+  tlsKeyFile: "--nats-tls-key",
+  nkeySeedFile: "--nats-nkey-seed",
+  credsFile: "--nats-creds",
+};
 
 /** How the limits relate; null when they agree. */
 export function checkRelations(o: SinkOptions): string | null {

@@ -10,14 +10,15 @@ import {
   jetstreamManager,
   ReplayPolicy,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { TokenBucket } from "../domain/sync/token-bucket.ts";
 import { Logger } from "../log/index.ts";
+import { connectSecured } from "../stream/connection.ts";
 import { deadLetterHeaders } from "../stream/dead-letter.ts";
 import { isNotFound } from "../stream/provision.ts";
 import { SinkInstrumentation } from "./events.ts";
 import { createSinkMetrics, serveMetrics } from "./metrics.ts";
-import { filterSubjectOf, outStream, type SinkOptions } from "./options.ts";
+import { filterSubjectOf, outStream, type SinkOptions, sinkSecurity, sinkSecurityNames } from "./options.ts";
 import { backoffMs, type PostOutcome, postJson } from "./post.ts";
 
 // The reference sink: one durable consumer on SLUICE_OUT, one message in flight, POST → 2xx → ack. Strict
@@ -87,15 +88,21 @@ export async function startSink(options: SinkOptions, deps: SinkDeps = {}): Prom
 }
 
 async function connectSink(o: SinkOptions, log: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: o.natsUrl.split(",").map((s) => s.trim()),
-    name: `sluice-sink-${o.consumerName}`,
-    reconnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    ...(o.natsToken !== "" ? { token: o.natsToken } : {}),
-    ...(o.natsUser !== "" ? { user: o.natsUser, pass: o.natsPassword } : {}),
-  });
+  // TLS, token, user/password, NKey seed or creds file: checked (files included) and applied in one place.
+  const nc = await connectSecured(
+    {
+      servers: o.natsUrl.split(",").map((s) => s.trim()),
+      name: `sluice-sink-${o.consumerName}`,
+      // Replies and pulled messages arrive on _INBOX.<consumer>.…, so the sink's NATS user may subscribe to
+      // its own inboxes only, never to other clients' (docs/security.md, the sink's permissions).
+      inboxPrefix: `_INBOX.${o.consumerName}`,
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    },
+    sinkSecurity(o),
+    sinkSecurityNames,
+  );
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect") log.warn(`NATS ${s.type}`, { server: s.server });

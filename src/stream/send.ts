@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { connect, headers } from "@nats-io/transport-node";
+import { headers } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
+import { connectSecured } from "./connection.ts";
 
 /** The embedded server's URL: the configured port, or (port 0) the one it chose, from its ports file. */
 function embeddedUrl(c: Config): string {
@@ -17,12 +18,8 @@ function embeddedUrl(c: Config): string {
 /** `sluice send`: one JetStream publish for people without the nats CLI. Returns the stream's ack. */
 export async function send(c: Config, subject: string, json: string) {
   const servers = c.nats.url !== "" ? c.nats.url.split(",") : [embeddedUrl(c)];
-  const nc = await connect({
-    servers,
-    timeout: c.nats.connectTimeoutMs,
-    ...(c.nats.token !== "" ? { token: c.nats.token } : {}),
-    ...(c.nats.user !== "" ? { user: c.nats.user, pass: c.nats.password } : {}),
-  });
+  // The same TLS and credentials as Sluice itself (token, user, NKey seed, creds file).
+  const nc = await connectSecured({ servers, timeout: c.nats.connectTimeoutMs }, c.nats);
   try {
     const h = headers();
     h.set("Content-Type", "application/json");
