@@ -29,7 +29,20 @@ export type Events = {
   /** An order-stage outcome, by a bounded name and label: cancelled/customer, backordered, returned/damaged… */
   order_counted: OrderCount;
   /** Outbox items not yet published and SLA timers pending, sampled every consumer.lagPollMs. */
-  store_sampled: { stage: string; partition: number; outboxItems: number; timers: number };
+  store_sampled: {
+    stage: string;
+    partition: number;
+    outboxItems: number;
+    timers: number;
+    /** LMDB map pages in use × page size, against the map's size (store.mapBytesMax). */
+    mapUsedBytes: number;
+    mapBytesMax: number;
+    /** The data directory's file system: bytes free to this process, and its size. */
+    diskFreeBytes: number;
+    diskSizeBytes: number;
+    /** Order partitions: how far (ms) the process clock is past the earliest SLA deadline not fired; 0 if none. */
+    timerOverdueMs: number;
+  };
   /** SLA deadlines handled in a timer batch. */
   timers_fired: { partition: number; count: number };
   /** The partition's consumer was created, or reset to the store's last applied sequence (start-up, delivery gap, reconnect). */

@@ -346,10 +346,46 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     else orderOutcomes.inc({ outcome: e.name, label: e.label }, e.count);
   });
   events.on("timers_fired", (e) => timersFired.inc(e.count));
+  const mapUsed = new Gauge({
+    name: "sluice_store_map_used_bytes",
+    help: "LMDB map in use by a partition (pages in use × page size; the high-water mark, LMDB never shrinks).",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  const mapSize = new Gauge({
+    name: "sluice_store_map_size_bytes",
+    help: "A partition's LMDB map size (store.mapBytesMax): a commit past it fails with MDB_MAP_FULL.",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
+  const diskFree = new Gauge({
+    name: "sluice_data_disk_free_bytes",
+    help: "Bytes free to Sluice on the data directory's file system.",
+    registers: [registry],
+  });
+  const diskSize = new Gauge({
+    name: "sluice_data_disk_size_bytes",
+    help: "Size of the data directory's file system.",
+    registers: [registry],
+  });
+  const timerOverdue = new Gauge({
+    name: "sluice_sla_timer_overdue_seconds",
+    help: "How far the clock is past an order partition's earliest SLA deadline not fired yet (0: none due).",
+    labelNames: ["partition"],
+    registers: [registry],
+  });
   events.on("store_sampled", (e) => {
     if (away.has(`${e.stage}/${e.partition}`)) return;
-    outboxDepth.set({ stage: e.stage, partition: String(e.partition) }, e.outboxItems);
-    if (e.stage === "order") timersPending.set({ partition: String(e.partition) }, e.timers);
+    const labels = { stage: e.stage, partition: String(e.partition) };
+    outboxDepth.set(labels, e.outboxItems);
+    mapUsed.set(labels, e.mapUsedBytes);
+    mapSize.set(labels, e.mapBytesMax);
+    diskFree.set(e.diskFreeBytes);
+    diskSize.set(e.diskSizeBytes);
+    if (e.stage === "order") {
+      timersPending.set({ partition: String(e.partition) }, e.timers);
+      timerOverdue.set({ partition: String(e.partition) }, e.timerOverdueMs / 1000);
+    }
   });
 
   events.on("batch_committed", (e) => {
@@ -390,11 +426,14 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
       away.add(`${e.stage}/${e.partition}`);
       const partition = String(e.partition);
       lag.remove({ stage: e.stage, partition });
+      mapUsed.remove({ stage: e.stage, partition });
+      mapSize.remove({ stage: e.stage, partition });
       outboxDepth.remove({ stage: e.stage, partition });
       snapshotLast.remove({ stage: e.stage, partition });
       if (e.stage === "order") {
         inFlight.remove({ partition });
         timersPending.remove({ partition });
+        timerOverdue.remove({ partition });
       }
     });
   }

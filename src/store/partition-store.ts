@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, type Key, open, type RangeOptions, type RootDatabase } from "lmdb";
 import { type CommitRecord, recordParts } from "../cluster/changelog.ts";
@@ -250,6 +250,22 @@ export class PartitionStore {
     return this.table(table)
       .getRange(options)
       .map(({ value }) => value as T);
+  }
+
+  /**
+   * What the partition uses of its LMDB map and what its disk has left: the map's used pages × page size (LMDB
+   * never shrinks a map file, so this is the high-water mark) against store.mapBytesMax, and the data
+   * directory's file system (free to this process, and total).
+   */
+  space(): { mapUsedBytes: number; mapBytesMax: number; diskFreeBytes: number; diskSizeBytes: number } {
+    const stats = this.root.getStats() as { pageSize: number; lastPageNumber: number; mapSize: number };
+    const fs = statfsSync(this.dir);
+    return {
+      mapUsedBytes: (stats.lastPageNumber + 1) * stats.pageSize,
+      mapBytesMax: stats.mapSize,
+      diskFreeBytes: fs.bavail * fs.bsize,
+      diskSizeBytes: fs.blocks * fs.bsize,
+    };
   }
 
   /** Entries in a table (LMDB keeps the count: no scan). */

@@ -709,11 +709,18 @@ export class PartitionRunner {
 
   private async pollLag(): Promise<void> {
     if (this.state !== "running") return;
+    const space = this.d.store.space();
+    const dueMs =
+      this.d.stage === "order"
+        ? (this.d.store.range<number>("timers", { limit: 1 })[0]?.key as [number, string] | undefined)?.[0]
+        : undefined;
     this.d.events.emit("store_sampled", {
       stage: this.d.stage,
       partition: this.d.partition,
       outboxItems: this.d.store.count("outbox"),
       timers: this.d.stage === "order" ? this.d.store.count("timers") : 0,
+      ...space,
+      timerOverdueMs: dueMs === undefined ? 0 : Math.max(0, Date.now() - dueMs),
     });
     if (Date.now() - this.lastBatchAtMs < this.d.config.consumer.lagPollMs) return;
     try {

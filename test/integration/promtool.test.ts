@@ -95,7 +95,17 @@ const everyEvent: { [K in EventName]: Events[K] } = {
   stock_command_repeated: { partition: 0, outcome: "applied" },
   line_reserved: { partition: 0 },
   order_counted: { name: "cancelled", label: "customer", count: 1 },
-  store_sampled: { stage: "order", partition: 0, outboxItems: 2, timers: 1 },
+  store_sampled: {
+    stage: "order",
+    partition: 0,
+    outboxItems: 2,
+    timers: 1,
+    mapUsedBytes: 8192,
+    mapBytesMax: 65536,
+    diskFreeBytes: 1e9,
+    diskSizeBytes: 2e9,
+    timerOverdueMs: 1500,
+  },
   timers_fired: { partition: 0, count: 1 },
   consumer_reset: { stage: "order", partition: 0, cause: "created", streamSeqStart: 1 },
   stock_delta: { channel: "shopee", latencySeconds: 0.05 },
@@ -176,6 +186,12 @@ describe("Prometheus kit", () => {
       /^sluice_commands_refused_total\{[^}]*code="insufficient_available"/m,
       /^sluice_stock_delta_latency_seconds_bucket\{/m,
       /^sluice_commit_duration_seconds_bucket\{/m,
+      // Sampled from the stores and the data disk: real, non-zero sizes.
+      /^sluice_store_map_used_bytes\{[^}]*\} [1-9]/m,
+      /^sluice_store_map_size_bytes\{[^}]*\} [1-9]/m,
+      /^sluice_data_disk_free_bytes\{[^}]*\} [1-9]/m,
+      /^sluice_sla_timer_overdue_seconds\{[^}]*\} 0$/m,
+      /^sluice_ready\{[^}]*check="consumers_running"[^}]*\} 1$/m,
     ];
     const text = await waitFor(async () => {
       const body = await (await fetch(`${httpBase(sluice)}/metrics`)).text();
@@ -207,14 +223,23 @@ describe("Prometheus kit", () => {
     const series = async () =>
       (await registry.metrics()).split("\n").filter((l) => l.includes('partition="1"'));
     const ledger1 = { stage: "ledger", partition: 1 };
+    const sampled = {
+      outboxItems: 3,
+      timers: 0,
+      mapUsedBytes: 8192,
+      mapBytesMax: 65536,
+      diskFreeBytes: 1e9,
+      diskSizeBytes: 2e9,
+      timerOverdueMs: 0,
+    };
     events.emit("partition_taken", { ...ledger1, how: "kept" });
     events.emit("batch_committed", { ...everyEvent.batch_committed, ...ledger1 });
-    events.emit("store_sampled", { ...ledger1, outboxItems: 3, timers: 0 });
-    expect((await series()).filter((l) => !l.includes("_total"))).toHaveLength(3); // lag, outbox, snapshot
+    events.emit("store_sampled", { ...ledger1, ...sampled });
+    expect((await series()).filter((l) => !l.includes("_total"))).toHaveLength(5); // lag, outbox, map used and size, snapshot
     events.emit("partition_handed_off", ledger1);
     // A lag poll that was awaiting the server when the partition left lands after it: dropped.
     events.emit("lag_observed", { ...ledger1, lag: 9 });
-    events.emit("store_sampled", { ...ledger1, outboxItems: 3, timers: 0 });
+    events.emit("store_sampled", { ...ledger1, ...sampled });
     expect(await series()).toEqual([
       'sluice_messages_applied_total{stage="ledger",partition="1",node="n1"} 5',
       'sluice_messages_skipped_total{stage="ledger",partition="1",node="n1"} 1',
