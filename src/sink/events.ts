@@ -1,4 +1,5 @@
 import { Emitter } from "../instrumentation/index.ts";
+import type { ErpChainOutcome } from "./erp-chain.ts";
 import type { FailureKind } from "./post.ts";
 
 // Named events with payloads: the sink's loop emits them, the metrics exporter and tests subscribe. The loop
@@ -21,6 +22,8 @@ export type SinkEvents = {
   dead_lettered: { streamSeq: number; idempotencyKey: string; detail: string };
   /** The dead letter could not be published: the message is left for redelivery. */
   dead_letter_failed: { streamSeq: number; error: string };
+  /** An ERP batch delivered, judged against its partition's chain (src/sink/erp-chain.ts). */
+  erp_chain: { outcome: ErpChainOutcome; stage: string; partition: number; batchNo: number };
 };
 
 export type SinkEventName = keyof SinkEvents;

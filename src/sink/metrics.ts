@@ -28,6 +28,13 @@ export function createSinkMetrics(events: SinkInstrumentation, source: string): 
     labelNames: ["kind"],
     registers: [registry],
   });
+  const chain = new Counter({
+    name: "sluice_sink_erp_chain_batches_total",
+    help: "ERP batches delivered, by how they continue their partition's chain: next, new_chain, first_seen, repeat, gap.",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  events.on("erp_chain", (e) => chain.inc({ outcome: e.outcome }));
   const deadLetterFailures = new Counter({
     name: "sluice_sink_dead_letter_failures_total",
     help: "Dead letters that could not be published (the message is redelivered later).",

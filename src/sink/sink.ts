@@ -16,6 +16,7 @@ import { Logger } from "../log/index.ts";
 import { connectSecured } from "../stream/connection.ts";
 import { deadLetterHeaders } from "../stream/dead-letter.ts";
 import { isNotFound } from "../stream/provision.ts";
+import { ErpChainWatch, erpChainLink } from "./erp-chain.ts";
 import { SinkInstrumentation } from "./events.ts";
 import { createSinkMetrics, serveMetrics } from "./metrics.ts";
 import { filterSubjectOf, outStream, type SinkOptions, sinkSecurity, sinkSecurityNames } from "./options.ts";
@@ -119,6 +120,7 @@ class SinkRunner {
   private messages: ConsumerMessages | null = null;
   private loop: Promise<void> = Promise.resolve();
   private stopped: Promise<void> | null = null;
+  private readonly chains = new ErpChainWatch();
 
   constructor(
     private readonly o: SinkOptions,
@@ -281,6 +283,26 @@ class SinkRunner {
     }
     this.stats.delivered++;
     this.events.emit("delivered", { streamSeq: m.seq, idempotencyKey: key, attempts });
+    if (this.o.source.kind === "erp") this.watchChain(m);
+  }
+
+  /** The ERP chain as delivered: a gap is logged and counted here, where the ERP is fed. */
+  private watchChain(m: JsMsg): void {
+    const link = erpChainLink(m.data);
+    if (link === null) return;
+    const outcome = this.chains.observe(link);
+    if (outcome === null) return;
+    const { stage, partition, batchNo } = link;
+    this.events.emit("erp_chain", { outcome, stage, partition, batchNo });
+    if (outcome === "gap")
+      this.log.error("ERP chain gap: a batch is missing before this one (docs/sync-and-erp.md)", {
+        seq: m.seq,
+        stage,
+        partition,
+        storeId: link.storeId,
+        batchNo,
+        prevSeqTo: link.prevSeqTo,
+      });
   }
 
   /** Stopping: the message goes back to the server at once and is delivered to the next run. */

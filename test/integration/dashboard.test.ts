@@ -381,10 +381,16 @@ async function start(): Promise<void> {
     ),
     sink: await namesOnceSeen(
       sinkMetrics,
-      [/^sluice_sink_deliveries_total\{[^}]*outcome="delivered"/m],
+      [
+        /^sluice_sink_deliveries_total\{[^}]*outcome="delivered"/m,
+        // Real ERP batches judged against their chains: the first of each partition, never a gap.
+        /^sluice_sink_erp_chain_batches_total\{[^}]*outcome="first_seen"/m,
+      ],
       "a delivery in the sink's /metrics",
     ),
   };
+  const sinkText = await (await fetch(sinkMetrics)).text();
+  expect(sinkText).not.toMatch(/^sluice_sink_erp_chain_batches_total\{[^}]*outcome="gap"/m);
   // Three scrapes after the traffic, so rate() over them has points to work with.
   await waitFor(
     async () => {
