@@ -37,9 +37,9 @@ export type Events = {
     /** LMDB map pages in use × page size, against the map's size (store.mapBytesMax). */
     mapUsedBytes: number;
     mapBytesMax: number;
-    /** The data directory's file system: bytes free to this process, and its size. */
-    diskFreeBytes: number;
-    diskSizeBytes: number;
+    /** The data directory's file system: bytes free to this process, and its size (absent: not readable). */
+    diskFreeBytes?: number;
+    diskSizeBytes?: number;
     /** Order partitions: how far (ms) the process clock is past the earliest SLA deadline not fired; 0 if none. */
     timerOverdueMs: number;
   };

@@ -380,8 +380,8 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     outboxDepth.set(labels, e.outboxItems);
     mapUsed.set(labels, e.mapUsedBytes);
     mapSize.set(labels, e.mapBytesMax);
-    diskFree.set(e.diskFreeBytes);
-    diskSize.set(e.diskSizeBytes);
+    if (e.diskFreeBytes !== undefined) diskFree.set(e.diskFreeBytes);
+    if (e.diskSizeBytes !== undefined) diskSize.set(e.diskSizeBytes);
     if (e.stage === "order") {
       timersPending.set({ partition: String(e.partition) }, e.timers);
       timerOverdue.set({ partition: String(e.partition) }, e.timerOverdueMs / 1000);

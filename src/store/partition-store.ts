@@ -257,15 +257,22 @@ export class PartitionStore {
    * never shrinks a map file, so this is the high-water mark) against store.mapBytesMax, and the data
    * directory's file system (free to this process, and total).
    */
-  space(): { mapUsedBytes: number; mapBytesMax: number; diskFreeBytes: number; diskSizeBytes: number } {
+  space(): {
+    mapUsedBytes: number;
+    mapBytesMax: number;
+    diskFreeBytes?: number;
+    diskSizeBytes?: number;
+  } | null {
+    if (this.closed) return null;
     const stats = this.root.getStats() as { pageSize: number; lastPageNumber: number; mapSize: number };
-    const fs = statfsSync(this.dir);
-    return {
-      mapUsedBytes: (stats.lastPageNumber + 1) * stats.pageSize,
-      mapBytesMax: stats.mapSize,
-      diskFreeBytes: fs.bavail * fs.bsize,
-      diskSizeBytes: fs.blocks * fs.bsize,
-    };
+    const map = { mapUsedBytes: (stats.lastPageNumber + 1) * stats.pageSize, mapBytesMax: stats.mapSize };
+    try {
+      const fs = statfsSync(this.dir);
+      return { ...map, diskFreeBytes: fs.bavail * fs.bsize, diskSizeBytes: fs.blocks * fs.bsize };
+    } catch {
+      // The directory went away under an open environment (removed by hand): the map figures still hold.
+      return map;
+    }
   }
 
   /** Entries in a table (LMDB keeps the count: no scan). */

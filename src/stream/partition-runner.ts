@@ -243,7 +243,14 @@ export class PartitionRunner {
     await first.finally(() => {
       this.resetting = null;
     });
-    this.lagPoll = setInterval(() => void this.pollLag(), this.d.config.consumer.lagPollMs);
+    this.lagPoll = setInterval(
+      () =>
+        void this.pollLag().catch((error: Error) =>
+          // A sample that failed (a store closing under it) is only a missed sample.
+          this.log.debug("store sample failed", { error }),
+        ),
+      this.d.config.consumer.lagPollMs,
+    );
     if (this.d.applier.tick !== undefined) {
       this.timerTick = setInterval(() => {
         this.tickRequested = true;
@@ -710,6 +717,7 @@ export class PartitionRunner {
   private async pollLag(): Promise<void> {
     if (this.state !== "running") return;
     const space = this.d.store.space();
+    if (space === null) return; // closed under the runner: it is stopping
     const dueMs =
       this.d.stage === "order"
         ? (this.d.store.range<number>("timers", { limit: 1 })[0]?.key as [number, string] | undefined)?.[0]
