@@ -145,6 +145,13 @@ export class ClusterMember {
     const started = performance.now();
     try {
       const t = await takeOver(id.stage, id.index, this.takeoverPort(id));
+      // A restore and a long log can outlast the lease's validity while they keep the event loop busy (the
+      // renewal timer waits for them): renew now, and start only on a lease that is valid.
+      await this.d.keeper.renewAll();
+      if (!lease.valid()) {
+        await t.store.close();
+        throw new Error(`the lease of ${key} ran out during the takeover and could not be renewed`);
+      }
       const owned: Owned = {
         id,
         lease,

@@ -611,7 +611,9 @@ export class PartitionRunner {
         : this.logging.then(() =>
             this.state === "failed" ? undefined : this.publishOutbox(outbox.slice(0, logCount), [], false),
           );
-    this.logging = logged.catch(() => undefined);
+    // A record that failed ends the chain: every later record waits on it and fails with it, so the log never
+    // holds a commit without the one before (a gap a new owner would refuse to read past).
+    this.logging = logged;
     const outputs = logCount === 0 ? outbox : outbox.slice(logCount);
     this.publishing = Promise.all([this.publishing, logged])
       .then(() => (this.state === "failed" ? undefined : this.publishOutbox(outputs, keys)))
