@@ -33,7 +33,9 @@ test("a worker does not commit once the main thread has stalled past its lease",
     ],
     { SLUICE_NATS_URL: h.nats.url },
   );
-  Bun.sleepSync(3000); // the main thread stalls; the worker keeps running
+  // The main thread stalls; the worker keeps running. Long enough for the other process to start and publish
+  // on a loaded machine (a whole suite on two cores): its message must land inside the stall.
+  Bun.sleepSync(6000);
   expect((await sending).code).toBe(0);
   await waitFor(() => h.fatal.length > 0, "the worker's fatal error");
   expect(h.fatal[0]?.message).toContain("data-dir lock");
