@@ -335,12 +335,10 @@ export class Ledger {
       }
       case "reject": {
         const qty = existing.reserved;
-        if (qty > 0) {
-          this.change(r.sku, existing.warehouse, "released", { reserved: -qty }, refText, input);
-          // The warehouse says the stock is not there: correct its on hand by what it could not pick.
-          if (r.stockMissing)
-            this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
-        }
+        if (qty === 0) return null; // a repeat: nothing left to release, nothing changes
+        this.change(r.sku, existing.warehouse, "released", { reserved: -qty }, refText, input);
+        // The warehouse says the stock is not there: correct its on hand by what it could not pick.
+        if (r.stockMissing) this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
         this.putAllocation({ ...existing, reserved: 0 }, input);
         return null;
       }
@@ -421,8 +419,10 @@ export class Ledger {
   }
 
   private releaseAllocation(a: Allocation, refText: string, input: InputRef): void {
-    if (a.reserved > 0)
-      this.change(a.sku, a.warehouse, "released", { reserved: -a.reserved }, refText, input);
+    // Nothing reserved: a repeat (a copy past the duplicate window), which must change nothing, not even the
+    // line's time (retention counts from it, and a replay must reach the same state whatever the copies).
+    if (a.reserved === 0) return;
+    this.change(a.sku, a.warehouse, "released", { reserved: -a.reserved }, refText, input);
     this.putAllocation({ ...a, reserved: 0 }, input);
   }
 
