@@ -338,7 +338,8 @@ export class Ledger {
         if (qty === 0) return null; // a repeat: nothing left to release, nothing changes
         this.change(r.sku, existing.warehouse, "released", { reserved: -qty }, refText, input);
         // The warehouse says the stock is not there: correct its on hand by what it could not pick.
-        if (r.stockMissing) this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
+        if (r.stockMissing)
+          this.change(r.sku, existing.warehouse, "missing", { onHand: -qty }, refText, input);
         this.putAllocation({ ...existing, reserved: 0 }, input);
         return null;
       }
