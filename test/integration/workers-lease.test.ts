@@ -2,7 +2,6 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { subjects } from "../../src/stream/subjects.ts";
 import { waitFor } from "../helpers/index.ts";
 import { Lifecycle } from "../helpers/lifecycle.ts";
-import { runCli } from "../helpers/process.ts";
 
 // Fencing with workers: the main thread holds the data-dir lock and hands the workers a lease (a time until
 // which they may commit), renewed every store.lockRefreshMs. When the main thread stalls, the lease runs out
@@ -24,19 +23,39 @@ afterAll(async () => {
 test("a worker does not commit once the main thread has stalled past its lease", async () => {
   await h.receive("LE-1", "w1", 10);
   await h.waitPosition("LE-1", "w1", { onHand: 10 });
-  // Another process publishes while this thread is stalled: the worker receives it after the lease ran out.
-  const sending = runCli(
+  // Another process publishes while this thread is stalled: it connects first, says so, then publishes one
+  // second later, inside the stall, so the worker receives it after the lease ran out (however slowly the
+  // process started on a loaded machine).
+  const publisher = Bun.spawn(
     [
-      "send",
-      subjects.orderPublic("order", "shop", "LE-o1"),
-      JSON.stringify({ lines: [{ sku: "LE-1", qty: 1, price: 1 }] }),
+      "bun",
+      "-e",
+      `import { connect, headers } from "@nats-io/transport-node";
+       import { jetstream } from "@nats-io/jetstream";
+       const nc = await connect({ servers: process.env.NATS_URL });
+       console.log("ready");
+       await Bun.sleep(1000);
+       const h = headers();
+       h.set("Content-Type", "application/json");
+       await jetstream(nc).publish(process.env.SUBJECT, process.env.BODY, { headers: h });
+       await nc.close();`,
     ],
-    { SLUICE_NATS_URL: h.nats.url },
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        NATS_URL: h.nats.url,
+        SUBJECT: subjects.orderPublic("order", "shop", "LE-o1"),
+        BODY: JSON.stringify({ lines: [{ sku: "LE-1", qty: 1, price: 1 }] }),
+      },
+      stdout: "pipe",
+      stderr: "inherit",
+    },
   );
-  // The main thread stalls; the worker keeps running. Long enough for the other process to start and publish
-  // on a loaded machine (a whole suite on two cores): its message must land inside the stall.
-  Bun.sleepSync(6000);
-  expect((await sending).code).toBe(0);
+  const reader = (publisher.stdout as ReadableStream<Uint8Array>).getReader();
+  const first = await reader.read();
+  expect(new TextDecoder().decode(first.value)).toContain("ready");
+  Bun.sleepSync(3000); // the main thread stalls; the worker keeps running
+  expect(await publisher.exited).toBe(0);
   await waitFor(() => h.fatal.length > 0, "the worker's fatal error");
   expect(h.fatal[0]?.message).toContain("data-dir lock");
   expect(await h.getOrder("shop", "LE-o1")).toBeNull();
