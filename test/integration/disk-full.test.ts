@@ -83,11 +83,12 @@ test("a full data disk pauses the partitions, the process stays up, and every co
     for (const sku of skus)
       await producer.publishJson(`sluice.in.stock.${sku}`, { type: "received", warehouse: "w1", qty: 1 });
   }
-  const paused = await waitFor(
-    async () =>
-      (await sluice.metrics.registry.getSingleMetric("sluice_partition_pauses_total")?.get())?.values,
-    "a partition paused",
-  );
+  // Until a pause is counted: an empty list of values (no pause yet) is not an answer.
+  const paused = await waitFor(async () => {
+    const values = (await sluice.metrics.registry.getSingleMetric("sluice_partition_pauses_total")?.get())
+      ?.values;
+    return values !== undefined && values.reduce((n, v) => n + v.value, 0) > 0 ? values : null;
+  }, "a partition paused");
   expect(paused.reduce((n, v) => n + v.value, 0)).toBeGreaterThan(0);
   await waitFor(
     async () => (await fetch(`${httpBase(sluice)}/readyz`)).status === 503,
