@@ -69,8 +69,12 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
 /** What the routes share: the deps, the tokens, the audit log and the one ledger check that may run. */
 type Ctx = { deps: HttpDeps; tokens: readonly Token[]; audit: Logger; checks: LedgerChecks };
 
-/** A request refused by authorize(): 401 says what is missing, 403 which scope it needs and which it has. */
-function denied(v: Exclude<Verdict, { ok: true }>, need: Scope): Response {
+/**
+ * A request refused by authorize(): counted by status and the scope needed (never by token or path), then
+ * answered: 401 says what is missing, 403 which scope it needs and which it has.
+ */
+function denied(ctx: Ctx, v: Exclude<Verdict, { ok: true }>, need: Scope): Response {
+  ctx.deps.metrics.http.refused(v.status, need);
   if (v.status === 401) {
     return json(
       401,
@@ -97,7 +101,8 @@ type Handler<R extends Request> = (req: R, server: Server<undefined>) => Respons
 function guard<R extends Request>(ctx: Ctx, need: Scope | null, handler: Handler<R>): Handler<R> {
   return (req, server) => {
     const v = authorize(ctx.tokens, req.headers.get("authorization"), need);
-    if (!v.ok) return denied(v, need as Scope);
+    // authorize() refuses only when `need` is a scope: null lets anyone in.
+    if (!v.ok) return denied(ctx, v, need as Scope);
     return handler(req, server);
   };
 }
@@ -107,7 +112,8 @@ type Audit = { target: string; fields: Record<string, unknown> };
 
 /**
  * An operate or admin action: authorized, then run, and logged with who asked, what and how it ended
- * (`admin action`, info), refusals included. Reads are not logged: they change nothing.
+ * (`admin action`, info), refusals included. Counted too: refusals in sluice_http_requests_refused_total (as
+ * every refusal), actions run in sluice_http_admin_actions_total. Reads are not logged: they change nothing.
  */
 function act<R extends Request>(
   ctx: Ctx,
@@ -133,14 +139,20 @@ function act<R extends Request>(
       });
     if (!v.ok) {
       log(v.status === 403 ? v.who : "unknown (no valid token)", v.status);
-      return denied(v, need);
+      return denied(ctx, v, need);
     }
+    // Counted by the token's name (http.tokens, bounded), as the audit line names it.
+    const token = ctx.tokens.length === 0 ? "anonymous" : v.who;
+    const done = (status: number) => {
+      log(v.who, status);
+      ctx.deps.metrics.http.action(action, token, outcomeOf(status));
+    };
     try {
       const response = await handler(req, audit);
-      log(v.who, response.status);
+      done(response.status);
       return response;
     } catch (error) {
-      log(v.who, 500);
+      done(500);
       throw error;
     }
   };

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { scopes } from "../http/auth.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 
 // Base units at the edge (_seconds, _messages, _total); histograms, not summaries; label values bounded
@@ -39,6 +40,22 @@ export type Metrics = {
   contentType: string;
   /** `sluice_ready{check}`: what /readyz answers, one series per check, read at each scrape. */
   readiness(checks: ReadonlyArray<{ name: string; ok: () => boolean }>): void;
+  /**
+   * The HTTP port's security (src/http/server.ts counts; it is an edge, as this module is, so it calls
+   * these directly rather than through Instrumentation, which is the pipeline's).
+   */
+  http: HttpMetrics;
+};
+
+export type HttpMetrics = {
+  /** `sluice_http_requests_refused_total{code, scope}`: a request authorize() refused; `scope` it needed. */
+  refused(code: 401 | 403, scope: string): void;
+  /**
+   * `sluice_http_admin_actions_total{action, token, outcome}`: an operate or admin action that passed
+   * authorization and ran (its audit line's `action`, `who` and `outcome`). `token` is the token's name from
+   * http.tokens (at most tokensCountMax), or `anonymous` without tokens: bounded, never a secret.
+   */
+  action(action: string, token: string, outcome: string): void;
 };
 
 export function createMetrics(events: Instrumentation, nodeName: string): Metrics {
@@ -452,5 +469,31 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     });
   };
 
-  return { registry, contentType: registry.contentType, readiness };
+  return { registry, contentType: registry.contentType, readiness, http: httpMetrics(registry) };
+}
+
+function httpMetrics(registry: Registry): HttpMetrics {
+  const refused = new Counter({
+    name: "sluice_http_requests_refused_total",
+    help: "HTTP requests refused by authentication (401: no or unknown token) or authorization (403: scope too low), by the scope the endpoint needs.",
+    labelNames: ["code", "scope"],
+    registers: [registry],
+  });
+  // Every refusal that can happen starts at 0, so increase() over a window counts the first one too (a
+  // counter series born at its first increase has no earlier sample). 5 series: 401 at each scope, 403 at
+  // operate and admin (every token covers read, so a read is never 403).
+  for (const scope of scopes) {
+    refused.inc({ code: "401", scope }, 0);
+    if (scope !== "read") refused.inc({ code: "403", scope }, 0);
+  }
+  const actions = new Counter({
+    name: "sluice_http_admin_actions_total",
+    help: "Operate and admin actions that passed authorization and ran (the audit log's admin action lines), by the token's name and the outcome.",
+    labelNames: ["action", "token", "outcome"],
+    registers: [registry],
+  });
+  return {
+    refused: (code, scope) => refused.inc({ code: String(code), scope }),
+    action: (action, token, outcome) => actions.inc({ action, token, outcome }),
+  };
 }

@@ -484,6 +484,21 @@ describe("dashboard and rules against a real Prometheus", () => {
       }
     });
 
+    test("readiness is sluice_ready per check and process; up is only about scrapes; the HTTP port has its row", () => {
+      const reading = (name: string) =>
+        queries.filter((q) => metricMentions(q.expr).some((m) => m.name === name)).map((q) => q.panel);
+      expect(reading("sluice_ready")).toEqual(["Ready per check"]);
+      const ready = queries.find((q) => q.panel === "Ready per check");
+      expect(ready?.expr).toMatch(/by \((?=[^)]*\bcheck\b)(?=[^)]*\binstance\b)[^)]*\)/);
+      expect(ready?.legendFormat).toContain("{{check}}");
+      expect(reading("up")).toEqual(["Scrape up"]);
+      expect(rows.map((r) => r.title)).toContain("HTTP port");
+      expect(reading("sluice_http_requests_refused_total")).toEqual([
+        "HTTP requests refused /s by code and scope",
+      ]);
+      expect(reading("sluice_http_admin_actions_total")).toEqual(["Operate and admin actions by token"]);
+    });
+
     test("the tokenizer finds metric names and nothing else", () => {
       const found = metricMentions(
         'histogram_quantile(0.99, sum by (le, stage) (rate(a_bucket{node=~"x", le!="+Inf"}[5m] offset 1h)))' +
@@ -532,6 +547,7 @@ describe("dashboard and rules against a real Prometheus", () => {
       const withData = [
         "Throughput",
         "Scrape up",
+        "Ready per check",
         "Applied /s per partition",
         "Lag per partition",
         "Commit duration p50 / p99",
@@ -542,6 +558,8 @@ describe("dashboard and rules against a real Prometheus", () => {
         "Memory",
         "Sink deliveries /s by source",
         "Sink request duration p50 / p99",
+        // Its series are served from the start at 0: a rate of 0 is data.
+        "HTTP requests refused /s by code and scope",
       ];
       for (const title of withData) {
         expect(queryPanels.map((p) => p.title)).toContain(title);

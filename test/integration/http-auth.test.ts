@@ -89,6 +89,24 @@ async function call(url: string, init: RequestInit = {}) {
 
 const network = readFileSync("config/network.toml", "utf8");
 
+/**
+ * The value of `name` in a /metrics exposition, summed over its series whose labels include `labels`
+ * (0 when none does). `null` when the metric is not declared at all.
+ */
+function sample(text: string, name: string, labels: Record<string, string>): number | null {
+  if (!text.includes(`# TYPE ${name} `)) return null;
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\} (\S+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const has = Object.fromEntries(
+      [...(m[2] as string).matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]),
+    );
+    if (Object.entries(labels).every(([k, v]) => has[k] === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
+
 describe("with http.tokens", () => {
   const f = fixture("http-auth", { tokens });
 
@@ -223,6 +241,67 @@ describe("with http.tokens", () => {
     expect(f.fatal).toEqual([]);
   });
 
+  test("/metrics counts refusals by code and scope and actions run by action, token name and outcome", async () => {
+    const metrics = async () => String((await call(`${f.base}/metrics`)).body);
+    const refused = (text: string, code: string, scope: string) =>
+      sample(text, "sluice_http_requests_refused_total", { code, scope });
+    const actions = (text: string, labels: Record<string, string>) =>
+      sample(text, "sluice_http_admin_actions_total", labels);
+    const before = await metrics();
+    // Every refusal that can happen has its series from the start (0 until one happens); a read is never 403.
+    const seriesOf = (code: string, scope: string) =>
+      new RegExp(
+        `^sluice_http_requests_refused_total\\{code="${code}",scope="${scope}",node="[^"]+"\\} \\d+$`,
+        "m",
+      );
+    const refusable: Array<[string, string]> = [
+      ["401", "read"],
+      ["401", "operate"],
+      ["401", "admin"],
+      ["403", "operate"],
+      ["403", "admin"],
+    ];
+    for (const [code, scope] of refusable) expect(before, `${code} ${scope}`).toMatch(seriesOf(code, scope));
+    expect(before).not.toMatch(seriesOf("403", "read"));
+
+    expect((await call(`${f.base}/v1/stock/SKU-1`, { headers: bearer("x".repeat(32)) })).status).toBe(401);
+    const low = await call(`${f.base}/v1/ledger/check`, { headers: bearer(OPERATE) });
+    expect(low.status).toBe(403);
+    const resync = await call(`${f.base}/v1/channels/shop/resync`, {
+      method: "POST",
+      headers: bearer(OPERATE),
+    });
+    expect(resync.status).toBe(202);
+    const put = await call(`${f.base}/v1/rules`, {
+      method: "PUT",
+      headers: { ...bearer(ADMIN), "Content-Type": "application/toml" },
+      body: "[[warehouses]]\nid = 1\n",
+    });
+    expect(put.status).toBe(400);
+
+    const after = await metrics();
+    const delta = (read: (text: string) => number | null) => (read(after) ?? NaN) - (read(before) ?? NaN);
+    expect(delta((t) => refused(t, "401", "read"))).toBe(1);
+    expect(delta((t) => refused(t, "403", "admin"))).toBe(1);
+    expect(delta((t) => refused(t, "401", "admin"))).toBe(0);
+    expect(delta((t) => refused(t, "403", "operate"))).toBe(0);
+    // Actions run, by the token's name; the refused check is not one.
+    expect(delta((t) => actions(t, { action: "channel.resync", token: "ci", outcome: "accepted" }))).toBe(1);
+    expect(delta((t) => actions(t, { action: "rules.put", token: "ops", outcome: "refused" }))).toBe(1);
+    expect(delta((t) => actions(t, { action: "ledger.check" }))).toBe(0);
+    // The earlier tests' actions are there too: a rule set put and a check by ops.
+    expect(actions(after, { action: "rules.put", token: "ops", outcome: "ok" })).toBeGreaterThanOrEqual(1);
+    expect(actions(after, { action: "ledger.check", token: "ops", outcome: "ok" })).toBeGreaterThanOrEqual(1);
+    // Bounded labels: no secret, no path, no token name of a refused request.
+    for (const secret of [READ, OPERATE, ADMIN, "x".repeat(32)]) expect(after).not.toContain(secret);
+    const labelNames = after
+      .split("\n")
+      .filter((l) => l.startsWith("sluice_http_"))
+      .map((l) => [...l.matchAll(/(\w+)="/g)].map((m) => m[1]).join(","));
+    expect(new Set(labelNames)).toEqual(new Set(["code,scope,node", "action,token,outcome,node"]));
+    expect(after).not.toContain("/v1/");
+  });
+
   test("one ledger check at a time: a second while one runs is 429 busy", async () => {
     const both = await Promise.all(
       [0, 1].map(() => call(`${f.base}/v1/ledger/check`, { headers: bearer(ADMIN) })),
@@ -342,11 +421,13 @@ describe("with probes and /metrics behind a token, and a ledger check bound of 1
     ledgerCheckMsMax: 1,
   });
 
-  test("probes and /metrics need a token (scope read)", async () => {
+  test("probes and /metrics need a token (scope read); each refusal is counted", async () => {
     for (const path of ["/healthz", "/readyz", "/metrics"]) {
       expect([path, (await call(`${f.base}${path}`)).status]).toEqual([path, 401]);
       expect([path, (await call(`${f.base}${path}`, { headers: bearer(READ) })).status]).toEqual([path, 200]);
     }
+    const text = String((await call(`${f.base}/metrics`, { headers: bearer(READ) })).body);
+    expect(sample(text, "sluice_http_requests_refused_total", { code: "401", scope: "read" })).toBe(3);
   });
 
   test("a check past http.ledgerCheckMsMax answers 503 with how far it got; busy until it has stopped", async () => {
@@ -376,6 +457,15 @@ describe("without tokens (loopback)", () => {
     expect(f.logs.audit("channel.resync")).toContainEqual(
       expect.objectContaining({ who: "anonymous (no tokens configured)", outcome: "accepted" }),
     );
+    const text = String((await call(`${f.base}/metrics`)).body);
+    expect(
+      sample(text, "sluice_http_admin_actions_total", {
+        action: "channel.resync",
+        token: "anonymous",
+        outcome: "accepted",
+      }),
+    ).toBe(1);
+    expect(sample(text, "sluice_http_requests_refused_total", {})).toBe(0);
   });
 
   test("a non-loopback http.host without tokens: sluice start exits 78 with the fix", async () => {

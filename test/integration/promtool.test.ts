@@ -208,10 +208,16 @@ describe("Prometheus kit", () => {
     const events = new Instrumentation();
     const metrics = createMetrics(events, "lint");
     emitEvery(events);
+    // The HTTP port counts through Metrics.http, not events: once each, as it would.
+    metrics.http.refused(401, "read");
+    metrics.http.refused(403, "admin");
+    metrics.http.action("rules.put", "ops", "ok");
     const text = await metrics.registry.metrics();
     for (const name of [
       "sluice_cluster_partition_moves_total",
       "sluice_cluster_snapshot_last_timestamp_seconds",
+      "sluice_http_requests_refused_total",
+      "sluice_http_admin_actions_total",
     ])
       expect(text).toContain(`${name}{`);
     await expectPromtoolClean(text);
