@@ -8,9 +8,9 @@
 // load generator. Writes nothing to the repository; data lives in a temporary directory.
 import { parseArgs } from "node:util";
 import { jetstream } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connectSecured } from "../src/stream/connection.ts";
 import { subjects } from "../src/stream/subjects.ts";
-import { measureRawJetStream, publishAll, startSluice, waitUntil } from "./lib.ts";
+import { benchConnection, measureRawJetStream, publishAll, startSluice, waitUntil } from "./lib.ts";
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +27,8 @@ const windowMax = Number(values.window);
 
 const sluice = await startSluice({ SLUICE_STREAMS_PARTITION_COUNT: String(partitions) });
 try {
-  const nc = await connect({ servers: sluice.natsUrl });
+  const admin = benchConnection(sluice.natsClient("admin"), process.env);
+  const nc = await connectSecured({ servers: sluice.natsUrl, ...admin.options }, admin.security);
   const js = jetstream(nc);
   const payloads = Array.from({ length: 16 }, (_, i) =>
     new TextEncoder().encode(JSON.stringify({ type: "received", warehouse: `w${(i % 3) + 1}`, qty: 1 + i })),

@@ -1,10 +1,14 @@
 // Shared pieces of the bench scripts: Sluice as its own process on an embedded nats-server, Prometheus
 // scrapes, bounded-window publishing. Everything lives in a temporary directory removed at the end.
+
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { embeddedSecurity, type NatsSecurity } from "../src/stream/connection.ts";
+import { type EmbeddedClient, type EmbeddedRole, embeddedClient } from "../src/stream/embedded-auth.ts";
+import { benchNatsSecurity } from "./harness/options.ts";
 
 export type SluiceUnderTest = {
   dir: string;
@@ -15,6 +19,8 @@ export type SluiceUnderTest = {
   /** Every Sluice process and nats-server by name (--nodes, --nats-cluster); absent: pid and natsPid. */
   processes?: () => Array<{ name: string; role: "sluice" | "nats"; pid: number }>;
   natsUrl: string;
+  /** How a client connects as a role to Sluice's locked embedded server; null on the bench's own servers. */
+  natsClient: (role: EmbeddedRole) => EmbeddedClient | null;
   pid: number;
   natsPid: number;
   metric: (name: string, labels?: Record<string, string>) => Promise<number>;
@@ -25,6 +31,20 @@ export type SluiceUnderTest = {
   alive: () => boolean;
   stop: () => Promise<void>;
 };
+
+/**
+ * A bench client's connect options and security: on Sluice's locked embedded server, `role`'s seed and inbox
+ * prefix; otherwise the SLUICE_NATS_* settings of the environment (a server the bench started, or one secured
+ * by hand).
+ */
+export function benchConnection(
+  client: EmbeddedClient | null,
+  env: Record<string, string | undefined>,
+): { options: { inboxPrefix?: string }; security: NatsSecurity } {
+  return client === null
+    ? { options: {}, security: benchNatsSecurity(env) }
+    : { options: { inboxPrefix: client.inboxPrefix }, security: embeddedSecurity(client) };
+}
 
 /** The repository root: Sluice is started from here whatever the caller's working directory. */
 export const repoRoot = join(import.meta.dir, "..");
@@ -125,6 +145,7 @@ export async function startSluice(env: Record<string, string>): Promise<SluiceUn
     dir,
     httpPort,
     natsUrl,
+    natsClient: (role) => embeddedClient(join(dir, "nats"), role),
     pid: child.pid,
     natsPid,
     metric,

@@ -7,9 +7,10 @@
 //   bun bench/orders.ts [--orders 50000] [--skus 5000] [--partitions 4] [--window 2000]
 import { parseArgs } from "node:util";
 import { jetstream } from "@nats-io/jetstream";
-import { connect, headers } from "@nats-io/transport-node";
+import { headers } from "@nats-io/transport-node";
+import { connectSecured } from "../src/stream/connection.ts";
 import { subjects } from "../src/stream/subjects.ts";
-import { measureRawJetStream, publishAll, startSluice, waitUntil } from "./lib.ts";
+import { benchConnection, measureRawJetStream, publishAll, startSluice, waitUntil } from "./lib.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +32,8 @@ const sluice = await startSluice({
     process.env.SLUICE_ORDERS_NETWORK_FILE ?? new URL("./harness/network.toml", import.meta.url).pathname,
 });
 try {
-  const nc = await connect({ servers: sluice.natsUrl });
+  const admin = benchConnection(sluice.natsClient("admin"), process.env);
+  const nc = await connectSecured({ servers: sluice.natsUrl, ...admin.options }, admin.security);
   const js = jetstream(nc, { timeout: 10_000 });
   const h = headers();
   h.set("Content-Type", "application/json");

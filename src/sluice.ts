@@ -130,7 +130,8 @@ export class Sluice {
       await this.embedded.start();
       servers = this.embedded.url;
     }
-    this.connection = await connectNats(c, servers, this.log);
+    const client = this.embedded?.client("sluice") ?? null;
+    this.connection = await connectNats(c, servers, this.log, client);
     const nc = this.connection.nc;
     const payloadMax = nc.info?.max_payload ?? 0;
     if (payloadMax < c.streams.messageBytesMax + 64 * 1024) {
@@ -191,7 +192,7 @@ export class Sluice {
       renew();
       this.lockMirror = setInterval(renew, c.store.lockRefreshMs);
       const inForce = () => ({ json: JSON.stringify(rules.raw()), version: rules.network().version });
-      await pool.start(servers, this.workerCount, inForce());
+      await pool.start(servers, client, this.workerCount, inForce());
       this.events.on("rules_applied", () => pool.broadcast({ type: "rules", ...inForce() }));
       // Opened once the workers have them open for writing: reads of committed state, never blocking them.
       for (let p = 0; p < P; p++) {
@@ -377,6 +378,8 @@ export class Sluice {
       // Room above the largest inbound message for the headers a dead letter adds.
       payloadBytesMax: c.streams.messageBytesMax + 64 * 1024,
       partitionCount: c.streams.partitionCount,
+      // Locked: Sluice and each role connect with an NKey seed it made (docs/security.md, the embedded server).
+      lock: { rulesBucket: c.routing.rulesBucket },
       startTimeoutMs: c.nats.embeddedStartTimeoutMs,
       stopTimeoutMs: c.nats.embeddedStopTimeoutMs,
       restartsMax: c.nats.embeddedRestartsMax,

@@ -160,6 +160,8 @@ export class ChaosRig {
       memoryBytesMax: 256 * 1024 * 1024,
       payloadBytesMax: 1024 * 1024,
       partitionCount: partitions,
+      // The bench's own server, like an operator's without authorization (docs/security.md, the bench).
+      lock: null,
       startTimeoutMs: 15_000,
       stopTimeoutMs: 10_000,
       restartsMax: 0,
@@ -351,6 +353,7 @@ export class ChaosRig {
       get natsUrl() {
         return rig.natsUrl;
       },
+      natsClient: () => null,
       get pid() {
         return rig.pid;
       },

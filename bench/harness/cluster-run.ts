@@ -168,6 +168,8 @@ export class ClusterRig {
       memoryBytesMax: limits.natsMemoryBytesMax,
       payloadBytesMax: 8 * 1024 * 1024,
       partitionCount: this.setup.partitions,
+      // The bench's own server, like an operator's without authorization (docs/security.md, the bench).
+      lock: null,
       startTimeoutMs: limits.natsStartMsMax,
       stopTimeoutMs: 10_000,
       restartsMax: 0,
@@ -447,6 +449,7 @@ export class ClusterRig {
       httpPort: first.httpPort,
       httpPorts: this.nodes.map((n) => n.httpPort),
       natsUrl: this.natsUrl,
+      natsClient: () => null,
       pid: first.process?.pid ?? -1,
       natsPid: this.single?.pid ?? this.cluster?.pids[0]?.pid ?? -1,
       processes: () => this.processes(),

@@ -13,10 +13,11 @@
 // It reports to the harness on stdout, one JSON object a line: "ready", a "tick" every second with
 // cumulative counts, and "done" with every per-second series. Errors go to stderr.
 import { jetstream } from "@nats-io/jetstream";
-import { headers, type Msg } from "@nats-io/transport-node";
+import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { connectSecured } from "../../src/stream/connection.ts";
 import { subjects } from "../../src/stream/subjects.ts";
-import { benchNatsSecurity, benchSecurityNames, limits } from "./options.ts";
+import { benchConnection } from "../lib.ts";
+import { benchSecurityNames, limits } from "./options.ts";
 import { Categorical, Rng } from "./prng.ts";
 import { loadTrace, type Trace } from "./trace.ts";
 import {
@@ -162,14 +163,16 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
   const workload = new Workload(plan, trace);
   const offeredTimes = intendedTimes(plan, trace);
   // The harness's environment (SLUICE_NATS_* security settings) is this process's too.
+  const client = benchConnection(plan.natsClient, process.env);
   const nc = await connectSecured(
     {
       servers: plan.natsUrl.split(","),
       name: "sluice-bench-loadgen",
+      ...client.options,
       // chaos restarts nats-server: reconnect for as long as the run lasts.
       ...((plan.publishRetryMs ?? 0) > 0 ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
     },
-    benchNatsSecurity(process.env),
+    client.security,
     benchSecurityNames,
   );
   // chaos: a publish lost with a killed server is sent again after a producer's timeout, not the bench's 10 s.
@@ -318,6 +321,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
 
   // The simulated WMS and customer returns: reactions to Sluice's outputs (lifecycle only).
   let lastReactionMs = epochNowMs();
+  let watcher: NatsConnection = nc;
   if (lifecycle !== null) {
     const dec = new TextDecoder();
     const react = (msg: Msg) => {
@@ -337,8 +341,19 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
         else onStatus(parsed.n, item);
       }
     };
-    nc.subscribe("sluice.out.fulfil.>", { callback: (_e, m) => react(m) });
-    nc.subscribe("sluice.out.order.>", { callback: (_e, m) => react(m) });
+    // On Sluice's locked embedded server the producer may not read outputs: the WMS and the customers read
+    // them as the reader role, as a real WMS adapter would.
+    const readerClient = plan.natsReader === null ? null : benchConnection(plan.natsReader, process.env);
+    watcher =
+      readerClient === null
+        ? nc
+        : await connectSecured(
+            { servers: plan.natsUrl.split(","), name: "sluice-bench-wms", ...readerClient.options },
+            readerClient.security,
+            benchSecurityNames,
+          );
+    watcher.subscribe("sluice.out.fulfil.>", { callback: (_e, m) => react(m) });
+    watcher.subscribe("sluice.out.order.>", { callback: (_e, m) => react(m) });
   }
 
   const onFulfil = (n: number, item: Record<string, unknown>) => {
@@ -540,6 +555,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
     reactionsAwaited: Math.max(0, awaitingFulfil) + Math.max(0, awaitingShipped),
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
   } satisfies LoadDone);
+  if (watcher !== nc) await watcher.drain();
   await nc.drain();
 }
 

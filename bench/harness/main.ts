@@ -18,7 +18,14 @@ import { jetstream } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { connectSecured } from "../../src/stream/connection.ts";
 import { skuPartition, subjects } from "../../src/stream/subjects.ts";
-import { measureRawJetStream, repoRoot, type SluiceUnderTest, startSluice, waitUntil } from "../lib.ts";
+import {
+  benchConnection,
+  measureRawJetStream,
+  repoRoot,
+  type SluiceUnderTest,
+  startSluice,
+  waitUntil,
+} from "../lib.ts";
 import { runAudit } from "./audit.ts";
 import { planFaults } from "./chaos.ts";
 import {
@@ -39,7 +46,6 @@ import type { LoadDone, LoadTick } from "./loadgen.ts";
 import { Observer, orderStatuses } from "./observe.ts";
 import {
   type BenchOptions,
-  benchNatsSecurity,
   benchSecurityNames,
   expectedOrders,
   limits,
@@ -228,6 +234,8 @@ async function runScenario(
   );
   const plan: LoadPlan = {
     natsUrl: "",
+    natsClient: null,
+    natsReader: null,
     runId,
     startEpochMs: 0,
     seed: options.seed,
@@ -321,16 +329,22 @@ async function runScenario(
   let injector: FaultInjector | null = null;
   let readyz: ReadyzWatch | null = null;
   try {
+    // On Sluice's locked embedded server the harness is its `admin` (it also measures raw JetStream on streams
+    // of its own) and the load generator its `producer`, public inputs only, as a channel would be.
+    const harness = benchConnection(sluice.natsClient("admin"), process.env);
     nc = await connectSecured(
       {
         servers: sluice.natsUrl.split(","),
         name: "sluice-bench-harness",
+        ...harness.options,
         ...(chaos ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
       },
-      benchNatsSecurity(process.env),
+      harness.security,
       benchSecurityNames,
     );
     plan.natsUrl = sluice.natsUrl;
+    plan.natsClient = sluice.natsClient("producer");
+    plan.natsReader = sluice.natsClient("reader");
     await cluster?.readStreamReplicas(nc);
     await seedStock(nc, http, options, trace);
     let raw: RawJetStream | null = null;

@@ -10,6 +10,7 @@
 // n: 0, 1, 2, … in intended order; intendedUs: µs after the run's startEpochMs; lateUs: how much later than
 // intended the loadgen actually sent it (0 when on time). E.g. `bk3x9-1042-10517233-0`: order 1042 of run
 // k3x9, meant to be (and) sent 10.517233 s after the start.
+import type { EmbeddedClient } from "../../src/stream/embedded-auth.ts";
 import type { Arrivals, LineMix, Phase, Scenario } from "./options.ts";
 import { Categorical, Rng, ZipfSampler } from "./prng.ts";
 import type { Trace } from "./trace.ts";
@@ -27,6 +28,10 @@ export type LifecycleMix = {
 /** Everything the load generator process needs, passed as JSON. */
 export type LoadPlan = {
   natsUrl: string;
+  /** On Sluice's locked embedded server, the `producer` user; null: the SLUICE_NATS_* settings. */
+  natsClient: EmbeddedClient | null;
+  /** The `reader` user, for the simulated WMS that reads fulfilment requests (lifecycle); null: natsClient's. */
+  natsReader: EmbeddedClient | null;
   runId: string;
   startEpochMs: number;
   seed: number;

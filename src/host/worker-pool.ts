@@ -2,6 +2,7 @@ import { Worker } from "node:worker_threads";
 import type { Config } from "../config/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
+import type { EmbeddedClient } from "../stream/embedded-auth.ts";
 import { type Stage, stages } from "../stream/subjects.ts";
 import type { FromWorker, SerializedError, ToWorker, WorkerInit } from "./worker.ts";
 
@@ -65,13 +66,19 @@ export class WorkerPool {
     Atomics.store(this.lockView, 0, BigInt(Math.floor(untilMs)));
   }
 
-  async start(servers: string, workerCount: number, rules: { json: string; version: string }): Promise<void> {
+  async start(
+    servers: string,
+    client: EmbeddedClient | null,
+    workerCount: number,
+    rules: { json: string; version: string },
+  ): Promise<void> {
     const assignment = assignPartitions(this.config.streams.partitionCount, workerCount);
     const starts = assignment.map((partitions, worker) => {
       const init: WorkerInit = {
         worker,
         config: this.config,
         servers,
+        client,
         partitions,
         rules,
         lockFlag: this.lockFlag,

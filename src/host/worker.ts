@@ -13,6 +13,7 @@ import type { LedgerApplier } from "../stages/ledger/applier.ts";
 import { LedgerReadView } from "../stages/order/routing-view.ts";
 import type { PartitionStore } from "../store/index.ts";
 import { connectNats } from "../stream/connection.ts";
+import type { EmbeddedClient } from "../stream/embedded-auth.ts";
 import { OutboxPublisher } from "../stream/outbox-publisher.ts";
 import type { Stage } from "../stream/subjects.ts";
 import { PartitionHost } from "./partition-host.ts";
@@ -21,6 +22,8 @@ export type WorkerInit = {
   worker: number;
   config: Config;
   servers: string;
+  /** The embedded server's `sluice` user (its seed and inbox prefix); null with nats.url. */
+  client: EmbeddedClient | null;
   partitions: Array<{ stage: Stage; index: number }>;
   /** The rule set in force as JSON text (not a cloned object: an own `__proto__` key must survive as it is). */
   rules: { json: string; version: string };
@@ -90,7 +93,7 @@ async function run(
   const first = parsed(init.rules.json, init.rules.version, c);
   if (!first.ok) throw new Error(`the rule set in force does not parse in a worker: ${first.detail}`);
   let network: Network = first.value;
-  const connection = await connectNats(c, init.servers, log);
+  const connection = await connectNats(c, init.servers, log, init.client);
   const nc = connection.nc;
   const js = jetstream(nc, { timeout: c.nats.requestTimeoutMs });
   const jsm = await jetstreamManager(nc, { timeout: c.nats.requestTimeoutMs });

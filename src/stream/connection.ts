@@ -10,6 +10,7 @@ import {
 } from "@nats-io/transport-node";
 import { type Config, ConfigError } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
+import type { EmbeddedClient } from "./embedded-auth.ts";
 
 export type Connection = { nc: NatsConnection; connected: () => boolean };
 
@@ -18,7 +19,12 @@ export type Connection = { nc: NatsConnection; connected: () => boolean };
  * connection breaks its consumers). Reconnects forever by default: an outage must not end the process.
  * TLS and credentials come from `nats.*` (docs/security.md); a failed first connect says what to fix.
  */
-export async function connectNats(c: Config, servers: string, log: Logger): Promise<Connection> {
+export async function connectNats(
+  c: Config,
+  servers: string,
+  log: Logger,
+  embedded: EmbeddedClient | null = null,
+): Promise<Connection> {
   const nc = await connectSecured(
     {
       servers: servers.split(",").map((s) => s.trim()),
@@ -28,9 +34,10 @@ export async function connectNats(c: Config, servers: string, log: Logger): Prom
       maxReconnectAttempts: c.nats.reconnectAttemptsMax,
       reconnectTimeWait: c.nats.reconnectWaitMs,
       waitOnFirstConnect: false,
+      ...(embedded === null ? {} : { inboxPrefix: embedded.inboxPrefix }),
     },
-    c.nats,
-    configNames,
+    embedded === null ? c.nats : embeddedSecurity(embedded),
+    embedded === null ? configNames : embeddedNames,
   );
   let connected = true;
   void (async () => {
@@ -86,6 +93,21 @@ export const configNames: SecurityNames = {
   nkeySeedFile: "nats.nkeySeedFile",
   credsFile: "nats.credsFile",
 };
+
+/** The security of a client of the locked embedded server: its role's NKey seed, nothing else. */
+export const embeddedSecurity = (client: EmbeddedClient): NatsSecurity => ({
+  token: "",
+  user: "",
+  password: "",
+  tlsCaFile: "",
+  tlsCertFile: "",
+  tlsKeyFile: "",
+  nkeySeedFile: client.seedFile,
+  credsFile: "",
+});
+
+/** What a message calls the embedded server's seed (Sluice wrote it; no setting names it). */
+const embeddedNames: SecurityNames = { ...configNames, nkeySeedFile: "the embedded server's seed" };
 
 const authKeys = ["token", "user", "nkeySeedFile", "credsFile"] as const;
 

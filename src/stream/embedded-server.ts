@@ -2,6 +2,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { Logger } from "../log/index.ts";
+import {
+  type EmbeddedClient,
+  type EmbeddedRole,
+  type EmbeddedUser,
+  embeddedClient,
+  ensureEmbeddedUsers,
+  renderAuthorization,
+} from "./embedded-auth.ts";
 import { subjectMappings } from "./subjects.ts";
 
 export type EmbeddedServerOptions = {
@@ -17,6 +25,11 @@ export type EmbeddedServerOptions = {
   partitionCount: number;
   /** Write Sluice's subject mappings (true for Sluice; false emulates an operator's server without them). */
   mappings?: boolean;
+  /**
+   * Lock the server: one NKey user per role (src/stream/embedded-auth.ts), seeds in `<dir>/auth`. Sluice's
+   * embedded default always does; null emulates an operator's server without authorization (the tests' own).
+   */
+  lock: { rulesBucket: string } | null;
   startTimeoutMs: number;
   stopTimeoutMs: number;
   /** Restarts after an unexpected exit before `onGiveUp` is called; 0 disables supervision. */
@@ -40,6 +53,7 @@ export class EmbeddedServer {
   private restarts = 0;
   private chosenPort: number;
   private exited: Promise<number> = Promise.resolve(0);
+  private users: EmbeddedUser[] = [];
 
   constructor(private readonly options: EmbeddedServerOptions) {
     this.chosenPort = options.port;
@@ -57,6 +71,11 @@ export class EmbeddedServer {
     return this.process?.pid;
   }
 
+  /** How a client connects as `role`; null when the server is not locked (anyone may connect). */
+  client(role: EmbeddedRole): EmbeddedClient | null {
+    return this.options.lock === null ? null : embeddedClient(this.options.dir, role);
+  }
+
   async start(): Promise<void> {
     const o = this.options;
     const bin = resolveBinary(o.bin);
@@ -64,8 +83,9 @@ export class EmbeddedServer {
     const portsDir = join(o.dir, "ports");
     rmSync(portsDir, { recursive: true, force: true });
     mkdirSync(portsDir, { recursive: true });
+    if (o.lock !== null) this.users = ensureEmbeddedUsers(o.dir);
     const configPath = join(o.dir, "nats-server.conf");
-    writeFileSync(configPath, this.renderConfig(portsDir));
+    writeFileSync(configPath, this.renderConfig(portsDir), { mode: 0o600 });
     this.stopping = false;
     const child = Bun.spawn([bin, "-c", configPath], { stdout: "pipe", stderr: "pipe" });
     this.process = child;
@@ -77,6 +97,7 @@ export class EmbeddedServer {
       url: this.url,
       pid: child.pid,
       storeDir: join(o.dir, "jetstream"),
+      ...(o.lock === null ? { auth: "none" } : { auth: "nkey", seeds: join(o.dir, "auth") }),
     });
     void child.exited.then((code) => this.onExit(child, code));
   }
@@ -101,6 +122,9 @@ export class EmbeddedServer {
       "mappings = {",
       mappings,
       "}",
+      ...(o.lock === null
+        ? []
+        : [renderAuthorization(this.users, { partitionCount: o.partitionCount, ...o.lock })]),
       "",
     ].join("\n");
   }

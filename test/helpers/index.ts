@@ -7,6 +7,8 @@ import { connect, type NatsConnection, headers as natsHeaders } from "@nats-io/t
 import { type Config, loadConfig } from "../../src/config/index.ts";
 import { Logger } from "../../src/log/index.ts";
 import { Sluice } from "../../src/sluice.ts";
+import { embeddedSecurity, natsSecurityOptions } from "../../src/stream/connection.ts";
+import type { EmbeddedClient } from "../../src/stream/embedded-auth.ts";
 import { EmbeddedServer } from "../../src/stream/embedded-server.ts";
 
 const MiB = 1024 * 1024;
@@ -44,6 +46,8 @@ export class TestNats {
       payloadBytesMax: 2 * MiB,
       partitionCount,
       mappings,
+      // An operator's server without authorization; Sluice's own embedded default is locked (embedded-auth).
+      lock: null,
       startTimeoutMs: 15_000,
       stopTimeoutMs: 10_000,
       restartsMax: 0,
@@ -134,8 +138,15 @@ export async function waitFor<T>(
 export class Producer {
   private constructor(readonly nc: NatsConnection) {}
 
-  static async connect(url: string): Promise<Producer> {
-    return new Producer(await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1 }));
+  /** `client`: a role of Sluice's locked embedded server (`sluice.embedded.client("producer")`). */
+  static async connect(url: string, client: EmbeddedClient | null = null): Promise<Producer> {
+    const auth =
+      client === null
+        ? {}
+        : { ...natsSecurityOptions(embeddedSecurity(client)), inboxPrefix: client.inboxPrefix };
+    return new Producer(
+      await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1, ...auth }),
+    );
   }
 
   get js() {

@@ -176,7 +176,10 @@ describe("the store knows which stream it applied", () => {
     });
     for (let run = 1; run <= 3; run++) {
       const { sluice, fatal } = await startSluice(config);
-      const producer = await Producer.connect(sluice.embedded?.url as string);
+      const producer = await Producer.connect(
+        sluice.embedded?.url as string,
+        sluice.embedded?.client("producer") ?? null,
+      );
       await producer.publishJson(subjects.stockPublic("RR-1"), receipt);
       await waitFor(() => onHand(sluice, "RR-1").onHand === run, `${run} units after start ${run}`);
       await producer.close();

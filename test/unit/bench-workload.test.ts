@@ -15,6 +15,8 @@ import { parseOrder } from "../../src/domain/orders/commands.ts";
 function plan(overrides: Partial<LoadPlan> = {}): LoadPlan {
   return {
     natsUrl: "",
+    natsClient: null,
+    natsReader: null,
     runId: "abc",
     startEpochMs: 0,
     seed: 42,
