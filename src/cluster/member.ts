@@ -10,8 +10,8 @@ import { openPartitionStore } from "../stages/definition.ts";
 import { type PartitionStore, partitionDir } from "../store/partition-store.ts";
 import type { FencedError } from "../stream/partition-runner.ts";
 import type { AppliedPartition } from "../stream/retention.ts";
-import { stageInputs, streamNames } from "../stream/subjects.ts";
 import { allPartitions, desiredPartitions, type PartitionId, parsePins, partitionKey } from "./assignment.ts";
+import { appliedFloorsOf, type Floors, logFloorOf, readFloors, retentionNode } from "./floors.ts";
 import type { Lease, LeaseKeeper, LeaseOwner, LeaseTable, LiveNode, LostReason } from "./leases.ts";
 import { readSnapshotInfo, restoreSnapshot, type SnapshotInfo, writeSnapshot } from "./snapshots.ts";
 import { logHead, takeOver } from "./takeover.ts";
@@ -56,16 +56,12 @@ export type MemberDeps = {
   changed: () => void;
 };
 
-/** Bounds of one takeover's log read; named here, with why. */
+/** Bounds of one takeover's log read (cluster.takeoverLog*), its deadline counted from the takeover's start. */
 const logReadLimits = (c: Config) => ({
-  // 1,000 records per fetch ≈ a few MiB: a takeover reads the log in a few round trips per snapshot period.
-  fetchCountMax: 1000,
+  fetchCountMax: c.cluster.takeoverLogFetchCountMax,
   fetchWaitMs: c.nats.requestTimeoutMs,
-  // A takeover that cannot read its log within a lease period is retried by the next round.
-  deadlineMs: Date.now() + 10 * c.cluster.leaseMs,
+  deadlineMs: Date.now() + c.cluster.takeoverLogReadMsMax,
 });
-/** A marker refused this many times in a row means another node still writes the log: give up this round. */
-const markerAttemptsMax = 5;
 
 /**
  * This node's part in a cluster (cluster.enabled): every `cluster.rebalanceMs` it heartbeats, computes its
@@ -219,7 +215,7 @@ export class ClusterMember {
       openFresh: () => openPartitionStore(c, id.stage, id.index),
       logPartBytesMax: c.streams.messageBytesMax,
       read: logReadLimits(c),
-      markerAttemptsMax,
+      markerAttemptsMax: c.cluster.takeoverMarkerAttemptsMax,
     };
   }
 
@@ -274,15 +270,19 @@ export class ClusterMember {
   private async snapshotOf(o: Owned): Promise<void> {
     const logSeqFrom = ((await logHead(this.d.jsm, o.id.stage, o.id.index))?.seq ?? 0) + 1;
     if (!o.lease.valid()) return; // fenced: a snapshot of a branch that lost must not replace the latest
-    o.snapshot = await writeSnapshot(this.d.snapshots, o.store, {
-      writer: this.node,
-      writtenAtMs: Date.now(),
-      logSeqFrom,
-    });
+    const info = await writeSnapshot(
+      this.d.snapshots,
+      o.store,
+      { writer: this.node, writtenAtMs: Date.now(), logSeqFrom },
+      { waitMsMax: this.d.config.cluster.handoffSnapshotWaitMsMax },
+    );
+    // A handoff that joined the periodic snapshot gets the same one: counted once, by whoever sees it first.
+    if (o.snapshot?.revision === info.revision) return;
+    o.snapshot = info;
     this.d.events.emit("snapshot_written", {
       stage: o.id.stage,
       partition: o.id.index,
-      bytes: o.snapshot.bodyBytes,
+      bytes: info.bodyBytes,
     });
   }
 
@@ -301,41 +301,35 @@ export class ClusterMember {
     }
   }
 
-  /** Every partition's latest snapshot as the last `refreshFloors` read it (retention's floor). */
-  private floors = new Map<string, SnapshotInfo | null>();
-
-  /** Reads every partition's latest snapshot metadata (no bodies): what retention may purge below. */
-  async refreshFloors(): Promise<void> {
-    const all = allPartitions(this.d.config.streams.partitionCount);
-    const infos = await Promise.all(all.map((p) => readSnapshotInfo(this.d.snapshots, p.stage, p.index)));
-    this.floors = new Map(all.map((p, i) => [partitionKey(p), infos[i] ?? null]));
-  }
+  /** Every partition's latest snapshot as the last `refreshFloors` read it; empty on all but one node. */
+  private floors: Floors = new Map();
 
   /**
-   * Every partition's input streams with the sequence its latest snapshot applied (0 without a snapshot:
-   * nothing of that stream may go yet), for stream retention (src/stream/retention.ts).
+   * Before each retention pass: on the retention node (the live node first by name, as of the last round),
+   * every partition's latest snapshot metadata (no bodies), cluster.snapshotInfoReadsInFlightMax at a time;
+   * on every other node nothing, and nothing is purged there (src/cluster/floors.ts says why one node).
    */
-  appliedFloors(): AppliedPartition[] {
-    return allPartitions(this.d.config.streams.partitionCount).flatMap((p) =>
-      stageInputs[p.stage].map((input, i, all) => ({
-        input,
-        index: p.index,
-        streamSeqLastApplied: () => {
-          const applied = this.floors.get(partitionKey(p))?.applied;
-          if (applied === undefined) return 0;
-          // The last input is the stage's main stream; the others are named.
-          if (i === all.length - 1) return applied.streamSeqLastApplied;
-          return applied.inputs.find((x) => x.stream === streamNames[input])?.seq ?? 0;
-        },
-      })),
+  async refreshFloors(): Promise<void> {
+    const c = this.d.config;
+    if (retentionNode(this.seen.nodes.map((n) => n.node)) !== this.node) {
+      this.floors = new Map();
+      return;
+    }
+    this.floors = await readFloors(
+      allPartitions(c.streams.partitionCount),
+      (p) => readSnapshotInfo(this.d.snapshots, p.stage, p.index),
+      c.cluster.snapshotInfoReadsInFlightMax,
     );
   }
 
-  /** SLUICE_LOG below the oldest partition's snapshot position may go; 1 while some partition has none. */
+  /** The input streams with what their partitions' latest snapshots applied (src/stream/retention.ts). */
+  appliedFloors(): AppliedPartition[] {
+    return appliedFloorsOf(this.floors, this.d.config.streams.partitionCount);
+  }
+
+  /** SLUICE_LOG below the oldest partition's snapshot position (its last record kept) may go; 1: nothing. */
   logFloor(): number {
-    let floor = Number.POSITIVE_INFINITY;
-    for (const info of this.floors.values()) floor = Math.min(floor, info?.logSeqFrom ?? 1);
-    return this.floors.size === 0 || !Number.isFinite(floor) ? 1 : floor;
+    return logFloorOf(this.floors);
   }
 
   /** The owner of a partition as of the last round, with its HTTP address (from its heartbeat). */

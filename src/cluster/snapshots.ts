@@ -109,22 +109,91 @@ export function openSnapshotBucket(
 }
 
 /** Snapshots being written in this process, by partition directory: one at a time each (one body file). */
-const writing = new Set<string>();
+const writing = new Map<string, Promise<SnapshotInfo>>();
 
 /**
  * Writes `store`'s state at one commit as its partition's snapshot, replacing the previous one. The store
  * may be the writer's own, open and committing: the records are read in one read transaction.
+ *
+ * One snapshot per partition is written at a time (they share the body file). A second one asked for
+ * meanwhile (a handoff meeting the periodic snapshot) waits for it, at most `waitMsMax`: when the one in
+ * flight holds the commit the store was at when this was asked (the partition's last commit, for a handoff
+ * whose host has stopped), it is this snapshot too and is returned; otherwise this one is written after it.
  */
 export async function writeSnapshot(
+  os: ObjectStore,
+  store: PartitionStore,
+  meta: { writer: string; writtenAtMs: number; logSeqFrom: number },
+  limits: { waitMsMax: number },
+): Promise<SnapshotInfo> {
+  const commitSeqNeeded = store.commitSeq();
+  const deadlineMs = Date.now() + limits.waitMsMax;
+  // The check and the set below have no await between them: two callers that waited never both write.
+  for (let inFlight = writing.get(store.dir); inFlight !== undefined; inFlight = writing.get(store.dir)) {
+    const joined = await joinable(store, inFlight, commitSeqNeeded, deadlineMs);
+    if (joined !== null) return joined;
+  }
+  const put = putSnapshot(os, store, meta);
+  writing.set(store.dir, put);
+  try {
+    return await put;
+  } finally {
+    writing.delete(store.dir);
+  }
+}
+
+/**
+ * The snapshot in flight once it is written, when it holds commit `commitSeqNeeded` or later; null when the
+ * caller must write its own (it is older, or it failed). Throws when it is not written by `deadlineMs`.
+ */
+async function joinable(
+  store: PartitionStore,
+  inFlight: Promise<SnapshotInfo>,
+  commitSeqNeeded: number,
+  deadlineMs: number,
+): Promise<SnapshotInfo | null> {
+  const done = await settledBefore(inFlight, deadlineMs);
+  if (done === null) {
+    const { stage, partition } = store.identity;
+    throw new Error(
+      `a snapshot of ${stage} partition ${partition} was still being written after this one waited its limit (cluster.handoffSnapshotWaitMsMax); the next snapshot period writes one, or raise the limit if snapshots take that long`,
+    );
+  }
+  if (!("info" in done)) return null;
+  const covers = done.info.storeId === store.storeId() && done.info.commitSeq >= commitSeqNeeded;
+  return covers ? done.info : null;
+}
+
+/** How `p` settled, or null when it had not by `deadlineMs`. */
+async function settledBefore<T>(
+  p: Promise<T>,
+  deadlineMs: number,
+): Promise<{ info: T } | { error: unknown } | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), Math.max(0, deadlineMs - Date.now()));
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        (info) => ({ info }),
+        (error: unknown) => ({ error }),
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The body into the partition's body file, then into the Object Store under the partition's name. */
+async function putSnapshot(
   os: ObjectStore,
   store: PartitionStore,
   meta: { writer: string; writtenAtMs: number; logSeqFrom: number },
 ): Promise<SnapshotInfo> {
   const { stage, partition, partitionCount } = store.identity;
   const file = `${store.dir}.snapshot`;
-  if (writing.has(store.dir))
-    throw new Error(`a snapshot of ${stage} partition ${partition} is being written`);
-  writing.add(store.dir);
   try {
     const body = await writeBody(store, file);
     const info: SnapshotInfo = {
@@ -141,7 +210,6 @@ export async function writeSnapshot(
     );
     return { ...info, revision: put.revision };
   } finally {
-    writing.delete(store.dir);
     await rm(file, { force: true });
   }
 }

@@ -235,6 +235,12 @@ export const relations: ReadonlyArray<{
       `cluster.snapshotMs (${c.cluster.snapshotMs}) + 2 × cluster.leaseMs (${c.cluster.leaseMs}) must not exceed streams.duplicateWindowMs (${c.streams.duplicateWindowMs}): a new owner publishes again what was not confirmed and those copies must be recognised as duplicates; snapshot more often or widen the window`,
   },
   {
+    rule: "With `cluster.enabled`: `cluster.takeoverLogReadMsMax` > `nats.requestTimeoutMs`: one fetch of the changelog may wait that long, and a takeover must have time for the snapshot's restore and more than one fetch.",
+    holds: (c) => !c.cluster.enabled || c.cluster.takeoverLogReadMsMax > c.nats.requestTimeoutMs,
+    fix: (c) =>
+      `cluster.takeoverLogReadMsMax (${c.cluster.takeoverLogReadMsMax}) must exceed nats.requestTimeoutMs (${c.nats.requestTimeoutMs}): a single changelog fetch may wait that long, so no takeover could finish; raise takeoverLogReadMsMax or lower requestTimeoutMs`,
+  },
+  {
     rule: "`cluster.partitions` names partitions that exist (indexes below `streams.partitionCount`).",
     holds: (c) => pinsError(c) === null,
     fix: (c) => pinsError(c) ?? "",

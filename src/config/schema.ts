@@ -112,6 +112,43 @@ export const schema = {
       1024 * GiB,
       "Cap of the SLUICE_SNAPSHOTS Object Store: every partition's latest snapshot, plus the largest once more for a put in flight.",
     ),
+    // A handoff finds the periodic snapshot of the same partition in flight at most once per snapshotMs; one
+    // snapshot is a local body write (~1 s per few hundred MiB) and its upload: 30 s covers a few GiB.
+    handoffSnapshotWaitMsMax: int(
+      30 * secondMs,
+      100,
+      10 * minuteMs,
+      "Longest a handoff (or any snapshot) waits for a snapshot of the same partition already being written: it joins that one when it covers the partition's last commit, else writes its own after it; past this the handoff goes on without one and the next owner replays the log.",
+    ),
+    // 1,000 records per fetch ≈ a few MiB of typical commits (a few hundred bytes to a few KiB each): a
+    // takeover reads one snapshot period of log in a few round trips.
+    takeoverLogFetchCountMax: int(
+      1000,
+      1,
+      100_000,
+      "Changelog records one fetch of a takeover reads (each fetch waits at most nats.requestTimeoutMs).",
+    ),
+    // 60 s = 10 × the default leaseMs: a takeover that cannot restore and read its log in it is released and
+    // retried by a later round (a stuck one must not hold the lease forever).
+    takeoverLogReadMsMax: int(
+      minuteMs,
+      secondMs,
+      hourMs,
+      "Longest a takeover may take to restore the latest snapshot and read the changelog after it, counted from its start; past it the lease is released and a later round tries again.",
+    ),
+    takeoverMarkerAttemptsMax: int(
+      5,
+      1,
+      1000,
+      "Takeover markers refused in a row (another node's record landed after the last one read) before a takeover gives up this round: another node still writes the log.",
+    ),
+    // 16 metadata requests at once: 2 × 256 partitions are read in 32 round trips, never 512 at once.
+    snapshotInfoReadsInFlightMax: int(
+      16,
+      1,
+      512,
+      "Snapshot metadata reads in flight at once when the cluster's retention node reads every partition's latest snapshot position (once per streams.retentionIntervalMs, on one node only).",
+    ),
   },
   log: {
     level: oneOf("info", ["debug", "info", "warn", "error"], "Lowest level written to stdout as JSON."),

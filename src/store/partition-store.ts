@@ -1,4 +1,4 @@
-import { mkdirSync, statfsSync } from "node:fs";
+import { mkdirSync, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, type Key, open, type RangeOptions, type RootDatabase } from "lmdb";
 import { type CommitRecord, recordParts } from "../cluster/changelog.ts";
@@ -252,6 +252,9 @@ export class PartitionStore {
       .map(({ value }) => value as T);
   }
 
+  /** The device of the partition's directory (read once: an open environment's directory stays on its disk). */
+  private device: number | undefined;
+
   /**
    * What the partition uses of its LMDB map and what its disk has left: the map's used pages × page size (LMDB
    * never shrinks a map file, so this is the high-water mark) against store.mapBytesMax, and the data
@@ -267,8 +270,8 @@ export class PartitionStore {
     const stats = this.root.getStats() as { pageSize: number; lastPageNumber: number; mapSize: number };
     const map = { mapUsedBytes: (stats.lastPageNumber + 1) * stats.pageSize, mapBytesMax: stats.mapSize };
     try {
-      const fs = statfsSync(this.dir);
-      return { ...map, diskFreeBytes: fs.bavail * fs.bsize, diskSizeBytes: fs.blocks * fs.bsize };
+      this.device ??= statSync(this.dir).dev;
+      return { ...map, ...diskSpace(this.device, this.dir, Date.now()) };
     } catch {
       // The directory went away under an open environment (removed by hand): the map figures still hold.
       return map;
@@ -564,6 +567,32 @@ export class PartitionStore {
     this.closed = true;
     await this.root.close();
   }
+}
+
+/**
+ * How long one statfs of a file system answers for every partition on it. Each partition samples its space
+ * every consumer.lagPollMs (5 s by default); its 2 × P partitions, usually on one disk, would each call
+ * statfs. With this the process calls it at most once a second per disk, whatever P, and a sample is at most
+ * 1 s staler than its own statfs would be (a gauge, scraped every 15 s or so). A constant here, not a config
+ * key: the store is opened without the config (src/stages/definition.ts passes only its own options).
+ */
+const diskSpaceFreshMs = 1000;
+
+/** The last statfs per device: `[atMs, answer]`; one entry per disk the partitions are on. */
+const diskSpaceByDevice = new Map<number, [number, { diskFreeBytes: number; diskSizeBytes: number }]>();
+
+/** The free (to this process) and total bytes of the file system on `device`, read again when stale. */
+function diskSpace(
+  device: number,
+  dir: string,
+  nowMs: number,
+): { diskFreeBytes: number; diskSizeBytes: number } {
+  const known = diskSpaceByDevice.get(device);
+  if (known !== undefined && nowMs - known[0] < diskSpaceFreshMs) return known[1];
+  const fs = statfsSync(dir);
+  const space = { diskFreeBytes: fs.bavail * fs.bsize, diskSizeBytes: fs.blocks * fs.bsize };
+  diskSpaceByDevice.set(device, [nowMs, space]);
+  return space;
 }
 
 /** LMDB's largest key (lmdb-js default build). */

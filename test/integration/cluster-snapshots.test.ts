@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { ObjectStore } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
@@ -13,11 +13,14 @@ import {
   snapshotName,
   writeSnapshot,
 } from "../../src/cluster/snapshots.ts";
+import { logHead } from "../../src/cluster/takeover.ts";
 import type { Config } from "../../src/config/index.ts";
+import type { SkuState } from "../../src/domain/ledger/index.ts";
+import type { Sluice } from "../../src/sluice.ts";
 import { stageDefinitions } from "../../src/stages/definition.ts";
 import { importPartition } from "../../src/store/admin.ts";
 import { type Op, PartitionStore, partitionDir } from "../../src/store/index.ts";
-import { type Stage, subjects } from "../../src/stream/subjects.ts";
+import { type Stage, skuPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
 import {
   getJson,
   httpBase,
@@ -52,6 +55,8 @@ const records = (s: PartitionStore) =>
   [...s.export()].filter((r) => !(r.table === "meta" && r.key === "storeId"));
 const applied = (s: PartitionStore) => ({ seq: s.streamSeqLastApplied(), inputs: s.inputStreams() });
 const writer = { writer: "node-a", writtenAtMs: 1_700_000_000_000, logSeqFrom: 1 };
+/** How long a snapshot waits for one of the same partition in flight (cluster.handoffSnapshotWaitMsMax). */
+const limits = { waitMsMax: 30_000 };
 const partitions = (["ledger", "order"] as const).flatMap((stage) =>
   [0, 1, 2, 3].map((i) => [stage, i] as const),
 );
@@ -105,7 +110,7 @@ test("every partition's snapshot restores record for record, with its applied se
   >();
   for (const [stage, index] of partitions) {
     const store = open(config, stage, index);
-    const info = await writeSnapshot(os, store, { ...writer, logSeqFrom: 100 + index });
+    const info = await writeSnapshot(os, store, { ...writer, logSeqFrom: 100 + index }, limits);
     expect(info.applied.streamSeqLastApplied).toBe(store.streamSeqLastApplied());
     expect(info.applied.inputs).toEqual(store.inputStreams());
     expect(info.recordCount).toBe(records(store).length + 1);
@@ -228,10 +233,10 @@ function pairOps(seq: number, count: number): Op[] {
 
 test("many snapshots over one name keep the bucket at one snapshot's size", async () => {
   const { store } = await bigPartition("snapshots-bounded", 2_000); // ≈ 1 MiB: several chunks per put
-  const first = await writeSnapshot(os, store, writer);
+  const first = await writeSnapshot(os, store, writer, limits);
   const sizeAfterOne = (await os.status()).size;
   for (let i = 0; i < 20; i++)
-    await writeSnapshot(os, store, { ...writer, writtenAtMs: writer.writtenAtMs + i });
+    await writeSnapshot(os, store, { ...writer, writtenAtMs: writer.writtenAtMs + i }, limits);
   const sizeAfterMany = (await os.status()).size;
   await store.close();
   expect(first.bodyBytes).toBeGreaterThan(512 * 1024);
@@ -295,7 +300,7 @@ async function snapshotsWhileCommitting(store: PartitionStore, seq: () => number
   }
   expect(seq()).toBeGreaterThan(snap.applied.streamSeqLastApplied); // the writer moved on meanwhile
   expectCommitted(seen, snap.applied.streamSeqLastApplied);
-  return writeSnapshot(os, store, writer);
+  return writeSnapshot(os, store, writer, limits);
 }
 
 /** Both tables hold every key of commits 1…seq and none later: 20,000 from the first, 3 from each after. */
@@ -307,3 +312,120 @@ function expectCommitted(rows: Array<{ table: string; seq: number }>, seq: numbe
     expect(mine.reduce((max, r) => Math.max(max, r.seq), 0)).toBe(seq);
   }
 }
+
+test("a handoff's snapshot meets the periodic one of its partition: it joins it when it holds the last commit, else writes its own after it", async () => {
+  const { store } = await bigPartition("snapshots-collide", 5_000); // ≈ 2.5 MiB: the body takes a while
+  const handoff = { ...writer, writer: "node-handoff" };
+
+  // Nothing committed since the periodic snapshot's read began: it is the handoff's snapshot too.
+  const [periodic, joined] = await Promise.all([
+    writeSnapshot(os, store, writer, limits),
+    writeSnapshot(os, store, handoff, limits),
+  ]);
+  expect(joined.commitSeq).toBeGreaterThanOrEqual(store.commitSeq());
+  expect(joined.revision).toBe(periodic.revision); // one snapshot written, both callers have it
+  expect((await readSnapshotInfo(os, "ledger", 3))?.revision).toBe(periodic.revision);
+
+  // A commit lands after the periodic snapshot's read began: the handoff waits for it, then writes its own.
+  const older = writeSnapshot(os, store, writer, limits);
+  await store.commit({ ops: pairOps(2, 3), outbox: [], streamSeqLastApplied: 2 });
+  const needed = store.commitSeq();
+  const [second, own] = await Promise.all([older, writeSnapshot(os, store, handoff, limits)]);
+  expect(second.commitSeq).toBe(needed - 1);
+  expect(own.commitSeq).toBe(needed);
+  expect(own.writer).toBe("node-handoff");
+  expect(own.revision).toBeGreaterThan(second.revision);
+  const latest = await readSnapshotInfo(os, "ledger", 3);
+  expect(latest?.revision).toBe(own.revision);
+  expect(latest?.commitSeq).toBe(needed);
+
+  // Past its limit the waiting one is refused, naming the key; the one in flight is written all the same.
+  const slow = writeSnapshot(os, store, writer, limits);
+  const refused = await writeSnapshot(os, store, handoff, { waitMsMax: 0 }).catch((e: unknown) => e);
+  expect((refused as Error).message).toContain("cluster.handoffSnapshotWaitMsMax");
+  expect((await slow).commitSeq).toBe(needed);
+  await store.close();
+});
+
+test("in a cluster one node reads the snapshots' positions and purges; nothing goes that a partition's latest snapshot needs", async () => {
+  const natsC = new TestNats(4);
+  await natsC.start();
+  const nodes: Array<{ sluice: Sluice; fatal: Error[] }> = [];
+  const nodeConfig = (name: string) => {
+    const dir = tempDir(`snapshots-retention-${name}`);
+    dirs.push(dir);
+    return testConfig(natsC.url, dir, {
+      node: { name, workerCount: 0 },
+      cluster: { enabled: true, leaseMs: 1500, leaseRenewMs: 300, rebalanceMs: 300, snapshotMs: 1000 },
+      streams: { appliedHistoryMs: 0, retentionIntervalMs: 100 },
+    });
+  };
+  const ncC = await connect({ servers: natsC.url });
+  const producer = await Producer.connect(natsC.url);
+  try {
+    nodes.push(await startSluice(nodeConfig("node-a")));
+    nodes.push(await startSluice(nodeConfig("node-b")));
+    const jsm = await jetstreamManager(ncC);
+    const osC = await openSnapshotBucket(jetstream(ncC), config, { bytesMax: 64 * MiB });
+    // The streams' first sequences, then the snapshots: a purge point read from older snapshots is lower.
+    const purgedWithinSnapshots = async () => {
+      const logFirst = (await jsm.streams.info("SLUICE_LOG")).state.first_seq;
+      const ledgerFirst = (await jsm.streams.info(streamNames.ledger)).state.first_seq;
+      const infos = await Promise.all(partitions.map(([stage, i]) => readSnapshotInfo(osC, stage, i)));
+      // Each partition's last record before its snapshot stays (a takeover reads its writer).
+      const logFloor = Math.max(1, Math.min(...infos.map((info) => (info?.logSeqFrom ?? 1) - 1)));
+      const ledgerFloor = Math.min(
+        ...infos.map((info, i) =>
+          partitions[i]?.[0] === "ledger" ? (info?.applied.streamSeqLastApplied ?? 0) + 1 : Infinity,
+        ),
+      );
+      expect(logFirst).toBeLessThanOrEqual(logFloor);
+      expect(ledgerFirst).toBeLessThanOrEqual(ledgerFloor);
+      // Every partition logged its takeover marker at least: none of their subjects is ever purged empty.
+      for (const [stage, i] of partitions) expect(await logHead(jsm, stage, i)).not.toBeNull();
+      return { logFirst, ledgerFirst };
+    };
+    const skus = Array.from({ length: 16 }, (_, i) => `SR-${i}`);
+    let sent = 0;
+    let purged = { logFirst: 1, ledgerFirst: 1 };
+    for (
+      let round = 0;
+      round < 60 && (purged.logFirst <= 1 || purged.ledgerFirst <= 1 || sent < 300);
+      round++
+    ) {
+      for (let i = 0; i < 10; i++, sent++) {
+        await producer.publishJson(subjects.stockPublic(skus[sent % skus.length] as string), {
+          type: "received",
+          warehouse: "w1",
+          qty: 1,
+        });
+      }
+      purged = await purgedWithinSnapshots();
+      await Bun.sleep(100);
+    }
+    expect(purged.logFirst).toBeGreaterThan(1);
+    expect(purged.ledgerFirst).toBeGreaterThan(1);
+    const [a, b] = nodes.map((n) => n.sluice.retention?.purgedCount);
+    expect(a?.get("SLUICE_LOG") ?? 0).toBeGreaterThan(0);
+    expect(b?.get("SLUICE_LOG") ?? 0).toBe(0); // node-b is not the retention node: it purges nothing
+    expect(b?.get(streamNames.ledger) ?? 0).toBe(0);
+
+    // node-a leaves: node-b restores its partitions from what retention kept, and every receipt counts once.
+    await nodes[0]?.sluice.stop();
+    const onB = nodes[1]?.sluice as Sluice;
+    const counted = (sku: string, i: number) =>
+      onB.store("ledger", skuPartition(sku, 4))?.get<SkuState>("skus", sku)?.positions.w1?.onHand ===
+      Math.floor(sent / skus.length) + (i < sent % skus.length ? 1 : 0);
+    await waitFor(
+      () => onB.member?.owned.size === 8 && skus.every(counted),
+      "node-b runs all and counted all",
+    );
+    await purgedWithinSnapshots();
+    expect(nodes.flatMap((n) => n.fatal)).toEqual([]);
+  } finally {
+    for (const n of nodes) await n.sluice.stop().catch(() => undefined);
+    await producer.close();
+    await ncC.close();
+    await natsC.dispose();
+  }
+}, 90_000);
