@@ -208,7 +208,18 @@ const natsAuthKeys = (c: Config) =>
 
 /** The NATS keys set that only an external server can honour. */
 const natsExternalOnly = (c: Config) =>
-  (["tlsCaFile", "tlsCertFile", "tlsKeyFile", "nkeySeedFile", "credsFile"] as const)
+  (
+    [
+      "token",
+      "user",
+      "password",
+      "tlsCaFile",
+      "tlsCertFile",
+      "tlsKeyFile",
+      "nkeySeedFile",
+      "credsFile",
+    ] as const
+  )
     .filter((k) => c.nats[k] !== "")
     .map((k) => `nats.${k}`);
 
@@ -358,10 +369,10 @@ export const relations: ReadonlyArray<{
         : "nats.tlsKeyFile is set without nats.tlsCertFile: set the client certificate too, or neither",
   },
   {
-    rule: "Embedded server only: no `nats.tlsCaFile`, `nats.tlsCertFile`, `nats.tlsKeyFile`, `nats.nkeySeedFile` or `nats.credsFile`: the embedded server listens on loopback without TLS or authentication.",
+    rule: "Embedded server only: no `nats.token`, `nats.user`, `nats.password`, `nats.tlsCaFile`, `nats.tlsCertFile`, `nats.tlsKeyFile`, `nats.nkeySeedFile` or `nats.credsFile`: the embedded server listens on loopback without TLS, and Sluice connects to it with the NKey seed it made for itself (docs/security.md, the embedded server).",
     holds: (c) => c.nats.url !== "" || natsExternalOnly(c).length === 0,
     fix: (c) =>
-      `${natsExternalOnly(c).join(", ")} set but nats.url is empty: the embedded server has no TLS or authentication (docs/security.md); set nats.url to a server configured for them, or leave these keys empty`,
+      `${natsExternalOnly(c).join(", ")} set but nats.url is empty: the embedded server has no TLS and its own NKey users, with seeds Sluice makes in <data.dir>/nats/auth (docs/security.md, the embedded server); set nats.url to a server configured for these keys, or leave them empty`,
   },
   {
     rule: "`orders.tombstoneRetentionMs` ≥ `orders.finalRetentionMs`: a final order becomes a tombstone before its key is forgotten (both count from its final time).",

@@ -238,9 +238,15 @@ describe("NKey users", () => {
     ).toThrow("nats.token and nats.nkeySeedFile and nats.credsFile are all set: set one way to authenticate");
   });
 
-  test("the embedded server has no TLS or authentication: those keys need nats.url", () => {
+  test("the embedded server has no TLS and users of its own: the security keys need nats.url", () => {
     expect(() => testConfig("", dir, { nats: { tlsCaFile: pki.caFile } })).toThrow(
-      "nats.tlsCaFile set but nats.url is empty: the embedded server has no TLS or authentication (docs/security.md)",
+      "nats.tlsCaFile set but nats.url is empty: the embedded server has no TLS and its own NKey users",
+    );
+    expect(() => testConfig("", dir, { nats: { token: "t0ken" } })).toThrow(
+      /^nats\.token set but nats\.url is empty/,
+    );
+    expect(() => testConfig("", dir, { nats: { user: "u", password: "p" } })).toThrow(
+      /^nats\.user, nats\.password set but nats\.url is empty/,
     );
   });
 });
