@@ -104,15 +104,15 @@ export class Retention {
       if (p.input !== stage) continue;
       const applied = p.streamSeqLastApplied();
       if (applied + 1 >= below) continue;
-      const consumer = await this.jsm.consumers
-        .info(stream, inputConsumerName(stage, p.index))
-        .catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)));
-      // In cluster mode the floor is a snapshot's, not what the consumer has delivered: no shortcut.
-      const idle =
-        this.cluster === null &&
-        consumer !== null &&
-        consumer.num_pending === 0 &&
-        consumer.num_ack_pending === 0;
+      // In cluster mode the floor is a snapshot's, not what the consumer has delivered: no shortcut, and no
+      // consumer info to ask for.
+      const consumer =
+        this.cluster !== null
+          ? null
+          : await this.jsm.consumers
+              .info(stream, inputConsumerName(stage, p.index))
+              .catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)));
+      const idle = consumer !== null && consumer.num_pending === 0 && consumer.num_ack_pending === 0;
       if (!idle) below = Math.min(below, applied + 1);
     }
     const bytesMax = info.config.max_bytes;
