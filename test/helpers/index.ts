@@ -230,3 +230,36 @@ export function sluiceFixture(
     rmSync(dataDir, { recursive: true, force: true });
   });
 }
+
+/**
+ * The reference sink (`--source erp`) run against `natsUrl` with the security settings in `env` until it
+ * delivered one ERP batch to an endpoint that takes everything; returns what it delivered and its stats.
+ */
+export async function deliverErpBatchWithSink(
+  natsUrl: string,
+  env: Record<string, string>,
+  timeoutMs = 15_000,
+): Promise<{ received: unknown[]; deadLettered: number }> {
+  const { parseSinkOptions, startSink } = await import("../../src/sink/index.ts");
+  const received: unknown[] = [];
+  const endpoint = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: async (req) => {
+      received.push(await req.json());
+      return new Response("ok");
+    },
+  });
+  const args = ["--source", "erp", "--url", `http://127.0.0.1:${endpoint.port}/erp`, "--nats", natsUrl];
+  const parsed = parseSinkOptions([...args, "--rps", "1000", "--log-level", "error"], env);
+  if (!parsed.ok) throw new Error(parsed.detail);
+  let sink: Awaited<ReturnType<typeof startSink>> | null = null;
+  try {
+    sink = await startSink(parsed.value);
+    await waitFor(() => received.length > 0, "an ERP batch delivered", timeoutMs);
+    return { received, deadLettered: sink.stats.deadLettered };
+  } finally {
+    await sink?.stop();
+    endpoint.stop(true);
+  }
+}

@@ -10,7 +10,6 @@ import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, errors, type NatsConnection, nkeyAuthenticator, nkeys } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { Logger } from "../../src/log/index.ts";
-import { parseSinkOptions, type Sink, startSink } from "../../src/sink/index.ts";
 import { Sluice } from "../../src/sluice.ts";
 import { embeddedSecurity, natsSecurityOptions } from "../../src/stream/connection.ts";
 import {
@@ -21,7 +20,7 @@ import {
   ensureEmbeddedUsers,
 } from "../../src/stream/embedded-auth.ts";
 import { streamNames, subjects } from "../../src/stream/subjects.ts";
-import { tempDir, testConfig, waitFor } from "../helpers/index.ts";
+import { deliverErpBatchWithSink, tempDir, testConfig, waitFor } from "../helpers/index.ts";
 
 const P = 4;
 const dataDir = tempDir("embedded-auth");
@@ -181,39 +180,13 @@ describe("the embedded server is locked", () => {
   });
 
   test("the reference sink delivers as the reader, and the server never refuses it", async () => {
-    const received: unknown[] = [];
-    const endpoint = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: async (req) => {
-        received.push(await req.json());
-        return new Response("ok");
-      },
-    });
-    const parsed = parseSinkOptions(
-      [
-        "--source",
-        "erp",
-        "--url",
-        `http://127.0.0.1:${endpoint.port}/erp`,
-        "--nats",
-        sluice.embedded?.url as string,
-      ].concat(["--rps", "1000", "--log-level", "error"]),
+    const run = await deliverErpBatchWithSink(
+      sluice.embedded?.url as string,
       { SLUICE_SINK_NATS_NKEY_SEED_FILE: join(natsDir, "auth", "reader.nk") },
+      30_000,
     );
-    if (!parsed.ok) throw new Error(parsed.detail);
-    let sink: Sink | undefined;
-    try {
-      sink = await startSink(parsed.value);
-      await waitFor(() => received.length > 0, "an ERP batch delivered", 30_000);
-      expect(sink.stats.deadLettered).toBe(0);
-      expect(serverLog.filter((l) => l.includes("Violation") && l.includes(publicKeyOf("reader")))).toEqual(
-        [],
-      );
-    } finally {
-      await sink?.stop();
-      endpoint.stop(true);
-    }
+    expect(run.deadLettered).toBe(0);
+    expect(serverLog.filter((l) => l.includes("Violation") && l.includes(publicKeyOf("reader")))).toEqual([]);
   });
 
   test("a producer publishes public inputs only: generated subjects of every internal family are refused", async () => {

@@ -7,10 +7,17 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
-import { parseSinkOptions, type Sink, startSink } from "../../src/sink/index.ts";
 import type { Sluice } from "../../src/sluice.ts";
 import { orderKey, orderPartition, skuPartition, streamNames, subjects } from "../../src/stream/subjects.ts";
-import { getJson, httpBase, startSluice, tempDir, testConfig, waitFor } from "../helpers/index.ts";
+import {
+  deliverErpBatchWithSink,
+  getJson,
+  httpBase,
+  startSluice,
+  tempDir,
+  testConfig,
+  waitFor,
+} from "../helpers/index.ts";
 import { SecureNats } from "../helpers/nats-secure.ts";
 
 const P = 4;
@@ -174,35 +181,12 @@ describe("the roles of docs/security.md on nats-server 2.9", () => {
   });
 
   test("the reference sink delivers ERP batches with its user", async () => {
-    const received: unknown[] = [];
-    const endpoint = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: async (req) => {
-        received.push(await req.json());
-        return new Response("ok");
-      },
+    const run = await deliverErpBatchWithSink(nats.url, {
+      SLUICE_SINK_NATS_USER: "sink-erp",
+      SLUICE_SINK_NATS_PASSWORD: passwords.SINK_ERP_PASSWORD,
     });
-    const parsed = parseSinkOptions(
-      ["--source", "erp", "--url", `http://127.0.0.1:${endpoint.port}/erp`, "--nats", nats.url].concat([
-        "--rps",
-        "1000",
-        "--log-level",
-        "error",
-      ]),
-      { SLUICE_SINK_NATS_USER: "sink-erp", SLUICE_SINK_NATS_PASSWORD: passwords.SINK_ERP_PASSWORD },
-    );
-    if (!parsed.ok) throw new Error(parsed.detail);
-    let sink: Sink | null = null;
-    try {
-      sink = await startSink(parsed.value);
-      await waitFor(() => received.length > 0, "an ERP batch delivered");
-      expect(sink.stats.deadLettered).toBe(0);
-      expect(nats.log()).not.toMatch(/Violation - User "sink-erp"/);
-    } finally {
-      await sink?.stop();
-      endpoint.stop(true);
-    }
+    expect(run.deadLettered).toBe(0);
+    expect(nats.log()).not.toMatch(/Violation - User "sink-erp"/);
   });
 
   test("a channel publishes its own orders, cancels and returns, and nothing else", async () => {
