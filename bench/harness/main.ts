@@ -57,6 +57,14 @@ import {
   usage,
 } from "./options.ts";
 import { ZipfSampler } from "./prng.ts";
+import {
+  NetworkError,
+  networkSummary,
+  type ReplayNetwork,
+  resolveNetwork,
+  type WarehouseSite,
+  writeNetwork,
+} from "./replay-network.ts";
 import { renderHtml } from "./report-html.ts";
 import { type BenchReport, buildReport, type RawJetStream } from "./report-json.ts";
 import { renderMarkdown } from "./report-md.ts";
@@ -101,13 +109,21 @@ export async function runBench(argv: string[]): Promise<number> {
     }
     speedup = speedupFor(trace, options.speedup, options.fitS);
   }
+  let network: ReplayNetwork;
+  try {
+    network = resolveNetwork(options, trace);
+  } catch (error) {
+    if (!(error instanceof NetworkError)) throw error;
+    process.stderr.write(`sluice bench: ${error.message}\n`);
+    return 2;
+  }
   const phases = phasesOf(
     options,
     trace === null ? null : { spanS: trace.spanMs / speedup / 1000, orders: trace.orders.length },
   );
-  if ((options.nodes?.length ?? 0) > 1) return await runCurve(argv, options, trace, speedup);
+  if ((options.nodes?.length ?? 0) > 1) return await runCurve(argv, options, trace, speedup, network);
   try {
-    const report = await runScenario(argv, options, phases, trace, speedup);
+    const report = await runScenario(argv, options, phases, trace, speedup, network);
     printSummary(report);
     return report.audit.passed ? 0 : 1;
   } catch (error) {
@@ -146,6 +162,7 @@ async function runCurve(
   options: BenchOptions,
   trace: Trace | null,
   speedup: number,
+  network: ReplayNetwork,
 ): Promise<number> {
   const startedAt = new Date();
   const reportDir = resolve(options.out ?? defaultOutDir());
@@ -161,7 +178,7 @@ async function runCurve(
     );
     say(`curve: ${count} node${count === 1 ? "" : "s"} (${i + 1} of ${counts.length})`);
     try {
-      const report = await runScenario(argv, o, phases, trace, speedup);
+      const report = await runScenario(argv, o, phases, trace, speedup, network);
       printSummary(report);
       runs.push({ nodes: count, report, reportDir: o.out as string, error: null });
     } catch (error) {
@@ -222,10 +239,18 @@ async function runScenario(
   phases: Phase[],
   trace: Trace | null,
   speedup: number,
+  network: ReplayNetwork,
 ): Promise<BenchReport> {
   const startedAt = new Date();
   const reportDir = resolve(options.out ?? defaultOutDir());
   mkdirSync(reportDir, { recursive: true });
+  // The rule set and stock the run uses, next to its reports: --network and --stock-file replay them again.
+  const written = writeNetwork(network, reportDir);
+  if (network.source !== "bench" || network.stock !== null)
+    say(
+      `network: ${network.source}, ${network.sites.length} warehouses${network.stock === null ? "" : `, ${network.stock.length.toLocaleString("en-US")} stock positions (${network.stockSource})`} → ${written.networkFile}`,
+    );
+  const networkEnv = { SLUICE_ORDERS_NETWORK_FILE: written.networkFile };
   const runId = Date.now().toString(36).slice(-6);
   const expected = trace === null ? expectedOrders(phases) : trace.orders.length;
   const loadSeconds = phases[phases.length - 1]?.endS ?? 0;
@@ -274,13 +299,7 @@ async function runScenario(
     say(
       `starting nats-server and Sluice (data directory on a ${diskFault ? `${options.diskMb} MiB tmpfs` : "temporary directory"}); ${faultPlan.length} faults: ${faultPlan.map((f) => `${f.kind} at ${f.atS} s for ${f.holdS} s`).join(", ")}`,
     );
-    rig = new ChaosRig(
-      { SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml") },
-      options.partitions,
-      options.diskMb,
-      diskFault,
-      reportDir,
-    );
+    rig = new ChaosRig(networkEnv, options.partitions, options.diskMb, diskFault, reportDir);
     if (diskFault && !rig.disk.mounted) say(`disk-full faults will be skipped: ${rig.disk.reason}`);
     try {
       await rig.start();
@@ -301,7 +320,7 @@ async function runScenario(
         natsCluster: options.natsCluster,
         partitions: options.partitions,
         workers: options.workers,
-        env: { SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml") },
+        env: networkEnv,
         reportDir,
       },
       say,
@@ -320,7 +339,7 @@ async function runScenario(
     say("starting Sluice on an embedded nats-server");
     sluice = await startSluice({
       SLUICE_STREAMS_PARTITION_COUNT: String(options.partitions),
-      SLUICE_ORDERS_NETWORK_FILE: join(import.meta.dir, "network.toml"),
+      ...networkEnv,
       SLUICE_NODE_WORKER_COUNT: String(options.workers),
     });
   }
@@ -346,7 +365,7 @@ async function runScenario(
     plan.natsClient = sluice.natsClient("producer");
     plan.natsReader = sluice.natsClient("reader");
     await cluster?.readStreamReplicas(nc);
-    await seedStock(nc, http, options, trace);
+    await seedStock(nc, http, options, trace, network);
     let raw: RawJetStream | null = null;
     const rawCount =
       options.rawMessages ??
@@ -369,13 +388,21 @@ async function runScenario(
       raw = { messages: rawCount, messageBytes: orderMessageBytesMean, ...r };
     }
     const completions = new CompletionLog();
-    const run = await driveLoad(nc, sluice, options, plan, phases, (startEpochMs, observer) => {
-      cluster?.startWatch(startEpochMs);
-      if (rig === null) return;
-      observer.onCompleted = (n, intendedMs, arrivalMs) => completions.record(n, intendedMs, arrivalMs);
-      readyz = new ReadyzWatch(rig);
-      injector = new FaultInjector(rig, faultPlan, startEpochMs, say);
-    });
+    const run = await driveLoad(
+      nc,
+      sluice,
+      options,
+      plan,
+      phases,
+      network.sites,
+      (startEpochMs, observer) => {
+        cluster?.startWatch(startEpochMs);
+        if (rig === null) return;
+        observer.onCompleted = (n, intendedMs, arrivalMs) => completions.record(n, intendedMs, arrivalMs);
+        readyz = new ReadyzWatch(rig);
+        injector = new FaultInjector(rig, faultPlan, startEpochMs, say);
+      },
+    );
     // sweep: the steps after the saturated one never ran; they leave the report.
     if (run.sweepStoppedAfter !== null) phases.length = run.sweepStoppedAfter + 1;
     let chaosReport: ChaosReport | null = null;
@@ -466,7 +493,10 @@ async function runScenario(
           : null,
       deadLettersByReason: run.deadLettersByReason,
       deadLetterExamples: run.deadLetterExamples,
-      stockAmple: options.scenario !== "hot-sku" && stockIsAmple(options, expected, trace),
+      // Stock per warehouse (derived or a file) is what the trace sold, not more than it can order: refusals
+      // are then routing's figures (the report's routing section), not findings.
+      stockAmple:
+        options.scenario !== "hot-sku" && network.stock === null && stockIsAmple(options, expected, trace),
       ...(chaosAudit === null ? {} : { statusOf: chaosAudit.statusOf, extraChecks: chaosAudit.checks }),
     });
     await nc.close();
@@ -506,6 +536,7 @@ async function runScenario(
       chaos: chaosReport,
       sweep: run.sweepJudgements === null ? null : { judgements: run.sweepJudgements },
       cluster: cluster?.info() ?? null,
+      network: networkSummary(network, written),
     });
     writeFileSync(join(reportDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(reportDir, "report.md"), renderMarkdown(report));
@@ -560,12 +591,17 @@ function placementLine(placement: Record<string, string[]>): string {
     .join(" · ");
 }
 
-/** Bulk imports (the router splits them per ledger partition); waits until every partition applied its last. */
+/**
+ * Bulk imports (the router splits them per ledger partition); waits until every partition applied its last.
+ * Stock per (warehouse, SKU) when the network has it (replay: derived or --stock-file), else --stock units of
+ * every SKU at the network's first warehouse.
+ */
 async function seedStock(
   nc: NatsConnection,
   http: SluiceHttp,
   o: BenchOptions,
   trace: Trace | null,
+  network: ReplayNetwork,
 ): Promise<void> {
   type Item = { sku: string; type: "received"; warehouse: string; qty: number };
   const items: Item[] = [];
@@ -573,9 +609,12 @@ async function seedStock(
     trace === null
       ? Array.from({ length: o.skus }, (_, i) => catalogueSku(i))
       : [...new Set(trace.orders.flatMap((t) => t.lines.map((l) => l.sku)))];
-  if (o.stockPerSku > 0) {
+  if (network.stock !== null) {
+    for (const r of network.stock)
+      if (r.qty > 0) items.push({ sku: r.sku, type: "received", warehouse: r.warehouse, qty: r.qty });
+  } else if (o.stockPerSku > 0) {
     for (const sku of skus) {
-      items.push({ sku, type: "received", warehouse: "w1", qty: o.stockPerSku });
+      items.push({ sku, type: "received", warehouse: network.firstWarehouse, qty: o.stockPerSku });
       // lifecycle: a warehouse rejection re-routes to the next warehouse, which needs stock too.
       if (o.scenario === "lifecycle")
         items.push({ sku, type: "received", warehouse: "w2", qty: o.stockPerSku });
@@ -631,6 +670,7 @@ async function driveLoad(
   options: BenchOptions,
   plan: LoadPlan,
   phases: Phase[],
+  sites: readonly WarehouseSite[],
   onStart: (startEpochMs: number, observer: Observer) => void = () => {},
 ): Promise<LoadRun> {
   const notes: string[] = [];
@@ -672,7 +712,14 @@ async function driveLoad(
   ]);
   const startEpochMs = Math.ceil(epochNowMs()) + 200; // a moment for the start line to arrive
   plan.startEpochMs = startEpochMs;
-  const observer = new Observer(options.channel, plan.runId, phases, startEpochMs, finalStatusesOf(options));
+  const observer = new Observer(
+    options.channel,
+    plan.runId,
+    phases,
+    startEpochMs,
+    finalStatusesOf(options),
+    sites,
+  );
   const sub = nc.subscribe(subjects.outAll, {
     callback: (_error, msg) => observer.onMessage(msg.subject, msg.data, epochNowMs()),
   });

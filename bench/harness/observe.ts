@@ -12,9 +12,12 @@
 //   ledger envelope was stored after the delta's newest input); then the line is matched one delta early.
 //
 // Each latency goes to an HDR-style histogram overall, per phase (by intended send time), and per second of
-// arrival (the timeline). Orders are tracked in typed arrays indexed by order number, not maps.
+// arrival (the timeline). Orders are tracked in typed arrays indexed by order number, not maps. What the
+// outputs say about routing (shipments per order, refusals, distances) goes to the routing tally.
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 import { limits, type Phase, phaseIndexAt } from "./options.ts";
+import type { WarehouseSite } from "./replay-network.ts";
+import { RoutingTally } from "./routing-tally.ts";
 import { keyPrefixOf, type OrderRef, parseOrderKey } from "./workload.ts";
 
 export const latencyKinds = ["allocated", "fulfil", "stockDelta"] as const;
@@ -152,6 +155,8 @@ export class Observer {
   readonly allocatedUnits = new Map<string, number>();
   /** Called once per order at its completion (chaos: recovery times); epoch ms. */
   onCompleted: ((n: number, intendedMs: number, arrivalMs: number) => void) | null = null;
+  /** Splits, shipments per order, refusals and distances, from the newest status and every fulfil item. */
+  readonly routing: RoutingTally;
 
   constructor(
     channel: string,
@@ -160,8 +165,11 @@ export class Observer {
     private readonly startEpochMs: number,
     /** Statuses in which an order needs nothing more from this run. */
     private readonly finalStatuses: ReadonlySet<string>,
+    /** The network's warehouses, for distances the fulfil items do not carry. */
+    sites: readonly WarehouseSite[] = [],
   ) {
     this.keyPrefix = keyPrefixOf(channel, runId);
+    this.routing = new RoutingTally(sites);
     this.lastCompletionMs = phases.map(() => 0);
     this.series = {
       allocated: new Series(phases.length),
@@ -240,6 +248,7 @@ export class Observer {
       if (isFinal) this.openKeys.delete(n);
       else this.openKeys.set(n, item.orderKey as string);
       this.finalCount += (isFinal ? 1 : 0) - (wasFinal ? 1 : 0);
+      this.routing.onStatus(n, lines);
     }
     const atMs = typeof item.atMs === "number" ? item.atMs : null;
     const open = lines.some((l) => l.state === "received");
@@ -277,6 +286,7 @@ export class Observer {
     if (item.type !== "fulfil") return;
     const ref = this.ref(item);
     if (ref === null) return;
+    this.routing.onFulfil(item);
     const n = ref.n;
     if (((this.flags[n] as number) & bit.fulfil) !== 0) return;
     this.flags[n] = (this.flags[n] as number) | bit.fulfil;

@@ -57,6 +57,16 @@ export type BenchOptions = {
   traceFormat: TraceFormat;
   speedup: number | null;
   fitS: number;
+  /**
+   * replay: the fulfilment network. null: derived from the trace when its lines name origins (Olist: seller
+   * states), else the bench's own (network.toml); "derive": derived, or an error when the trace names none;
+   * otherwise a rule-set file (TOML, or JSON when it ends in .json). replay-network.ts.
+   */
+  network: string | null;
+  /** replay: stock per (warehouse, SKU) from a CSV file (warehouse,sku,qty) instead of --stock or derived. */
+  stockFile: string | null;
+  /** replay, derived stock: units per (warehouse, SKU) = ceil(units the trace sold from there × this factor). */
+  stockHeadroom: number;
   partitions: number;
   inFlightPublishesMax: number;
   /** Raw JetStream measurement: messages (null: as many as the scenario's expected orders; 0: skip). */
@@ -125,6 +135,23 @@ export const limits = {
   stockQuietWaitMsMax: 10_000,
   /** lifecycle: wait for the loadgen's follow-ups (ships, returns) this long after the last order at most. */
   followUpWaitMs: 60_000,
+  /**
+   * replay: rows of a --stock-file at most. Each row is one seeded position, sent in seedItemsPerMessage
+   * batches: 10,000,000 rows ≈ 2,000 bulk messages and ~1 GiB of harness memory while seeding.
+   */
+  stockFileRowsMax: 10_000_000,
+  /**
+   * replay, derived network: each warehouse's capacityPerDay. A replay never ships, so open reservations only
+   * grow: a real capacity would fill and measure capacity refusals instead of routing (as network.toml says).
+   */
+  derivedCapacityPerDayUnits: 1_000_000_000,
+  /**
+   * replay, derived network: routing.distanceKmMax. Brazil is ~4,300 km across; at Sluice's default 2,000 km
+   * every warehouse beyond it scores proximity 0 and a far-north customer could not tell them apart.
+   */
+  derivedDistanceKmMax: 4_000,
+  /** The routing tally's per-warehouse rows at most (a rule set has at most 256 warehouses); the rest: "other". */
+  routingWarehousesTrackedMax: 256,
   /** Orders per second × seconds the bench can track (typed arrays, ~6 bytes an order). */
   ordersMax: 20_000_000,
   rawMessagesMax: 2_000_000,
@@ -216,6 +243,9 @@ const flags = {
   "trace-format": { type: "string" },
   speedup: { type: "string" },
   "fit-s": { type: "string" },
+  network: { type: "string" },
+  "stock-file": { type: "string" },
+  "stock-headroom": { type: "string" },
   partitions: { type: "string" },
   inflight: { type: "string" },
   "raw-messages": { type: "string" },
@@ -268,6 +298,9 @@ const flagKey: Record<string, keyof BenchOptions> = {
   "trace-format": "traceFormat",
   speedup: "speedup",
   "fit-s": "fitS",
+  network: "network",
+  "stock-file": "stockFile",
+  "stock-headroom": "stockHeadroom",
   partitions: "partitions",
   inflight: "inFlightPublishesMax",
   "raw-messages": "rawMessages",
@@ -314,6 +347,13 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --trace-format F    auto | olist-csv | ndjson                                               (auto)
   --speedup N         replay: time compression factor (default: fit the trace into --fit-s)
   --fit-s N           replay: seconds the whole trace should take when --speedup is absent     (60)
+  --network FILE|derive  replay: the warehouses routed over. derive: one per origin of the trace's
+                      lines (Olist: seller state, at its centroid), stock from what each sold; FILE: a
+                      rule set (TOML, .json). Default: derive when the trace names origins, else the
+                      bench's network.toml with --stock at w1. Written to the output directory
+  --stock-file FILE   replay: stock per warehouse, CSV warehouse,sku,qty (default: derived, or --stock
+                      units per SKU at the network's first enabled warehouse)
+  --stock-headroom F  replay, derived stock: units per (warehouse, SKU) = ceil(units sold there × F) (1.5)
   --partitions N      Sluice partitions per stage                                             (4)
   --inflight N        publishes awaiting their JetStream ack at most (a real producer's window) (2000)
   --raw-messages N    raw JetStream measurement size (default: the expected order count; 0 skips it)
@@ -396,6 +436,9 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     traceFormat: "auto",
     speedup: null,
     fitS: 60,
+    network: null,
+    stockFile: null,
+    stockHeadroom: 1.5,
     partitions: 4,
     inFlightPublishesMax: limits.inFlightPublishesMaxDefault,
     rawMessages: null,
@@ -496,6 +539,7 @@ const numberKeys = new Set<keyof BenchOptions>([
   "returnPct",
   "speedup",
   "fitS",
+  "stockHeadroom",
   "partitions",
   "inFlightPublishesMax",
   "rawMessages",
@@ -598,6 +642,7 @@ function validate(o: BenchOptions): void {
   for (const key of ["cancelPct", "rejectPct", "partialShipPct", "returnPct"] as const) range(key, 0, 100);
   if (o.speedup !== null) range("speedup", 1e-6, 1e12);
   range("fitS", 0.1, 86_400);
+  range("stockHeadroom", 0.01, 1000);
   whole("partitions", 1, 1024);
   whole("inFlightPublishesMax", 1, limits.inFlightPublishesMaxCeiling);
   if (o.rawMessages !== null) whole("rawMessages", 0, limits.rawMessagesMax);
@@ -641,6 +686,10 @@ function validate(o: BenchOptions): void {
   if (o.scenario === "replay" && o.trace === null)
     throw new OptionsError(
       "--scenario replay needs --trace PATH: an Olist-style directory (e.g. ../shared/data/olist-2017-10k) or an NDJSON file (docs/bench.md)",
+    );
+  if (o.scenario !== "replay" && (o.network !== null || o.stockFile !== null))
+    throw new OptionsError(
+      `${o.network !== null ? "--network" : "--stock-file"} is for --scenario replay; the other scenarios run on the bench's network (bench/harness/network.toml) with --stock units per SKU at w1`,
     );
   if (o.scenario === "flash-sale" && o.baseline * o.multiplier <= 0)
     throw new OptionsError("--baseline × --multiplier must be > 0 for a flash sale");

@@ -10,10 +10,12 @@ import {
   formatBytes,
   formatCount,
   formatMib,
+  networkLine,
   phaseCells,
   phaseColumns,
   resourceColumns,
   resourceRows,
+  routingTables,
   rssNote,
 } from "./report-json.ts";
 import { setupLine } from "./report-md.ts";
@@ -93,6 +95,17 @@ function clusterHtml(r: BenchReport): string {
     ],
     rows,
   )}${moves}${c.notes.length === 0 ? "" : `<ul>${c.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`}`;
+}
+
+/** Splits, shipments per order, refusals, requests per warehouse and their distances; the network used. */
+function routingHtml(routing: NonNullable<BenchReport["routing"]>): string {
+  const tables = routingTables(routing)
+    .filter((t) => t.rows.length > 0)
+    .map((t) => `<h3>${esc(t.title)}</h3>${table(t.header, t.rows)}`)
+    .join("");
+  const network =
+    routing.network === null ? "" : `<p class="muted">Network: ${esc(networkLine(routing.network))}.</p>`;
+  return `<h2>Routing</h2><p>${esc(routing.note)}.</p>${network}${tables}`;
 }
 
 export function renderHtml(r: BenchReport): string {
@@ -181,6 +194,7 @@ ${latency}
 <h2>Load</h2>
 ${table(phaseColumns, r.phases.map(phaseCells))}
 <p>Offered ${n(r.load.offered)}, accepted ${n(r.load.accepted)}, ${n(r.load.errors)} publish errors; the load generator was at most ${n(r.load.behindMsMax)} ms behind its schedule (at most ${n(r.load.inflightMax)} of ${n(r.load.inFlightPublishesMax)} publishes awaiting an ack).</p>
+${r.routing === undefined ? "" : routingHtml(r.routing)}
 <h2>CPU and memory</h2>
 ${table(resourceColumns, resourceRows(r.resources))}
 <p class="muted">CPU over ${r.resources.windowS} s from the start of the load to the end of the drain. ${esc(rssNote)}</p>

@@ -8,6 +8,8 @@ import type { HistogramJson, LatencySummary } from "./histogram.ts";
 import type { FollowUpCounts, LoadDone } from "./loadgen.ts";
 import { type HopKind, hopKinds, type LatencyKind, latencyKinds, type Observer } from "./observe.ts";
 import { type BenchOptions, limits, type Phase, phaseIndexAt } from "./options.ts";
+import type { NetworkSummary } from "./replay-network.ts";
+import type { RoutingFigures } from "./routing-tally.ts";
 import { type Sample, type StageCounters, type StageName, stageDelta, stageNames } from "./sample.ts";
 import {
   buildSweepReport,
@@ -220,7 +222,15 @@ export type BenchReport = {
   sweep: SweepReport | null;
   /** --nodes / --nats-cluster: the Sluice nodes and nats-servers, placement, partition moves (null otherwise). */
   cluster: ClusterReport | null;
+  /**
+   * What the outputs say about routing: splits, shipments per order, refusals, fulfilment requests and their
+   * distances (routing-tally.ts), and the network the run used (null: not recorded). Optional for reports
+   * built before it existed.
+   */
+  routing?: RoutingReport;
 };
+
+export type RoutingReport = RoutingFigures & { network: NetworkSummary | null; note: string };
 
 export type BuildInput = {
   options: BenchOptions;
@@ -247,6 +257,8 @@ export type BuildInput = {
   /** sweep: the run's judgement of each step (null: not judged). */
   sweep?: { judgements: (StepJudgement | null)[] } | null;
   cluster?: ClusterInfo | null;
+  /** The network and stock the run used (replay-network.ts); absent: not recorded. */
+  network?: NetworkSummary | null;
 };
 
 const round = (n: number, digits = 3) => {
@@ -418,9 +430,99 @@ export function buildReport(input: BuildInput): BenchReport {
         ? sweepFigures(input, timeline, input.raw?.publishThenConsumePerSecond ?? null)
         : null,
     cluster: clusterFigures(input.cluster ?? null),
+    routing: routingReport(observer.routing.figures(), input.network ?? null),
   };
   report.targets = targetsOf(report);
   return report;
+}
+
+/** The routing section: the tally's figures, the network, and a sentence that says what they mean. */
+export function routingReport(f: RoutingFigures, network: NetworkSummary | null): RoutingReport {
+  const n = formatCount;
+  const pct = (share: number | null) => (share === null ? "" : ` (${round(share * 100, 1)} %)`);
+  const split =
+    f.ordersPlaced === 0
+      ? "no order was placed at a warehouse"
+      : `${n(f.ordersSplit)} of ${n(f.ordersPlaced)} placed orders split across warehouses${pct(f.splitShare)}, ${f.shipmentsPerOrderMean} warehouses per placed order`;
+  const reasons = Object.entries(f.refusals.byReason)
+    .map(([r, c]) => `${r} ${n(c)}`)
+    .join(", ");
+  const refused =
+    f.refusals.lines === 0 ? "no line refused" : `${n(f.refusals.lines)} lines refused (${reasons})`;
+  const km =
+    f.distance.kmMean === null
+      ? "no distances (neither the decisions nor the points of warehouse and ship-to give one)"
+      : `${f.distance.kmMean} km mean to the ship-to point (${f.distance.kmPerUnitMean} km per unit, max ${f.distance.kmMax} km)`;
+  return {
+    ...f,
+    network,
+    note: `${split}; ${refused}; ${n(f.fulfil.requests)} fulfilment requests, ${km}`,
+  };
+}
+
+/** Warehouse rows shown in the routing tables at most (report.json has them all). */
+const routingWarehouseRowsMax = 20;
+
+/** The network in a sentence: where the rule set and the stock came from, and the files to replay it with. */
+export function networkLine(w: NetworkSummary): string {
+  const n = formatCount;
+  const source = {
+    derived: "derived from the trace's origins (one warehouse per origin)",
+    file: "the rule set given with --network",
+    bench: "the bench's own (bench/harness/network.toml)",
+  }[w.source];
+  const stock =
+    w.stockSource === "per-sku"
+      ? "--stock units of every SKU at its first warehouse"
+      : `${w.stockSource === "file" ? "from --stock-file" : `derived: units sold from each warehouse × ${w.stockHeadroom}, rounded up`}: ${n(w.stockRows ?? 0)} positions, ${n(w.stockUnits ?? 0)} units`;
+  const orphans =
+    w.linesWithoutOrigin === 0
+      ? ""
+      : `; ${n(w.linesWithoutOrigin)} trace lines (${n(w.unitsWithoutOrigin)} units) named no origin and were stocked at the busiest warehouse`;
+  return `${source}: ${n(w.warehouses)} warehouses, ${n(w.warehousesWithPoint)} with a point; stock ${stock}${orphans}. Rule set: ${w.networkFile}${w.stockFile === null ? "" : `, stock: ${w.stockFile}`}`;
+}
+
+/** The routing section's tables, for Markdown and HTML alike. */
+export function routingTables(
+  r: RoutingReport,
+): Array<{ title: string; header: string[]; rows: (string | number)[][] }> {
+  const n = formatCount;
+  const warehouses = Object.entries(r.fulfil.byWarehouse);
+  const shown = warehouses.slice(0, routingWarehouseRowsMax);
+  const rest = warehouses.slice(routingWarehouseRowsMax);
+  const restRow = { requests: 0, lines: 0, units: 0 };
+  for (const [, w] of rest) {
+    restRow.requests += w.requests;
+    restRow.lines += w.lines;
+    restRow.units += w.units;
+  }
+  return [
+    {
+      title: "Orders by the number of warehouses they ship from (newest status)",
+      header: ["warehouses", "orders"],
+      rows: Object.entries(r.shipmentsPerOrder).map(([k, c]) => [k, n(c)]),
+    },
+    {
+      title: "Refused lines by reason (newest status)",
+      header: ["refusal", "lines"],
+      rows: Object.entries(r.refusals.byReason).map(([k, c]) => [k, n(c)]),
+    },
+    {
+      title: "Fulfilment requests by warehouse",
+      header: ["warehouse", "requests", "lines", "units"],
+      rows: [
+        ...shown.map(([id, w]) => [id, n(w.requests), n(w.lines), n(w.units)]),
+        ...(rest.length === 0
+          ? []
+          : [[`${rest.length} more`, n(restRow.requests), n(restRow.lines), n(restRow.units)]]),
+      ],
+    },
+    {
+      title: `Fulfilment requests by distance to the ship-to point (${n(r.distance.fromDecision)} from the routing decision, ${n(r.distance.computed)} computed from the points, ${n(r.distance.unknown)} unknown)`,
+      header: ["distance", "requests"],
+      rows: r.distance.buckets.map((b) => [b.label, n(b.requests)]),
+    },
+  ];
 }
 
 /** The cluster section: what ran, and a word on partition moves during the load. */

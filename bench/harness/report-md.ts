@@ -8,10 +8,12 @@ import {
   formatBytes,
   formatCount,
   formatMib,
+  networkLine,
   phaseCells,
   phaseColumns,
   resourceColumns,
   resourceRows,
+  routingTables,
   rssNote,
 } from "./report-json.ts";
 import { type SweepReport, sweepCells, sweepColumns } from "./sweep.ts";
@@ -110,6 +112,7 @@ export function renderMarkdown(r: BenchReport): string {
     );
   }
   out.push("");
+  if (r.routing !== undefined) out.push(...routingSection(r.routing), "");
   if (r.chaos !== null) out.push(...chaosSection(r.chaos), "");
   if (r.sweep !== null) out.push(...sweepSection(r.sweep), "");
   out.push("## Latency (ms, from the intended send time)");
@@ -283,6 +286,16 @@ function clusterSection(r: BenchReport): string[] {
   out.push("");
   out.push(`Logs (level warn): ${c.logs.join(", ")}.`);
   for (const note of c.notes) out.push("", `- ${note}`);
+  return out;
+}
+
+function routingSection(routing: NonNullable<BenchReport["routing"]>): string[] {
+  const out = ["## Routing", "", `${routing.note}.`];
+  if (routing.network !== null) out.push("", `Network: ${networkLine(routing.network)}.`);
+  for (const t of routingTables(routing)) {
+    if (t.rows.length === 0) continue;
+    out.push("", `${t.title}:`, "", table(t.header, t.rows));
+  }
   return out;
 }
 

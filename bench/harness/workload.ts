@@ -16,7 +16,16 @@ import { Categorical, Rng, ZipfSampler } from "./prng.ts";
 import type { Trace } from "./trace.ts";
 
 export type PlannedLine = { sku: string; qty: number; price: number };
-export type PlannedOrder = { n: number; intendedUs: number; lines: PlannedLine[]; region: string };
+/** zip, lat, lon: a trace's ship-to (replay); synthetic orders have a region only. */
+export type PlannedOrder = {
+  n: number;
+  intendedUs: number;
+  lines: PlannedLine[];
+  region: string;
+  zip?: string | null;
+  lat?: number | null;
+  lon?: number | null;
+};
 
 export type LifecycleMix = {
   cancelPct: number;
@@ -221,14 +230,29 @@ export class Workload {
     const speedup = this.plan.trace?.speedup ?? 1;
     if (o === undefined) return null;
     const intendedUs = Math.round(((o.tMs - trace.firstMs) / speedup) * 1000);
-    return { n: this.n++, intendedUs, lines: o.lines, region: o.region ?? "SP" };
+    return {
+      n: this.n++,
+      intendedUs,
+      lines: o.lines,
+      region: o.region ?? "SP",
+      zip: o.zip,
+      lat: o.lat,
+      lon: o.lon,
+    };
   }
 }
 
 /** The order's JSON payload (docs/subjects.md). */
 export function orderPayload(order: PlannedOrder): string {
+  const shipTo: { region: string; zip?: string; lat?: number; lon?: number } = { region: order.region };
+  if (typeof order.zip === "string") shipTo.zip = order.zip;
+  // A point gives routing distances to weigh (replay); without one it compares regions.
+  if (typeof order.lat === "number" && typeof order.lon === "number") {
+    shipTo.lat = order.lat;
+    shipTo.lon = order.lon;
+  }
   return JSON.stringify({
     lines: order.lines.map((l, i) => ({ lineId: String(i + 1), sku: l.sku, qty: l.qty, price: l.price })),
-    shipTo: { region: order.region },
+    shipTo,
   });
 }
