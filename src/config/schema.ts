@@ -354,6 +354,15 @@ export const schema = {
       "Estimated bytes of SKU states kept decoded in memory per ledger partition (more costs GC, not reads).",
     ),
     entriesPageCountMax: int(500, 1, 100_000, "Largest page of ledger entries the HTTP API returns."),
+    // A fill reads the SKU's whole waiting list once per command that raised its available: 1,000 lines of
+    // ~250 B (a few candidates) ≈ 250 KB decoded, ~0.3 ms, only on SKUs that have backorders waiting.
+    waitingLinesPerSkuMax: int(
+      1000,
+      0,
+      100_000,
+      "Backordered lines one SKU's waiting list holds (filled when stock arrives); a line past it is backordered without waiting (waiting_list_full). 0: no line waits.",
+    ),
+    waitingPageCountMax: int(500, 1, 100_000, "Largest page of waiting lines the HTTP API returns."),
     // Retention of history (docs/operations.md, "Retention of history"): without it a ledger partition's
     // entries and allocations grow with every order forever. ~150 B per entry and ~200 B per allocation.
     entriesRetentionMs: int(

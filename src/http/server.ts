@@ -10,6 +10,7 @@ import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
 import { type PastOrder, whatIf } from "../rules/what-if.ts";
 import { isConsistent } from "../stages/ledger/check.ts";
+import { waitingHeadOf, waitingPage } from "../stages/ledger/waiting.ts";
 import type { LedgerReadView, RoutingPort } from "../stages/order/routing-view.ts";
 import type { PartitionStore } from "../store/index.ts";
 import { orderKey, orderPartition, skuPartition } from "../stream/subjects.ts";
@@ -207,6 +208,9 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
         entriesView(deps, req.params.sku, new URL(req.url)),
       ),
       "/v1/stock/:sku/ats": guard(ctx, "read", (req) => atsView(deps, req.params.sku)),
+      "/v1/stock/:sku/waiting": guard(ctx, "read", (req) =>
+        waitingView(deps, req.params.sku, new URL(req.url)),
+      ),
       "/v1/channels/:channel/resync": {
         POST: act(
           ctx,
@@ -318,6 +322,45 @@ function entriesView(deps: HttpDeps, sku: string, url: URL): Response {
     history: historyView(store, sku),
     entries,
     next: entries.length === limit && last ? last.version : null,
+  });
+}
+
+/**
+ * The SKU's backorders waiting for stock, in the order they will be filled (priority, then arrival), paged by
+ * place: `offset` lines skipped, at most `limit` (ledger.waitingPageCountMax). A SKU nobody waits for has an
+ * empty list, not a 404: whether a SKU exists is GET /v1/stock/<sku>.
+ */
+function waitingView(deps: HttpDeps, sku: string, url: URL): Response {
+  const { partition, store } = storeOf(deps, sku);
+  if (store === undefined) return notLocal(deps, "ledger", partition);
+  const limitMax = deps.config.ledger.waitingPageCountMax;
+  const offset = Number(url.searchParams.get("offset") ?? "0");
+  const limit = Number(url.searchParams.get("limit") ?? String(Math.min(100, limitMax)));
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    return json(400, { error: "bad_offset", fix: "offset=<lines to skip ≥ 0>" });
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > limitMax) {
+    return json(400, { error: "bad_limit", fix: `limit=<1..${limitMax}> (ledger.waitingPageCountMax)` });
+  }
+  // A store opened with an older table list has no waiting lists.
+  const tables = store.hasTable("waiting");
+  const count = tables ? (waitingHeadOf(store, sku)?.count ?? 0) : 0;
+  const page = tables ? waitingPage(store, sku, offset, limit) : [];
+  return json(200, {
+    sku,
+    partition,
+    count,
+    lines: page.map((w, i) => ({
+      place: offset + i,
+      orderKey: w.orderKey,
+      lineId: w.lineId,
+      attempt: w.attempt,
+      qty: w.qty,
+      priority: w.priority,
+      candidates: w.candidates,
+      ...(w.keep === undefined ? {} : { keep: w.keep }),
+      sinceMs: w.sinceMs,
+    })),
+    next: offset + page.length < count ? offset + page.length : null,
   });
 }
 

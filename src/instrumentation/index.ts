@@ -26,6 +26,12 @@ export type Events = {
   stock_command_repeated: { partition: number; outcome: "applied" | "refused" };
   /** A line's stock was reserved at a warehouse. */
   line_reserved: { partition: number };
+  /** Backordered lines waiting for stock in a ledger partition, after a batch that changed it (and at start). */
+  waiting_lines: { partition: number; count: number };
+  /** A waiting line was filled when stock arrived, after waiting `waitedMs` (stream time). */
+  backorder_filled: { partition: number; waitedMs: number };
+  /** Lines backordered without waiting: their SKU's waiting list was full (ledger.waitingLinesPerSkuMax). */
+  backorder_not_waiting: { partition: number; count: number };
   /** An order-stage outcome, by a bounded name and label: cancelled/customer, backordered, returned/damaged… */
   order_counted: OrderCount;
   /** Outbox items not yet published and SLA timers pending, sampled every consumer.lagPollMs. */

@@ -356,6 +356,37 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
   events.on("rules_applied", (e) => rulesRevision.set(e.revision));
   events.on("rules_refused", () => rulesRefused.inc());
   events.on("line_reserved", () => reserved.inc());
+  const waitingLines = new Gauge({
+    name: "sluice_backorder_waiting_lines",
+    help: "Backordered lines waiting for stock in a ledger partition's waiting lists (filled when stock arrives).",
+    labelNames: ["partition"],
+    registers: [registry],
+  });
+  const backorderFilled = new Counter({
+    name: "sluice_backorder_filled_total",
+    help: "Waiting backordered lines filled when stock arrived.",
+    registers: [registry],
+  });
+  const backorderWait = new Histogram({
+    name: "sluice_backorder_wait_seconds",
+    help: "How long a filled backordered line waited for stock (stream time).",
+    buckets: [1, 60, 600, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400],
+    registers: [registry],
+  });
+  const backorderNotWaiting = new Counter({
+    name: "sluice_backorder_not_waiting_total",
+    help: "Lines backordered without waiting because their SKU's waiting list was full (ledger.waitingLinesPerSkuMax).",
+    registers: [registry],
+  });
+  events.on("waiting_lines", (e) => {
+    if (away.has(`ledger/${e.partition}`)) return;
+    waitingLines.set({ partition: String(e.partition) }, e.count);
+  });
+  events.on("backorder_filled", (e) => {
+    backorderFilled.inc();
+    backorderWait.observe(e.waitedMs / 1000);
+  });
+  events.on("backorder_not_waiting", (e) => backorderNotWaiting.inc(e.count));
   events.on("order_counted", (e) => {
     if (e.name === "routed") decisions.inc({ warehouse: e.label }, e.count);
     else if (e.name === "split") splits.inc({ shipments: e.label }, e.count);
@@ -447,6 +478,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
       mapSize.remove({ stage: e.stage, partition });
       outboxDepth.remove({ stage: e.stage, partition });
       snapshotLast.remove({ stage: e.stage, partition });
+      if (e.stage === "ledger") waitingLines.remove({ partition });
       if (e.stage === "order") {
         inFlight.remove({ partition });
         timersPending.remove({ partition });

@@ -94,6 +94,9 @@ const everyEvent: { [K in EventName]: Events[K] } = {
   command_refused: { stage: "ledger", code: "insufficient_available" },
   stock_command_repeated: { partition: 0, outcome: "applied" },
   line_reserved: { partition: 0 },
+  waiting_lines: { partition: 0, count: 2 },
+  backorder_filled: { partition: 0, waitedMs: 90_000 },
+  backorder_not_waiting: { partition: 0, count: 1 },
   order_counted: { name: "cancelled", label: "customer", count: 1 },
   store_sampled: {
     stage: "order",

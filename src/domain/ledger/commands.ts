@@ -238,9 +238,10 @@ export function checkLineRequest(v: unknown, limits: DomainLimits): string | nul
         v.candidates.length <= 1000 &&
         v.candidates.every((w) => parseId(w, "candidate", limits).ok) &&
         (v.keep === undefined ||
-          (Array.isArray(v.keep) && v.keep.length === v.candidates.length && v.keep.every(isCount)))
+          (Array.isArray(v.keep) && v.keep.length === v.candidates.length && v.keep.every(isCount))) &&
+        (v.wait === undefined || (isObject(v.wait) && Number.isSafeInteger(v.wait.priority)))
         ? null
-        : "reserve needs qty > 0, candidates and (optional) keep: units ≥ 0, one per candidate";
+        : "reserve needs qty > 0, candidates, (optional) keep: units ≥ 0, one per candidate, and (optional) wait: {priority: a whole number}";
     case "release":
       return null;
     case "ship":
@@ -268,9 +269,11 @@ export function checkLineResult(v: unknown, limits: DomainLimits): string | null
     return "line result without ref, sku or attempt";
   if (idsTooLong(v, limits)) return "line result with an id over ledger.idBytesMax";
   if (v.kind === "reserved" || v.kind === "lost")
-    return parseId(v.warehouse, "warehouse", limits).ok && isCount(v.qty)
+    return parseId(v.warehouse, "warehouse", limits).ok &&
+      isCount(v.qty) &&
+      (v.filled === undefined || (v.kind === "reserved" && v.filled === true))
       ? null
-      : `${v.kind} needs warehouse and qty`;
+      : `${v.kind} needs warehouse and qty (and filled: true or nothing)`;
   if (v.kind === "refused")
     return typeof v.code === "string" && refusalCodeSet.has(v.code) && isCount(v.available)
       ? null

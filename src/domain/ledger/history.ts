@@ -56,6 +56,8 @@ export function allocationChangedAtMs(a: Allocation): number {
  */
 export function allocationFinished(a: Allocation, nowMs: number, limits: RetentionLimits): boolean {
   if (a.reserved > 0) return false;
+  if (a.waiting !== undefined) return false; // a backorder waiting for stock is not finished
+
   if (a.returned >= a.shipped) return true;
   return allocationChangedAtMs(a) <= nowMs - limits.returnWindowMs;
 }

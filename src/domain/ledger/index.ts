@@ -39,3 +39,4 @@ export {
   reservationKey,
 } from "./ledger.ts";
 export * from "./types.ts";
+export { fillOrder, type WaitingKey, waitingKey, waitingKeyText } from "./waiting.ts";

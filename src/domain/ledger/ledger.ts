@@ -17,8 +17,11 @@ import {
   type RefusalCode,
   type SkuState,
   type StockCommand,
+  type WaitingHead,
+  type WaitingLine,
   type WarehouseLoad,
 } from "./types.ts";
+import { fillOrder, type WaitingKey, waitingKey, waitingKeyText } from "./waiting.ts";
 
 /** Where an input came from: its stream sequence and time. Time is an input; the ledger never reads a clock. */
 export type InputRef = { seq: number; atMs: number };
@@ -41,6 +44,10 @@ export interface LedgerView {
   allocationsOf?(sku: string): Allocation[];
   /** What retention removed of the SKU's history, if anything (src/domain/ledger/history.ts). */
   historyOf?(sku: string): SkuHistory | undefined;
+  /** The SKU's waiting list head (src/domain/ledger/waiting.ts); absent (or a view without it): none wait. */
+  getWaitingHead?(sku: string): WaitingHead | undefined;
+  /** The SKU's committed waiting lines, in fill order (at most ledger.waitingLinesPerSkuMax). */
+  waitingOf?(sku: string): Iterable<WaitingLine>;
 }
 
 export const emptyView: LedgerView = {
@@ -77,17 +84,29 @@ export type LedgerChanges = {
   reservationsClosed: ReservationKey[];
   results: LineResult[];
   loads: WarehouseLoad[];
+  /** Waiting rows to write and to delete, and the heads that changed (null: the SKU's list is empty now). */
+  waitingPut: WaitingLine[];
+  waitingDeleted: WaitingKey[];
+  waitingHeads: Array<[string, WaitingHead | null]>;
+  /** For metrics: how long each line filled in this batch waited (ms), and lines refused for a full list. */
+  waitFilledMs: number[];
+  waitRefusedFull: number;
+  /** Lines added to waiting lists less lines taken out, in this batch. */
+  waitingDelta: number;
 };
 
 /** Bounds the ledger keeps on what input may do; the stage passes the configured values. */
 export type LedgerLimits = {
   /** Units one field of one position may hold (ledger.positionUnitsMax): a change past it is refused. */
   positionUnitsMax: number;
+  /** Lines one SKU's waiting list holds (ledger.waitingLinesPerSkuMax): one more is backordered without waiting. */
+  waitingLinesPerSkuMax: number;
 };
 
-/** ledger.positionUnitsMax's default (src/config/schema.ts says why). */
+/** The defaults of ledger.positionUnitsMax and ledger.waitingLinesPerSkuMax (src/config/schema.ts says why). */
 export const ledgerLimitsDefault: Readonly<LedgerLimits> = Object.freeze({
   positionUnitsMax: 1_000_000_000_000,
+  waitingLinesPerSkuMax: 1000,
 });
 
 /**
@@ -118,14 +137,34 @@ export class Ledger {
   private results: LineResult[] = [];
   private readonly loads = new Map<string, WarehouseLoad>();
   private readonly dirtyLoads = new Set<string>();
+  /** Waiting rows this batch wrote (a line) or deleted (null), by key text, over the committed ones. */
+  private readonly waitingRows = new Map<string, { key: WaitingKey; line: WaitingLine | null }>();
+  private readonly dirtyWaitingRows = new Set<string>();
+  /** Waiting list heads this batch changed (null: the list is empty), over the committed ones. */
+  private readonly heads = new Map<string, WaitingHead | null>();
+  private readonly dirtyHeads = new Set<string>();
+  /** SKUs whose available rose at some warehouse during the command being applied: waiting lines may fit. */
+  private readonly raised = new Set<string>();
+  private waitFilledMs: number[] = [];
+  private waitRefusedFull = 0;
+  private waitingDelta = 0;
 
+  private readonly limits: Readonly<LedgerLimits>;
+
+  /** Limits not given take their defaults (ledgerLimitsDefault). */
   constructor(
     private readonly view: LedgerView = emptyView,
-    private readonly limits: Readonly<LedgerLimits> = ledgerLimitsDefault,
+    given: Readonly<Partial<LedgerLimits>> = ledgerLimitsDefault,
   ) {
+    const limits = { ...ledgerLimitsDefault, ...given };
+    this.limits = limits;
     assert(
       Number.isSafeInteger(limits.positionUnitsMax) && limits.positionUnitsMax >= 1,
       "positionUnitsMax is a whole number ≥ 1",
+    );
+    assert(
+      Number.isSafeInteger(limits.waitingLinesPerSkuMax) && limits.waitingLinesPerSkuMax >= 0,
+      "waitingLinesPerSkuMax is a whole number ≥ 0",
     );
   }
 
@@ -152,7 +191,14 @@ export class Ledger {
 
   // ---- stock commands ------------------------------------------------------------------------------
 
+  /** Applies one stock command; stock it makes available goes to the SKU's waiting lines first. */
   applyStock(sku: string, c: StockCommand, input: InputRef): CommandResult {
+    const result = this.stockCommand(sku, c, input);
+    this.fillRaised(input);
+    return result;
+  }
+
+  private stockCommand(sku: string, c: StockCommand, input: InputRef): CommandResult {
     this.cause = c.type;
     const p = this.position(sku, c.warehouse);
     const free = available(p);
@@ -271,6 +317,12 @@ export class Ledger {
    * stage can say so).
    */
   applyLine(r: LineRequest, input: InputRef): RefusalCode | null {
+    const refusal = this.lineRequest(r, input);
+    this.fillRaised(input);
+    return refusal;
+  }
+
+  private lineRequest(r: LineRequest, input: InputRef): RefusalCode | null {
     this.cause =
       r.kind === "reserve"
         ? "order"
@@ -297,6 +349,8 @@ export class Ledger {
         }
         return null;
       }
+      // A new attempt replaces the line's place in the waiting list (it waits again only if refused again).
+      if (existing?.waiting !== undefined) this.unwait(existing, input);
       if (existing !== undefined && existing.reserved > 0) {
         this.cause = "reroute"; // a new attempt supersedes the old reservation
         this.releaseAllocation(existing, refText, input);
@@ -316,7 +370,9 @@ export class Ledger {
     if (existing === undefined || existing.attempt !== r.attempt) return null; // stale or unknown: nothing to do
     switch (r.kind) {
       case "release":
-        this.releaseAllocation(existing, refText, input);
+        // A cancelled backorder leaves the waiting list; a filled one gives its units back.
+        if (existing.waiting !== undefined) this.unwait(existing, input);
+        else this.releaseAllocation(existing, refText, input);
         return null;
       case "ship": {
         const qty = Math.min(r.qty, existing.reserved);
@@ -379,7 +435,7 @@ export class Ledger {
     let best = 0;
     for (const [i, warehouse] of r.candidates.entries()) {
       const free = available(this.position(r.sku, warehouse));
-      if (free - r.qty >= (r.keep?.[i] ?? 0) && this.load(warehouse).reserved <= loadUnitsMax - r.qty) {
+      if (this.fits(r.sku, warehouse, r.qty, r.keep?.[i] ?? 0)) {
         this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
         this.putAllocation(
           {
@@ -401,7 +457,15 @@ export class Ledger {
       best = Math.max(best, free);
     }
     // Record the refused attempt, so a duplicate request is answered the same way without a reservation.
-    const code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
+    let code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
+    let waiting: Allocation["waiting"];
+    if (code === "insufficient_available" && r.wait !== undefined) {
+      waiting = this.addWaiting(r, r.wait.priority, input);
+      if (waiting === undefined) {
+        code = "waiting_list_full";
+        this.waitRefusedFull++;
+      }
+    }
     this.putAllocation(
       {
         sku: r.sku,
@@ -413,10 +477,138 @@ export class Ledger {
         ...history,
         reservedAtMs: input.atMs,
         refusal: code,
+        ...(waiting === undefined ? {} : { waiting }),
       },
       input,
     );
     this.results.push({ ...baseResult(r), kind: "refused", code, available: best });
+  }
+
+  /** Whether `qty` can be reserved at `warehouse` leaving `keep` available (and the load sum exact). */
+  private fits(sku: string, warehouse: string, qty: number, keep: number): boolean {
+    const free = available(this.position(sku, warehouse));
+    return free - qty >= keep && this.load(warehouse).reserved <= loadUnitsMax - qty;
+  }
+
+  // ---- waiting lines (src/domain/ledger/waiting.ts) ------------------------------------------------
+
+  private head(sku: string): WaitingHead | null {
+    if (this.heads.has(sku)) return this.heads.get(sku) ?? null;
+    return this.view.getWaitingHead?.(sku) ?? null;
+  }
+
+  private setHead(sku: string, head: WaitingHead | null): void {
+    assert(head === null || (head.count > 0 && head.count <= head.arrivalNext), "a head counts its lines");
+    this.heads.set(sku, head);
+    this.dirtyHeads.add(sku);
+  }
+
+  private setRow(key: WaitingKey, line: WaitingLine | null): void {
+    const text = waitingKeyText(key);
+    this.waitingRows.set(text, { key, line });
+    this.dirtyWaitingRows.add(text);
+  }
+
+  /** Puts a refused line in its SKU's waiting list: its place, or undefined when the list is full. */
+  private addWaiting(
+    r: Extract<LineRequest, { kind: "reserve" }>,
+    priority: number,
+    input: InputRef,
+  ): Allocation["waiting"] {
+    const head = this.head(r.sku) ?? { sku: r.sku, count: 0, arrivalNext: 0 };
+    if (head.count >= this.limits.waitingLinesPerSkuMax) return undefined;
+    const line: WaitingLine = {
+      sku: r.sku,
+      orderKey: r.ref.orderKey,
+      lineId: r.ref.lineId,
+      attempt: r.attempt,
+      qty: r.qty,
+      candidates: r.candidates,
+      ...(r.keep === undefined ? {} : { keep: r.keep }),
+      priority,
+      arrival: head.arrivalNext,
+      sinceMs: input.atMs,
+    };
+    this.setRow(waitingKey(line), line);
+    this.setHead(r.sku, { sku: r.sku, count: head.count + 1, arrivalNext: head.arrivalNext + 1 });
+    this.waitingDelta++;
+    return { priority, arrival: line.arrival };
+  }
+
+  /** Takes a line out of the waiting list (its row and its allocation's mark). */
+  private removeWaiting(a: Allocation): void {
+    const w = a.waiting;
+    assert(w !== undefined, "only a waiting line leaves the waiting list");
+    const head = this.head(a.sku);
+    assert(head !== null && head.count > 0, "a waiting line is counted in its SKU's head");
+    this.setRow(waitingKey({ sku: a.sku, ...w }), null);
+    // An empty list forgets its head: arrival numbers only order lines that wait together.
+    this.setHead(a.sku, head.count === 1 ? null : { ...head, count: head.count - 1 });
+    this.waitingDelta--;
+  }
+
+  /** A waiting line cancelled or asked again: out of the list, its refused attempt kept as it was. */
+  private unwait(a: Allocation, input: InputRef): void {
+    this.removeWaiting(a);
+    const { waiting: _, ...rest } = a;
+    this.putAllocation(rest, input);
+  }
+
+  /** The SKU's waiting lines as this batch leaves them, in fill order (bounded by waitingLinesPerSkuMax). */
+  private waitingList(sku: string): WaitingLine[] {
+    const out: WaitingLine[] = [];
+    for (const w of this.view.waitingOf?.(sku) ?? []) {
+      if (!this.waitingRows.has(waitingKeyText(waitingKey(w)))) out.push(w);
+    }
+    for (const { key, line } of this.waitingRows.values()) {
+      if (line !== null && key[0] === sku) out.push(line);
+    }
+    return out.sort(fillOrder);
+  }
+
+  /** After each command: the SKUs it made stock available for fill their waiting lines, in fill order. */
+  private fillRaised(input: InputRef): void {
+    if (this.raised.size === 0) return;
+    const skus = [...this.raised];
+    this.raised.clear();
+    for (const sku of skus) if (this.head(sku) !== null) this.fill(sku, input);
+    // Fills only reserve (never raise available): nothing is left to fill.
+    this.raised.clear();
+  }
+
+  private fill(sku: string, input: InputRef): void {
+    const cause = this.cause;
+    this.cause = "backorder";
+    for (const w of this.waitingList(sku)) {
+      if (!this.anyAvailable(sku)) break;
+      const i = w.candidates.findIndex((c, k) => this.fits(sku, c, w.qty, w.keep?.[k] ?? 0));
+      if (i < 0) continue; // too large for now: smaller lines behind it may still fit
+      const warehouse = w.candidates[i] as string;
+      const a = this.allocation(sku, w.orderKey, w.lineId);
+      assert(a !== undefined && a.attempt === w.attempt, "a waiting line has its refused attempt");
+      assert(a.waiting?.arrival === w.arrival && a.reserved === 0, "a waiting line is marked and unreserved");
+      this.removeWaiting(a);
+      const refText = `${w.orderKey}/${w.lineId}`;
+      const done = this.change(sku, warehouse, "reserved", { reserved: w.qty }, refText, input);
+      assert(done.ok, "a fill that fits is reserved");
+      const { waiting: _, ...rest } = a;
+      this.putAllocation(
+        { ...rest, warehouse, reserved: w.qty, reservedAtMs: input.atMs, refusal: "" },
+        input,
+      );
+      const ref = { orderKey: w.orderKey, lineId: w.lineId };
+      const answer = { ref, sku, attempt: w.attempt, kind: "reserved", warehouse, qty: w.qty, filled: true };
+      this.results.push(answer as LineResult);
+      this.waitFilledMs.push(Math.max(0, input.atMs - w.sinceMs));
+    }
+    this.cause = cause;
+  }
+
+  private anyAvailable(sku: string): boolean {
+    const state = this.get(sku);
+    if (state === undefined) return false;
+    for (const p of Object.values(state.positions)) if (available(p) > 0) return true;
+    return false;
   }
 
   private releaseAllocation(a: Allocation, refText: string, input: InputRef): void {
@@ -464,6 +656,7 @@ export class Ledger {
     assert(moved, "a ledger entry moves at least one field");
     assertPosition(next);
     const version = state.version + 1;
+    if (available(next) > available(before)) this.raised.add(sku);
     const updated: SkuState = { ...state, version, positions: withOwn(state.positions, warehouse, next) };
     this.skus.set(sku, updated);
     this.dirtySkus.add(sku);
@@ -599,7 +792,14 @@ export class Ledger {
         allocationsDeleted.push([sku, orderKey, lineId]);
       } else allocations.push(a);
     }
-    const changes = {
+    const waitingPut: WaitingLine[] = [];
+    const waitingDeleted: WaitingKey[] = [];
+    for (const text of this.dirtyWaitingRows) {
+      const row = this.waitingRows.get(text) as { key: WaitingKey; line: WaitingLine | null };
+      if (row.line === null) waitingDeleted.push(row.key);
+      else waitingPut.push(row.line);
+    }
+    const changes: LedgerChanges = {
       skus,
       entries: this.entries,
       allocations,
@@ -607,7 +807,18 @@ export class Ledger {
       ...this.reservationChanges(),
       results: this.results,
       loads: [...this.dirtyLoads].map((w) => this.loads.get(w) as WarehouseLoad),
+      waitingPut,
+      waitingDeleted,
+      waitingHeads: [...this.dirtyHeads].map((sku) => [sku, this.heads.get(sku) ?? null]),
+      waitFilledMs: this.waitFilledMs,
+      waitRefusedFull: this.waitRefusedFull,
+      waitingDelta: this.waitingDelta,
     };
+    this.waitingDelta = 0;
+    this.dirtyWaitingRows.clear();
+    this.dirtyHeads.clear();
+    this.waitFilledMs = [];
+    this.waitRefusedFull = 0;
     this.dirtyLoads.clear();
     this.dirtySkus.clear();
     this.dirtyAllocations.clear();
@@ -622,6 +833,8 @@ export class Ledger {
     this.skus.clear();
     this.loads.clear();
     this.allocations.clear();
+    this.waitingRows.clear();
+    this.heads.clear();
   }
 }
 

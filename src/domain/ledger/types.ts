@@ -55,7 +55,37 @@ export type Allocation = {
   eventIds: string[];
   /** Why the current attempt was refused ("" when it was not). */
   refusal: RefusalCode | "";
+  /**
+   * The refused attempt waits for stock in the SKU's waiting list (src/domain/ledger/waiting.ts): its row's
+   * key parts. Absent: the line does not wait. A fill, a release or a newer attempt removes it.
+   */
+  waiting?: { priority: number; arrival: number };
 };
+
+/**
+ * A backordered line waiting for stock of its SKU, in the ledger partition that owns the SKU. Filled whole at
+ * the first of its candidates (routing's ranking) that has the stock, priority first, then arrival.
+ */
+export type WaitingLine = {
+  sku: string;
+  orderKey: string;
+  lineId: string;
+  /** The refused attempt: the fill answers it, so the order stage takes it once and ignores it when stale. */
+  attempt: number;
+  qty: number;
+  /** The warehouses routing allowed for the line, best first; `keep` as in a reserve request. */
+  candidates: string[];
+  keep?: number[];
+  /** The order's priority: higher first. */
+  priority: number;
+  /** Per-SKU arrival number: among equal priorities, the first to wait is the first filled. */
+  arrival: number;
+  /** When it began to wait (the input's time): the time waited is measured from it. */
+  sinceMs: number;
+};
+
+/** A SKU's waiting list at a glance: how many lines wait and the next arrival number. Absent: none wait. */
+export type WaitingHead = { sku: string; count: number; arrivalNext: number };
 
 /**
  * What a partition's SKUs count against a warehouse's daily capacity: units reserved and not shipped, and
@@ -145,6 +175,11 @@ export type LineRequest =
       /** Units each candidate must keep after the reservation (routing's min stock); absent: none. */
       keep?: number[];
       attempt: number;
+      /**
+       * Present: when refused for want of stock, the line waits in the SKU's waiting list (a backorder) and is
+       * filled when stock arrives, by `priority` (higher first), then arrival. Absent: a refusal is final.
+       */
+      wait?: { priority: number };
     }
   | { kind: "release"; ref: LineRef; sku: string; attempt: number; cause?: string }
   /** `eventId` (the WMS shipment id) makes a copy that outlived JetStream's duplicate window change nothing. */
@@ -164,7 +199,16 @@ export type LineRequest =
 
 /** Answers to the order stage. Only what changes a line's fate is answered: reservations and losses. */
 export type LineResult =
-  | { kind: "reserved"; ref: LineRef; sku: string; attempt: number; warehouse: string; qty: number }
+  | {
+      kind: "reserved";
+      ref: LineRef;
+      sku: string;
+      attempt: number;
+      warehouse: string;
+      qty: number;
+      /** Present (true): a waiting line filled when stock arrived, not an answer to a request. */
+      filled?: true;
+    }
   | { kind: "refused"; ref: LineRef; sku: string; attempt: number; code: RefusalCode; available: number }
   /** A count found less stock than was reserved: this line lost its reservation and must be re-routed. */
   | { kind: "lost"; ref: LineRef; sku: string; attempt: number; warehouse: string; qty: number };
@@ -186,6 +230,8 @@ export const refusalCodes = [
   "position_units_over_limit",
   /** A return for a line whose allocation was removed by retention (ledger.returnWindowMs passed). */
   "line_history_compacted",
+  /** The line may wait for stock, but its SKU's waiting list holds ledger.waitingLinesPerSkuMax lines. */
+  "waiting_list_full",
 ] as const;
 export type RefusalCode = (typeof refusalCodes)[number];
 

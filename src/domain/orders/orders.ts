@@ -122,6 +122,18 @@ const fail = (reason: OrderRejection["reason"], detail: string): OrderRejection 
 /** Final: nothing waits for the ledger, a warehouse or a deadline; only a return can still change it. */
 export const isFinal = (order: Order): boolean => !order.lines.some(live);
 
+/**
+ * Whether a refused reservation of this line may wait in the ledger's waiting list (a backorder filled when
+ * stock arrives): its order allows backorders, does not ship complete (a line filled alone would ship part of
+ * an order that must ship whole), and it is the line's first attempt (a refused re-route cancels the line).
+ */
+const waitsWhenRefused = (order: Order, line: OrderLine): boolean =>
+  order.split.backorder && order.split.mode !== "ship_complete" && line.attempt === 1;
+
+/** A backordered line that the ledger may hold in its waiting list (refused for want of stock). */
+const isWaiting = (order: Order, line: OrderLine): boolean =>
+  line.state === "backordered" && line.refusal === "insufficient_available" && waitsWhenRefused(order, line);
+
 /** When a final order became final; for one written before that was recorded, its last event's time. */
 export const finalAtOf = (order: Order): number =>
   order.finalAtMs ?? order.history.at(-1)?.atMs ?? order.createdAtMs;
@@ -312,6 +324,8 @@ export class Orders {
       this.settle(order, at);
       return { ok: true, event: "stock_lost" };
     }
+    if (r.kind === "reserved" && r.filled === true && line.state === "backordered")
+      return this.filled(order, line, r, at);
     if (line.state !== "received") return { ok: true, event: "stale_result" };
     if (r.kind === "reserved") {
       line.warehouse = r.warehouse;
@@ -325,13 +339,58 @@ export class Orders {
       this.touch(order, "allocated", at);
     } else {
       line.refusal = r.code;
-      if (line.cancelPending !== null) this.cancelLine(order, line, line.cancelPending);
-      else if (line.attempt > 1) this.rerouteFailed(order, line, at);
+      if (line.cancelPending !== null) {
+        // The refusal may have put the line in the waiting list: out of it (a release changes nothing else).
+        if (waitsWhenRefused(order, line))
+          this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
+        this.cancelLine(order, line, line.cancelPending);
+      } else if (line.attempt > 1) this.rerouteFailed(order, line, at);
       else this.notReserved(order, line, r.code);
       this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
     }
     this.settle(order, at);
     return { ok: true, event: r.kind };
+  }
+
+  /**
+   * A waiting backorder filled by the ledger when stock arrived: the line is allocated and released as any
+   * allocation. Taken once: a copy finds the line no longer backordered (or at another attempt) and is stale.
+   * A fill at a warehouse that would carry the order past split.maxShipments is given back: the line stays
+   * backordered (refusal max_shipments) and waits no more; an SLA re-route asks again.
+   */
+  private filled(
+    order: Order,
+    line: OrderLine,
+    r: Extract<LineResult, { kind: "reserved" }>,
+    at: InputRef,
+  ): OrderOutcome {
+    if (!isWaiting(order, line)) return { ok: true, event: "stale_result" };
+    if (!this.withinShipments(order, r.warehouse)) {
+      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
+      line.refusal = "max_shipments";
+      this.count("backordered", "max_shipments");
+      this.touch(order, "backorder_fill_refused", at, `${line.lineId} at ${r.warehouse}: max_shipments`);
+      this.settle(order, at);
+      return { ok: true, event: "backorder_fill_refused" };
+    }
+    line.warehouse = r.warehouse;
+    line.refusal = null;
+    line.state = "allocated";
+    if (line.decision != null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
+    this.touch(order, "backorder_filled", at, `${line.lineId} at ${r.warehouse}`);
+    this.settle(order, at);
+    return { ok: true, event: "backorder_filled" };
+  }
+
+  /** Whether the order may take a line at `warehouse` within split.maxShipments (0: no limit). */
+  private withinShipments(order: Order, warehouse: string): boolean {
+    if (order.split.maxShipments <= 0) return true;
+    const used = new Set<string>();
+    for (const l of order.lines) {
+      for (const w of ownIds(l.shippedAt)) used.add(w);
+      if (l.warehouse !== null && (l.state === "allocated" || l.state === "released")) used.add(l.warehouse);
+    }
+    return used.has(warehouse) || used.size < order.split.maxShipments;
   }
 
   shipped(key: string, input: ShippedInput, at: InputRef): OrderOutcome {
@@ -666,6 +725,9 @@ export class Orders {
           cancelled++;
           break;
         case "backordered":
+          // A line that may wait in the ledger's waiting list leaves it (or gives back what a fill in flight took).
+          if (isWaiting(order, line))
+            this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
           this.cancelLine(order, line, cause);
           cancelled++;
           break;
@@ -778,6 +840,7 @@ export class Orders {
         candidates: r.candidates,
         ...(r.keep.some((k) => k > 0) ? { keep: r.keep } : {}),
         attempt: line.attempt,
+        ...(waitsWhenRefused(order, line) ? { wait: { priority: order.priority } } : {}),
       });
     }
     if (lines.length === order.lines.length && result.shipments > 1)

@@ -4,6 +4,7 @@ import type { SkuHistory } from "../../domain/ledger/history.ts";
 import {
   type Allocation,
   Ledger,
+  type LedgerChanges,
   type LedgerView,
   type LineResult,
   type RefusalCode,
@@ -29,6 +30,7 @@ import { decodeLedgerMessage, type LedgerCommand } from "./inbound.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 import { type FeedPublish, PositionFeed, positionFeedMessageBytesTarget } from "./position-feed.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
+import { waitingHeadOf, waitingLinesIn, waitingOf, waitingOps, waitingTables } from "./waiting.ts";
 
 /** The stock command ids a partition remembers (see CommandIds). */
 export const commandIdTables = ["commandIds", "commandIdsByAge"] as const;
@@ -42,6 +44,7 @@ export const ledgerTables = [
   ...commandIdTables,
   ...reservationTables,
   ...compactionTables,
+  ...waitingTables,
 ] as const;
 
 /** What `commandIds` holds per [sku, commandId]: the first outcome of the command and the input it came in. */
@@ -161,6 +164,12 @@ export function ledgerView(
     ...(store.hasTable("history")
       ? { historyOf: (sku: string) => store.get<SkuHistory>("history", sku) }
       : {}),
+    ...(store.hasTable("waiting")
+      ? {
+          getWaitingHead: (sku: string) => waitingHeadOf(store, sku),
+          waitingOf: (sku: string) => waitingOf(store, sku),
+        }
+      : {}),
   };
 }
 
@@ -199,6 +208,7 @@ export class LedgerApplier implements PartitionApplier {
     this.cache = new BoundedCache(config.ledger.cacheCountMax, config.ledger.cacheBytesMax, skuStateBytes);
     this.ledger = new Ledger(ledgerView(store, this.cache), {
       positionUnitsMax: config.ledger.positionUnitsMax,
+      waitingLinesPerSkuMax: config.ledger.waitingLinesPerSkuMax,
     });
     this.inbound = {
       partition,
@@ -213,7 +223,12 @@ export class LedgerApplier implements PartitionApplier {
     );
     this.feed =
       publishFeed === null ? null : new PositionFeed(partition, store, feedLimits(config), publishFeed);
+    this.waitingLines = store.hasTable("waiting") ? waitingLinesIn(store) : 0;
+    events.emit("waiting_lines", { partition, count: this.waitingLines });
   }
+
+  /** Backordered lines waiting for stock in this partition, as committed (the gauge). */
+  private waitingLines: number;
 
   /** The batch or tick just written is durable: what it changed may now be told to other processes. */
   committed(): void {
@@ -327,6 +342,8 @@ export class LedgerApplier implements PartitionApplier {
     }
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
     ops.push(...reservationOps(changes));
+    ops.push(...waitingOps(changes));
+    this.countWaiting(changes);
     for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
     this.feed?.stage(changes.skus, changes.loads.length > 0);
     for (const op of this.commandIds.takeOps()) ops.push(op);
@@ -342,6 +359,18 @@ export class LedgerApplier implements PartitionApplier {
       ops: [...compacted, ...ops, ...out.ops],
       outbox: [...outbox, ...envelopes.drain(), ...out.outbox],
     };
+  }
+
+  private countWaiting(changes: LedgerChanges): void {
+    const partition = this.partition;
+    for (const waitedMs of changes.waitFilledMs)
+      this.events.emit("backorder_filled", { partition, waitedMs });
+    if (changes.waitRefusedFull > 0)
+      this.events.emit("backorder_not_waiting", { partition, count: changes.waitRefusedFull });
+    if (changes.waitingDelta === 0) return;
+    this.waitingLines += changes.waitingDelta;
+    assert(this.waitingLines >= 0, "waiting lines are never negative");
+    this.events.emit("waiting_lines", { partition, count: this.waitingLines });
   }
 
   private answer(envelopes: Envelopes, r: LineResult): void {

@@ -50,7 +50,8 @@ const nextStates: Record<OrderLine["state"], ReadonlySet<OrderLine["state"]>> = 
   received: new Set(["received", "allocated", "released", "backordered", "rejected", "cancelled", "shipped"]),
   allocated: new Set(["allocated", "released", "received", "backordered", "rejected", "cancelled"]),
   released: new Set(["released", "shipped", "cancelled", "received"]),
-  backordered: new Set(["backordered", "received", "cancelled"]),
+  // A waiting backorder filled when stock arrives is allocated, then released in the same batch.
+  backordered: new Set(["backordered", "received", "cancelled", "allocated", "released"]),
   rejected: new Set(["rejected"]),
   cancelled: new Set(["cancelled"]),
   shipped: new Set(["shipped"]),
@@ -77,7 +78,13 @@ export function expectedStatus(lines: readonly OrderLine[]): OrderStatus {
 const lineKey = (orderKey: string, lineId: string) => `${orderKey}/${lineId}`;
 const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
 
-export type CheckerOptions = { network: Network; partitions: number; avoid: ReadonlySet<string> };
+export type CheckerOptions = {
+  network: Network;
+  partitions: number;
+  avoid: ReadonlySet<string>;
+  /** The ledger's waiting list bound (ledger.waitingLinesPerSkuMax). */
+  waitingMax?: number;
+};
 
 export class Checker implements SimObserver {
   readonly model: LedgerModel;
@@ -89,11 +96,14 @@ export class Checker implements SimObserver {
   private readonly cancels: Array<{ key: string; lineIds: string[] | null }> = [];
   /** Lines that lost their reservation to a count at some point: their shipments may outrun the ledger's. */
   private readonly lost = new Set<string>();
+  /** Candidates of each reservation that asked to wait (sku|order|line|attempt), and the fills seen. */
+  private readonly mayWait = new Map<string, string[]>();
+  private readonly fills = new Set<string>();
   /** The warehouse each line was last asked to ship from and not told to stop (from the fulfilment output). */
   private readonly openFulfil = new Map<string, string>();
 
   constructor(private readonly o: CheckerOptions) {
-    this.model = new LedgerModel(o.avoid.has("repeat-refusal-code") ? "domain" : "same");
+    this.model = new LedgerModel(o.avoid.has("repeat-refusal-code") ? "domain" : "same", o.waitingMax);
   }
 
   // ---- per commit ----------------------------------------------------------------------------------------
@@ -101,7 +111,7 @@ export class Checker implements SimObserver {
   ledgerCommitted(c: LedgerCommit): void {
     c.inputs.forEach((m, i) => {
       if (m.body.kind === "stock") {
-        const expected = this.model.stock(m.body.sku, m.body.command);
+        const expected = this.model.stock(m.body.sku, m.body.command, m.atMs);
         const actual = c.stockOutcomes[i];
         check(
           actual !== null && actual !== undefined && actual.ok === expected.ok,
@@ -115,6 +125,22 @@ export class Checker implements SimObserver {
           }));
       } else if (m.body.kind === "cmd") for (const r of m.body.items) this.model.line(r, m.atMs);
     });
+    for (const m of c.inputs)
+      if (m.body.kind === "cmd")
+        for (const r of m.body.items)
+          if (r.kind === "reserve" && r.wait !== undefined)
+            this.mayWait.set(`${r.sku}|${r.ref.orderKey}|${r.ref.lineId}|${r.attempt}`, r.candidates);
+    for (const r of c.changes.results) {
+      if (r.kind !== "reserved" || r.filled !== true) continue;
+      const key = `${r.sku}|${r.ref.orderKey}|${r.ref.lineId}|${r.attempt}`;
+      check(!this.fills.has(key), "a waiting line is filled at most once", () => r);
+      this.fills.add(key);
+      check(
+        this.mayWait.get(key)?.includes(r.warehouse) === true,
+        "a waiting line is filled only where its routing allowed, and only if it asked to wait",
+        () => ({ r, candidates: this.mayWait.get(key) }),
+      );
+    }
     const expected = this.model.takeResults();
     check(
       sameJson(expected, c.changes.results),
@@ -122,7 +148,14 @@ export class Checker implements SimObserver {
       () => ({ inputs: c.inputs.map((m) => m.body), expected, actual: c.changes.results }),
     );
     for (const e of c.changes.entries) count(`entry ${e.type}`);
-    for (const r of c.changes.results) count(`answer ${r.kind}`);
+    for (const r of c.changes.results)
+      count(
+        r.kind === "reserved" && r.filled === true
+          ? "answer reserved: a waiting backorder filled"
+          : r.kind === "refused"
+            ? `answer refused ${r.code}`
+            : `answer ${r.kind}`,
+      );
     if (c.inputs.every((m) => m.dup))
       check(c.changes.entries.length === 0, "a duplicate delivery moves no stock (invariant 3)", () => ({
         inputs: c.inputs.map((m) => m.body),
@@ -339,6 +372,55 @@ export class Checker implements SimObserver {
     if (sim.quiet) this.atQuiescence(sim);
   }
 
+  /**
+   * Backorders waiting for stock: the stored list is the model's, in fill order (priority, then arrival),
+   * within its bound, counted by its head, each line marked on its refused allocation, and none of them
+   * fits now (every command fills what fits: stock is never offered past a waiting line that could take it).
+   */
+  private checkWaiting(store: Sim["ledgers"][number]["store"], sku: string): void {
+    const stored = store.waitingOf(sku);
+    const model = [...(this.model.waiting.get(sku) ?? [])].sort(
+      (a, b) => b.priority - a.priority || a.arrival - b.arrival,
+    );
+    const row = (w: { orderKey: string; lineId: string; attempt: number; qty: number; priority: number }) => [
+      w.orderKey,
+      w.lineId,
+      w.attempt,
+      w.qty,
+      w.priority,
+    ];
+    check(sameJson(stored.map(row), model.map(row)), "waiting lines equal the reference model", () => ({
+      sku,
+      stored,
+      model,
+    }));
+    check(stored.length <= (this.o.waitingMax ?? 1000), "a waiting list stays within its bound", () => ({
+      sku,
+      count: stored.length,
+    }));
+    check(
+      (store.getWaitingHead(sku)?.count ?? 0) === stored.length,
+      "a waiting list's head counts its lines",
+      () => ({ sku, head: store.getWaitingHead(sku), stored }),
+    );
+    for (const w of stored) {
+      const a = store.getAllocation(sku, w.orderKey, w.lineId);
+      check(
+        a !== undefined && a.attempt === w.attempt && a.reserved === 0 && a.waiting?.arrival === w.arrival,
+        "a waiting line is its line's refused attempt, marked",
+        () => ({ w, a }),
+      );
+      const fits = w.candidates.some((c, k) => {
+        const pos = store.getSku(sku)?.positions[c];
+        return pos !== undefined && available(pos) - w.qty >= (w.keep?.[k] ?? 0);
+      });
+      check(!fits, "no waiting line fits the stock available (fills happen at once)", () => ({
+        w,
+        positions: store.getSku(sku)?.positions,
+      }));
+    }
+  }
+
   private checkSku(sim: Sim, sku: string): void {
     const p = skuPartition(sku, this.o.partitions);
     for (const [i, l] of sim.ledgers.entries())
@@ -352,6 +434,7 @@ export class Checker implements SimObserver {
         }),
       );
     const store = sim.ledgers[p]?.store;
+    if (store !== undefined) this.checkWaiting(store, sku);
     const state = store?.skus.get(sku);
     if (store === undefined || state === undefined) return;
     for (const [w, pos] of Object.entries(state.positions)) {
@@ -506,6 +589,10 @@ export class Checker implements SimObserver {
             "after every deadline each line is shipped, cancelled or rejected",
             () => ({ order: order.key, line: l, split: order.split }),
           );
+    for (const l of sim.ledgers)
+      check(l.store.waiting.size === 0, "after every deadline no line waits for stock", () => ({
+        waiting: [...l.store.waiting.values()],
+      }));
     for (const l of sim.ledgers)
       for (const s of l.store.skus.values())
         for (const [w, p] of Object.entries(s.positions))
@@ -703,6 +790,8 @@ export function committedState(sim: Sim): unknown {
       // An entry's stream sequence differs when the faulty run's streams hold extra copies; all else must not.
       entries: [...l.store.skus.keys()].sort().map((s) => l.store.entriesOf(s).map(({ seq: _, ...e }) => e)),
       allocations: sorted(l.store.allocations),
+      waiting: sorted(l.store.waiting),
+      waitingHeads: sorted(l.store.heads),
     })),
     orders: sim.orderParts.map((o) => ({
       orders: sorted(o.store.orders),

@@ -15,6 +15,21 @@ type Line = {
   reservedAtMs: number;
   /** Shipment and return ids already applied: a copy of the same request moves nothing. */
   eventIds: string[];
+  /** The refusal of this attempt ("" when none): a repeated request is answered with it. */
+  refusal: string;
+};
+
+/** A line waiting for stock (a backorder the ledger fills when stock arrives). */
+type Waiting = {
+  orderKey: string;
+  lineId: string;
+  attempt: number;
+  qty: number;
+  candidates: string[];
+  keep: number[];
+  priority: number;
+  /** Global arrival number: among equal priorities the first to wait is filled first. */
+  arrival: number;
 };
 
 export type ModelOutcome = { ok: true } | { ok: false; code: string };
@@ -29,7 +44,17 @@ export class LedgerModel {
    * `domain`: with "insufficient_available" whatever the first code was, as src/domain/ledger does today
    * (reported with this file); used only when exploring past the known bugs.
    */
-  constructor(private readonly repeatedRefusal: "same" | "domain" = "same") {}
+  constructor(
+    private readonly repeatedRefusal: "same" | "domain" = "same",
+    /** ledger.waitingLinesPerSkuMax of the ledger under test. */
+    private readonly waitingMax = 1000,
+  ) {}
+
+  /** Per SKU, the lines waiting for stock, in the order they began to wait. */
+  readonly waiting = new Map<string, Waiting[]>();
+  private arrivals = 0;
+  /** Lines (sku|orderKey|lineId|attempt) filled from a waiting list: each at most once. */
+  readonly filled = new Set<string>();
 
   readonly positions = new Map<string, Position>();
   readonly versions = new Map<string, number>();
@@ -67,7 +92,14 @@ export class LedgerModel {
     this.versions.set(sku, (this.versions.get(sku) ?? 0) + 1);
   }
 
-  stock(sku: string, c: StockCommand): ModelOutcome {
+  /** A stock command, then the waiting lines that fit now are filled (the rule: after every command). */
+  stock(sku: string, c: StockCommand, atMs = 0): ModelOutcome {
+    const out = this.stockCommand(sku, c);
+    this.fill(sku, atMs);
+    return out;
+  }
+
+  private stockCommand(sku: string, c: StockCommand): ModelOutcome {
     const p = this.position(sku, c.warehouse);
     switch (c.type) {
       case "received":
@@ -159,14 +191,88 @@ export class LedgerModel {
     r: Extract<LineRequest, { kind: "reserve" }>,
     base: { ref: LineRequest["ref"]; sku: string; attempt: number },
     asDomainRepeats = false,
-  ): void {
+    first?: string,
+    fresh?: { attempt: number },
+  ): string {
     const best = Math.max(0, ...r.candidates.map((c) => free(this.position(r.sku, c))));
     const none = r.candidates.length === 0 && !asDomainRepeats;
-    const code = none ? "no_candidate_warehouse" : "insufficient_available";
-    this.results.push({ ...base, kind: "refused", code, available: best });
+    let code = first ?? (none ? "no_candidate_warehouse" : "insufficient_available");
+    // A first refusal for want of stock, of a request that may wait: the line waits, unless its list is full.
+    if (fresh !== undefined && code === "insufficient_available" && r.kind === "reserve" && r.wait) {
+      const list = this.waiting.get(r.sku) ?? [];
+      if (list.length >= this.waitingMax) code = "waiting_list_full";
+      else {
+        list.push({
+          orderKey: r.ref.orderKey,
+          lineId: r.ref.lineId,
+          attempt: r.attempt,
+          qty: r.qty,
+          candidates: [...r.candidates],
+          keep: r.candidates.map((_, k) => r.keep?.[k] ?? 0),
+          priority: r.wait.priority,
+          arrival: this.arrivals++,
+        });
+        this.waiting.set(r.sku, list);
+      }
+    }
+    this.results.push({ ...base, kind: "refused", code, available: best } as LineResult);
+    return code;
   }
 
   line(r: LineRequest, atMs: number): void {
+    this.lineRequest(r, atMs);
+    this.fill(r.sku, atMs);
+  }
+
+  /**
+   * Waiting lines of the SKU, priority first (higher first), then arrival: each is filled whole at the first
+   * of its candidates that keeps its `keep` after it; one that fits nowhere is passed over.
+   */
+  private fill(sku: string, atMs: number): void {
+    const list = [...(this.waiting.get(sku) ?? [])].sort(
+      (a, b) => b.priority - a.priority || a.arrival - b.arrival,
+    );
+    for (const w of list) {
+      const i = w.candidates.findIndex((c, k) => free(this.position(sku, c)) - w.qty >= (w.keep[k] ?? 0));
+      if (i < 0) continue;
+      const warehouse = w.candidates[i] as string;
+      this.unwait(sku, w.orderKey, w.lineId);
+      const key = `${sku}|${w.orderKey}|${w.lineId}`;
+      const l = this.lines.get(key);
+      if (l === undefined || l.attempt !== w.attempt)
+        throw new Error(`model: waiting line ${key} has no attempt`);
+      const once = `${key}|${w.attempt}`;
+      if (this.filled.has(once)) throw new Error(`model: ${once} filled twice`);
+      this.filled.add(once);
+      this.move(sku, warehouse, { reserved: w.qty });
+      l.warehouse = warehouse;
+      l.reserved = w.qty;
+      l.reservedAtMs = atMs;
+      l.refusal = "";
+      const ref = { orderKey: w.orderKey, lineId: w.lineId };
+      this.results.push({
+        ref,
+        sku,
+        attempt: w.attempt,
+        kind: "reserved",
+        warehouse,
+        qty: w.qty,
+        filled: true,
+      });
+    }
+  }
+
+  /** Whether the line waits, and takes it out of its SKU's list. */
+  private unwait(sku: string, orderKey: string, lineId: string): boolean {
+    const list = this.waiting.get(sku) ?? [];
+    const i = list.findIndex((w) => w.orderKey === orderKey && w.lineId === lineId);
+    if (i < 0) return false;
+    list.splice(i, 1);
+    if (list.length === 0) this.waiting.delete(sku);
+    return true;
+  }
+
+  private lineRequest(r: LineRequest, atMs: number): void {
     const key = `${r.sku}|${r.ref.orderKey}|${r.ref.lineId}`;
     const l = this.lines.get(key);
     const base = { ref: { ...r.ref }, sku: r.sku, attempt: r.attempt };
@@ -176,9 +282,17 @@ export class LedgerModel {
         // The same request again: the same answer, nothing moves.
         if (l.reserved > 0)
           this.results.push({ ...base, kind: "reserved", warehouse: l.warehouse, qty: l.reserved });
-        else if (l.warehouse === "") this.refuse(r, base, this.repeatedRefusal === "domain");
+        else if (l.warehouse === "")
+          this.refuse(
+            r,
+            base,
+            this.repeatedRefusal === "domain",
+            this.repeatedRefusal === "domain" ? undefined : l.refusal,
+          );
         return;
       }
+      // A new attempt takes the line's place in the waiting list away: it waits again only if refused again.
+      this.unwait(r.sku, r.ref.orderKey, r.ref.lineId);
       if (l !== undefined && l.reserved > 0) this.move(r.sku, l.warehouse, { reserved: -l.reserved });
       // A re-route keeps what the line already shipped and had returned: that is history, not stock.
       const shipped = l?.shipped ?? 0;
@@ -194,9 +308,11 @@ export class LedgerModel {
         reserved: 0,
         reservedAtMs: atMs,
         eventIds,
+        refusal: "",
       };
       this.lines.set(key, line);
-      const w = r.candidates.find((c) => free(this.position(r.sku, c)) >= r.qty);
+      // Each candidate keeps what routing asked it to keep (its min stock) after the reservation.
+      const w = r.candidates.find((c, k) => free(this.position(r.sku, c)) - r.qty >= (r.keep?.[k] ?? 0));
       if (w !== undefined) {
         this.move(r.sku, w, { reserved: r.qty });
         line.warehouse = w;
@@ -204,12 +320,13 @@ export class LedgerModel {
         this.results.push({ ...base, kind: "reserved", warehouse: w, qty: r.qty });
         return;
       }
-      this.refuse(r, base);
+      line.refusal = this.refuse(r, base, false, undefined, line);
       return;
     }
     if (l === undefined || l.attempt !== r.attempt) return; // unknown or stale: nothing
     switch (r.kind) {
       case "release":
+        if (this.unwait(r.sku, r.ref.orderKey, r.ref.lineId)) return; // a cancelled backorder stops waiting
         this.move(r.sku, l.warehouse, { reserved: -l.reserved });
         l.reserved = 0;
         return;

@@ -29,6 +29,8 @@ export type Step =
       order: number;
       lines: Array<{ sku: number; qty: number }>;
       split: Partial<SplitPolicy>;
+      /** The order's priority (absent: 0). */
+      priority?: number;
     }
   | { t: "cancel"; order: number; lines: number[] | null }
   | { t: "shipped"; pick: number; all: boolean; partial: number }
@@ -111,6 +113,8 @@ const stockStep = fc.record({
 const createStep = fc.record({
   t: fc.constant("create" as const),
   order: nat(orderIdCount * channels.length - 1),
+  /** Waiting backorders are filled by priority, then arrival. */
+  priority: fc.integer({ min: -1, max: 2 }),
   lines: fc.array(fc.record({ sku: nat(3), qty: fc.integer({ min: 1, max: 4 }) }), {
     minLength: 1,
     maxLength: 3,
@@ -233,8 +237,17 @@ export const orderLimits = (s: Scenario): OrderLimits => ({
   retention: modelRetention,
 });
 
+/** The ledger's waiting list bound in the simulation (ledger.waitingLinesPerSkuMax). */
+export const waitingLinesPerSkuMax = 2;
+
 export function simOptions(s: Scenario): SimOptions {
-  return { partitions: s.partitions, network: buildNetwork(s.shape), limits: orderLimits(s) };
+  return {
+    partitions: s.partitions,
+    network: buildNetwork(s.shape),
+    limits: orderLimits(s),
+    // Small, so that runs find a full waiting list as well as fills.
+    waitingLinesPerSkuMax: waitingLinesPerSkuMax,
+  };
 }
 
 const orderKeyOf = (n: number) => {
@@ -256,6 +269,7 @@ export function runScenario(scenario: Scenario, o: RunOptions): { sim: Sim; chec
     network: options.network,
     partitions: s.partitions,
     avoid: o.avoid,
+    waitingMax: waitingLinesPerSkuMax,
   });
   const sim = new Sim({ ...options, observer: checker });
   const ctx = { shipments: 0, returns: 0 };
@@ -370,7 +384,7 @@ function applyStep(sim: Sim, step: Step, c: Ctx): void {
           })),
           shipTo: { region: null, zip: null, lat: null, lon: null },
           shipByMs: null,
-          priority: 0,
+          priority: step.priority ?? 0,
           split: step.split,
         },
       });

@@ -133,11 +133,14 @@ class LedgerPart {
   readonly stream = new Stream();
   ledger: Ledger;
   lastOutbox: Published[] = [];
-  constructor(readonly index: number) {
-    this.ledger = new Ledger(this.store);
+  constructor(
+    readonly index: number,
+    private readonly limits: { waitingLinesPerSkuMax?: number } = {},
+  ) {
+    this.ledger = new Ledger(this.store, limits);
   }
   restart(): void {
-    this.ledger = new Ledger(this.store);
+    this.ledger = new Ledger(this.store, this.limits);
     this.stream.cursor = this.store.streamSeqLastApplied; // the consumer resumes after the last applied
   }
 }
@@ -164,7 +167,12 @@ export type SimOptions = {
   network: Network;
   limits: OrderLimits;
   observer?: SimObserver;
+  /** ledger.waitingLinesPerSkuMax (absent: the default). */
+  waitingLinesPerSkuMax?: number;
 };
+
+const waitingLimits = (o: SimOptions) =>
+  o.waitingLinesPerSkuMax === undefined ? {} : { waitingLinesPerSkuMax: o.waitingLinesPerSkuMax };
 
 export class SimCrash extends Error {
   override name = "SimCrash";
@@ -182,7 +190,7 @@ export class Sim {
   private inputSeq = 0;
 
   constructor(readonly o: SimOptions) {
-    this.ledgers = Array.from({ length: o.partitions }, (_, i) => new LedgerPart(i));
+    this.ledgers = Array.from({ length: o.partitions }, (_, i) => new LedgerPart(i, waitingLimits(o)));
     this.orderParts = Array.from(
       { length: o.partitions },
       (_, i) => new OrderPart(i, (store) => new Orders(store, () => o.network, o.limits, this.routingView())),

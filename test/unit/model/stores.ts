@@ -4,8 +4,11 @@ import type {
   LedgerEntry,
   LedgerView,
   SkuState,
+  WaitingHead,
+  WaitingLine,
   WarehouseLoad,
 } from "../../../src/domain/ledger/index.ts";
+import { fillOrder, waitingKey, waitingKeyText } from "../../../src/domain/ledger/index.ts";
 import type {
   Order,
   OrderChanges,
@@ -38,6 +41,9 @@ export class MemLedgerStore implements LedgerView {
   readonly entries = new Map<string, Map<number, LedgerEntry>>();
   readonly allocations = new Map<string, Allocation>();
   readonly loads = new Map<string, WarehouseLoad>();
+  /** Waiting lines by key text (src/domain/ledger/waiting.ts) and each SKU's head. */
+  readonly waiting = new Map<string, WaitingLine>();
+  readonly heads = new Map<string, WaitingHead>();
   streamSeqLastApplied = 0;
   outboxSeq = 0;
   /** Entries written over an existing [sku, version] key: a reused version (invariant 4), reported by checks. */
@@ -65,6 +71,19 @@ export class MemLedgerStore implements LedgerView {
   getLoad(warehouse: string): WarehouseLoad | undefined {
     const l = this.loads.get(warehouse);
     return l === undefined ? undefined : copy(l);
+  }
+
+  getWaitingHead(sku: string): WaitingHead | undefined {
+    const h = this.heads.get(sku);
+    return h === undefined ? undefined : copy(h);
+  }
+
+  /** LMDB's range over [sku, −priority, arrival]: fill order. */
+  waitingOf(sku: string): WaitingLine[] {
+    return [...this.waiting.values()]
+      .filter((w) => w.sku === sku)
+      .sort(fillOrder)
+      .map(copy);
   }
 
   entriesOf(sku: string): LedgerEntry[] {
@@ -98,6 +117,12 @@ export class MemLedgerStore implements LedgerView {
     for (const [sku, orderKey, lineId] of changes.allocationsDeleted) {
       this.allocations.delete(allocationKey(sku, orderKey, lineId));
       touched.add(sku);
+    }
+    for (const key of changes.waitingDeleted) this.waiting.delete(waitingKeyText(key));
+    for (const w of changes.waitingPut) this.waiting.set(waitingKeyText(waitingKey(w)), copy(w));
+    for (const [sku, head] of changes.waitingHeads) {
+      if (head === null) this.heads.delete(sku);
+      else this.heads.set(sku, copy(head));
     }
     if (streamSeqLastApplied !== null) this.streamSeqLastApplied = streamSeqLastApplied;
     return touched;
