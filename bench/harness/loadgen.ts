@@ -31,7 +31,7 @@ import {
   Workload,
 } from "./workload.ts";
 
-export type FollowUpKind = "cancel" | "shipped" | "rejected" | "returned";
+export type FollowUpKind = "cancel" | "shipped" | "rejected" | "returned" | "restock";
 export type FollowUpCounts = Record<FollowUpKind, { sent: number; accepted: number; errors: number }>;
 
 export type LoadTick = {
@@ -91,7 +91,12 @@ const followUpDelaysMs = {
   ship: [500, 3000],
   secondShipment: [500, 2000],
   returned: [500, 3000],
+  // A backorder's unit arrives this long after the order: long enough that the line waits first.
+  restock: [1000, 1500],
 } as const;
+
+/** Where a backorder's unit is received: the bench network's first warehouse, in the orders' region (SP). */
+const restockWarehouse = "w1";
 
 /** Return dispositions: an assumption (Olist has no returns), most returns resellable. */
 const dispositions = new Categorical([
@@ -197,7 +202,10 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
     shipped: { sent: 0, accepted: 0, errors: 0 },
     rejected: { sent: 0, accepted: 0, errors: 0 },
     returned: { sent: 0, accepted: 0, errors: 0 },
+    restock: { sent: 0, accepted: 0, errors: 0 },
   };
+  /** Backorders of the mix: the simulated WMS never rejects them (no stock elsewhere to re-route to). */
+  const backorders = new Set<number>();
   let offeredCount = 0;
   let nextOfferedUs = offeredTimes.next();
   let sent = 0;
@@ -253,6 +261,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
       if (l.sku.startsWith("HOT-")) hotUnits[l.sku] = (hotUnits[l.sku] ?? 0) + l.qty;
     }
     if (lifecycle !== null) planCancel(order, orderId);
+    if (order.backorder === true) planRestock(order);
     inflight++;
     if (inflight > inflightMax) inflightMax = inflight;
     const subject = subjects.orderPublic("order", plan.channel, orderId);
@@ -299,6 +308,20 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
       subject: subjects.orderPublic("cancel", plan.channel, orderId),
       payload: JSON.stringify({ reason: "bench: customer cancel" }),
     });
+  };
+
+  /** The unit a backorder waits for: a receipt at the first warehouse, after the line has waited. */
+  const planRestock = (order: PlannedOrder) => {
+    backorders.add(order.n);
+    const rng = new Rng(plan.seed ^ 0x7e57, order.n + 1);
+    const [lo, hi] = followUpDelaysMs.restock;
+    for (const l of order.lines)
+      heap.push({
+        atUs: order.intendedUs + rng.between(lo, hi) * 1000,
+        kind: "restock",
+        subject: subjects.stockPublic(l.sku),
+        payload: JSON.stringify({ type: "received", warehouse: restockWarehouse, qty: l.qty }),
+      });
   };
 
   const sendFollowUp = (f: FollowUp) => {
@@ -368,7 +391,7 @@ export async function runLoadgen(plan: LoadPlan): Promise<void> {
     const now = nowUs();
     if ((flag(n) & Flag.RejectDecided) === 0) {
       setFlag(n, Flag.RejectDecided);
-      if (rng.chance(lc.rejectPct / 100)) {
+      if (!backorders.has(n) && rng.chance(lc.rejectPct / 100)) {
         const [lo, hi] = followUpDelaysMs.reject;
         heap.push({
           atUs: now + rng.between(lo, hi) * 1000,

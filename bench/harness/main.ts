@@ -275,6 +275,7 @@ async function runScenario(
     lifecycle:
       options.scenario === "lifecycle"
         ? {
+            backorderPct: options.backorderPct,
             cancelPct: options.cancelPct,
             rejectPct: options.rejectPct,
             partialShipPct: options.partialShipPct,

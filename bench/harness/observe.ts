@@ -18,7 +18,7 @@ import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 import { limits, type Phase, phaseIndexAt } from "./options.ts";
 import type { WarehouseSite } from "./replay-network.ts";
 import { RoutingTally } from "./routing-tally.ts";
-import { keyPrefixOf, type OrderRef, parseOrderKey } from "./workload.ts";
+import { isBackorderSku, keyPrefixOf, type OrderRef, parseOrderKey } from "./workload.ts";
 
 export const latencyKinds = ["allocated", "fulfil", "stockDelta"] as const;
 export type LatencyKind = (typeof latencyKinds)[number];
@@ -55,6 +55,14 @@ export type StockView = { ats: number; version: number; atMs: number; channel: s
 const bit = { seen: 1, allocated: 2, fulfil: 4 } as const;
 
 /** Per-SKU matching of order lines to stock deltas (pure; unit-tested). Times are epoch ms. */
+/** Statuses after a backorder that say its line was filled (the order went on from backordered). */
+const backorderFilledStatuses: ReadonlySet<string> = new Set([
+  "allocated",
+  "partially_allocated",
+  "partially_shipped",
+  "shipped",
+]);
+
 export class StockDeltaMatcher {
   /** Lines not matched yet, per SKU: [sentMs, intendedMs] pairs, sorted by sentMs. */
   private readonly pending = new Map<string, number[][]>();
@@ -157,6 +165,12 @@ export class Observer {
   onCompleted: ((n: number, intendedMs: number, arrivalMs: number) => void) | null = null;
   /** Splits, shipments per order, refusals and distances, from the newest status and every fulfil item. */
   readonly routing: RoutingTally;
+  /**
+   * Backorders filled from the waiting list (lifecycle's backorder mix): orders seen backordered, those seen
+   * allocated (or further) after it, and the time between the two statuses' arrivals.
+   */
+  readonly backorders = { waited: 0, filled: 0, fill: new LatencyHistogram() };
+  private readonly backorderedAtMs = new Map<number, number>();
 
   constructor(
     channel: string,
@@ -222,6 +236,20 @@ export class Observer {
     return this.startEpochMs + ref.intendedUs / 1000;
   }
 
+  private onBackorder(n: number, status: string, arrivalMs: number): void {
+    const since = this.backorderedAtMs.get(n);
+    if (status === "backordered") {
+      if (since === undefined) {
+        this.backorderedAtMs.set(n, arrivalMs);
+        this.backorders.waited++;
+      }
+    } else if (since !== undefined && since >= 0 && backorderFilledStatuses.has(status)) {
+      this.backorderedAtMs.set(n, -1); // counted once
+      this.backorders.filled++;
+      this.backorders.fill.recordMs(Math.max(0, arrivalMs - since));
+    }
+  }
+
   private onStatus(item: Record<string, unknown>, arrivalMs: number): void {
     const ref = this.ref(item);
     if (ref === null) return;
@@ -232,7 +260,8 @@ export class Observer {
       this.flags[n] = flags | bit.seen;
       const sentMs = this.startEpochMs + ref.sentUs / 1000;
       for (const l of lines) {
-        if (typeof l.sku !== "string") continue;
+        // A backorder's line changes no ATS when it arrives (none is available): no stock delta follows it.
+        if (typeof l.sku !== "string" || isBackorderSku(l.sku)) continue;
         this.linesSeen++;
         const latency = this.matcher.addLine(l.sku, this.intendedMs(ref), sentMs);
         if (latency !== null) this.recordStockLine(latency, this.phaseOf(ref));
@@ -249,6 +278,7 @@ export class Observer {
       else this.openKeys.set(n, item.orderKey as string);
       this.finalCount += (isFinal ? 1 : 0) - (wasFinal ? 1 : 0);
       this.routing.onStatus(n, lines);
+      this.onBackorder(n, String(item.status), arrivalMs);
     }
     const atMs = typeof item.atMs === "number" ? item.atMs : null;
     const open = lines.some((l) => l.state === "received");

@@ -47,7 +47,8 @@ export type BenchOptions = {
   hotSkus: number;
   hotStock: number;
   hotShare: number;
-  /** lifecycle: percentages of orders (cancel) or of fulfilment requests (reject, partial ship, return). */
+  /** lifecycle: percentages of orders (backorder, cancel) or of fulfilment requests (reject, partial ship, return). */
+  backorderPct: number;
   cancelPct: number;
   rejectPct: number;
   partialShipPct: number;
@@ -235,6 +236,7 @@ const flags = {
   "hot-skus": { type: "string" },
   "hot-stock": { type: "string" },
   "hot-share": { type: "string" },
+  "backorder-pct": { type: "string" },
   "cancel-pct": { type: "string" },
   "reject-pct": { type: "string" },
   "partial-ship-pct": { type: "string" },
@@ -290,6 +292,7 @@ const flagKey: Record<string, keyof BenchOptions> = {
   "hot-skus": "hotSkus",
   "hot-stock": "hotStock",
   "hot-share": "hotShare",
+  "backorder-pct": "backorderPct",
   "cancel-pct": "cancelPct",
   "reject-pct": "rejectPct",
   "partial-ship-pct": "partialShipPct",
@@ -343,6 +346,8 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --channel NAME      the channel orders arrive on                                            (shop)
   --hot-skus N / --hot-stock N / --hot-share F    hot-sku: SKUs, units each, share of lines (10/2000/0.9)
   --cancel-pct P / --reject-pct P / --partial-ship-pct P / --return-pct P   lifecycle (5 / 2 / 5 / 8)
+  --backorder-pct P   lifecycle: orders of one unit of a SKU with no stock, allowed to wait (split.backorder);
+                      its unit is received at w1 1–1.5 s later and fills the waiting line        (5)
   --trace PATH        replay: an Olist-style directory (orders.csv + order_items.csv) or an NDJSON file
   --trace-format F    auto | olist-csv | ndjson                                               (auto)
   --speedup N         replay: time compression factor (default: fit the trace into --fit-s)
@@ -428,6 +433,7 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     hotSkus: 10,
     hotStock: 2000,
     hotShare: 0.9,
+    backorderPct: 5,
     cancelPct: 5,
     rejectPct: 2,
     partialShipPct: 5,
@@ -533,6 +539,7 @@ const numberKeys = new Set<keyof BenchOptions>([
   "hotSkus",
   "hotStock",
   "hotShare",
+  "backorderPct",
   "cancelPct",
   "rejectPct",
   "partialShipPct",
@@ -639,7 +646,8 @@ function validate(o: BenchOptions): void {
   whole("hotSkus", 1, 10_000);
   whole("hotStock", 0, 1_000_000_000);
   range("hotShare", 0, 1);
-  for (const key of ["cancelPct", "rejectPct", "partialShipPct", "returnPct"] as const) range(key, 0, 100);
+  for (const key of ["backorderPct", "cancelPct", "rejectPct", "partialShipPct", "returnPct"] as const)
+    range(key, 0, 100);
   if (o.speedup !== null) range("speedup", 1e-6, 1e12);
   range("fitS", 0.1, 86_400);
   range("stockHeadroom", 0.01, 1000);

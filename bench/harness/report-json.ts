@@ -149,6 +149,11 @@ export type BenchReport = {
     inFlightPublishesMax: number;
     followUps: FollowUpCounts | null;
     reactionsAwaited: number;
+    /**
+     * lifecycle: orders of the backorder mix seen backordered, those seen allocated after it (filled from the
+     * waiting list when their unit arrived), and the time between the two statuses; null otherwise.
+     */
+    backorders?: { waited: number; filled: number; fillMs: LatencySummary } | null;
   };
   raw: RawJetStream | null;
   throughput: {
@@ -389,6 +394,14 @@ export function buildReport(input: BuildInput): BenchReport {
       inFlightPublishesMax: options.inFlightPublishesMax,
       followUps: options.scenario === "lifecycle" ? load.followUps : null,
       reactionsAwaited: load.reactionsAwaited,
+      backorders:
+        options.scenario === "lifecycle"
+          ? {
+              waited: observer.backorders.waited,
+              filled: observer.backorders.filled,
+              fillMs: observer.backorders.fill.summary(),
+            }
+          : null,
     },
     raw: input.raw,
     throughput: {

@@ -108,8 +108,15 @@ export function renderMarkdown(r: BenchReport): string {
     const f = r.load.followUps;
     out.push("");
     out.push(
-      `Lifecycle follow-ups (sent / accepted): cancels ${f.cancel.sent} / ${f.cancel.accepted}, warehouse rejections ${f.rejected.sent} / ${f.rejected.accepted}, shipments ${f.shipped.sent} / ${f.shipped.accepted}, partial returns ${f.returned.sent} / ${f.returned.accepted}; reactions still awaited at the end: ${r.load.reactionsAwaited}.`,
+      `Lifecycle follow-ups (sent / accepted): cancels ${f.cancel.sent} / ${f.cancel.accepted}, warehouse rejections ${f.rejected.sent} / ${f.rejected.accepted}, shipments ${f.shipped.sent} / ${f.shipped.accepted}, partial returns ${f.returned.sent} / ${f.returned.accepted}, backorder receipts ${f.restock.sent} / ${f.restock.accepted}; reactions still awaited at the end: ${r.load.reactionsAwaited}.`,
     );
+    const b = r.load.backorders;
+    if (b !== undefined && b !== null && b.waited > 0) {
+      out.push("");
+      out.push(
+        `Backorders: ${n(b.waited)} orders backordered, ${n(b.filled)} filled from the waiting list when their unit arrived; backordered → allocated p50 ${b.fillMs.p50Ms.toFixed(0)} ms, p99 ${b.fillMs.p99Ms.toFixed(0)} ms (the receipt comes 1–1.5 s after the order).`,
+      );
+    }
   }
   out.push("");
   if (r.routing !== undefined) out.push(...routingSection(r.routing), "");

@@ -25,9 +25,13 @@ export type PlannedOrder = {
   zip?: string | null;
   lat?: number | null;
   lon?: number | null;
+  /** A backorder of the lifecycle mix: one line of a SKU with no stock yet, `split.backorder` set. */
+  backorder?: boolean;
 };
 
 export type LifecycleMix = {
+  /** Orders for a SKU with no stock, allowed to wait (split.backorder); a receipt follows each (loadgen). */
+  backorderPct: number;
   cancelPct: number;
   rejectPct: number;
   partialShipPct: number;
@@ -61,6 +65,11 @@ export type LoadPlan = {
 
 export const catalogueSku = (i: number) => `SKU-${i}`;
 export const hotSku = (i: number) => `HOT-${i}`;
+/** The lifecycle mix's backorder SKUs: never seeded; each order's unit arrives by a receipt after it. */
+export const backorderSku = (i: number) => `BO-${i}`;
+export const isBackorderSku = (sku: string) => sku.startsWith("BO-");
+/** How many backorder SKUs the mix spreads its orders over (several orders wait on one SKU at a time). */
+export const backorderSkusCount = 16;
 
 /**
  * Lines per order. single: the throughput scenario (one ledger reservation per order). mix: a general-retail
@@ -198,8 +207,14 @@ export class Workload {
   }
 
   /** An order's content depends on (seed, n) only, not on the orders before it. */
-  content(n: number): { lines: PlannedLine[]; region: string } {
+  content(n: number): { lines: PlannedLine[]; region: string; backorder?: boolean } {
     const rng = new Rng(this.plan.seed, n + 1);
+    const backorderPct = this.plan.lifecycle?.backorderPct ?? 0;
+    if (backorderPct > 0 && new Rng(this.plan.seed ^ 0xb0, n + 1).chance(backorderPct / 100)) {
+      // One unit, shipped to the region of the first warehouse, where its receipt arrives.
+      const sku = backorderSku(rng.int(backorderSkusCount));
+      return { lines: [{ sku, qty: 1, price: 10 }], region: "SP", backorder: true };
+    }
     const count = this.lineCount.sample(rng);
     const lines: PlannedLine[] = [];
     const used = new Set<string>();
@@ -254,5 +269,8 @@ export function orderPayload(order: PlannedOrder): string {
   return JSON.stringify({
     lines: order.lines.map((l, i) => ({ lineId: String(i + 1), sku: l.sku, qty: l.qty, price: l.price })),
     shipTo,
+    ...(order.backorder === true
+      ? { split: { mode: "allow_partial", maxShipments: 0, backorder: true } }
+      : {}),
   });
 }

@@ -155,6 +155,7 @@ function fixtureReport(): BenchReport {
       shipped: { sent: 0, accepted: 0, errors: 0 },
       rejected: { sent: 0, accepted: 0, errors: 0 },
       returned: { sent: 0, accepted: 0, errors: 0 },
+      restock: { sent: 0, accepted: 0, errors: 0 },
     },
     reactionsAwaited: 0,
     cpuSeconds: 1,

@@ -147,6 +147,46 @@ describe("Observer", () => {
     expect(o.finalCount).toBe(1);
   });
 
+  test("backorders: seen backordered, then allocated: one fill with the time between; a BO- line waits for no stock delta", () => {
+    const o = observer();
+    const k = key(0, 0);
+    send(
+      o,
+      "sluice.out.order.shop",
+      [status(k, 1, "received", "pending", "created", start, "BO-1")],
+      start + 5,
+    );
+    send(
+      o,
+      "sluice.out.order.shop",
+      [status(k, 2, "backordered", "backordered", "x", start, "BO-1")],
+      start + 10,
+    );
+    send(
+      o,
+      "sluice.out.order.shop",
+      [status(k, 2, "backordered", "backordered", "x", start, "BO-1")],
+      start + 11,
+    );
+    expect(o.backorders.waited).toBe(1);
+    expect(o.backorders.filled).toBe(0);
+    send(
+      o,
+      "sluice.out.order.shop",
+      [status(k, 3, "allocated", "allocated", "x", start, "BO-1")],
+      start + 1210,
+    );
+    send(o, "sluice.out.order.shop", [status(k, 4, "shipped", "shipped", "x", start, "BO-1")], start + 2000);
+    expect(o.backorders.filled).toBe(1);
+    expect(o.backorders.fill.summary().count).toBe(1);
+    expect(o.backorders.fill.summary().maxMs).toBeCloseTo(1200, -1);
+    expect(o.linesSeen).toBe(0);
+    // An order never backordered is no fill.
+    const k2 = key(1, 0);
+    send(o, "sluice.out.order.shop", [status(k2, 2, "allocated", "allocated", "x", start)], start + 20);
+    expect(o.backorders.filled).toBe(1);
+  });
+
   test("stock deltas: per-line latency, last value per (channel, SKU) by version", () => {
     const o = observer();
     const k = key(0, 1000);

@@ -64,6 +64,12 @@ describe("bench options", () => {
     ]);
   });
 
+  test("lifecycle's backorder mix: 5 % by default, --backorder-pct sets it", () => {
+    expect(options(["--scenario", "lifecycle"]).backorderPct).toBe(5);
+    expect(options(["--scenario", "lifecycle", "--backorder-pct", "12.5"]).backorderPct).toBe(12.5);
+    expect(options(["--scenario", "lifecycle", "--backorder-pct", "0"]).backorderPct).toBe(0);
+  });
+
   test("a JSON or TOML file sets options; the command line wins over the file", () => {
     const json = join(dir, "o.json");
     writeFileSync(json, JSON.stringify({ scenario: "steady", rate: 123, durationS: 7, seed: 9 }));
@@ -89,6 +95,7 @@ describe("bench options", () => {
       [["--channel", "a.b"], /--channel must be a plain subject token/],
       [["--scenario", "replay"], /needs --trace PATH/],
       [["--inflight", "0"], /--inflight must be a whole number/],
+      [["--backorder-pct", "101"], /--backorder-pct must be in/],
       [["--unknown"], /Unknown option/],
       [["--config", join(dir, "missing.json")], /cannot read it/],
     ];

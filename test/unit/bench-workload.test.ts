@@ -3,6 +3,7 @@ import type { Phase } from "../../bench/harness/options.ts";
 import { Categorical, mix32, Rng, ZipfSampler } from "../../bench/harness/prng.ts";
 import {
   ArrivalSchedule,
+  isBackorderSku,
   keyPrefixOf,
   type LoadPlan,
   orderIdOf,
@@ -252,5 +253,48 @@ describe("order ids carry the intended and actual send times", () => {
     expect(parseOrderKey("shop.bk3x9-1-2", prefix)).toBeNull();
     expect(parseOrderKey("shop.bk3x9-x-2-0", prefix)).toBeNull();
     expect(parseOrderKey("shop.bk3x9-1-2--5", prefix)).toBeNull();
+  });
+});
+
+describe("lifecycle's backorder mix", () => {
+  const orderLimits = { idBytesMax: 256, quantityMax: 1e9, linesPerOrderMax: 200 } as never;
+  const mix = { backorderPct: 20, cancelPct: 0, rejectPct: 0, partialShipPct: 0, returnPct: 0 };
+  test("about backorderPct of the orders: one unit of a BO- SKU, shipped to SP, split.backorder in the payload", () => {
+    const w = new Workload(plan({ scenario: "lifecycle", lifecycle: mix }), null);
+    let backorders = 0;
+    const n = 5000;
+    for (let i = 0; i < n; i++) {
+      const c = w.content(i);
+      const payload = JSON.parse(orderPayload({ n: i, intendedUs: 0, ...c })) as {
+        split?: { backorder: boolean };
+      };
+      expect(parseOrder("shop", `o-${i}`, payload, orderLimits).ok).toBe(true);
+      if (c.backorder === true) {
+        backorders++;
+        expect(c.lines).toHaveLength(1);
+        expect(isBackorderSku(c.lines[0]?.sku ?? "")).toBe(true);
+        expect(c.lines[0]?.qty).toBe(1);
+        expect(c.region).toBe("SP");
+        expect(payload.split?.backorder).toBe(true);
+      } else {
+        expect(c.lines.some((l) => isBackorderSku(l.sku))).toBe(false);
+        expect(payload.split).toBeUndefined();
+      }
+    }
+    expect(backorders / n).toBeGreaterThan(0.17);
+    expect(backorders / n).toBeLessThan(0.23);
+    // The same (seed, n) gives the same order.
+    expect(new Workload(plan({ scenario: "lifecycle", lifecycle: mix }), null).content(7)).toEqual(
+      w.content(7),
+    );
+  });
+
+  test("0 % (and every other scenario): no backorder", () => {
+    const off = new Workload(plan({ scenario: "lifecycle", lifecycle: { ...mix, backorderPct: 0 } }), null);
+    const steady = new Workload(plan(), null);
+    for (let i = 0; i < 1000; i++) {
+      expect(off.content(i).backorder).toBeUndefined();
+      expect(steady.content(i).backorder).toBeUndefined();
+    }
   });
 });
