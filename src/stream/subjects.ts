@@ -130,6 +130,11 @@ export const subjects = {
     `sluice.${orderKindInput(kind)}.${partition}.${kind}.${encodeToken(channel)}.${encodeToken(orderId)}`,
   wmsPublic: (warehouse: string, event: string) => `sluice.in.wms.${encodeToken(warehouse)}.${event}`,
   importPublic: (importId: string) => `sluice.in.import.${encodeToken(importId)}`,
+  /** What a channel says it shows (reconciliation): `{snapshotId, full, part, parts, items: [{sku, qty}]}`. */
+  channelStockPublic: (channel: string) => `sluice.in.channel.${encodeToken(channel)}.stock`,
+  /** Router → ledger stage: the share of one channel report that a ledger partition owns. */
+  ledgerReconcile: (ledgerPartition: number, channel: string) =>
+    `sluice.ledger.${ledgerPartition}.reconcile.${encodeToken(channel)}`,
   /** Order stage → ledger stage: line requests of one order partition's batch. */
   ledgerCommands: (ledgerPartition: number, orderPartition: number) =>
     `sluice.ledger.${ledgerPartition}.cmd.${orderPartition}`,
@@ -151,6 +156,8 @@ export const subjects = {
   outFulfil: (warehouse: string) => `sluice.out.fulfil.${encodeToken(warehouse)}`,
   /** ATS changes of one channel: `{"items":[{sku, ats, version, atMs}]}`, coalesced, within its rate budget. */
   outStock: (channel: string) => `sluice.out.stock.${encodeToken(channel)}`,
+  /** What reconciling a channel's report found and healed, per ledger partition and report part. */
+  outReconcile: (channel: string) => `sluice.out.reconcile.${encodeToken(channel)}`,
   /** Compacted ERP batches (ledger movements, order documents). */
   outErp: "sluice.out.erp",
   outAll: "sluice.out.>",
@@ -186,8 +193,11 @@ export const streamNames = {
  */
 export const routedIdHeader = "Sluice-Routed-Id";
 
-/** Partitioned subject kinds only the router publishes: public copies, stock item envelopes, WMS events. */
-export const routerKinds: ReadonlySet<string> = new Set(["routed", "items", "wms"]);
+/**
+ * Partitioned subject kinds only the router publishes: public copies, stock item envelopes, WMS events,
+ * channel reports' shares.
+ */
+export const routerKinds: ReadonlySet<string> = new Set(["routed", "items", "wms", "reconcile"]);
 
 /** `<ms>:<seq>:<n>` → [ms, seq, n], or null when absent or malformed. */
 export function parseRoutedId(value: string | undefined): [number, number, number] | null {
@@ -269,7 +279,7 @@ export function routePublic(
   return {
     ok: false,
     reason: "bad_subject",
-    detail: `${subject} is not a Sluice inbound subject; expected sluice.in.stock.<sku>, sluice.in.{order,cancel,return}.<channel>.<orderId>, sluice.in.wms.<warehouse>.<event> or sluice.in.import.<id> (ids with dots, spaces, * or > are ~base64url-encoded, see docs/subjects.md)`,
+    detail: `${subject} is not a Sluice inbound subject; expected sluice.in.stock.<sku>, sluice.in.{order,cancel,return}.<channel>.<orderId>, sluice.in.wms.<warehouse>.<event>, sluice.in.import.<id> or sluice.in.channel.<channel>.stock (ids with dots, spaces, * or > are ~base64url-encoded, see docs/subjects.md)`,
   };
 }
 

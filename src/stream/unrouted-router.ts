@@ -2,12 +2,13 @@ import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstrea
 import type { Config } from "../config/index.ts";
 import { type DomainLimits, parseId, parseStockItems, type StockItem } from "../domain/ledger/index.ts";
 import { parseOrderRef } from "../domain/orders/index.ts";
+import { type ChannelSnapshot, parseChannelSnapshot } from "../domain/sync/index.ts";
 import type { Instrumentation } from "../instrumentation/index.ts";
 import type { Logger } from "../log/index.ts";
 import { contentTypeOf, Envelopes } from "../stages/envelopes.ts";
 import { domainLimits } from "../stages/ledger/applier.ts";
 import type { OutboxItem } from "../store/index.ts";
-import { decodePayload } from "./codec.ts";
+import { contentTypes, decodePayload, pack } from "./codec.ts";
 import { type DeadLetterReason, deadLetter } from "./dead-letter.ts";
 import { type OutboxPublisher, type PublishRefusal, publishedBytes } from "./outbox-publisher.ts";
 import { stageMessageBytesMax } from "./provision.ts";
@@ -44,6 +45,9 @@ function routedName(m: JsMsg, n: number): string {
  * - WMS events (`sluice.in.wms.<warehouse>.<event>`): shipped/rejected go, untouched, to the partition of
  *   the order they name; received/counted are split into one envelope of stock items per ledger partition.
  * - Bulk imports (`sluice.in.import.<id>`): split the same way (fast SKU onboarding).
+ * - Channel reports (`sluice.in.channel.<channel>.stock`, reconciliation): validated, then one share per
+ *   ledger partition owning some of its SKUs; a full snapshot's part goes to every partition (an empty share
+ *   too), so each can tell when it has heard every part.
  *   A `commandId` given once for such a message is given to item i as `<commandId>/<i>` here, where i is
  *   still the item's index in the producer's message (parseStockItems): the envelopes lose it.
  * - Public stock/order subjects on a server without Sluice's mappings: copied to their partitioned subject
@@ -172,6 +176,7 @@ export class UnroutedRouter {
   private route(m: JsMsg): OutboxItem[] {
     const dead = (reason: DeadLetterReason, detail: string): OutboxItem[] => this.dead(m, reason, detail);
     const tokens = m.subject.split(".");
+    if (tokens[2] === "channel") return this.channelReport(m, tokens);
     if (tokens[2] === "wms" || tokens[2] === "import") {
       const key = tokens[3];
       const event = tokens[2] === "wms" ? tokens[4] : "import";
@@ -211,6 +216,52 @@ export class UnroutedRouter {
     const routed = routePublic(m.subject, this.config.streams.partitionCount);
     if (!routed.ok) return dead("bad_subject", routed.detail);
     return [this.copy(m, routedSubject(routed.target), 0)];
+  }
+
+  /** A channel's report of what it shows → its share for each ledger partition (msgpack), or a dead letter. */
+  private channelReport(m: JsMsg, tokens: string[]): OutboxItem[] {
+    const dead = (reason: DeadLetterReason, detail: string): OutboxItem[] => this.dead(m, reason, detail);
+    if (tokens.length !== 5 || tokens[4] !== "stock") {
+      return dead("bad_subject", `${m.subject}: expected sluice.in.channel.<channel>.stock`);
+    }
+    let channel: string;
+    try {
+      channel = decodeToken(tokens[3] as string);
+    } catch (error) {
+      return dead("bad_subject", (error as Error).message);
+    }
+    const checked = parseId(channel, "channel", this.limits);
+    if (!checked.ok) return dead(checked.reason, checked.detail);
+    const decoded = decodePayload(m.data, contentTypeOf(m.headers));
+    if (!decoded.ok) return dead(decoded.reason, decoded.detail);
+    const snapshot = parseChannelSnapshot(decoded.value, this.limits);
+    if (!snapshot.ok) return dead(snapshot.reason, snapshot.detail);
+    return this.splitReport(m, channel, snapshot.value);
+  }
+
+  /** One share per partition, items in the report's order; a full snapshot's part reaches every partition. */
+  private splitReport(m: JsMsg, channel: string, snapshot: ChannelSnapshot): OutboxItem[] {
+    const P = this.config.streams.partitionCount;
+    const shares = new Map<number, ChannelSnapshot["items"]>();
+    if (snapshot.full) for (let p = 0; p < P; p++) shares.set(p, []);
+    for (const item of snapshot.items) {
+      const p = skuPartition(item.sku, P);
+      const share = shares.get(p) ?? [];
+      share.push(item);
+      shares.set(p, share);
+    }
+    // A share holds a subset of the report's items in msgpack, never larger than the report's JSON, so it
+    // fits what the stage stream takes (checked anyway by `fitting`).
+    return [...shares].map(([p, items], i) => ({
+      subject: subjects.ledgerReconcile(p, channel),
+      msgId: `unrouted:${m.seq}:${i}`,
+      headers: [
+        ["Content-Type", contentTypes.msgpack],
+        [originalSubjectHeader, m.subject],
+        [routedIdHeader, routedName(m, i)],
+      ],
+      data: pack({ ...snapshot, items }),
+    }));
   }
 
   /** The message, untouched, on its partitioned subject, naming where it was published. */

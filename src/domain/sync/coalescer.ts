@@ -136,6 +136,12 @@ export class StockSync {
     return lane === undefined ? 0 : lane.urgent.size + lane.waiting.size;
   }
 
+  /** Whether a value of (channel, SKU) waits to go out (the channel is behind by design, not drifted). */
+  isWaiting(channel: string, sku: string): boolean {
+    const lane = this.lanes.get(channel);
+    return lane !== undefined && (lane.urgent.has(sku) || lane.waiting.has(sku));
+  }
+
   get pendingCount(): number {
     return this.pending;
   }

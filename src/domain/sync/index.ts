@@ -14,4 +14,22 @@ export {
   type StockSyncState,
   stateFromRows,
 } from "./coalescer.ts";
+export {
+  type Admission,
+  type ChannelSnapshot,
+  type Comparison,
+  compareReported,
+  type Drift,
+  type PairView,
+  parseChannelSnapshot,
+  type ReconcileReport,
+  type ReportedItem,
+  reconcileFullIntervalMsDefault,
+  reconcileHealedPerMessageMax,
+  reconcilePartsMax,
+  reconcileSnapshotsPerChannelMax,
+  reportMessages,
+  SnapshotLog,
+  type SnapshotSeen,
+} from "./reconcile.ts";
 export { TokenBucket, type TokenBucketState } from "./token-bucket.ts";

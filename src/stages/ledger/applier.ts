@@ -29,6 +29,7 @@ import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { decodeLedgerMessage, type LedgerCommand } from "./inbound.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
 import { type FeedPublish, PositionFeed, positionFeedMessageBytesTarget } from "./position-feed.ts";
+import { type ReconcileInput, type ReconcileOptions, reconcileDefaults } from "./reconcile.ts";
 import { openReservationsOf, reservationOps, reservationTables } from "./reservations.ts";
 import { waitingHeadOf, waitingLinesIn, waitingOf, waitingOps, waitingTables } from "./waiting.ts";
 
@@ -204,6 +205,8 @@ export class LedgerApplier implements PartitionApplier {
     network: () => Network,
     private readonly clock: () => number = Date.now,
     publishFeed: FeedPublish | null = null,
+    /** Channel reconciliation settings (config `reconcile.*` once wired: /tmp/reconcile-wiring.md). */
+    reconcile: ReconcileOptions = reconcileDefaults,
   ) {
     this.cache = new BoundedCache(config.ledger.cacheCountMax, config.ledger.cacheBytesMax, skuStateBytes);
     this.ledger = new Ledger(ledgerView(store, this.cache), {
@@ -218,8 +221,14 @@ export class LedgerApplier implements PartitionApplier {
     this.commandIds = new CommandIds(store, config.ledger.commandIdsCountMax);
     this.tickMs = config.sync.tickMs;
     this.compactor = new LedgerCompactor(store, config.ledger);
-    this.outputs = new LedgerOutputs(partition, config, store, network, events, (s) =>
-      this.cache.set(s.sku, s),
+    this.outputs = new LedgerOutputs(
+      partition,
+      config,
+      store,
+      network,
+      events,
+      (s) => this.cache.set(s.sku, s),
+      reconcile,
     );
     this.feed =
       publishFeed === null ? null : new PositionFeed(partition, store, feedLimits(config), publishFeed);
@@ -254,6 +263,9 @@ export class LedgerApplier implements PartitionApplier {
       this.events.emit("dead_lettered", { stage: "ledger", reason }),
     );
     this.commandIds.begin();
+    // Channel reports are judged after the batch's own stock changes were offered (in finish): against what
+    // each channel was last offered once this batch is in.
+    const reconciles: ReconcileInput[] = [];
     for (const m of messages) {
       const inbound = decodeLedgerMessage(m, this.inbound);
       // The inbound step's dead letters first, then refusals found applying: each names its source and item
@@ -263,10 +275,13 @@ export class LedgerApplier implements PartitionApplier {
       // Envelope order: each item applies against what the items before it changed.
       for (const c of inbound.commands) {
         if (c.kind === "stock") this.stock(m, c, input, reject);
-        else this.line(m, c, input, reject);
+        else if (c.kind === "reconcile") {
+          const refuse: ReconcileInput["reject"] = (reason, detail) => reject(m, reason, detail);
+          reconciles.push({ channel: c.channel, snapshot: c.snapshot, seq: m.seq, reject: refuse });
+        } else this.line(m, c, input, reject);
       }
     }
-    return this.finish(outbox, appliedPosition(this.store, messages));
+    return this.finish(outbox, appliedPosition(this.store, messages), reconciles);
   }
 
   private stock(
@@ -325,11 +340,11 @@ export class LedgerApplier implements PartitionApplier {
     reject(m, "refused", detail, c.envelopeItem);
   }
 
-  private finish(outbox: OutboxItem[], seqTo: number) {
+  private finish(outbox: OutboxItem[], seqTo: number, reconciles: ReconcileInput[]) {
     const changes = this.ledger.takeChanges();
     // Before the SKU states are written: the outputs record in each the ATS they offered its channels.
     this.lastApplyMs = this.clock();
-    const out = this.outputs.afterBatch(changes.skus, changes.entries, this.lastApplyMs, seqTo);
+    const out = this.outputs.afterBatch(changes.skus, changes.entries, this.lastApplyMs, seqTo, reconciles);
     const ops: Op[] = [];
     for (const s of changes.skus) {
       ops.push({ op: "put", table: "skus", key: s.sku, value: s });

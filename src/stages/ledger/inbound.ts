@@ -9,6 +9,7 @@ import {
   type StockItem,
 } from "../../domain/ledger/index.ts";
 import type { OrderInputLimits } from "../../domain/orders/commands.ts";
+import { type ChannelSnapshot, parseChannelSnapshot } from "../../domain/sync/index.ts";
 import { decodePayload } from "../../stream/codec.ts";
 import type { InboundMessage } from "../../stream/partition-runner.ts";
 import { decodeToken, encodeToken, parsePartitioned, tokenPartition } from "../../stream/subjects.ts";
@@ -22,7 +23,10 @@ import { type Inbound, type InboundContext, type InboundReject, refused } from "
  */
 export type LedgerCommand =
   | { kind: "stock"; sku: string; command: StockCommand; envelopeItem?: EnvelopeItem<StockItem> }
-  | { kind: "line"; request: LineRequest; envelopeItem: EnvelopeItem<LineRequest> };
+  | { kind: "line"; request: LineRequest; envelopeItem: EnvelopeItem<LineRequest> }
+  // A share of a channel report is judged whole: no envelope item of its own (the field says so to readers of
+  // `envelopeItem` on any command).
+  | { kind: "reconcile"; channel: string; snapshot: ChannelSnapshot; envelopeItem?: undefined };
 
 type Context = InboundContext<OrderInputLimits>;
 
@@ -40,9 +44,11 @@ export function decodeLedgerMessage(m: InboundMessage, ctx: Context): Inbound<Le
   if (route.kind === "stock" && route.tokens.length === 1) return stock(m, route.tokens[0] as string, ctx);
   if (route.kind === "items") return items(m, ctx);
   if (route.kind === "cmd") return lineRequests(m, ctx);
+  if (route.kind === "reconcile" && route.tokens.length === 1)
+    return reconcile(m, route.tokens[0] as string, ctx);
   return refused(
     "unknown_kind",
-    `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind}`,
+    `ledger partitions take stock.<sku>, items.<source> and cmd.<p>, not ${route.kind} (channel reports: reconcile.<channel>)`,
   );
 }
 
@@ -112,6 +118,33 @@ function lineRequests(m: InboundMessage, ctx: Context): Inbound<LedgerCommand> {
     }
   }
   return { commands, rejects };
+}
+
+/**
+ * A partition's share of a channel's report (the router's, or published straight to the partitioned subject:
+ * held to the same rules). Every SKU in it must be this partition's: a share is judged whole.
+ */
+function reconcile(m: InboundMessage, token: string, ctx: Context): Inbound<LedgerCommand> {
+  let channel: string;
+  try {
+    channel = decodeToken(token);
+  } catch (error) {
+    return refused("bad_subject", (error as Error).message);
+  }
+  const id = parseId(channel, "channel", ctx.limits);
+  if (!id.ok) return refused("invalid_command", id.detail);
+  const decoded = decodePayload(m.data, contentTypeOf(m.headers));
+  if (!decoded.ok) return refused(decoded.reason, decoded.detail);
+  const snapshot = parseChannelSnapshot(decoded.value, ctx.limits, true);
+  if (!snapshot.ok) return refused(snapshot.reason, snapshot.detail);
+  for (const { sku } of snapshot.value.items) {
+    const owner = tokenPartition(encodeToken(sku), ctx.partitionCount);
+    if (owner !== ctx.partition) {
+      const detail = `channel report: SKU ${JSON.stringify(sku)} belongs to partition ${owner}, not ${ctx.partition}`;
+      return refused("wrong_partition", detail);
+    }
+  }
+  return { commands: [{ kind: "reconcile", channel, snapshot: snapshot.value }], rejects: [] };
 }
 
 /** An item that failed its envelope's check (its detail already names the item). */

@@ -6,8 +6,11 @@ import { type Channel, type Network, serving, syncedChannels } from "../../domai
 import { own, withOwn } from "../../domain/own.ts";
 import {
   type AtsItem,
+  compareReported,
+  type Drift,
   type PendingRow,
   type RefusedPair,
+  SnapshotLog,
   type StockRequest,
   StockSync,
   stateFromRows,
@@ -19,6 +22,17 @@ import { contentTypes } from "../../stream/codec.ts";
 import { subjects } from "../../stream/subjects.ts";
 import { Envelopes } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
+import {
+  fullResyncKey,
+  isSnapshotSeen,
+  pairView,
+  type ReconcileCounted,
+  type ReconcileInput,
+  type ReconcileOptions,
+  reconcileDefaults,
+  reportOutbox,
+  snapshotKey,
+} from "./reconcile.ts";
 
 /**
  * Tables of a ledger partition's outputs to channels and the ERP (written in the batch's transaction):
@@ -27,6 +41,9 @@ import { ErpWindow, erpTable } from "../erp-window.ts";
  *         ["r", channel] → resync cursor (the last SKU offered again; "" at the start)
  *         ["x", lane, sku] → true: the pair's newest value was refused (sync.pendingCountMax pairs were
  *                            waiting) and must be offered again; at most one row per (channel, SKU)
+ *         ["s", channel, snapshotId] → SnapshotSeen: the parts of a channel report applied (reconciliation;
+ *                            the newest reconcileSnapshotsPerChannelMax per channel)
+ *         ["z", channel] → when the channel's last full resync finished (the scheduled one counts from it)
  *   erp   "state" → the ERP accumulator of the open window
  */
 export const outputTables = ["sync", erpTable] as const;
@@ -55,6 +72,12 @@ export class LedgerOutputs {
   private rulesChecked: Network | null = null;
   /** Pairs with a row in the sync table: a pair queued and sent within one batch never gets one. */
   private readonly persisted = new Set<string>();
+  /** Channel report parts applied, per channel (bounded): a part heard again changes nothing. */
+  private readonly snapshots = new SnapshotLog();
+  /** When each channel's last full resync finished (stored) or, never, when this process first looked. */
+  private readonly fullResyncAtMs = new Map<string, number>();
+  /** Reconciliation counts for metrics (wiring: /tmp/reconcile-wiring.md); null: nobody listens. */
+  reconcileCounted: ((c: ReconcileCounted) => void) | null = null;
   private published = new Map<
     string,
     { requests: number; items: number; coalesced: number; throttledMs: number; refusedFull: number }
@@ -68,7 +91,12 @@ export class LedgerOutputs {
     private readonly events: Instrumentation,
     /** Writes a SKU state through the ledger stage's cache (a resync records the ATS it offered). */
     private readonly skuWritten: (s: SkuState) => void,
+    private readonly reconcile: ReconcileOptions = reconcileDefaults,
   ) {
+    assert(
+      Number.isSafeInteger(reconcile.fullIntervalMs) && reconcile.fullIntervalMs >= 0,
+      "reconcile fullIntervalMs ≥ 0",
+    );
     this.sync = new StockSync(
       { flushWindowMs: config.sync.flushWindowMs, pendingCountMax: config.sync.pendingCountMax },
       (lane) => this.budgetOf(lane),
@@ -87,6 +115,8 @@ export class LedgerOutputs {
       else if (k[0] === "f") this.fingerprints.set(k[1] as string, value as string);
       else if (k[0] === "r") this.resyncs.set(k[1] as string, value as string);
       else if (k[0] === "x") refused.push({ channel: k[1] as string, sku: k[2] as string });
+      else if (k[0] === "s" && isSnapshotSeen(value)) this.snapshots.load(k[1] as string, value);
+      else if (k[0] === "z") this.fullResyncAtMs.set(k[1] as string, value as number);
     }
     this.sync.importState(stateFromRows(clockMs, rows, buckets, refused));
     this.erp = new ErpWindow("ledger", partition, config, store, events);
@@ -126,13 +156,20 @@ export class LedgerOutputs {
    * in the SKU's state, which the batch writes), nets the batch's entries into the ERP window, and emits what
    * is due. `seqTo` is the batch's last stream sequence.
    */
-  afterBatch(skus: SkuState[], entries: LedgerEntry[], nowMs: number, seqTo: number): Emit {
+  afterBatch(
+    skus: SkuState[],
+    entries: LedgerEntry[],
+    nowMs: number,
+    seqTo: number,
+    reconciles: readonly ReconcileInput[] = [],
+  ): Emit {
     const atMs = new Map<string, number>();
     for (const e of entries) atMs.set(e.sku, Math.max(atMs.get(e.sku) ?? 0, e.atMs));
     const network = this.network();
     // Rules first: a rule set in force for less than a tick still resyncs what it changed.
     const ops: Op[] = [];
     this.checkRules(ops);
+    this.scheduleFullResyncs(nowMs, ops);
     // A resync moves on with every batch too (a page each), so sustained input never stalls it. It reads
     // committed states, so this batch's own (not yet committed) states stand in for theirs, and the resync
     // and the re-offers build on each other's writes (one map).
@@ -141,15 +178,18 @@ export class LedgerOutputs {
     const channels = syncedChannels(network);
     for (const s of skus) this.offerAts(s, channels, network, atMs.get(s.sku) ?? nowMs, nowMs, false);
     this.reofferRefused(nowMs, ops, written);
+    const reports: OutboxItem[] = [];
+    for (const r of reconciles) this.reconcileShare(r, nowMs, ops, reports, written);
     this.erp.addEntries(entries);
     const out = this.emit(nowMs, seqTo);
-    return { ops: [...ops, ...out.ops], outbox: out.outbox };
+    return { ops: [...ops, ...out.ops], outbox: [...reports, ...out.outbox] };
   }
 
   /** Due by time alone: stock values whose window passed or budget returned, ERP windows, resync steps. */
   tick(nowMs: number, busy = false): Emit | null {
     const ops: Op[] = [];
     this.checkRules(ops);
+    this.scheduleFullResyncs(nowMs, ops);
     const written = new Map<string, SkuState>();
     this.resyncStep(nowMs, ops, written);
     this.reofferRefused(nowMs, ops, written);
@@ -303,12 +343,163 @@ export class LedgerOutputs {
       if (last === undefined) {
         this.resyncs.delete(channelId);
         ops.push({ op: "delete", table: "sync", key: ["r", channelId] });
+        // The scheduled full reconciliation counts from the last full resync, whatever started it.
+        this.fullResyncAtMs.set(channelId, nowMs);
+        ops.push({ op: "put", table: "sync", key: fullResyncKey(channelId), value: nowMs });
         this.events.emit("stock_resynced", { partition: this.partition, channel: channelId });
       } else {
         this.resyncs.set(channelId, last);
         ops.push({ op: "put", table: "sync", key: ["r", channelId], value: last });
       }
     }
+  }
+
+  /** Starts a channel's resync (every SKU offered again, paced), unless one is running. */
+  private startResync(channel: string, ops: Op[]): void {
+    if (this.resyncs.has(channel)) return;
+    this.resyncs.set(channel, "");
+    ops.push({ op: "put", table: "sync", key: ["r", channel], value: "" });
+  }
+
+  /**
+   * The scheduled full reconciliation: a channel whose last full resync finished reconcile.fullIntervalMs ago
+   * is resynced (the existing paced resync: every SKU's ATS offered again within the channel's budget). A
+   * channel never resynced in this store counts from when this process first looked (kept in memory only, so
+   * an idle partition writes nothing for it).
+   */
+  private scheduleFullResyncs(nowMs: number, ops: Op[]): void {
+    const intervalMs = this.reconcile.fullIntervalMs;
+    if (intervalMs === 0) return;
+    for (const c of syncedChannels(this.network())) {
+      const lastMs = this.fullResyncAtMs.get(c.id);
+      if (lastMs === undefined) this.fullResyncAtMs.set(c.id, nowMs);
+      else if (nowMs - lastMs >= intervalMs && !this.resyncs.has(c.id)) {
+        this.startResync(c.id, ops);
+        // Not due again while this one runs, nor right after a restart in the middle of it.
+        this.fullResyncAtMs.set(c.id, nowMs);
+        ops.push({ op: "put", table: "sync", key: fullResyncKey(c.id), value: nowMs });
+      }
+    }
+  }
+
+  /**
+   * One partition's share of a channel's report: each listed SKU against what the channel was last offered;
+   * each drifted one is offered its current ATS again (once; within the channel's budget like any value),
+   * while the stock queue has room (the rest is `deferred`: the next report finds it again). A part heard
+   * before changes nothing; a full snapshot whose parts have all been heard starts the channel's resync here
+   * (what it did not list is offered again too). What it found goes out on `sluice.out.reconcile.<channel>`.
+   */
+  private reconcileShare(
+    r: ReconcileInput,
+    nowMs: number,
+    ops: Op[],
+    outbox: OutboxItem[],
+    written: Map<string, SkuState>,
+  ): void {
+    const network = this.network();
+    const channel = syncedChannels(network).find((c) => c.id === r.channel);
+    if (channel === undefined) {
+      r.reject(
+        "unknown_channel",
+        `channel ${JSON.stringify(r.channel)} is not synced: only channels listed by id under [[channels]] are reconciled`,
+      );
+      return;
+    }
+    const admission = this.snapshots.admit(channel.id, r.snapshot, r.seq);
+    if (admission.kind === "conflict") {
+      r.reject("invalid_command", admission.detail);
+      return;
+    }
+    if (admission.kind === "duplicate") {
+      this.countReconciled(channel.id, null, [], 0);
+      return;
+    }
+    ops.push({
+      op: "put",
+      table: "sync",
+      key: snapshotKey(channel.id, r.snapshot.snapshotId),
+      value: admission.row,
+    });
+    for (const id of admission.evicted)
+      ops.push({ op: "delete", table: "sync", key: snapshotKey(channel.id, id) });
+    const stateOf = (sku: string) => written.get(sku) ?? this.store.get<SkuState>("skus", sku);
+    const comparison = compareReported(r.snapshot.items, (sku) =>
+      pairView(stateOf(sku), channel, network, this.sync.isWaiting(channel.id, sku)),
+    );
+    const healed: Drift[] = [];
+    let deferred = 0;
+    for (const d of comparison.drifted) {
+      if (this.heal(channel.id, d, stateOf(d.sku), nowMs, ops, written)) healed.push(d);
+      else deferred++;
+    }
+    if (admission.complete) this.startResync(channel.id, ops);
+    this.countReconciled(channel.id, comparison, healed, deferred);
+    const { snapshotId, full, part, parts } = r.snapshot;
+    if (comparison.reported === 0 && !admission.complete) return; // a full part with nothing of ours
+    const report = {
+      channel: channel.id,
+      snapshotId,
+      full,
+      part,
+      parts,
+      partition: this.partition,
+      reported: comparison.reported,
+      matched: comparison.matched,
+      inFlight: comparison.inFlight,
+      drifted: comparison.drifted.length,
+      healed,
+      deferred,
+      resync: admission.complete,
+      atMs: nowMs,
+    };
+    outbox.push(...reportOutbox(report, this.config.streams.messageBytesMax));
+  }
+
+  /**
+   * Offers a drifted pair its current ATS: not urgent unless the channel shows more than it may sell (an
+   * oversell in the making) or the ATS is 0. False when the queue is full (not marked refused: the value the
+   * channel was last offered is unchanged, so a mark would be cleared at once; the next report finds it).
+   */
+  private heal(
+    channel: string,
+    d: Drift,
+    s: SkuState | undefined,
+    nowMs: number,
+    ops: Op[],
+    written: Map<string, SkuState>,
+  ): boolean {
+    if (this.sync.pendingCount >= this.config.sync.pendingCountMax) return false;
+    // A SKU this partition never saw shows 0 at version 0: no value of it was ever sent with a higher one.
+    const item: AtsItem = { sku: d.sku, ats: d.ats, version: s?.version ?? 0, atMs: nowMs };
+    const result = this.sync.offer(channel, item, nowMs, d.reported > d.ats || d.ats === 0);
+    // compareReported judged a waiting pair in flight, so a drifted one is never waiting: it is queued.
+    assert(result === "queued", "a healed pair is queued");
+    if (s !== undefined && own(s.ats, channel) !== d.ats) {
+      s.ats = withOwn(s.ats, channel, d.ats);
+      ops.push({ op: "put", table: "skus", key: s.sku, value: s });
+      written.set(s.sku, s);
+      this.skuWritten(s);
+    }
+    return true;
+  }
+
+  private countReconciled(
+    channel: string,
+    c: { reported: number; matched: number; inFlight: number } | null,
+    healed: Drift[],
+    deferred: number,
+  ): void {
+    this.reconcileCounted?.({
+      partition: this.partition,
+      channel,
+      reported: c?.reported ?? 0,
+      matched: c?.matched ?? 0,
+      inFlight: c?.inFlight ?? 0,
+      drifted: healed.length + deferred,
+      healed: healed.length,
+      deferred,
+      duplicate: c === null,
+    });
   }
 
   private emit(nowMs: number, seqTo: number): Emit {
