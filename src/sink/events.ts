@@ -1,5 +1,6 @@
 import { Emitter } from "../instrumentation/index.ts";
 import type { ErpChainOutcome } from "./erp-chain.ts";
+import type { ItemFailureCode } from "./marketplaces/types.ts";
 import type { FailureKind } from "./post.ts";
 
 // Named events with payloads: the sink's loop emits them, the metrics exporter and tests subscribe. The loop
@@ -24,6 +25,18 @@ export type SinkEvents = {
   dead_letter_failed: { streamSeq: number; error: string };
   /** An ERP batch delivered, judged against its partition's chain (src/sink/erp-chain.ts). */
   erp_chain: { outcome: ErpChainOutcome; stage: string; partition: number; batchNo: number };
+  /**
+   * A marketplace batch settled, by item: delivered (the marketplace has the value), superseded (a newer value
+   * of the SKU was in the batch), stale (older than one delivered before), unchanged (delivered before),
+   * dead_lettered (alone, in sluice.dlq.sink_failed).
+   */
+  items: { delivered: number; superseded: number; stale: number; unchanged: number; deadLettered: number };
+  /** One item dead-lettered alone; its message's other items went on. */
+  item_dead_lettered: { streamSeq: number; index: number; code: ItemFailureCode; detail: string };
+  /** A wait for a marketplace's budget: its cost bucket (Shopify), a Retry-After, a ban. */
+  throttle_wait: { ms: number };
+  /** A compare-and-set conflict (Shopify): `items` quantities read again and sent again. */
+  conflict: { items: number };
 };
 
 export type SinkEventName = keyof SinkEvents;

@@ -24,7 +24,7 @@ export function createSinkMetrics(events: SinkInstrumentation, source: string): 
   });
   const failures = new Counter({
     name: "sluice_sink_failures_total",
-    help: "Failed attempts by kind: http_4xx, http_429, http_5xx, http_other, network, timeout, aborted.",
+    help: "Failed attempts by kind: http_4xx, http_429, http_5xx, http_other, network, timeout, aborted, throttled, api_error.",
     labelNames: ["kind"],
     registers: [registry],
   });
@@ -55,6 +55,7 @@ export function createSinkMetrics(events: SinkInstrumentation, source: string): 
     if (e.willRetry) retries.inc();
   });
   events.on("dead_letter_failed", () => deadLetterFailures.inc());
+  marketplaceMetrics(events, registry);
   return registry;
 }
 
@@ -69,4 +70,40 @@ export function serveMetrics(registry: Registry, host: string, port: number) {
       return new Response(await registry.metrics(), { headers: { "Content-Type": registry.contentType } });
     },
   });
+}
+
+/** A marketplace profile's items, dead letters by code, throttle waits and conflicts (zero for generic). */
+function marketplaceMetrics(events: SinkInstrumentation, registry: Registry): void {
+  const items = new Counter({
+    name: "sluice_sink_items_total",
+    help: "Stock items settled by a marketplace profile: delivered, superseded, stale, unchanged, dead_lettered.",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  events.on("items", (e) => {
+    items.inc({ outcome: "delivered" }, e.delivered);
+    items.inc({ outcome: "superseded" }, e.superseded);
+    items.inc({ outcome: "stale" }, e.stale);
+    items.inc({ outcome: "unchanged" }, e.unchanged);
+    items.inc({ outcome: "dead_lettered" }, e.deadLettered);
+  });
+  const itemDeadLetters = new Counter({
+    name: "sluice_sink_item_dead_letters_total",
+    help: "Stock items dead-lettered alone, by code: item_invalid, sku_unmapped, rejected, attempts_exhausted, throttle_exhausted, conflicts_exhausted.",
+    labelNames: ["code"],
+    registers: [registry],
+  });
+  events.on("item_dead_lettered", (e) => itemDeadLetters.inc({ code: e.code }));
+  const throttled = new Counter({
+    name: "sluice_sink_throttle_wait_seconds_total",
+    help: "Time spent waiting for a marketplace's budget (cost bucket, Retry-After, ban).",
+    registers: [registry],
+  });
+  events.on("throttle_wait", (e) => throttled.inc(e.ms / 1000));
+  const conflicts = new Counter({
+    name: "sluice_sink_conflicts_total",
+    help: "Quantities sent again after a compare-and-set conflict (Shopify).",
+    registers: [registry],
+  });
+  events.on("conflict", (e) => conflicts.inc(e.items));
 }

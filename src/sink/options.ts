@@ -2,11 +2,22 @@ import { parseArgs } from "node:util";
 import { isLogLevel, type LogLevel } from "../log/index.ts";
 import { type NatsSecurity, type SecurityNames, securityRelationError } from "../stream/connection.ts";
 import { encodeToken, streamNames } from "../stream/subjects.ts";
+import { lazadaSpec } from "./marketplaces/lazada.ts";
+import { shopeeSpec } from "./marketplaces/shopee.ts";
+import { shopifySpec } from "./marketplaces/shopify.ts";
+import type { ProfileName } from "./marketplaces/types.ts";
 
 // The reference sink's settings: flags, or SLUICE_SINK_* environment variables (a flag wins). Every wait and
 // retry has a bound with its unit in its name; `parseSinkOptions` checks how they relate.
 
 export type SinkSource = { kind: "stock"; channel: string } | { kind: "erp" };
+
+/** generic: POST each message as it is; the others speak a marketplace's API (src/sink/marketplaces/). */
+export const sinkProfiles = ["generic", "lazada", "shopify", "shopee"] as const;
+export type SinkProfile = "generic" | ProfileName;
+
+/** Each marketplace profile's documented batch limits. */
+export const profileSpecs = { lazada: lazadaSpec, shopify: shopifySpec, shopee: shopeeSpec } as const;
 
 export type SinkOptions = {
   natsUrl: string;
@@ -41,6 +52,27 @@ export type SinkOptions = {
   metricsHost: string;
   stopTimeoutMs: number;
   logLevel: LogLevel;
+  profile: SinkProfile;
+  /** The mapping table (JSON) of a marketplace profile; empty for generic. */
+  mappingFile: string;
+  /** Items per marketplace request; null: the profile's default (Lazada 20, Shopify 100, Shopee 50 models). */
+  batchItemsMax: number | null;
+  /** Messages coalesced into one marketplace batch: the consumer's max_ack_pending (generic: always 1). */
+  batchMessagesMax: number;
+  throttleRetriesMax: number;
+  throttleWaitMsMax: number;
+  conflictRetriesMax: number;
+  /** Marketplace ids (not secret): Lazada's app key, Shopee's partner and shop ids; empty: unset. */
+  appKey: string;
+  partnerId: string;
+  shopId: string;
+  /** Marketplace secrets: from the environment, or a file path (never a flag's value); empty: unset. */
+  appSecret: string;
+  appSecretFile: string;
+  accessToken: string;
+  accessTokenFile: string;
+  partnerKey: string;
+  partnerKeyFile: string;
 };
 
 export const sinkDefaults = {
@@ -56,6 +88,14 @@ export const sinkDefaults = {
   metricsHost: "127.0.0.1",
   stopTimeoutMs: 10_000,
   logLevel: "info" as LogLevel,
+  // 100 envelopes of ≤ 50 items (the channel default) ⇒ ≤ 5,000 items coalesced per batch.
+  batchMessagesMax: 100,
+  // Shopify's full 1,000-point bucket refills in 20 s at 50 points/s; Lazada's bans last seconds.
+  throttleWaitMsMax: 60_000,
+  // 20 throttled tries of one request, each up to a minute: a marketplace that throttles longer is down.
+  throttleRetriesMax: 20,
+  // A SKU selling several times a second conflicts a few times in a row at most.
+  conflictRetriesMax: 5,
 };
 
 export const sinkUsage = `sluice sink: delivers sluice.out.stock.<channel> or sluice.out.erp to an HTTP endpoint
@@ -88,7 +128,25 @@ Options (environment variable in brackets; a flag wins):
   --metrics-host HOST           (${sinkDefaults.metricsHost})                            [SLUICE_SINK_METRICS_HOST]
   --stop-timeout-ms MS          graceful stop budget (${sinkDefaults.stopTimeoutMs})              [SLUICE_SINK_STOP_TIMEOUT_MS]
   --log-level LEVEL             debug|info|warn|error (info)                     [SLUICE_SINK_LOG_LEVEL]
-  --help                        this text`;
+  --help                        this text
+
+Marketplace profiles (stock:<channel> only; docs/sync-and-erp.md, "Marketplace profiles"):
+  --profile generic|lazada|shopify|shopee  generic POSTs each message (generic)   [SLUICE_SINK_PROFILE]
+                                lazada/shopee: --url is the API host (the path is appended);
+                                shopify: --url is https://<shop>.myshopify.com/admin/api/<version>/graphql.json
+  --mapping FILE                the mapping table: Sluice SKU/warehouse → marketplace ids [SLUICE_SINK_MAPPING_FILE]
+  --batch-items-max N           items per request (lazada 20 ≤ 50, shopify 100 ≤ 250, shopee 50 models ≤ 50)
+                                                                                 [SLUICE_SINK_BATCH_ITEMS_MAX]
+  --batch-messages-max N        messages coalesced per batch (${sinkDefaults.batchMessagesMax})          [SLUICE_SINK_BATCH_MESSAGES_MAX]
+  --throttle-retries-max N      throttled tries of one request (${sinkDefaults.throttleRetriesMax})           [SLUICE_SINK_THROTTLE_RETRIES_MAX]
+  --throttle-wait-ms-max MS     longest wait for one throttle (${sinkDefaults.throttleWaitMsMax})       [SLUICE_SINK_THROTTLE_WAIT_MS_MAX]
+  --conflict-retries-max N      compare-and-set conflicts in a row, shopify (${sinkDefaults.conflictRetriesMax}) [SLUICE_SINK_CONFLICT_RETRIES_MAX]
+  --app-key KEY                 lazada app key                                   [SLUICE_SINK_APP_KEY]
+  --partner-id ID / --shop-id ID  shopee partner and shop ids                    [SLUICE_SINK_PARTNER_ID] [SLUICE_SINK_SHOP_ID]
+  secrets, from the environment or a file (re-read when it changes), never a flag's value:
+  --app-secret-file FILE        lazada app secret                                [SLUICE_SINK_APP_SECRET(_FILE)]
+  --access-token-file FILE      lazada, shopify, shopee access token             [SLUICE_SINK_ACCESS_TOKEN(_FILE)]
+  --partner-key-file FILE       shopee partner key                               [SLUICE_SINK_PARTNER_KEY(_FILE)]`;
 
 export type ParsedOptions = { ok: true; value: SinkOptions } | { ok: false; detail: string };
 
@@ -138,6 +196,9 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(consumerName)) {
     return fail("--consumer must be 1–64 letters, digits, '_' or '-'");
   }
+  const profile = pick("profile", "PROFILE") ?? "generic";
+  if (!(sinkProfiles as readonly string[]).includes(profile))
+    return fail(`--profile must be one of ${sinkProfiles.join(", ")}`);
   const options: SinkOptions = {
     natsUrl: pick("nats", "NATS_URL") ?? sinkDefaults.natsUrl,
     natsToken: env.SLUICE_SINK_NATS_TOKEN ?? "",
@@ -155,8 +216,22 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
     ...numbers.value,
     metricsHost: pick("metrics-host", "METRICS_HOST") ?? sinkDefaults.metricsHost,
     logLevel,
+    profile: profile as SinkProfile,
+    mappingFile: pick("mapping", "MAPPING_FILE") ?? "",
+    appKey: pick("app-key", "APP_KEY") ?? "",
+    partnerId: pick("partner-id", "PARTNER_ID") ?? "",
+    shopId: pick("shop-id", "SHOP_ID") ?? "",
+    appSecret: env.SLUICE_SINK_APP_SECRET ?? "",
+    appSecretFile: pick("app-secret-file", "APP_SECRET_FILE") ?? "",
+    accessToken: env.SLUICE_SINK_ACCESS_TOKEN ?? "",
+    accessTokenFile: pick("access-token-file", "ACCESS_TOKEN_FILE") ?? "",
+    partnerKey: env.SLUICE_SINK_PARTNER_KEY ?? "",
+    partnerKeyFile: pick("partner-key-file", "PARTNER_KEY_FILE") ?? "",
   };
-  const relation = securityRelationError(sinkSecurity(options), sinkSecurityNames) ?? checkRelations(options);
+  const relation =
+    securityRelationError(sinkSecurity(options), sinkSecurityNames) ??
+    checkRelations(options) ??
+    checkProfile(options);
   return relation === null ? { ok: true, value: options } : fail(relation);
 }
 
@@ -182,6 +257,19 @@ const flagSpec = {
   "metrics-host": { type: "string" },
   "stop-timeout-ms": { type: "string" },
   "log-level": { type: "string" },
+  profile: { type: "string" },
+  mapping: { type: "string" },
+  "batch-items-max": { type: "string" },
+  "batch-messages-max": { type: "string" },
+  "throttle-retries-max": { type: "string" },
+  "throttle-wait-ms-max": { type: "string" },
+  "conflict-retries-max": { type: "string" },
+  "app-key": { type: "string" },
+  "partner-id": { type: "string" },
+  "shop-id": { type: "string" },
+  "app-secret-file": { type: "string" },
+  "access-token-file": { type: "string" },
+  "partner-key-file": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -211,24 +299,21 @@ function parseHeaders(
   return { ok: true, value: out };
 }
 
-type NumberField = Exclude<
-  keyof SinkOptions,
-  | "natsUrl"
-  | "natsToken"
-  | "natsUser"
-  | "natsPassword"
-  | "natsTlsCaFile"
-  | "natsTlsCertFile"
-  | "natsTlsKeyFile"
-  | "natsNkeySeedFile"
-  | "natsCredsFile"
-  | "source"
-  | "url"
-  | "headers"
-  | "consumerName"
-  | "metricsHost"
-  | "logLevel"
->;
+type NumberField =
+  | "requestsPerSecond"
+  | "burstRequestsMax"
+  | "attemptsMax"
+  | "backoffMsMin"
+  | "backoffMsMax"
+  | "requestTimeoutMs"
+  | "ackWaitMs"
+  | "metricsPort"
+  | "stopTimeoutMs"
+  | "batchItemsMax"
+  | "batchMessagesMax"
+  | "throttleRetriesMax"
+  | "throttleWaitMsMax"
+  | "conflictRetriesMax";
 
 /** flag, env name, field, smallest, largest, whole number?, default (null: off) */
 const numberSpecs: Array<[string, string, NumberField, number, number, boolean, number | null]> = [
@@ -241,6 +326,43 @@ const numberSpecs: Array<[string, string, NumberField, number, number, boolean, 
   ["ack-wait-ms", "ACK_WAIT_MS", "ackWaitMs", 1000, 3_600_000, true, sinkDefaults.ackWaitMs],
   ["metrics-port", "METRICS_PORT", "metricsPort", 0, 65535, true, null],
   ["stop-timeout-ms", "STOP_TIMEOUT_MS", "stopTimeoutMs", 100, 600_000, true, sinkDefaults.stopTimeoutMs],
+  ["batch-items-max", "BATCH_ITEMS_MAX", "batchItemsMax", 1, 250, true, null],
+  [
+    "batch-messages-max",
+    "BATCH_MESSAGES_MAX",
+    "batchMessagesMax",
+    1,
+    10_000,
+    true,
+    sinkDefaults.batchMessagesMax,
+  ],
+  [
+    "throttle-retries-max",
+    "THROTTLE_RETRIES_MAX",
+    "throttleRetriesMax",
+    1,
+    1000,
+    true,
+    sinkDefaults.throttleRetriesMax,
+  ],
+  [
+    "throttle-wait-ms-max",
+    "THROTTLE_WAIT_MS_MAX",
+    "throttleWaitMsMax",
+    1,
+    3_600_000,
+    true,
+    sinkDefaults.throttleWaitMsMax,
+  ],
+  [
+    "conflict-retries-max",
+    "CONFLICT_RETRIES_MAX",
+    "conflictRetriesMax",
+    0,
+    100,
+    true,
+    sinkDefaults.conflictRetriesMax,
+  ],
 ];
 
 function parseNumbers(
@@ -297,5 +419,44 @@ export function checkRelations(o: SinkOptions): string | null {
   // The sink tells the server it is still working before each request and during each pause (at half of
   // ack_wait at most), so one request must fit in ack_wait with room to spare.
   if (o.requestTimeoutMs * 2 > o.ackWaitMs) return "--timeout-ms must be at most half of --ack-wait-ms";
+  return null;
+}
+
+/** What a marketplace profile needs, and what only one makes sense with; null when they agree. */
+export function checkProfile(o: SinkOptions): string | null {
+  const marketplaceOnly = o.mappingFile !== "" || o.batchItemsMax !== null;
+  if (o.profile === "generic")
+    return marketplaceOnly ? "--mapping and --batch-items-max are for a marketplace --profile" : null;
+  if (o.source.kind !== "stock") return `--profile ${o.profile} delivers stock: use --source stock:<channel>`;
+  if (o.mappingFile === "") return `--profile ${o.profile} needs --mapping FILE, the SKU mapping table`;
+  const spec = profileSpecs[o.profile];
+  if (o.batchItemsMax !== null && o.batchItemsMax > spec.batchItemsMax)
+    return `--batch-items-max must be at most ${spec.batchItemsMax} for ${o.profile} (its API's limit)`;
+  const needs: Record<ProfileName, Array<[string, string] | "appKey" | "partnerId" | "shopId">> = {
+    lazada: ["appKey", ["appSecret", "APP_SECRET"], ["accessToken", "ACCESS_TOKEN"]],
+    shopify: [["accessToken", "ACCESS_TOKEN"]],
+    shopee: ["partnerId", "shopId", ["partnerKey", "PARTNER_KEY"], ["accessToken", "ACCESS_TOKEN"]],
+  };
+  for (const need of needs[o.profile]) {
+    const problem = typeof need === "string" ? missingId(o, need) : secretProblem(o, need[0], need[1]);
+    if (problem !== null) return `--profile ${o.profile}: ${problem}`;
+  }
+  return null;
+}
+
+function missingId(o: SinkOptions, field: "appKey" | "partnerId" | "shopId"): string | null {
+  const flag = { appKey: "--app-key", partnerId: "--partner-id", shopId: "--shop-id" }[field];
+  if (o[field] === "") return `give ${flag}`;
+  if (field !== "appKey" && !/^\d+$/.test(o[field])) return `${flag} must be Shopee's numeric id`;
+  return null;
+}
+
+/** A secret comes from exactly one place: SLUICE_SINK_<NAME> or its file. */
+function secretProblem(o: SinkOptions, field: string, name: string): string | null {
+  const record = o as unknown as Record<string, string>;
+  const flag = `--${name.toLowerCase().replace(/_/g, "-")}-file`;
+  const [value, file] = [record[field] ?? "", record[`${field}File`] ?? ""];
+  if (value === "" && file === "") return `set SLUICE_SINK_${name} or give ${flag} FILE`;
+  if (value !== "" && file !== "") return `set SLUICE_SINK_${name} or give ${flag}, not both`;
   return null;
 }

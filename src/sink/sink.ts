@@ -11,21 +11,30 @@ import {
   ReplayPolicy,
 } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { assert } from "../domain/assert.ts";
 import { TokenBucket } from "../domain/sync/token-bucket.ts";
 import { Logger } from "../log/index.ts";
 import { connectSecured } from "../stream/connection.ts";
 import { deadLetterHeaders } from "../stream/dead-letter.ts";
 import { isNotFound } from "../stream/provision.ts";
 import { ErpChainWatch, erpChainLink } from "./erp-chain.ts";
+import { SinkError } from "./errors.ts";
 import { SinkInstrumentation } from "./events.ts";
+import { type BatchHost, MarketplaceBatches } from "./marketplaces/batches.ts";
+import { loadMarketplace, type Marketplace } from "./marketplaces/index.ts";
+import type { Call, ItemFailureCode } from "./marketplaces/types.ts";
 import { createSinkMetrics, serveMetrics } from "./metrics.ts";
 import { filterSubjectOf, outStream, type SinkOptions, sinkSecurity, sinkSecurityNames } from "./options.ts";
-import { backoffMs, type PostOutcome, postJson } from "./post.ts";
+import { backoffMs, type FailureKind, type HttpReply, httpPost, type PostOutcome, postJson } from "./post.ts";
 
 // The reference sink: one durable consumer on SLUICE_OUT, one message in flight, POST → 2xx → ack. Strict
 // order comes from the server: max_ack_pending = 1 delivers the next message only once this one is settled,
 // redeliveries included, so two versions of a SKU never reach the endpoint out of order. At-least-once: a
 // crash between the 2xx and the ack repeats the request with the same Idempotency-Key.
+//
+// A marketplace profile (src/sink/marketplaces/) takes a batch instead: every message that has arrived, up to
+// max_ack_pending = --batch-messages-max, coalesced to the newest value per SKU and sent in the API's own
+// requests; one batch in flight, settled (acked, or items dead-lettered alone) before the next.
 
 export const sinkDeadLetterSubject = "sluice.dlq.sink_failed";
 export const sinkDeadLetterReason = "sink_failed";
@@ -35,17 +44,26 @@ export const sinkHeaders = {
   attempts: "Sluice-Sink-Attempts",
   status: "Sluice-Sink-Status",
   consumer: "Sluice-Sink-Consumer",
+  /** On an item dead-lettered by a marketplace profile: why (item_invalid, sku_unmapped, rejected…). */
+  code: "Sluice-Sink-Code",
+  profile: "Sluice-Sink-Profile",
 } as const;
 
 /** Pause before consuming again after the consumer broke (server restart, consumer deleted). */
 const reconsumePauseMs = 1000;
 const msToNs = (ms: number) => ms * 1_000_000;
 
-export class SinkError extends Error {
-  override name = "SinkError";
-}
+export { SinkError };
 
-export type SinkStats = { delivered: number; retried: number; deadLettered: number; failedAttempts: number };
+export type SinkStats = {
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+  failedAttempts: number;
+  /** Marketplace profiles: stock items delivered, and dead-lettered alone. */
+  itemsDelivered: number;
+  itemsDeadLettered: number;
+};
 
 export type Sink = {
   readonly stats: Readonly<SinkStats>;
@@ -63,16 +81,26 @@ export async function startSink(options: SinkOptions, deps: SinkDeps = {}): Prom
   const label = options.source.kind === "erp" ? "erp" : `stock:${options.source.channel}`;
   const log = deps.log ?? new Logger(options.logLevel, { component: "sink", source: label });
   const events = deps.events ?? new SinkInstrumentation();
+  // The mapping table and the secrets are read before connecting: a bad table fails fast, with its fix.
+  const market = options.profile === "generic" ? null : loadMarketplace(options);
   const nc = await connectSink(options, log);
   try {
-    const runner = new SinkRunner(options, nc, jetstream(nc), await jetstreamManager(nc), log, events);
+    const jsm = await jetstreamManager(nc);
+    const runner = new SinkRunner(options, nc, jetstream(nc), jsm, log, events, market);
     await runner.ensureConsumer();
     const metrics =
       options.metricsPort === null
         ? null
         : serveMetrics(createSinkMetrics(events, label), options.metricsHost, options.metricsPort);
     runner.start();
-    log.info("sink started", { filter: filterSubjectOf(options.source), consumer: options.consumerName });
+    log.info("sink started", {
+      filter: filterSubjectOf(options.source),
+      consumer: options.consumerName,
+      profile: options.profile,
+      ...(market === null
+        ? {}
+        : { mappedSkus: market.mapping.size, batchItemsMax: market.profile.batchItemsMax }),
+    });
     return {
       stats: runner.stats,
       events,
@@ -112,8 +140,15 @@ async function connectSink(o: SinkOptions, log: Logger): Promise<NatsConnection>
   return nc;
 }
 
-class SinkRunner {
-  readonly stats: SinkStats = { delivered: 0, retried: 0, deadLettered: 0, failedAttempts: 0 };
+class SinkRunner implements BatchHost {
+  readonly stats: SinkStats = {
+    delivered: 0,
+    retried: 0,
+    deadLettered: 0,
+    failedAttempts: 0,
+    itemsDelivered: 0,
+    itemsDeadLettered: 0,
+  };
   private readonly filter: string;
   private readonly bucket: TokenBucket;
   private readonly stopSignal = new AbortController();
@@ -121,6 +156,10 @@ class SinkRunner {
   private loop: Promise<void> = Promise.resolve();
   private stopped: Promise<void> | null = null;
   private readonly chains = new ErpChainWatch();
+  /** Messages handed out at once: 1 for generic (strict order), a batch for a marketplace profile. */
+  private readonly inFlightMax: number;
+  private readonly batches: MarketplaceBatches | null;
+  private arrivals: Arrivals<JsMsg> | null = null;
 
   constructor(
     private readonly o: SinkOptions,
@@ -129,12 +168,15 @@ class SinkRunner {
     private readonly jsm: JetStreamManager,
     private readonly log: Logger,
     private readonly events: SinkInstrumentation,
+    market: Marketplace | null,
   ) {
     this.filter = filterSubjectOf(o.source);
     this.bucket = new TokenBucket(o.requestsPerSecond, o.burstRequestsMax);
+    this.inFlightMax = market === null ? 1 : o.batchMessagesMax;
+    this.batches = market === null ? null : new MarketplaceBatches(market, this, events, o.backoffMsMax);
   }
 
-  private get stopping(): boolean {
+  get stopping(): boolean {
     return this.stopSignal.signal.aborted;
   }
 
@@ -146,7 +188,7 @@ class SinkRunner {
       filter_subject: this.filter,
       ack_policy: AckPolicy.Explicit,
       ack_wait: msToNs(this.o.ackWaitMs),
-      max_ack_pending: 1,
+      max_ack_pending: this.inFlightMax,
       max_deliver: -1,
       deliver_policy: DeliverPolicy.All,
       replay_policy: ReplayPolicy.Instant,
@@ -165,10 +207,10 @@ class SinkRunner {
         `consumer ${this.o.consumerName} on ${outStream} filters ${info.config.filter_subject}, not ${this.filter}: choose another --consumer, or delete it (nats consumer rm ${outStream} ${this.o.consumerName})`,
       );
     }
-    if (info.config.ack_wait !== wanted.ack_wait || info.config.max_ack_pending !== 1) {
+    if (info.config.ack_wait !== wanted.ack_wait || info.config.max_ack_pending !== this.inFlightMax) {
       await this.jsm.consumers.update(outStream, this.o.consumerName, {
         ack_wait: wanted.ack_wait,
-        max_ack_pending: 1,
+        max_ack_pending: this.inFlightMax,
       });
     }
   }
@@ -192,12 +234,19 @@ class SinkRunner {
     while (!this.stopping) {
       try {
         const consumer = await this.js.consumers.get(outStream, this.o.consumerName);
-        this.messages = await consumer.consume({ max_messages: 1 });
+        this.messages = await consumer.consume({ max_messages: this.inFlightMax });
         // stop() ran while consume() was being set up: closed now, the loop below ends at once.
         if (this.stopping) void this.messages.close();
-        for await (const m of this.messages) {
-          await this.handle(m);
-          if (this.stopping) break;
+        if (this.batches === null) {
+          // One message at a time, the next pulled only once this one is settled: a message given back at a
+          // stop finds no pull of ours open, so the next run gets it at once.
+          for await (const m of this.messages) {
+            await this.handle(m);
+            if (this.stopping) break;
+          }
+        } else {
+          this.arrivals = new Arrivals(this.messages);
+          await this.drain(this.arrivals);
         }
       } catch (error) {
         if (this.stopping) break;
@@ -208,8 +257,34 @@ class SinkRunner {
     }
   }
 
+  /** Batches as they arrive until the consumer ends or the sink stops; what was not handed out goes back. */
+  private async drain(arrivals: Arrivals<JsMsg>): Promise<void> {
+    try {
+      for (;;) {
+        const batch = await arrivals.next(this.inFlightMax);
+        if (batch === null) return;
+        if (this.stopping) {
+          for (const m of batch) this.leave(m);
+          return;
+        }
+        await this.handleBatch(batch);
+        if (this.stopping) return;
+      }
+    } finally {
+      for (const m of arrivals.rest()) this.leave(m);
+    }
+  }
+
+  private async handleBatch(batch: JsMsg[]): Promise<void> {
+    const batches = this.batches;
+    assert(batches !== null, "batches come only with a marketplace profile");
+    const settled = await batches.handle(batch);
+    this.stats.itemsDelivered += settled.itemsDelivered;
+    this.stats.itemsDeadLettered += settled.itemsDeadLettered;
+  }
+
   private async handle(m: JsMsg): Promise<void> {
-    const key = m.headers?.get("Nats-Msg-Id") || `${m.info.stream}:${m.seq}`;
+    const key = idempotencyKeyOf(m);
     if (!isJson(m.data)) {
       await this.deadLetter(m, key, "payload is not JSON", 0, null);
       return;
@@ -223,7 +298,7 @@ class SinkRunner {
     let attempt = 0;
     while (attempt < this.o.attemptsMax) {
       attempt++;
-      await this.waitForToken(m);
+      await this.waitForToken([m]);
       if (this.stopping) return this.leave(m);
       m.working();
       const out = await postJson({
@@ -240,7 +315,7 @@ class SinkRunner {
       const willRetry = out.retriable && attempt < this.o.attemptsMax;
       this.failed(m, out, attempt, willRetry);
       if (!willRetry) break;
-      await this.pause(backoffMs(attempt, this.o, out.retryAfterMs), m);
+      await this.pause(backoffMs(attempt, this.o, out.retryAfterMs), [m]);
       if (this.stopping) return this.leave(m);
     }
     await this.deadLetter(m, key, last?.detail ?? "no attempt made", attempt, last?.status ?? null);
@@ -306,8 +381,76 @@ class SinkRunner {
   }
 
   /** Stopping: the message goes back to the server at once and is delivered to the next run. */
-  private leave(m: JsMsg): void {
-    m.nak();
+  leave(m: JsMsg, delayMs?: number): void {
+    m.nak(delayMs);
+  }
+
+  /** A marketplace call: within the rate budget, the batch kept alive, the request counted. */
+  async send(call: Call<unknown>, batch: JsMsg[]): Promise<HttpReply> {
+    await this.waitForToken(batch);
+    if (this.stopping) return { answered: false, kind: "aborted", detail: "stopping", seconds: 0 };
+    for (const m of batch) m.working();
+    const reply = await httpPost({
+      url: call.url,
+      body: call.body,
+      headers: call.headers,
+      timeoutMs: this.o.requestTimeoutMs,
+      stop: this.stopSignal.signal,
+    });
+    const ok = reply.answered && reply.status >= 200 && reply.status < 300;
+    this.events.emit("request", { seconds: reply.seconds, ok });
+    return reply;
+  }
+
+  attemptFailed(
+    m: JsMsg,
+    e: { failure: FailureKind; status: number | null; attempt: number; willRetry: boolean; detail: string },
+  ): void {
+    this.stats.failedAttempts++;
+    if (e.willRetry) this.stats.retried++;
+    const { failure: kind, status, attempt, willRetry } = e;
+    this.events.emit("attempt_failed", { streamSeq: m.seq, kind, status, attempt, willRetry });
+    this.log.warn("marketplace request failed", { seq: m.seq, attempt, willRetry, kind, detail: e.detail });
+  }
+
+  deadLetterMessage(m: JsMsg, detail: string): Promise<void> {
+    return this.deadLetter(m, idempotencyKeyOf(m), detail, 0, null);
+  }
+
+  async ack(m: JsMsg, requests: number): Promise<void> {
+    await this.delivered(m, idempotencyKeyOf(m), requests);
+  }
+
+  /**
+   * One stock item, alone, to sluice.dlq.sink_failed: `{"items":[item]}` (republished to the channel's subject,
+   * it is delivered again), the source's headers, the reason and the item's index; the id names the item, so
+   * a redelivered batch writes the same dead letter and JetStream drops the copy.
+   */
+  async deadLetterItem(
+    m: JsMsg,
+    index: number,
+    item: unknown,
+    code: ItemFailureCode,
+    detail: string,
+  ): Promise<boolean> {
+    const h = this.deadLetterHeadersOf(m, idempotencyKeyOf(m), `${code}: ${detail}`, 0, null);
+    h.set("Content-Type", "application/json");
+    h.set(deadLetterHeaders.item, String(index));
+    h.set(sinkHeaders.code, code);
+    h.set(sinkHeaders.profile, this.o.profile);
+    try {
+      const msgID = `dlq:${m.info.stream}:${m.seq}:${this.o.consumerName}:${index}`;
+      await this.js.publish(sinkDeadLetterSubject, JSON.stringify({ items: [item] }), { headers: h, msgID });
+      this.log.warn("stock item dead-lettered", { seq: m.seq, index, code, detail });
+      return true;
+    } catch (error) {
+      this.events.emit("dead_letter_failed", { streamSeq: m.seq, error: String(error) });
+      this.log.error("item dead letter not published; the message will be redelivered", {
+        seq: m.seq,
+        error,
+      });
+      return false;
+    }
   }
 
   /**
@@ -316,20 +459,7 @@ class SinkRunner {
    * nothing is dropped silently.
    */
   private async deadLetter(m: JsMsg, key: string, detail: string, attempts: number, status: number | null) {
-    const h = natsHeaders();
-    for (const k of m.headers?.keys() ?? []) {
-      if (k.toLowerCase() === "nats-msg-id") continue;
-      for (const v of m.headers?.values(k) ?? []) h.append(k, v);
-    }
-    h.set(deadLetterHeaders.reason, sinkDeadLetterReason);
-    h.set(deadLetterHeaders.detail, detail.replace(/[\r\n]+/g, " ").slice(0, 1024));
-    h.set(deadLetterHeaders.subject, m.subject);
-    h.set(deadLetterHeaders.stream, m.info.stream);
-    h.set(deadLetterHeaders.seq, String(m.seq));
-    h.set(sinkHeaders.idempotencyKey, key);
-    h.set(sinkHeaders.attempts, String(attempts));
-    h.set(sinkHeaders.status, status === null ? "none" : String(status));
-    h.set(sinkHeaders.consumer, this.o.consumerName);
+    const h = this.deadLetterHeadersOf(m, key, detail, attempts, status);
     try {
       const msgID = `dlq:${m.info.stream}:${m.seq}:${this.o.consumerName}`;
       await this.js.publish(sinkDeadLetterSubject, m.data, { headers: h, msgID });
@@ -344,18 +474,42 @@ class SinkRunner {
     }
   }
 
-  private async waitForToken(m: JsMsg): Promise<void> {
+  private deadLetterHeadersOf(
+    m: JsMsg,
+    key: string,
+    detail: string,
+    attempts: number,
+    status: number | null,
+  ) {
+    const h = natsHeaders();
+    for (const k of m.headers?.keys() ?? []) {
+      if (k.toLowerCase() === "nats-msg-id") continue;
+      for (const v of m.headers?.values(k) ?? []) h.append(k, v);
+    }
+    h.set(deadLetterHeaders.reason, sinkDeadLetterReason);
+    h.set(deadLetterHeaders.detail, detail.replace(/[\r\n]+/g, " ").slice(0, 1024));
+    h.set(deadLetterHeaders.subject, m.subject);
+    h.set(deadLetterHeaders.stream, m.info.stream);
+    h.set(deadLetterHeaders.seq, String(m.seq));
+    h.set(sinkHeaders.idempotencyKey, key);
+    h.set(sinkHeaders.attempts, String(attempts));
+    h.set(sinkHeaders.status, status === null ? "none" : String(status));
+    h.set(sinkHeaders.consumer, this.o.consumerName);
+    return h;
+  }
+
+  private async waitForToken(batch: JsMsg[]): Promise<void> {
     while (!this.stopping && !this.bucket.tryTake(performance.now())) {
-      await this.pause(this.bucket.msUntilToken(performance.now()), m);
+      await this.pause(this.bucket.msUntilToken(performance.now()), batch);
     }
   }
 
-  /** Sleeps `ms`, telling the server the message is still being worked on (at most every ackWaitMs / 2). */
-  private async pause(ms: number, m: JsMsg): Promise<void> {
+  /** Sleeps `ms`, telling the server the batch is still being worked on (at most every ackWaitMs / 2). */
+  async pause(ms: number, batch: JsMsg[]): Promise<void> {
     const sliceMs = Math.floor(this.o.ackWaitMs / 2);
     for (let left = ms; left > 0 && !this.stopping; left -= sliceMs) {
       await sleep(Math.min(left, sliceMs), this.stopSignal.signal);
-      m.working();
+      for (const m of batch) m.working();
     }
   }
 
@@ -366,17 +520,69 @@ class SinkRunner {
 
   private async close(): Promise<void> {
     this.stopSignal.abort();
-    // Not awaited: close() resolves when the iteration ends, which is what waiting for the loop covers.
-    void this.messages?.close().catch(() => undefined);
+    // Awaited below with the loop: close() resolves when the iteration ends.
+    const closing = this.messages?.close().catch(() => undefined) ?? Promise.resolve();
     const budget = new AbortController();
     const timedOut = await Promise.race([
-      this.loop.then(() => false),
+      Promise.all([this.loop, closing]).then(() => false),
       sleep(this.o.stopTimeoutMs, budget.signal).then(() => !budget.signal.aborted),
     ]);
     budget.abort(); // no timer left behind
     if (timedOut) this.log.warn("stop budget spent with a message in hand; it will be redelivered");
+    // A marketplace batch's pull stays open while it works (max_ack_pending > 1): what it delivered after the
+    // stop goes back now; one the server hands that closed pull again waits ack_wait (docs/sync-and-erp.md).
+    for (const m of this.arrivals?.rest() ?? []) m.nak();
     await this.nc.drain().catch(() => this.nc.close());
     this.log.info("sink stopped", { ...this.stats });
+  }
+}
+
+const idempotencyKeyOf = (m: JsMsg) => m.headers?.get("Nats-Msg-Id") || `${m.info.stream}:${m.seq}`;
+
+/**
+ * Batching by arrival (docs/architecture.md): whatever the consumer has delivered since the last batch is the
+ * next batch; nothing waits for a batch to fill. Bounded by the consumer's max_ack_pending.
+ */
+class Arrivals<T> {
+  private readonly buffer: T[] = [];
+  private wake: (() => void) | null = null;
+  private ended = false;
+  private failure: unknown = null;
+
+  constructor(source: AsyncIterable<T>) {
+    void this.pump(source);
+  }
+
+  private async pump(source: AsyncIterable<T>): Promise<void> {
+    try {
+      for await (const m of source) {
+        this.buffer.push(m);
+        this.wake?.();
+      }
+    } catch (error) {
+      this.failure = error ?? new Error("consumer failed");
+    } finally {
+      this.ended = true;
+      this.wake?.();
+    }
+  }
+
+  /** Up to `max` messages once at least one is there; null when the source ended (its error, if it failed). */
+  async next(max: number): Promise<T[] | null> {
+    while (this.buffer.length === 0) {
+      if (this.failure !== null) throw this.failure;
+      if (this.ended) return null;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = null;
+    }
+    return this.buffer.splice(0, max);
+  }
+
+  /** What arrived and was never handed out. */
+  rest(): T[] {
+    return this.buffer.splice(0);
   }
 }
 

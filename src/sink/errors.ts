@@ -1,0 +1,4 @@
+/** A setup the sink cannot run with (exit 1): the message says the fix. */
+export class SinkError extends Error {
+  override name = "SinkError";
+}
