@@ -479,6 +479,13 @@ export const schema = {
       1_000_000,
       "Final orders compacted, tombstones removed and waiting cancels dropped by one clock message, each (the rest at the next): ~1000 deletes of ~5 KB ≈ 5 MB per commit.",
     ),
+    // A row is ~200 B of JSON: 500 rows ≈ 100 KB per answer, read from each local partition's atRisk table.
+    atRiskPageCountMax: int(
+      500,
+      1,
+      100_000,
+      "Largest page of at-risk orders GET /v1/orders?atRisk=true returns (limit).",
+    ),
     networkFile: str(
       "config/network.toml",
       "Warehouses, channels and routing weights: seeds the rules bucket when it is empty.",

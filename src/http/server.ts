@@ -3,7 +3,7 @@ import type { Config } from "../config/index.ts";
 import { atsOf } from "../domain/channels/index.ts";
 import { available, type LedgerEntry, type SkuHistory, type SkuState } from "../domain/ledger/index.ts";
 import { serving, syncedChannels } from "../domain/network/index.ts";
-import type { Order } from "../domain/orders/index.ts";
+import type { AtRiskRow, Order } from "../domain/orders/index.ts";
 import { idsForJson, own, ownEntries } from "../domain/own.ts";
 import { isLogLevel, Logger } from "../log/index.ts";
 import type { Metrics } from "../metrics/index.ts";
@@ -220,6 +220,7 @@ export function startHttp(deps: HttpDeps): Server<undefined> {
           (req) => resyncView(deps, req.params.channel),
         ),
       },
+      "/v1/orders": guard(ctx, "read", (req) => ordersList(deps, new URL(req.url))),
       "/v1/orders/:channel/:orderId": guard(ctx, "read", (req) =>
         orderView(deps, req.params.channel, req.params.orderId),
       ),
@@ -390,6 +391,68 @@ function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
   const tombstone = store.get<Tombstone>("tombstones", key);
   if (tombstone !== undefined) return json(200, { key, ...tombstone, compacted: true, partition });
   return json(404, { error: "unknown_order", channel, orderId, partition });
+}
+
+/**
+ * `GET /v1/orders?atRisk=true[&channel=…][&warehouse=…][&limit=…][&offset=…]`: open orders past their at-risk
+ * point, the earliest ship-by first (ties by order key), read from each local order partition's atRisk index
+ * (only orders at risk are in it). Paged by place: `offset` skipped, at most `limit` (orders.atRiskPageCountMax);
+ * each partition reads at most offset + limit + 1 rows that pass the filters. A partition this node does not
+ * run (cluster mode, or not open yet) is named in `partitionsNotLocal`, with its owner where known: ask it.
+ */
+function ordersList(deps: HttpDeps, url: URL): Response {
+  const q = url.searchParams;
+  if (q.get("atRisk") !== "true") {
+    return json(400, {
+      error: "bad_query",
+      fix: "atRisk=true lists the orders at risk of missing their ship-by; one order: /v1/orders/{channel}/{orderId}",
+    });
+  }
+  const limitMax = deps.config.orders.atRiskPageCountMax;
+  const offset = Number(q.get("offset") ?? "0");
+  const limit = Number(q.get("limit") ?? String(Math.min(100, limitMax)));
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    return json(400, { error: "bad_offset", fix: "offset=<orders to skip ≥ 0>" });
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > limitMax)
+    return json(400, { error: "bad_limit", fix: `limit=<1..${limitMax}> (orders.atRiskPageCountMax)` });
+  const channel = q.get("channel");
+  const warehouse = q.get("warehouse");
+  const wanted = (r: AtRiskRow) =>
+    (channel === null || r.channel === channel) &&
+    (warehouse === null ||
+      (warehouse === "none" ? r.warehouses.length === 0 : r.warehouses.includes(warehouse)));
+  const rows: Array<AtRiskRow & { partition: number }> = [];
+  const listed: number[] = [];
+  const notLocal: Array<{ partition: number; owner: { node: string; http: string | null } | null }> = [];
+  let more = false;
+  for (let p = 0; p < deps.config.streams.partitionCount; p++) {
+    const store = deps.orderStore(p);
+    if (store === undefined) {
+      notLocal.push({ partition: p, owner: deps.cluster?.ownerOf("order", p) ?? null });
+      continue;
+    }
+    listed.push(p);
+    if (!store.hasTable("atRisk")) continue;
+    let taken = 0;
+    for (const { value } of store.rangeLazy<AtRiskRow>("atRisk")) {
+      if (!wanted(value)) continue;
+      if (taken === offset + limit) {
+        more = true;
+        break;
+      }
+      rows.push({ ...value, partition: p });
+      taken++;
+    }
+  }
+  rows.sort((a, b) => a.shipByMs - b.shipByMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const page = rows.slice(offset, offset + limit);
+  more ||= rows.length > offset + limit;
+  return json(200, {
+    orders: page,
+    next: more ? offset + page.length : null,
+    partitionsListed: listed,
+    partitionsNotLocal: notLocal,
+  });
 }
 
 /**

@@ -49,6 +49,15 @@ export type Events = {
     /** Order partitions: how far (ms) the process clock is past the earliest SLA deadline not fired; 0 if none. */
     timerOverdueMs: number;
   };
+  /**
+   * Orders at risk of missing their ship-by in an order partition, per rule-set channel and warehouse ("none":
+   * no line at a warehouse yet): the whole count of the partition, at start and after each commit that
+   * changed it. An order with lines at two warehouses counts under each.
+   */
+  orders_at_risk: {
+    partition: number;
+    counts: Array<{ channel: string; warehouse: string; count: number }>;
+  };
   /** SLA deadlines handled in a timer batch. */
   timers_fired: { partition: number; count: number };
   /** The partition's consumer was created, or reset to the store's last applied sequence (start-up, delivery gap, reconnect). */

@@ -241,7 +241,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
   });
   const timersPending = new Gauge({
     name: "sluice_sla_timers_pending",
-    help: "SLA deadlines waiting in an order partition.",
+    help: "SLA deadlines and at-risk marks waiting in an order partition.",
     labelNames: ["partition"],
     registers: [registry],
   });
@@ -394,6 +394,30 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     else orderOutcomes.inc({ outcome: e.name, label: e.label }, e.count);
   });
   events.on("timers_fired", (e) => timersFired.inc(e.count));
+  // Per partition, so that a partition moving between nodes takes its series along (below): labels are the
+  // rule set's channel ids ("*" for channels it does not list) and warehouse ids, or "none".
+  const atRisk = new Gauge({
+    name: "sluice_orders_at_risk",
+    help: "Open orders past their at-risk point (ship-by less the channel's slaAtRiskMs), per order partition, rule-set channel and warehouse of their open lines (none: not at a warehouse yet); an order at two warehouses counts under each.",
+    labelNames: ["partition", "channel", "warehouse"],
+    registers: [registry],
+  });
+  /** The series each order partition has set: a new count replaces them all. */
+  const atRiskSeries = new Map<number, Array<{ channel: string; warehouse: string }>>();
+  const dropAtRisk = (partition: number) => {
+    for (const s of atRiskSeries.get(partition) ?? []) atRisk.remove({ partition: String(partition), ...s });
+    atRiskSeries.delete(partition);
+  };
+  events.on("orders_at_risk", (e) => {
+    if (away.has(`order/${e.partition}`)) return;
+    dropAtRisk(e.partition);
+    const partition = String(e.partition);
+    for (const c of e.counts) atRisk.set({ partition, channel: c.channel, warehouse: c.warehouse }, c.count);
+    atRiskSeries.set(
+      e.partition,
+      e.counts.map((c) => ({ channel: c.channel, warehouse: c.warehouse })),
+    );
+  });
   const mapUsed = new Gauge({
     name: "sluice_store_map_used_bytes",
     help: "LMDB map in use by a partition (pages in use × page size; the high-water mark, LMDB never shrinks).",
@@ -483,6 +507,7 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
         inFlight.remove({ partition });
         timersPending.remove({ partition });
         timerOverdue.remove({ partition });
+        dropAtRisk(e.partition);
       }
     });
   }

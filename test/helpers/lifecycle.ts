@@ -30,6 +30,7 @@ export type ChannelRules = {
   slaShipWithinMs?: number;
   slaAction?: "cancel" | "reroute";
   slaRerouteGraceMs?: number;
+  slaAtRiskMs?: number;
 };
 
 export type WarehouseSpec = { id: string; channels?: string[]; enabled?: boolean };

@@ -109,6 +109,7 @@ const everyEvent: { [K in EventName]: Events[K] } = {
     diskSizeBytes: 2e9,
     timerOverdueMs: 1500,
   },
+  orders_at_risk: { partition: 0, counts: [{ channel: "shop", warehouse: "w1", count: 1 }] },
   timers_fired: { partition: 0, count: 1 },
   consumer_reset: { stage: "order", partition: 0, cause: "created", streamSeqStart: 1 },
   stock_delta: { channel: "shopee", latencySeconds: 0.05 },
@@ -258,6 +259,46 @@ describe("Prometheus kit", () => {
     expect(await series()).toContain(
       'sluice_partition_lag_messages{stage="ledger",partition="1",node="n1"} 9',
     );
+  });
+
+  test("orders at risk: each partition's count replaces its series, and leaves with the partition", async () => {
+    const events = new Instrumentation();
+    const { registry } = createMetrics(events, "n1");
+    const atRisk = async () =>
+      (await registry.metrics())
+        .split("\n")
+        .filter((l) => l.startsWith("sluice_orders_at_risk{"))
+        .sort();
+    events.emit("orders_at_risk", {
+      partition: 1,
+      counts: [
+        { channel: "shopee", warehouse: "w1", count: 2 },
+        { channel: "*", warehouse: "none", count: 1 },
+      ],
+    });
+    events.emit("orders_at_risk", {
+      partition: 2,
+      counts: [{ channel: "shopee", warehouse: "w1", count: 1 }],
+    });
+    expect(await atRisk()).toHaveLength(3);
+    // A later count of partition 1 without the "none" series: that series goes (not left at its last value).
+    events.emit("orders_at_risk", {
+      partition: 1,
+      counts: [{ channel: "shopee", warehouse: "w1", count: 3 }],
+    });
+    expect(await atRisk()).toEqual([
+      'sluice_orders_at_risk{partition="1",channel="shopee",warehouse="w1",node="n1"} 3',
+      'sluice_orders_at_risk{partition="2",channel="shopee",warehouse="w1",node="n1"} 1',
+    ]);
+    events.emit("partition_taken", { stage: "order", partition: 2, how: "kept" });
+    events.emit("partition_handed_off", { stage: "order", partition: 2 });
+    events.emit("orders_at_risk", {
+      partition: 2,
+      counts: [{ channel: "shopee", warehouse: "w1", count: 5 }],
+    });
+    expect(await atRisk()).toEqual([
+      'sluice_orders_at_risk{partition="1",channel="shopee",warehouse="w1",node="n1"} 3',
+    ]);
   });
 
   test("the rules pass promtool check rules and their unit tests", async () => {

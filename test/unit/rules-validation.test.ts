@@ -120,7 +120,7 @@ describe("numbers: finite, in range, whole where they count", () => {
         { warehouses: [wh({ carriers: [{ id: "c", cutoff: "10:00", transitDays: v }] })] },
         "warehouses[0].carriers[0].transitDays must be a whole number",
       );
-      for (const k of ["maxShipments", "slaShipWithinMs", "slaRerouteGraceMs"])
+      for (const k of ["maxShipments", "slaShipWithinMs", "slaRerouteGraceMs", "slaAtRiskMs"])
         refuses({ channels: [ch({ [k]: v })] }, `channels[0].${k} must be a whole number`);
       for (const k of ["bufferUnits", "lowStockThreshold", "marketplaceHeldUnits"])
         refuses({ channels: [ch({ [k]: v })] }, `channels[0].${k} must be a whole number`);
@@ -170,6 +170,14 @@ describe("numbers: finite, in range, whole where they count", () => {
       { channels: [ch({ slaRerouteGraceMs: -1 })] },
       "channels[0].slaRerouteGraceMs must be a whole number in [0,",
     );
+    refuses(
+      { channels: [ch({ slaAtRiskMs: networkLimits.slaMsMax + 1 })] },
+      `channels[0].slaAtRiskMs must be a whole number in [0, ${networkLimits.slaMsMax}]`,
+    );
+    // The at-risk window defaults to a quarter of the ship-by; 0 turns marks off.
+    expect(accepts({ channels: [ch({ slaShipWithinMs: 4000 })] }).channels[0]?.slaAtRiskMs).toBe(1000);
+    expect(accepts({ channels: [ch({})] }).channels[0]?.slaAtRiskMs).toBe(12 * 3_600_000);
+    expect(accepts({ channels: [ch({ slaAtRiskMs: 0 })] }).channels[0]?.slaAtRiskMs).toBe(0);
     refuses({ channels: [ch({ maxShipments: 1.5 })] }, "channels[0].maxShipments must be a whole number");
     refuses(
       { warehouses: [wh({ minStock: { A: 0.5 } })] },

@@ -64,6 +64,12 @@ export type Channel = {
   slaAction: SlaAction;
   /** After an SLA re-route, the lines get this long before they are cancelled. */
   slaRerouteGraceMs: number;
+  /**
+   * An open order is "at risk" from this long before its ship-by deadline (0: never): it is marked once, its
+   * released lines are asked again with `atRisk: true`, and it is counted and listed until it ships, is
+   * cancelled or is re-routed by the SLA. Default: a quarter of slaShipWithinMs.
+   */
+  slaAtRiskMs: number;
   /** Stock sync: which warehouses feed the channel's ATS, share, buffer, thresholds, rate budget. */
   sync: ChannelSync;
 };
@@ -328,6 +334,7 @@ const channelFields = [
   "slaShipWithinMs",
   "slaAction",
   "slaRerouteGraceMs",
+  "slaAtRiskMs",
 ];
 
 function parseChannel(
@@ -356,17 +363,23 @@ function parseChannel(
   const slaAction = c.slaAction ?? "cancel";
   if (slaAction !== "cancel" && slaAction !== "reroute")
     return invalid(`${where}.slaAction must be cancel or reroute`);
+  const slaShipWithinMs = c.slaShipWithinMs ?? 2 * dayMs;
   const ints = {
     maxShipments: c.maxShipments ?? 0,
-    slaShipWithinMs: c.slaShipWithinMs ?? 2 * dayMs,
+    slaShipWithinMs,
     slaRerouteGraceMs: c.slaRerouteGraceMs ?? dayMs,
+    // A quarter of the default ship-by: 12 h of 2 days, time for a WMS to move an order up its queue.
+    slaAtRiskMs:
+      c.slaAtRiskMs ??
+      (typeof slaShipWithinMs === "number" ? Math.floor(slaShipWithinMs / 4) : slaShipWithinMs),
   };
   const intsMax = {
     maxShipments: networkLimits.warehousesMax,
     slaShipWithinMs: networkLimits.slaMsMax,
     slaRerouteGraceMs: networkLimits.slaMsMax,
+    slaAtRiskMs: networkLimits.slaMsMax,
   };
-  for (const k of ["maxShipments", "slaShipWithinMs", "slaRerouteGraceMs"] as const) {
+  for (const k of ["maxShipments", "slaShipWithinMs", "slaRerouteGraceMs", "slaAtRiskMs"] as const) {
     const v = ints[k];
     if (!wholeAtLeast(v, 0) || v > intsMax[k])
       return invalid(`${where}.${k} must be a whole number in [0, ${intsMax[k]}]`);
@@ -383,6 +396,7 @@ function parseChannel(
       slaShipWithinMs: ints.slaShipWithinMs as number,
       slaAction,
       slaRerouteGraceMs: ints.slaRerouteGraceMs as number,
+      slaAtRiskMs: ints.slaAtRiskMs as number,
       sync: sync.value,
     },
   };

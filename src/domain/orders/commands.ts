@@ -501,6 +501,7 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
     status: "partially_allocated",
     event: "ship_complete_cancelled",
     detail: longestDetail(b, id, networkId, text),
+    atRisk: true,
     lines: lines.map(() => statusLine),
     atMs: longestInt,
   };
@@ -521,6 +522,8 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
     warehouse: networkId,
     shipTo: { region: text, zip: text, lat: longestFloat, lon: longestFloat },
     shipByMs: longestInt,
+    priority: longestInt,
+    atRisk: false,
     lines: lines.map(() => ({ lineId: id, sku: id, qty, routing })),
     atMs: longestInt,
   };

@@ -7,6 +7,7 @@ export {
   parseShipped,
 } from "./commands.ts";
 export {
+  atRiskRowOf,
   finalAtOf,
   isFinal,
   noRoutingView,

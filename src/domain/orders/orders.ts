@@ -7,6 +7,8 @@ import { type IdRecord, own, ownEntries, ownIds, withOwn } from "../own.ts";
 import { type LineDecision, type RouteContext, route } from "../routing/index.ts";
 import { shippedList } from "./commands.ts";
 import type {
+  AtRiskOp,
+  AtRiskRow,
   CancelCause,
   CancelInput,
   FulfilmentItem,
@@ -83,6 +85,8 @@ export type OrderCount = {
     | "returned"
     | "shipped"
     | "sla"
+    /** An order marked at risk of missing its ship-by (label: marked). */
+    | "at_risk"
     /** Routing: a line routed to a warehouse (label), an order split (label: shipments), a filter (reason). */
     | "routed"
     | "split"
@@ -105,6 +109,11 @@ export type OrderChanges = {
   tombstones: Array<[string, OrderTombstone | null]>;
   /** Retention index rows, in order (a put then a delete of the same row deletes it). */
   retention: RetentionOp[];
+  /**
+   * The at-risk index: per order whose row changed in the batch, a delete of its committed row, then a put of
+   * the new one (the stage counts the gauge from the same ops: the delete's row says what to take off).
+   */
+  atRisk: AtRiskOp[];
 };
 
 const live = (l: OrderLine) =>
@@ -133,6 +142,42 @@ const waitsWhenRefused = (order: Order, line: OrderLine): boolean =>
 /** A backordered line that the ledger may hold in its waiting list (refused for want of stock). */
 const isWaiting = (order: Order, line: OrderLine): boolean =>
   line.state === "backordered" && line.refusal === "insufficient_available" && waitsWhenRefused(order, line);
+
+/**
+ * An order's at-risk row, or null when it is not at risk: marked, and not final (an order that shipped whole
+ * or was cancelled is at risk no more). A function of the order alone, so the row a batch replaces is the one
+ * committed with the order.
+ */
+export function atRiskRowOf(order: Order): AtRiskRow | null {
+  if (order.atRisk == null || isFinal(order)) return null;
+  const warehouses = new Set<string>();
+  for (const l of order.lines)
+    if (live(l) && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
+      warehouses.add(l.warehouse);
+  return {
+    key: order.key,
+    channel: order.channel,
+    orderId: order.orderId,
+    rulesChannel: order.atRisk.channel,
+    shipByMs: order.shipByMs,
+    atRiskSinceMs: order.atRisk.sinceMs,
+    priority: order.priority,
+    status: statusOf(order),
+    warehouses: [...warehouses].sort(),
+  };
+}
+
+const sameRow = (a: AtRiskRow | null, b: AtRiskRow | null) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * When an order created at `atMs` with deadline `shipByMs` becomes at risk under a window of `windowMs`: not
+ * before it came; null for a window of 0, or when that would be the deadline itself (the SLA acts then).
+ */
+export function atRiskDueOf(atMs: number, shipByMs: number, windowMs: number): number | null {
+  if (windowMs <= 0) return null;
+  const dueMs = Math.max(atMs, shipByMs - windowMs);
+  return dueMs < shipByMs ? dueMs : null;
+}
 
 /** When a final order became final; for one written before that was recorded, its last event's time. */
 export const finalAtOf = (order: Order): number =>
@@ -178,6 +223,8 @@ export class Orders {
   private retentionOps: RetentionOp[] = [];
   /** Retention rows handled in this batch (their deletes are not committed yet): never handled twice. */
   private readonly retentionTaken = new Set<string>();
+  /** The at-risk row of each order as committed (read when the batch first loaded it; null: none or new). */
+  private readonly riskBefore = new Map<string, AtRiskRow | null>();
 
   constructor(
     private readonly view: OrderView,
@@ -191,8 +238,16 @@ export class Orders {
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
     const stored = this.view.getOrder(key);
-    if (stored !== undefined) this.cache.set(key, stored);
+    if (stored !== undefined) {
+      this.cache.set(key, stored);
+      if (!this.riskBefore.has(key)) this.riskBefore.set(key, atRiskRowOf(stored));
+    }
     return stored;
+  }
+
+  /** Timer writes of the batch so far: the stage's overlay takes the deadlines set (puts) from it. */
+  get timerOps(): readonly TimerOp[] {
+    return this.timers;
   }
 
   // ---- inputs --------------------------------------------------------------------------------------
@@ -248,12 +303,21 @@ export class Orders {
       shipmentIds: [],
       returnIds: [],
       slaRerouted: false,
+      atRiskDueMs: null,
+      atRisk: null,
       policyApplied: false,
       history: [],
     };
     this.compactedKeys.delete(key); // compacted and its tombstone removed in this batch: a new order
     this.cache.set(key, order);
+    // A key compacted earlier in this batch was final: it had no row.
+    if (!this.riskBefore.has(key)) this.riskBefore.set(key, null);
     this.timers.push({ op: "put", dueMs: order.shipByMs, key });
+    order.atRiskDueMs = atRiskDueOf(at.atMs, order.shipByMs, channel.slaAtRiskMs);
+    // Inside its window on arrival: marked below, with no timer; its first requests carry the flag.
+    const atRiskNow = order.atRiskDueMs === at.atMs;
+    if (order.atRiskDueMs !== null && !atRiskNow)
+      this.timers.push({ op: "put", dueMs: order.atRiskDueMs, key });
     const waiting = this.pendingCancelsOf(key);
     for (const c of waiting) this.markCancel(order, c.lineIds, c.cause, at);
     if (waiting.length > 0) this.setPending(key, waiting, []);
@@ -265,6 +329,7 @@ export class Orders {
     this.requestReservations(order, toRoute, at.atMs);
     this.count("orders", "created");
     this.touch(order, "created", at);
+    if (atRiskNow) this.markAtRisk(order, at);
     this.settle(order, at);
     return { ok: true, event: "created" };
   }
@@ -548,17 +613,28 @@ export class Orders {
     }
   }
 
-  /** SLA deadlines that passed: cancel or re-route the unshipped lines, by the channel's rule. */
+  /**
+   * Timers that passed: an at-risk mark (its due time is the order's atRiskDueMs), or an SLA deadline (the
+   * order's shipByMs): cancel or re-route the unshipped lines, by the channel's rule. Any other row is stale.
+   */
   fireDueTimers(nowMs: number): number {
     const due = this.view.dueTimers(nowMs, this.limits.timersPerTickMax);
     const at = { seq: 0, atMs: nowMs };
     for (const t of due) {
       this.timers.push({ op: "delete", dueMs: t.dueMs, key: t.key });
       const order = this.get(t.key);
-      if (order === undefined || order.shipByMs !== t.dueMs) continue;
+      if (order === undefined) continue;
+      if (order.atRiskDueMs === t.dueMs) {
+        this.markAtRisk(order, at);
+        continue;
+      }
+      if (order.shipByMs !== t.dueMs) continue;
       const channel = channelOf(this.network(), order.channel);
       const open = order.lines.filter(live);
       if (open.length === 0) continue;
+      // The SLA acts now: an at-risk mark not made yet never will be, and one made ends (re-route or cancel).
+      this.disarmAtRisk(order);
+      order.atRisk = null;
       if (channel?.slaAction === "reroute" && !order.slaRerouted) {
         order.slaRerouted = true;
         this.count("sla", "reroute");
@@ -587,6 +663,35 @@ export class Orders {
       this.settle(order, at);
     }
     return due.length;
+  }
+
+  /**
+   * The at-risk timer of an open order fired (once: its due time is cleared): the order is marked, says so in
+   * its history and status, and its released lines are asked again of their warehouses with `atRisk: true`,
+   * so a WMS picks them first. Lines not released yet carry the flag when they are.
+   */
+  private markAtRisk(order: Order, at: InputRef): void {
+    order.atRiskDueMs = null;
+    // Cannot happen (a final order's timer goes with it, settle()), and would change nothing: not written.
+    if (!order.lines.some(live)) return;
+    const rules = channelOf(this.network(), order.channel);
+    order.atRisk = { sinceMs: at.atMs, channel: rules?.id ?? order.channel };
+    this.count("at_risk", "marked");
+    this.touch(order, "at_risk", at, `ship-by ${new Date(order.shipByMs).toISOString()}`);
+    const byWarehouse = new Map<string, OrderLine[]>();
+    for (const line of order.lines) {
+      if (line.state !== "released" || line.shippedQty >= line.qty) continue;
+      const w = line.warehouse as string;
+      byWarehouse.set(w, [...(byWarehouse.get(w) ?? []), line]);
+    }
+    for (const [warehouse, lines] of byWarehouse) this.fulfil(order, "fulfil", warehouse, lines, at);
+  }
+
+  /** An at-risk timer not fired yet is removed (the order became final, or its SLA acted first). */
+  private disarmAtRisk(order: Order): void {
+    if (order.atRiskDueMs == null) return;
+    this.timers.push({ op: "delete", dueMs: order.atRiskDueMs, key: order.key });
+    order.atRiskDueMs = null;
   }
 
   // ---- retention -----------------------------------------------------------------------------------
@@ -915,6 +1020,9 @@ export class Orders {
     }
     if (!order.lines.some(live)) {
       this.timers.push({ op: "delete", dueMs: order.shipByMs, key: order.key });
+      // Shipped whole or cancelled: no longer at risk, and never marked later.
+      this.disarmAtRisk(order);
+      order.atRisk = null;
       // Final from now on (a return does not change that): the retention horizons count from here.
       if (this.limits.retention !== undefined && order.finalAtMs == null) {
         order.finalAtMs = at.atMs;
@@ -1025,6 +1133,8 @@ export class Orders {
       warehouse,
       shipTo: order.shipTo,
       shipByMs: order.shipByMs,
+      priority: order.priority,
+      atRisk: order.atRisk != null,
       lines: lines.map((l) => ({
         lineId: l.lineId,
         sku: l.sku,
@@ -1093,6 +1203,24 @@ export class Orders {
       });
     }
     this.cancellations.clear();
+    const atRisk: AtRiskOp[] = [];
+    // Every order the batch loaded or created (a compacted one has no row: it was final).
+    for (const [key, before] of this.riskBefore) {
+      const order = this.compactedKeys.has(key) ? undefined : this.cache.get(key);
+      const after = order === undefined ? null : atRiskRowOf(order);
+      if (sameRow(before, after)) continue;
+      if (before !== null) atRisk.push({ op: "delete", row: before });
+      if (after !== null) atRisk.push({ op: "put", row: after });
+    }
+    // Releases of orders at risk leave first (each order's own items keep their order: versions increase).
+    const risky = new Set(orders.filter((o) => atRiskRowOf(o) !== null).map((o) => o.key));
+    if (risky.size > 0) {
+      const f = this.effects.fulfilment;
+      this.effects.fulfilment = [
+        ...f.filter((i) => risky.has(i.orderKey)),
+        ...f.filter((i) => !risky.has(i.orderKey)),
+      ];
+    }
     const changes: OrderChanges = {
       counts: [...this.counts.values()],
       orders,
@@ -1102,7 +1230,9 @@ export class Orders {
       ordersDeleted: [...this.compactedKeys],
       tombstones: [...this.tombstones.entries()],
       retention: this.retentionOps,
+      atRisk,
     };
+    this.riskBefore.clear();
     this.compactedKeys.clear();
     this.tombstones.clear();
     this.retentionOps = [];
@@ -1155,6 +1285,7 @@ function statusItem(order: Order, event: string, atMs: number, detail?: string):
     status: order.status,
     event,
     ...(detail === undefined ? {} : { detail }),
+    ...(atRiskRowOf(order) === null ? {} : { atRisk: true as const }),
     lines: order.lines.map((l) => ({
       lineId: l.lineId,
       sku: l.sku,

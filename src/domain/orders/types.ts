@@ -80,6 +80,18 @@ export type Order = {
   returnIds: string[];
   /** SLA re-route already done: the next deadline cancels. */
   slaRerouted: boolean;
+  /**
+   * When the order's at-risk timer is due (ship-by less the channel's slaAtRiskMs, never before the order
+   * came); null once it fired or when none was set (window 0, or it would be due at the deadline itself).
+   * Absent on orders written before at-risk marks existed: they are never marked.
+   */
+  atRiskDueMs?: number | null;
+  /**
+   * Set when the at-risk timer fired on an open order (once per order); null again once it ships whole, is
+   * cancelled or is re-routed by its SLA. `channel` is the rule-set channel whose rules the order follows
+   * ("*" for a channel the rules do not list): the gauge's label, bounded by the rule set.
+   */
+  atRisk?: { sinceMs: number; channel: string } | null;
   /** The split policy was applied to the first allocation (it is applied once). */
   policyApplied: boolean;
   history: HistoryEvent[];
@@ -115,6 +127,26 @@ export type OrderTombstone = {
  * order, by the oldest cancel's time).
  */
 export type RetentionIndex = "finals" | "tombstones" | "pending";
+
+/**
+ * An order at risk as indexed in its partition (table `atRisk`, key [shipByMs, orderKey], earliest deadline
+ * first): what `sluice_orders_at_risk` counts and `GET /v1/orders?atRisk=true` lists. A function of the order
+ * alone (atRiskRowOf), rewritten when it changes and deleted when the order is no longer at risk.
+ */
+export type AtRiskRow = {
+  key: string;
+  channel: string;
+  orderId: string;
+  /** The rule-set channel the order follows: the gauge's `channel` label. */
+  rulesChannel: string;
+  shipByMs: number;
+  atRiskSinceMs: number;
+  priority: number;
+  status: OrderStatus;
+  /** Warehouses holding an open line of it (allocated or released, not shipped whole), sorted; [] if none. */
+  warehouses: string[];
+};
+export type AtRiskOp = { op: "put" | "delete"; row: AtRiskRow };
 export type RetentionRow = { atMs: number; key: string };
 export type RetentionOp = RetentionRow & { index: RetentionIndex; op: "put" | "delete" };
 
@@ -182,6 +214,8 @@ export type OrderStatusItem = {
   status: OrderStatus;
   event: string;
   detail?: string;
+  /** Present (true) while the order is at risk of missing its ship-by (channel rule slaAtRiskMs). */
+  atRisk?: true;
   lines: Array<{
     lineId: string;
     sku: string;
@@ -206,6 +240,13 @@ export type FulfilmentItem = {
   warehouse: string;
   shipTo: ShipTo;
   shipByMs: number;
+  /** The order's priority (from the channel's order; higher first). */
+  priority: number;
+  /**
+   * The order is close to its ship-by (channel rule slaAtRiskMs): pick it first. When an order becomes at risk
+   * its released lines are asked again with `atRisk: true` (same lines, a higher version).
+   */
+  atRisk: boolean;
   lines: Array<{ lineId: string; sku: string; qty: number; routing?: RoutingSummary }>;
   atMs: number;
 };

@@ -2,6 +2,8 @@ import type { Config } from "../../config/index.ts";
 import type { Network } from "../../domain/network/index.ts";
 import type { OrderInputLimits } from "../../domain/orders/commands.ts";
 import {
+  type AtRiskOp,
+  type AtRiskRow,
   noRoutingView,
   type Order,
   type OrderOutcome,
@@ -35,7 +37,26 @@ import {
   retentionWrite,
 } from "./retention.ts";
 
-export const orderTables = ["orders", "pending", "timers", erpTable, ...retentionTables] as const;
+/**
+ * Tables of an order partition: orders, pending (cancels before their order), timers ([dueMs, orderKey]: SLA
+ * deadlines and at-risk marks), atRisk ([shipByMs, orderKey] → AtRiskRow: the orders at risk now), the ERP
+ * window's and retention's. A new table starts empty (no layout change): orders written before at-risk marks
+ * have no at-risk timer.
+ */
+export const orderTables = ["orders", "pending", "timers", "atRisk", erpTable, ...retentionTables] as const;
+
+/** The gauge's series key: rule-set channel and warehouse ("none": no line of the order is at a warehouse). */
+const riskLabels = (row: AtRiskRow): string[] =>
+  (row.warehouses.length === 0 ? ["none"] : row.warehouses).map((w) => `${row.rulesChannel}\u0000${w}`);
+
+/** The at-risk counts of a partition as committed: one scan of its atRisk table (only orders at risk). */
+export function atRiskCounts(store: PartitionStore): Map<string, number> {
+  const counts = new Map<string, number>();
+  if (!store.hasTable("atRisk")) return counts;
+  for (const { value } of store.rangeLazy<AtRiskRow>("atRisk"))
+    for (const k of riskLabels(value)) counts.set(k, (counts.get(k) ?? 0) + 1);
+  return counts;
+}
 
 /** The order view over a partition's store: synchronous, memory-mapped reads of committed state. */
 export function orderView(
@@ -75,6 +96,12 @@ export class OrderApplier implements PartitionApplier {
   private readonly erp: ErpWindow;
   private readonly timers: BatchTimers;
   private readonly backfill: RetentionBackfill;
+  /** Orders at risk per (rule-set channel, warehouse) as committed: the gauge, kept with every batch's ops. */
+  private readonly atRisk: Map<string, number>;
+  /** The at-risk index ops of the write in flight: counted when it is committed. */
+  private atRiskUncommitted: AtRiskOp[] = [];
+  /** Timer writes of the batch already given to the overlay (Orders.timerOps). */
+  private timerOpsSeen = 0;
   /** Reservation requests sent to the ledger, not answered yet: line attempt → process time sent (ms), oldest first. */
   private readonly awaiting = new Map<string, number>();
 
@@ -106,6 +133,36 @@ export class OrderApplier implements PartitionApplier {
       },
       routing,
     );
+    // Counted from state at start (and after a takeover: a new applier): right across restarts and moves.
+    this.atRisk = atRiskCounts(store);
+    this.emitAtRisk();
+  }
+
+  /** The partition's whole at-risk count, per series (the metrics edge replaces the partition's series). */
+  private emitAtRisk(): void {
+    const counts = [...this.atRisk.entries()].map(([k, count]) => {
+      const [channel, warehouse] = k.split("\u0000") as [string, string];
+      return { channel, warehouse, count };
+    });
+    this.events.emit("orders_at_risk", { partition: this.partition, counts });
+  }
+
+  /** The write `apply` or `tick` returned is durable: its at-risk changes count now. */
+  committed(): void {
+    const ops = this.atRiskUncommitted;
+    this.atRiskUncommitted = [];
+    if (ops.length > 0) this.countAtRisk(ops);
+  }
+
+  private countAtRisk(ops: readonly AtRiskOp[]): void {
+    for (const o of ops) {
+      for (const k of riskLabels(o.row)) {
+        const n = (this.atRisk.get(k) ?? 0) + (o.op === "put" ? 1 : -1);
+        if (n === 0) this.atRisk.delete(k);
+        else this.atRisk.set(k, n);
+      }
+    }
+    this.emitAtRisk();
   }
 
   apply(messages: readonly InboundMessage[]) {
@@ -114,6 +171,7 @@ export class OrderApplier implements PartitionApplier {
       this.events.emit("dead_lettered", { stage: "order", reason }),
     );
     this.timers.begin();
+    this.timerOpsSeen = 0;
     let fired = 0;
     for (const m of messages) {
       const { commands, rejects } = decodeOrderMessage(m, this.inbound);
@@ -137,10 +195,8 @@ export class OrderApplier implements PartitionApplier {
         return fired;
       }
       case "create": {
-        const outcome = this.orders.create(c.key, c.order, input);
-        const created = outcome.ok && outcome.event === "created" ? this.orders.get(c.key) : undefined;
-        if (created !== undefined) this.timers.set(created.shipByMs, c.key);
-        this.outcome(m, outcome, reject);
+        this.outcome(m, this.orders.create(c.key, c.order, input), reject);
+        this.takeTimersSet(); // its SLA deadline and at-risk mark may fall due within this batch
         return 0;
       }
       case "cancel":
@@ -212,13 +268,20 @@ export class OrderApplier implements PartitionApplier {
   private fireDue(atMs: number): number {
     if (!this.timers.isDue(atMs)) return 0;
     const count = this.orders.fireDueTimers(atMs);
-    for (const t of this.timers.taken) {
-      // A re-route set a new deadline: it may fall due within this batch too.
-      const order = this.orders.get(t.key);
-      if (order !== undefined && order.shipByMs !== t.dueMs) this.timers.set(order.shipByMs, t.key);
-    }
+    // A re-route set a new deadline: it may fall due within this batch too.
+    this.takeTimersSet();
     this.timers.settle();
     return count;
+  }
+
+  /** Deadlines the domain set since the last call go into the batch's overlay. */
+  private takeTimersSet(): void {
+    const ops = this.orders.timerOps;
+    for (let i = this.timerOpsSeen; i < ops.length; i++) {
+      const t = ops[i] as (typeof ops)[number];
+      if (t.op === "put") this.timers.set(t.dueMs, t.key);
+    }
+    this.timerOpsSeen = ops.length;
   }
 
   private outcome(m: InboundMessage, outcome: OrderOutcome, reject: Reject): void {
@@ -253,6 +316,16 @@ export class OrderApplier implements PartitionApplier {
       );
     }
     for (const r of changes.retention) ops.push(retentionWrite(r));
+    for (const r of changes.atRisk) {
+      const key = [r.row.shipByMs, r.row.key];
+      ops.push(
+        r.op === "put"
+          ? { op: "put", table: "atRisk", key, value: r.row }
+          : { op: "delete", table: "atRisk", key },
+      );
+    }
+    // Counted once committed (committed()): a batch that fails to commit changes no count.
+    this.atRiskUncommitted = changes.atRisk;
     for (const [key, list] of changes.pendingCancels) {
       ops.push(
         list === null

@@ -101,6 +101,10 @@ export class Checker implements SimObserver {
   private readonly fills = new Set<string>();
   /** The warehouse each line was last asked to ship from and not told to stop (from the fulfilment output). */
   private readonly openFulfil = new Map<string, string>();
+  /** Orders marked at risk, with the clock of the mark: at most once per order. */
+  private readonly marked = new Map<string, number>();
+  /** The model's orders at risk: marked, and their SLA has not acted since (open lines are checked at use). */
+  private readonly riskModel = new Set<string>();
 
   constructor(private readonly o: CheckerOptions) {
     this.model = new LedgerModel(o.avoid.has("repeat-refusal-code") ? "domain" : "same", o.waitingMax);
@@ -174,7 +178,10 @@ export class Checker implements SimObserver {
       this.touchedOrders.add(order.key);
       const before = c.before.get(order.key);
       if (before !== undefined) this.transition(before, order, c);
+      else if (c.before.has(order.key) && order.history.some((h) => h.event === "created"))
+        this.created(order);
     }
+    this.atRiskOutputs(c);
     for (const key of c.before.keys()) {
       if (c.dup)
         check(!c.touched.has(key), "a duplicate delivery changed an order", () => ({
@@ -281,11 +288,146 @@ export class Checker implements SimObserver {
     }
   }
 
+  /** A new order's at-risk timer: its ship-by less the channel's window, not before it came; none for 0. */
+  private created(order: Order): void {
+    const windowMs = channelOf(this.o.network, order.channel)?.slaAtRiskMs ?? 0;
+    const dueMs = Math.max(order.createdAtMs, order.shipByMs - windowMs);
+    const expected = windowMs > 0 && dueMs < order.shipByMs ? dueMs : null;
+    const now = expected === order.createdAtMs;
+    check(
+      (order.atRiskDueMs ?? null) === (now ? null : expected) || (order.atRiskDueMs ?? null) === null,
+      "a new order's at-risk point is its ship-by less the channel's slaAtRiskMs",
+      () => ({ order: order.key, atRiskDueMs: order.atRiskDueMs, expected }),
+    );
+    // Only a timer batch clears it, or the order ending in its first batch.
+    if (order.atRiskDueMs == null && expected !== null && !now)
+      check(!order.lines.some(isOpen), "an open new order keeps its at-risk timer", () => order);
+    // Inside its window on arrival: marked at once (unless every line was cancelled before it came).
+    const marked = order.history.some((h) => h.event === "at_risk");
+    check(now || !marked, "a new order is not marked before its at-risk point", () => order);
+    if (marked) {
+      count("order marked at risk on arrival");
+      this.marked.set(order.key, order.createdAtMs);
+      this.riskModel.add(order.key);
+    }
+  }
+
+  /**
+   * At-risk marks: only by a timer, at or after the order's at-risk point, while a line is open, at most once;
+   * an SLA action ends it. Returns whether the SLA acted on the order in this batch.
+   */
+  private atRiskTransition(before: Order, after: Order, c: OrderCommit): boolean {
+    const fresh = (event: string) =>
+      after.history.filter((h) => h.atMs === c.nowMs && h.event === event).length -
+      before.history.filter((h) => h.atMs === c.nowMs && h.event === event).length;
+    const where = () => ({ order: after.key, before, after, nowMs: c.nowMs, timer: c.inputs === null });
+    check(
+      after.atRiskDueMs == null || after.atRiskDueMs === before.atRiskDueMs,
+      "an at-risk timer is never set again",
+      where,
+    );
+    const marks = c.inputs === null ? Math.max(0, fresh("at_risk")) : 0;
+    if (c.inputs !== null)
+      check(
+        after.atRisk == null || sameJson(after.atRisk, before.atRisk),
+        "only a timer marks an order at risk",
+        where,
+      );
+    if (marks > 0) {
+      count("order marked at risk");
+      check(marks === 1 && !this.marked.has(after.key), "an order is marked at risk at most once", where);
+      check(
+        before.atRiskDueMs != null && c.nowMs >= before.atRiskDueMs && before.atRisk == null,
+        "an order is marked at risk at its at-risk point, not before",
+        where,
+      );
+      check(before.lines.some(isOpen), "a shipped or cancelled order is never marked at risk", where);
+      this.marked.set(after.key, c.nowMs);
+      this.riskModel.add(after.key);
+      for (const l of before.lines) {
+        if (l.state !== "released" || l.shippedQty >= l.qty) continue;
+        check(
+          c.changes.effects.fulfilment.some(
+            (f) =>
+              f.orderKey === after.key &&
+              f.type === "fulfil" &&
+              f.atRisk &&
+              f.warehouse === l.warehouse &&
+              f.lines.some((x) => x.lineId === l.lineId),
+          ),
+          "a marked order's released lines are asked again with atRisk",
+          () => ({ order: after.key, line: l, fulfilment: c.changes.effects.fulfilment }),
+        );
+      }
+    }
+    const sla = c.inputs === null && (fresh("sla_rerouted") > 0 || fresh("sla_cancelled") > 0);
+    if (sla) {
+      this.riskModel.delete(after.key);
+      check(after.atRiskDueMs == null, "once its SLA acted an order is never marked at risk", where);
+    }
+    return sla;
+  }
+
+  /** Outputs say what the model says: requests of marked orders only carry atRisk; statuses flag it. */
+  private atRiskOutputs(c: OrderCommit): void {
+    for (const f of c.changes.effects.fulfilment)
+      check(!f.atRisk || this.marked.has(f.orderKey), "only a marked order's requests carry atRisk", () => f);
+    for (const s of c.changes.effects.statuses) {
+      const order = c.changes.orders.find((o) => o.key === s.orderKey);
+      const expected = this.riskModel.has(s.orderKey) && order?.lines.some(isOpen) === true;
+      check(
+        (s.atRisk === true) === expected,
+        "a status says atRisk exactly while the order is at risk",
+        () => ({
+          status: s,
+          expected,
+        }),
+      );
+    }
+  }
+
+  /** The partition's at-risk index holds exactly the model's orders at risk, each row as the order says. */
+  private checkAtRisk(sim: Sim, key: string): void {
+    const part = sim.orderParts[orderPartition(key, this.o.partitions)];
+    if (part === undefined) return;
+    const order = part.store.orders.get(key);
+    const rows = [...part.store.atRisk.values()].filter((r) => r.key === key);
+    const expected = order !== undefined && this.riskModel.has(key) && order.lines.some(isOpen);
+    check(
+      rows.length === (expected ? 1 : 0),
+      "an order is indexed at risk exactly while the model says",
+      () => ({
+        key,
+        expected,
+        rows,
+        order,
+      }),
+    );
+    const row = rows[0];
+    if (row === undefined || order === undefined) return;
+    const warehouses = [
+      ...new Set(
+        order.lines
+          .filter((l) => isOpen(l) && (l.state === "allocated" || l.state === "released"))
+          .map((l) => l.warehouse as string),
+      ),
+    ].sort();
+    check(
+      row.shipByMs === order.shipByMs &&
+        row.rulesChannel === channelOf(this.o.network, order.channel)?.id &&
+        sameJson(row.warehouses, warehouses) &&
+        row.atRiskSinceMs === this.marked.get(key),
+      "an at-risk row names the order's deadline, rule-set channel, open warehouses and mark",
+      () => ({ row, warehouses, order }),
+    );
+  }
+
   private transition(before: Order, after: Order, c: OrderCommit): void {
     check(after.version > before.version, "an order's version increases with every change", () => ({
       before: before.version,
       after: after.version,
     }));
+    const sla = this.atRiskTransition(before, after, c);
     check(after.lines.length === before.lines.length, "an order keeps its lines", () => after.key);
     for (const [i, a] of after.lines.entries()) {
       const b = before.lines[i] as OrderLine;
@@ -306,7 +448,7 @@ export class Checker implements SimObserver {
       check(a.shippedQty >= b.shippedQty, "shipped quantities never shrink", where);
       check(a.returnedQty >= b.returnedQty, "returned quantities never shrink", where);
       check(a.attempt >= b.attempt, "attempts never go back", where);
-      if (c.inputs === null) this.deadline(before, b, a, where);
+      if (sla) this.deadline(before, b, a, where);
     }
   }
 
@@ -363,8 +505,15 @@ export class Checker implements SimObserver {
     count("checked steps");
     for (const sku of this.touchedSkus) this.checkSku(sim, sku);
     this.touchedSkus.clear();
-    for (const key of this.touchedOrders) this.checkOrder(sim, key);
+    for (const key of this.touchedOrders) {
+      this.checkOrder(sim, key);
+      this.checkAtRisk(sim, key);
+    }
     this.touchedOrders.clear();
+    for (const o of sim.orderParts)
+      check(o.store.atRiskMismatches.length === 0, "a batch replaces the at-risk row it committed", () => [
+        ...o.store.atRiskMismatches,
+      ]);
     for (const l of sim.ledgers)
       check(l.store.overwrittenEntries.length === 0, "a ledger entry key is never reused", () => [
         ...l.store.overwrittenEntries,
@@ -735,9 +884,31 @@ export class Checker implements SimObserver {
           "no cancel waits for an order that exists",
           () => order.key,
         );
+        const due = order.atRiskDueMs ?? null;
+        check(
+          (due === null || live) && (due === null || part.store.hasTimer(due, order.key)),
+          "an order has its at-risk timer only while open and not fired",
+          () => ({ order: order.key, live, due, timers: [...part.store.timers.values()] }),
+        );
+        this.checkAtRisk(sim, order.key);
       }
-      for (const t of part.store.timers.values())
+      for (const t of part.store.timers.values()) {
         check(part.store.orders.has(t.key), "a timer belongs to an order", () => t);
+        const o = part.store.orders.get(t.key);
+        check(
+          o === undefined || o.shipByMs === t.dueMs || o.atRiskDueMs === t.dueMs,
+          "a timer is its order's deadline or at-risk point",
+          () => ({ t, shipByMs: o?.shipByMs, atRiskDueMs: o?.atRiskDueMs }),
+        );
+      }
+      // The count (the gauge) equals the model's.
+      const modelCount = [...part.store.orders.values()].filter(
+        (o) => this.riskModel.has(o.key) && o.lines.some(isOpen),
+      ).length;
+      check(part.store.atRisk.size === modelCount, "orders at risk counted as the model says", () => ({
+        stored: part.store.atRisk.size,
+        modelCount,
+      }));
     }
     for (const c of this.cancels) {
       const order = this.findOrder(sim, c.key);
@@ -797,6 +968,7 @@ export function committedState(sim: Sim): unknown {
       orders: sorted(o.store.orders),
       pending: sorted(o.store.pending),
       timers: sorted(o.store.timers),
+      atRisk: sorted(o.store.atRisk),
       tombstones: sorted(o.store.tombstones),
       retention: Object.values(o.store.retention).map(sorted),
     })),

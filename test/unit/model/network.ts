@@ -12,6 +12,8 @@ export type NetworkShape = {
   split: SplitMode;
   maxShipments: number;
   slaAction: SlaAction;
+  /** The at-risk window (channel rule slaAtRiskMs); absent: the default, a quarter of slaShipWithinMs. */
+  slaAtRiskMs?: number;
 };
 
 export const warehouseIds = ["w1", "w2", "w3"] as const;
@@ -33,6 +35,7 @@ export function buildNetwork(shape: NetworkShape): Network {
           slaAction: shape.slaAction,
           slaShipWithinMs,
           slaRerouteGraceMs,
+          ...(shape.slaAtRiskMs === undefined ? {} : { slaAtRiskMs: shape.slaAtRiskMs }),
         },
       ],
     },

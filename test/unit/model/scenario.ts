@@ -212,6 +212,8 @@ export const scenarioArb = (faults: boolean, steps: { min: number; max: number }
       split: fc.constantFrom("allow_partial" as const, "allow_partial" as const, "ship_complete" as const),
       maxShipments: fc.constantFrom(0, 0, 1, 2),
       slaAction: fc.constantFrom("cancel" as const, "reroute" as const),
+      // The default (a quarter of the ship-by: marked after 3/4 of it), none, and at risk from the start.
+      slaAtRiskMs: fc.constantFrom(undefined, undefined, 0, slaShipWithinMs),
     }),
     skuCount: fc.constantFrom(2 as const, 3 as const, 4 as const),
     timersPerTickMax: fc.constantFrom(1, 2, 1000),

@@ -10,6 +10,7 @@ import type {
 } from "../../../src/domain/ledger/index.ts";
 import { fillOrder, waitingKey, waitingKeyText } from "../../../src/domain/ledger/index.ts";
 import type {
+  AtRiskRow,
   Order,
   OrderChanges,
   OrderTombstone,
@@ -148,6 +149,10 @@ export class MemOrderStore implements OrderView {
     tombstones: new Map(),
     pending: new Map(),
   };
+  /** The at-risk index [shipByMs, orderKey] → row (src/stages/order/applier.ts, table atRisk). */
+  readonly atRisk = new Map<string, AtRiskRow>();
+  /** Deletes of at-risk rows that were not committed as given: the batch's idea of the row was wrong. */
+  readonly atRiskMismatches: unknown[] = [];
   streamSeqLastApplied = 0;
   outboxSeq = 0;
 
@@ -213,6 +218,17 @@ export class MemOrderStore implements OrderView {
       const k = `${t.dueMs}\u0000${t.key}`;
       if (t.op === "put") this.timers.set(k, { dueMs: t.dueMs, key: t.key });
       else this.timers.delete(k);
+    }
+    for (const r of changes.atRisk) {
+      const k = `${r.row.shipByMs}\u0000${r.row.key}`;
+      if (r.op === "put") {
+        if (this.atRisk.has(k)) this.atRiskMismatches.push({ put: r.row, over: this.atRisk.get(k) });
+        this.atRisk.set(k, copy(r.row));
+      } else {
+        if (JSON.stringify(this.atRisk.get(k)) !== JSON.stringify(r.row))
+          this.atRiskMismatches.push({ delete: r.row, committed: this.atRisk.get(k) });
+        this.atRisk.delete(k);
+      }
     }
     if (streamSeqLastApplied !== null) this.streamSeqLastApplied = streamSeqLastApplied;
     return touched;
