@@ -559,6 +559,12 @@ export const schema = {
       1_000_000,
       "SKUs a channel resync reads per tick per ledger partition.",
     ),
+    reconcileFullIntervalMs: int(
+      21_600_000,
+      0,
+      604_800_000,
+      "Scheduled full reconciliation per synced channel: its resync (every SKU's ATS offered again, paced by resyncSkusPerTickMax and the channel's budget) starts this long after its last full resync finished; 0 turns it off.",
+    ),
   },
   erp: {
     windowMs: int(

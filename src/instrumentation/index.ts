@@ -74,6 +74,21 @@ export type Events = {
     /** New values refused because sync.pendingCountMax pairs were waiting (offered again at the next change). */
     refusedFull: number;
   };
+  /**
+   * A ledger partition applied its share of one part of a channel's stock report (reconciliation), or ignored
+   * one it had applied before (`duplicate`, all counts 0). drifted = healed + deferred.
+   */
+  channel_reconciled: {
+    partition: number;
+    channel: string;
+    reported: number;
+    matched: number;
+    inFlight: number;
+    drifted: number;
+    healed: number;
+    deferred: number;
+    duplicate: boolean;
+  };
   /** A channel's full resync finished in a ledger partition. */
   stock_resynced: { partition: number; channel: string };
   /** An ERP batch was committed to the outbox. */

@@ -349,6 +349,45 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     if (e.refusedFull > 0) stockRefused.inc({ channel: e.channel }, e.refusedFull);
   });
   events.on("stock_resynced", (e) => stockResyncs.inc({ channel: e.channel }));
+  // Reconciliation (docs/sync-and-erp.md): label `channel` is a synced channel of the rule set (bounded).
+  const channelReported = new Counter({
+    name: "sluice_channel_reported_total",
+    help: "SKUs a channel reported showing (reconciliation reports, each part's share once).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const channelDrift = new Counter({
+    name: "sluice_channel_drift_total",
+    help: "SKUs a channel reported with another quantity than Sluice last offered it (reconciliation).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const channelHealed = new Counter({
+    name: "sluice_channel_healed_total",
+    help: "Drifted SKUs whose current ATS was offered to the channel again (sent within its rate budget).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const channelReconcileDeferred = new Counter({
+    name: "sluice_channel_reconcile_deferred_total",
+    help: "Drifted SKUs not offered again because sync.pendingCountMax values were waiting (the next report finds them).",
+    labelNames: ["channel"],
+    registers: [registry],
+  });
+  const channelReconcileParts = new Counter({
+    name: "sluice_channel_reconcile_parts_total",
+    help: "Shares of channel report parts a ledger partition handled: applied, or duplicate (heard before, nothing changed).",
+    labelNames: ["channel", "outcome"],
+    registers: [registry],
+  });
+  events.on("channel_reconciled", (e) => {
+    channelReconcileParts.inc({ channel: e.channel, outcome: e.duplicate ? "duplicate" : "applied" });
+    if (e.duplicate) return;
+    channelReported.inc({ channel: e.channel }, e.reported);
+    channelDrift.inc({ channel: e.channel }, e.drifted);
+    channelHealed.inc({ channel: e.channel }, e.healed);
+    channelReconcileDeferred.inc({ channel: e.channel }, e.deferred);
+  });
   events.on("erp_batch", (e) => {
     erpBatches.inc({ stage: e.stage });
     erpBatchItems.observe({ stage: e.stage }, e.movements + e.documents);
