@@ -369,11 +369,12 @@ describe("mapping table", () => {
 describe("coalescing", () => {
   const item = (sku: string, version: number, ats: number) => ({ sku, version, ats, atMs: 0 });
 
-  test("the newest (version, stream sequence) per SKU; older, equal and invalid items accounted for", () => {
+  test("the newest (version, stream sequence) per SKU; a value delivered before is sent again from a later message (a heal), never from a redelivery", () => {
     const delivered = new Map([
       ["D", { version: 5, ats: 1, seq: 3 }],
       ["E", { version: 2, ats: 7, seq: 3 }],
       ["F", { version: 2, ats: 7, seq: 12 }],
+      ["G", { version: 3, ats: 2, seq: 20 }],
     ]);
     const c = coalesce(
       [
@@ -382,16 +383,19 @@ describe("coalescing", () => {
         { seq: 12, items: null },
         { seq: 13, items: [item("A", 2, 21)] }, // same version, later: a rule change — applied
         { seq: 8, items: [item("C", 1, 4), item("A", 2, 19)] }, // a redelivery from before: never undoes seq 13
+        { seq: 20, items: [item("G", 3, 2), item("H", 0, 0)] }, // G: the message delivered before, again
       ],
       delivered,
     );
     expect(c.newest.map((n) => [n.item.sku, n.item.ats, n.seq])).toEqual([
       ["A", 21, 13],
       ["B", 1, 10],
+      ["E", 7, 10], // equal to what the marketplace was sent, from a later message: a heal or a resync, sent
       ["C", 4, 8],
+      ["H", 0, 20], // version 0: a SKU the ledger never saw, healed to 0
     ]);
     expect(c.invalid.map((i) => [i.message, i.index, i.detail])).toEqual([[1, 2, "item has no sku"]]);
-    expect(c).toMatchObject({ superseded: 4, stale: 2, unchanged: 1 }); // D and F stale; E unchanged
+    expect(c).toMatchObject({ superseded: 4, stale: 2, unchanged: 1 }); // D and F stale; G unchanged
   });
 });
 

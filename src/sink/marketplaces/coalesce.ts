@@ -3,8 +3,9 @@ import { isRecord, parseJsonOrNull, type StockItem } from "./types.ts";
 // Pure: the messages of one batch → the newest value per SKU. Sluice's versions never decrease per SKU
 // (docs/sync-and-erp.md); an equal version may carry a new ATS (a rule change, a resync) and is applied, the
 // later one in the stream winning. So "newest" is the highest (version, stream sequence): a message the server
-// redelivers late (after a stop, or ack_wait) never undoes a later one with the same version. What the
-// marketplace already has (same version and ATS) is not sent again.
+// redelivers late (after a stop, or ack_wait) never undoes a later one with the same version. A message
+// delivered before (a redelivery) is not sent again; a later message with the same value is: a resync or a
+// reconciliation heal offers the current value again because the marketplace may show another one.
 
 /** An envelope's items: Sluice writes at most `itemsPerRequestMax` (≤ 10,000) per message. */
 export const envelopeItemsMax = 10_000;
@@ -23,7 +24,7 @@ export type Coalesced = {
   superseded: number;
   /** Older than what was delivered before (a replay, a redelivery). */
   stale: number;
-  /** Equal to what was delivered before: nothing to send. */
+  /** The very message delivered before, delivered again: nothing to send. */
   unchanged: number;
 };
 
@@ -53,8 +54,9 @@ export function readItem(v: unknown): StockItem | string {
   if (typeof sku !== "string" || sku === "") return "item has no sku";
   if (typeof ats !== "number" || !Number.isSafeInteger(ats) || ats < 0 || ats > atsMax)
     return `item ${sku}: ats must be a whole number from 0 to ${atsMax}`;
-  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1)
-    return `item ${sku}: version must be a whole number from 1`;
+  // 0: a SKU the ledger never saw, healed to 0 by a reconciliation (docs/sync-and-erp.md).
+  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0)
+    return `item ${sku}: version must be a whole number from 0`;
   return { sku, ats, version, atMs: typeof atMs === "number" ? atMs : 0 };
 }
 
@@ -85,9 +87,9 @@ export function coalesce(
   for (const c of bySku.values()) {
     const last = delivered.get(c.item.sku);
     const at = { version: c.item.version, seq: c.seq };
-    if (last !== undefined && c.item.version === last.version && c.item.ats === last.ats) out.unchanged++;
-    else if (last !== undefined && newer(last, at)) out.stale++;
-    else out.newest.push(c);
+    if (last === undefined || newer(at, last)) out.newest.push(c);
+    else if (at.seq === last.seq) out.unchanged++;
+    else out.stale++;
   }
   return out;
 }
