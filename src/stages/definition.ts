@@ -6,7 +6,9 @@ import type { Instrumentation } from "../instrumentation/index.ts";
 import { PartitionStore, partitionDir } from "../store/index.ts";
 import type { PartitionApplier } from "../stream/partition-runner.ts";
 import type { Stage } from "../stream/subjects.ts";
-import { LedgerApplier, ledgerTables } from "./ledger/applier.ts";
+import { type CapacityOptions, LedgerApplier, ledgerTables } from "./ledger/applier.ts";
+import { capacityDefaults, poolLimits } from "./ledger/capacity.ts";
+import { capacityPoolOf } from "./ledger/capacity-pool.ts";
 import type { FeedPublish } from "./ledger/position-feed.ts";
 import { ledgerUpgrades } from "./ledger/upgrade.ts";
 import { OrderApplier, orderTables } from "./order/applier.ts";
@@ -23,6 +25,12 @@ export type ApplierDeps = {
    * position-feed.ts). Absent (offline admin commands, tests): no feed is published.
    */
   nc?: Pick<NatsConnection, "publish">;
+  /**
+   * The whole connection, where the ledger may claim warehouse capacity from the shared pool (NATS KV,
+   * docs/capacity.md). Absent (offline admin commands, tests that build appliers alone): capacity is not
+   * enforced by the ledger.
+   */
+  capacityNc?: NatsConnection;
 };
 
 /**
@@ -50,8 +58,23 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
       Date.now,
       // One process reads every ledger partition's LMDB (its own or a worker's): only a cluster needs the feed.
       feedPublisher(d.config.cluster.enabled ? d.nc : undefined),
+      undefined,
+      capacityOptions(d),
     ),
 };
+
+/** Capacity is claimed wherever the partition runs with a NATS connection (main thread, worker, node). */
+function capacityOptions(d: ApplierDeps): CapacityOptions | null {
+  const nc = d.capacityNc ?? (isConnection(d.nc) ? d.nc : undefined);
+  if (nc === undefined) return null;
+  const limits = capacityDefaults;
+  return { pool: capacityPoolOf(nc, { replicas: d.config.streams.replicas }, poolLimits(limits)), limits };
+}
+
+/** A host's context carries the whole connection (src/host/partition-host.ts HostContext) in `nc`. */
+function isConnection(nc: ApplierDeps["nc"]): nc is NatsConnection {
+  return nc !== undefined && typeof (nc as Partial<NatsConnection>).request === "function";
+}
 
 function feedPublisher(nc: ApplierDeps["nc"]): FeedPublish | null {
   return nc === undefined ? null : (subject, data) => nc.publish(subject, data);

@@ -186,6 +186,12 @@ export const streamNames = {
 } as const;
 
 /**
+ * The KV bucket of the warehouse capacity pool (docs/capacity.md): one key per warehouse and UTC day, whose
+ * value is the units all ledger partitions claimed of that day's capacityPerDay. Sluice's alone to write.
+ */
+export const capacityBucketDefault = "SLUICE_CAPACITY";
+
+/**
  * The router names each message it publishes `<source timestamp ms>:<source seq>:<n>` (a recreated
  * SLUICE_UNROUTED restarts its sequences, never its clock); stage partitions keep the names they applied
  * (a bounded window), so a copy published again after JetStream's duplicate window is still applied once.

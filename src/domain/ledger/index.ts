@@ -1,4 +1,17 @@
 export {
+  assertCapacityDay,
+  type CapacityDay,
+  type CapacityKey,
+  type CapacityRule,
+  type CapacityShort,
+  type ChunkRule,
+  capacityDayOf,
+  capacityFree,
+  capacityKey,
+  chunkUnits,
+  lowWaterUnits,
+} from "./capacity.ts";
+export {
   checkLineRequest,
   checkLineResult,
   checkStockItem,

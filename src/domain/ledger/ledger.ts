@@ -1,5 +1,13 @@
 import { assert } from "../assert.ts";
 import { own, withOwn } from "../own.ts";
+import {
+  assertCapacityDay,
+  type CapacityDay,
+  type CapacityRule,
+  type CapacityShort,
+  capacityDayOf,
+  capacityFree,
+} from "./capacity.ts";
 import type { SkuHistory } from "./history.ts";
 import {
   type Allocation,
@@ -48,6 +56,8 @@ export interface LedgerView {
   getWaitingHead?(sku: string): WaitingHead | undefined;
   /** The SKU's committed waiting lines, in fill order (at most ledger.waitingLinesPerSkuMax). */
   waitingOf?(sku: string): Iterable<WaitingLine>;
+  /** The capacity this partition holds and uses at a warehouse on a UTC day (src/domain/ledger/capacity.ts). */
+  getCapacity?(day: number, warehouse: string): CapacityDay | undefined;
 }
 
 export const emptyView: LedgerView = {
@@ -93,6 +103,10 @@ export type LedgerChanges = {
   waitRefusedFull: number;
   /** Lines added to waiting lists less lines taken out, in this batch. */
   waitingDelta: number;
+  /** Capacity rows this batch changed (grants, reservations, releases), as they end. */
+  capacity: CapacityDay[];
+  /** Warehouses a candidate was refused at for want of held capacity, with the most units one line wanted. */
+  capacityShort: CapacityShort[];
 };
 
 /** Bounds the ledger keeps on what input may do; the stage passes the configured values. */
@@ -148,13 +162,21 @@ export class Ledger {
   private waitFilledMs: number[] = [];
   private waitRefusedFull = 0;
   private waitingDelta = 0;
+  /** Capacity rows this batch changed, by `day\u0000warehouse`, over the committed ones. */
+  private readonly capacityRows = new Map<string, CapacityDay>();
+  private readonly dirtyCapacity = new Set<string>();
+  private readonly capacityShort = new Map<string, CapacityShort>();
 
   private readonly limits: Readonly<LedgerLimits>;
 
-  /** Limits not given take their defaults (ledgerLimitsDefault). */
+  /**
+   * Limits not given take their defaults (ledgerLimitsDefault). `capacity`: which warehouses' daily capacity
+   * this ledger enforces (null: none, every warehouse unlimited; a ledger built without a pool to claim from).
+   */
   constructor(
     private readonly view: LedgerView = emptyView,
     given: Readonly<Partial<LedgerLimits>> = ledgerLimitsDefault,
+    private readonly capacity: CapacityRule | null = null,
   ) {
     const limits = { ...ledgerLimitsDefault, ...given };
     this.limits = limits;
@@ -283,6 +305,7 @@ export class Ledger {
         if (shortfall <= 0) break;
         const qty = a.reserved;
         this.cause = "count_shortfall";
+        this.giveBackCapacity(a, qty, input);
         this.change(sku, warehouse, "released", { reserved: -qty }, `${a.orderKey}/${a.lineId}`, input);
         this.cause = "counted";
         this.putAllocation({ ...a, reserved: 0 }, input);
@@ -392,6 +415,7 @@ export class Ledger {
       case "reject": {
         const qty = existing.reserved;
         if (qty === 0) return null; // a repeat: nothing left to release, nothing changes
+        this.giveBackCapacity(existing, qty, input);
         this.change(r.sku, existing.warehouse, "released", { reserved: -qty }, refText, input);
         // The warehouse says the stock is not there: correct its on hand by what it could not pick.
         if (r.stockMissing)
@@ -433,10 +457,13 @@ export class Ledger {
       eventIds: previous?.eventIds ?? [],
     };
     let best = 0;
+    let capacityFull = false;
     for (const [i, warehouse] of r.candidates.entries()) {
       const free = available(this.position(r.sku, warehouse));
-      if (this.fits(r.sku, warehouse, r.qty, r.keep?.[i] ?? 0)) {
+      const fit = this.fits(r.sku, warehouse, r.qty, r.keep?.[i] ?? 0, input);
+      if (fit === "yes") {
         this.change(r.sku, warehouse, "reserved", { reserved: r.qty }, refText, input);
+        const capacityDay = this.useCapacity(warehouse, r.qty, input);
         this.putAllocation(
           {
             sku: r.sku,
@@ -448,16 +475,26 @@ export class Ledger {
             ...history,
             reservedAtMs: input.atMs,
             refusal: "",
+            ...(capacityDay === undefined ? {} : { capacityDay }),
           },
           input,
         );
         this.results.push({ ...baseResult(r), kind: "reserved", warehouse, qty: r.qty });
         return;
       }
+      // The stock is there, the warehouse's capacity held here is not: the next candidate is tried.
+      if (fit === "capacity") capacityFull = true;
       best = Math.max(best, free);
     }
     // Record the refused attempt, so a duplicate request is answered the same way without a reservation.
-    let code: RefusalCode = r.candidates.length === 0 ? "no_candidate_warehouse" : "insufficient_available";
+    // A line that some candidate had the stock for, but no candidate the capacity: capacity_full (it does not
+    // wait in the waiting list, which stock arriving fills, not capacity).
+    let code: RefusalCode =
+      r.candidates.length === 0
+        ? "no_candidate_warehouse"
+        : capacityFull
+          ? "capacity_full"
+          : "insufficient_available";
     let waiting: Allocation["waiting"];
     if (code === "insufficient_available" && r.wait !== undefined) {
       waiting = this.addWaiting(r, r.wait.priority, input);
@@ -484,10 +521,80 @@ export class Ledger {
     this.results.push({ ...baseResult(r), kind: "refused", code, available: best });
   }
 
-  /** Whether `qty` can be reserved at `warehouse` leaving `keep` available (and the load sum exact). */
-  private fits(sku: string, warehouse: string, qty: number, keep: number): boolean {
+  /**
+   * Whether `qty` can be reserved at `warehouse` leaving `keep` available (and the load sum exact), and within
+   * the capacity this partition holds there for the input's day: "yes", "stock" (not the stock) or
+   * "capacity" (the stock, not the capacity: noted, so the stage claims more at once).
+   */
+  private fits(
+    sku: string,
+    warehouse: string,
+    qty: number,
+    keep: number,
+    input: InputRef,
+  ): "yes" | "stock" | "capacity" {
     const free = available(this.position(sku, warehouse));
-    return free - qty >= keep && this.load(warehouse).reserved <= loadUnitsMax - qty;
+    if (!(free - qty >= keep && this.load(warehouse).reserved <= loadUnitsMax - qty)) return "stock";
+    if (this.capacity === null || !this.capacity.limited(warehouse)) return "yes";
+    const day = capacityDayOf(input.atMs);
+    if (capacityFree(this.capacityOf(day, warehouse)) >= qty) return "yes";
+    const key = capacityRowKey(day, warehouse);
+    const short = this.capacityShort.get(key);
+    const units = Math.max(qty, short?.units ?? 0);
+    this.capacityShort.set(key, { warehouse, day, units, lines: (short?.lines ?? 0) + 1 });
+    return "capacity";
+  }
+
+  // ---- capacity (src/domain/ledger/capacity.ts) ----------------------------------------------------
+
+  /** This partition's capacity row for a warehouse and day, as this batch leaves it. */
+  capacityOf(day: number, warehouse: string): CapacityDay {
+    const key = capacityRowKey(day, warehouse);
+    const mine = this.capacityRows.get(key);
+    if (mine !== undefined) return mine;
+    const stored = this.view.getCapacity?.(day, warehouse);
+    if (stored !== undefined) assertCapacityDay(stored);
+    const row = stored ?? { day, warehouse, held: 0, used: 0 };
+    this.capacityRows.set(key, row); // read once per batch; written only when marked dirty
+    return row;
+  }
+
+  private setCapacity(next: CapacityDay): void {
+    assertCapacityDay(next);
+    const key = capacityRowKey(next.day, next.warehouse);
+    this.capacityRows.set(key, next);
+    this.dirtyCapacity.add(key);
+  }
+
+  /**
+   * A chunk the stage claimed from the shared pool (KV) for this warehouse and day: held from now on, written
+   * with the batch. Called before the batch's commands, so they may use it.
+   */
+  grantCapacity(warehouse: string, day: number, units: number): void {
+    assert(Number.isSafeInteger(units) && units > 0, "a capacity grant is a whole number of units > 0");
+    const c = this.capacityOf(day, warehouse);
+    this.setCapacity({ ...c, held: c.held + units });
+  }
+
+  /** Counts a reservation against the held capacity of its day; returns that day (undefined: not limited). */
+  private useCapacity(warehouse: string, qty: number, input: InputRef): number | undefined {
+    if (this.capacity === null || !this.capacity.limited(warehouse)) return undefined;
+    const day = capacityDayOf(input.atMs);
+    const c = this.capacityOf(day, warehouse);
+    this.setCapacity({ ...c, used: c.used + qty }); // asserts used ≤ held: fits() checked it
+    return day;
+  }
+
+  /**
+   * Units of a reservation leaving it (release, warehouse rejection, count shortfall) go back to the held
+   * capacity of the day they were counted on, if that is the input's day; a reservation of an earlier day
+   * counted on that day, which is over. A shipment gives nothing back: shipped units count for their day.
+   */
+  private giveBackCapacity(a: Allocation, qty: number, input: InputRef): void {
+    if (a.capacityDay === undefined || a.capacityDay !== capacityDayOf(input.atMs)) return;
+    const c = this.capacityOf(a.capacityDay, a.warehouse);
+    assert(c.used >= qty, "capacity given back was counted");
+    this.setCapacity({ ...c, used: c.used - qty });
   }
 
   // ---- waiting lines (src/domain/ledger/waiting.ts) ------------------------------------------------
@@ -581,7 +688,7 @@ export class Ledger {
     this.cause = "backorder";
     for (const w of this.waitingList(sku)) {
       if (!this.anyAvailable(sku)) break;
-      const i = w.candidates.findIndex((c, k) => this.fits(sku, c, w.qty, w.keep?.[k] ?? 0));
+      const i = w.candidates.findIndex((c, k) => this.fits(sku, c, w.qty, w.keep?.[k] ?? 0, input) === "yes");
       if (i < 0) continue; // too large for now: smaller lines behind it may still fit
       const warehouse = w.candidates[i] as string;
       const a = this.allocation(sku, w.orderKey, w.lineId);
@@ -591,9 +698,17 @@ export class Ledger {
       const refText = `${w.orderKey}/${w.lineId}`;
       const done = this.change(sku, warehouse, "reserved", { reserved: w.qty }, refText, input);
       assert(done.ok, "a fill that fits is reserved");
-      const { waiting: _, ...rest } = a;
+      const capacityDay = this.useCapacity(warehouse, w.qty, input);
+      const { waiting: _, capacityDay: __, ...rest } = a;
       this.putAllocation(
-        { ...rest, warehouse, reserved: w.qty, reservedAtMs: input.atMs, refusal: "" },
+        {
+          ...rest,
+          warehouse,
+          reserved: w.qty,
+          reservedAtMs: input.atMs,
+          refusal: "",
+          ...(capacityDay === undefined ? {} : { capacityDay }),
+        },
         input,
       );
       const ref = { orderKey: w.orderKey, lineId: w.lineId };
@@ -615,6 +730,7 @@ export class Ledger {
     // Nothing reserved: a repeat (a copy past the duplicate window), which must change nothing, not even the
     // line's time (retention counts from it, and a replay must reach the same state whatever the copies).
     if (a.reserved === 0) return;
+    this.giveBackCapacity(a, a.reserved, input);
     this.change(a.sku, a.warehouse, "released", { reserved: -a.reserved }, refText, input);
     this.putAllocation({ ...a, reserved: 0 }, input);
   }
@@ -813,7 +929,11 @@ export class Ledger {
       waitFilledMs: this.waitFilledMs,
       waitRefusedFull: this.waitRefusedFull,
       waitingDelta: this.waitingDelta,
+      capacity: [...this.dirtyCapacity].map((k) => this.capacityRows.get(k) as CapacityDay),
+      capacityShort: [...this.capacityShort.values()],
     };
+    this.dirtyCapacity.clear();
+    this.capacityShort.clear();
     this.waitingDelta = 0;
     this.dirtyWaitingRows.clear();
     this.dirtyHeads.clear();
@@ -835,8 +955,12 @@ export class Ledger {
     this.allocations.clear();
     this.waitingRows.clear();
     this.heads.clear();
+    this.capacityRows.clear();
   }
 }
+
+/** Ids hold no control characters (parseId): NUL separates day and warehouse without ambiguity. */
+const capacityRowKey = (day: number, warehouse: string) => `${day}\u0000${warehouse}`;
 
 function baseResult(r: LineRequest) {
   return { ref: r.ref, sku: r.sku, attempt: r.attempt };

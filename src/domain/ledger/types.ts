@@ -56,6 +56,12 @@ export type Allocation = {
   /** Why the current attempt was refused ("" when it was not). */
   refusal: RefusalCode | "";
   /**
+   * The UTC day whose warehouse capacity this reservation's units were counted against (src/domain/ledger/
+   * capacity.ts). Absent: not counted (a warehouse without an enforced capacity, or written before capacity
+   * was enforced). A release on that day gives the units back to the partition's held capacity.
+   */
+  capacityDay?: number;
+  /**
    * The refused attempt waits for stock in the SKU's waiting list (src/domain/ledger/waiting.ts): its row's
    * key parts. Absent: the line does not wait. A fill, a release or a newer attempt removes it.
    */
@@ -232,6 +238,11 @@ export const refusalCodes = [
   "line_history_compacted",
   /** The line may wait for stock, but its SKU's waiting list holds ledger.waitingLinesPerSkuMax lines. */
   "waiting_list_full",
+  /**
+   * A candidate had the stock but the ledger partition holds no capacity left for its warehouse today (every
+   * candidate out of stock or capacity, at least one of capacity: docs/capacity.md).
+   */
+  "capacity_full",
 ] as const;
 export type RefusalCode = (typeof refusalCodes)[number];
 

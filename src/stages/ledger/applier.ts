@@ -3,6 +3,8 @@ import { assert } from "../../domain/assert.ts";
 import type { SkuHistory } from "../../domain/ledger/history.ts";
 import {
   type Allocation,
+  type CapacityDay,
+  capacityKey,
   Ledger,
   type LedgerChanges,
   type LedgerView,
@@ -25,6 +27,14 @@ import { subjects, tokenPartition } from "../../stream/subjects.ts";
 import { BoundedCache, skuStateBytes } from "../cache.ts";
 import { Envelopes, type Reject, rejecter } from "../envelopes.ts";
 import type { InboundContext } from "../inbound.ts";
+import {
+  CapacityClaimer,
+  type CapacityEvent,
+  type CapacityLimits,
+  capacityDefaults,
+  capacityTables,
+} from "./capacity.ts";
+import type { CapacityPool } from "./capacity-pool.ts";
 import { compactionTables, LedgerCompactor } from "./compaction.ts";
 import { decodeLedgerMessage, type LedgerCommand } from "./inbound.ts";
 import { LedgerOutputs, outputTables } from "./outputs.ts";
@@ -46,6 +56,7 @@ export const ledgerTables = [
   ...reservationTables,
   ...compactionTables,
   ...waitingTables,
+  ...capacityTables,
 ] as const;
 
 /** What `commandIds` holds per [sku, commandId]: the first outcome of the command and the input it came in. */
@@ -171,8 +182,26 @@ export function ledgerView(
           waitingOf: (sku: string) => waitingOf(store, sku),
         }
       : {}),
+    ...(store.hasTable("capacity")
+      ? {
+          getCapacity: (day: number, warehouse: string) =>
+            store.get<CapacityDay>("capacity", capacityKey({ day, warehouse })),
+        }
+      : {}),
   };
 }
+
+/** The capacity rows a batch or tick writes (src/stages/ledger/capacity.ts). */
+function capacityOps(changes: Pick<LedgerChanges, "capacity">): Op[] {
+  return changes.capacity.map((c) => ({ op: "put", table: "capacity", key: capacityKey(c), value: c }));
+}
+
+/** Where a ledger partition claims warehouse capacity (absent: capacity is not enforced; docs/capacity.md). */
+export type CapacityOptions = {
+  pool: CapacityPool;
+  limits?: CapacityLimits;
+  onEvent?: (e: CapacityEvent) => void;
+};
 
 /**
  * The ledger stage of one partition: the single writer of the SKUs that hash to it. Three inputs, by the
@@ -207,12 +236,31 @@ export class LedgerApplier implements PartitionApplier {
     publishFeed: FeedPublish | null = null,
     /** Channel reconciliation settings (config `reconcile.*` once wired: /tmp/reconcile-wiring.md). */
     reconcile: ReconcileOptions = reconcileDefaults,
+    /** The capacity pool (null: warehouse capacity is not enforced by this ledger, routing's hint only). */
+    capacity: CapacityOptions | null = null,
   ) {
     this.cache = new BoundedCache(config.ledger.cacheCountMax, config.ledger.cacheBytesMax, skuStateBytes);
-    this.ledger = new Ledger(ledgerView(store, this.cache), {
-      positionUnitsMax: config.ledger.positionUnitsMax,
-      waitingLinesPerSkuMax: config.ledger.waitingLinesPerSkuMax,
-    });
+    this.capacity =
+      capacity === null || !store.hasTable("capacity")
+        ? null
+        : new CapacityClaimer(
+            partition,
+            config.streams.partitionCount,
+            capacity.pool,
+            network,
+            store,
+            capacity.limits ?? capacityDefaults,
+            clock,
+            capacity.onEvent,
+          );
+    this.ledger = new Ledger(
+      ledgerView(store, this.cache),
+      {
+        positionUnitsMax: config.ledger.positionUnitsMax,
+        waitingLinesPerSkuMax: config.ledger.waitingLinesPerSkuMax,
+      },
+      this.capacity === null ? null : { limited: this.capacity.limited },
+    );
     this.inbound = {
       partition,
       partitionCount: config.streams.partitionCount,
@@ -234,6 +282,18 @@ export class LedgerApplier implements PartitionApplier {
       publishFeed === null ? null : new PositionFeed(partition, store, feedLimits(config), publishFeed);
     this.waitingLines = store.hasTable("waiting") ? waitingLinesIn(store) : 0;
     events.emit("waiting_lines", { partition, count: this.waitingLines });
+    // The first chunks of the day are claimed now, while the runner starts: the first lines find them held.
+    this.capacity?.start(clock());
+  }
+
+  /** Warehouse capacity this partition holds and claims (null: not enforced). */
+  readonly capacity: CapacityClaimer | null;
+
+  /** Chunks claimed in KV since the last batch: held from this batch on, committed with it. */
+  private grantCapacity(): number {
+    const granted = this.capacity?.takeGranted() ?? [];
+    for (const g of granted) this.ledger.grantCapacity(g.warehouse, g.day, g.units);
+    return granted.length;
   }
 
   /** Backordered lines waiting for stock in this partition, as committed (the gauge). */
@@ -253,8 +313,24 @@ export class LedgerApplier implements PartitionApplier {
     // A batch within the flush window takes what is due itself: then a tick only handles rule changes.
     const out = this.outputs.tick(nowMs, nowMs - this.lastApplyMs < this.config.sync.flushWindowMs);
     const compacted = this.compactor.step(nowMs);
-    if (out === null && compacted.length === 0) return null;
-    return { ops: [...compacted, ...(out?.ops ?? [])], outbox: out?.outbox ?? [] };
+    const capacity = this.capacityTick(nowMs);
+    if (out === null && compacted.length === 0 && capacity.length === 0) return null;
+    return { ops: [...compacted, ...capacity, ...(out?.ops ?? [])], outbox: out?.outbox ?? [] };
+  }
+
+  /** Chunks that landed while the partition was idle are committed by the tick; then top-ups and old days. */
+  private capacityTick(nowMs: number): Op[] {
+    if (this.capacity === null) return [];
+    const ops: Op[] = [];
+    if (this.grantCapacity() > 0) {
+      const changes = this.ledger.takeChanges();
+      assert(changes.skus.length === 0 && changes.entries.length === 0, "a grant changes capacity only");
+      ops.push(...capacityOps(changes));
+      this.capacity.afterBatch(changes);
+      this.ledger.evict();
+    }
+    ops.push(...this.capacity.tick(nowMs));
+    return ops;
   }
 
   apply(messages: readonly InboundMessage[]) {
@@ -263,6 +339,7 @@ export class LedgerApplier implements PartitionApplier {
       this.events.emit("dead_lettered", { stage: "ledger", reason }),
     );
     this.commandIds.begin();
+    this.grantCapacity();
     // Channel reports are judged after the batch's own stock changes were offered (in finish): against what
     // each channel was last offered once this batch is in.
     const reconciles: ReconcileInput[] = [];
@@ -360,6 +437,8 @@ export class LedgerApplier implements PartitionApplier {
     ops.push(...waitingOps(changes));
     this.countWaiting(changes);
     for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
+    ops.push(...capacityOps(changes));
+    this.capacity?.afterBatch(changes);
     this.feed?.stage(changes.skus, changes.loads.length > 0);
     for (const op of this.commandIds.takeOps()) ops.push(op);
     const envelopes = new Envelopes(
