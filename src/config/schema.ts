@@ -566,6 +566,52 @@ export const schema = {
       "Scheduled full reconciliation per synced channel: its resync (every SKU's ATS offered again, paced by resyncSkusPerTickMax and the channel's budget) starts this long after its last full resync finished; 0 turns it off.",
     ),
   },
+  // Warehouse capacity enforced by the ledger (docs/capacity.md): chunks claimed from the pool in NATS KV.
+  capacity: {
+    claimsInFlightMax: int(
+      8,
+      1,
+      1024,
+      "Capacity claims one ledger partition has in flight at once (one per warehouse and day at most).",
+    ),
+    claimTimeoutMs: int(2000, 100, 60 * secondMs, "Longest wait for one KV request of a capacity claim."),
+    claimRetriesMax: int(
+      3,
+      0,
+      100,
+      "Failed KV requests (timeouts, no responders) retried within one capacity claim.",
+    ),
+    claimCasRetriesMax: int(
+      64,
+      1,
+      10_000,
+      "Compare-and-set refusals retried within one capacity claim; each means another partition's claim landed.",
+    ),
+    claimRetryBackoffMs: int(
+      100,
+      1,
+      60 * secondMs,
+      "First wait between two failed requests of a capacity claim, doubled each time.",
+    ),
+    claimFailedPauseMs: int(
+      1000,
+      1,
+      10 * minuteMs,
+      "After a capacity claim failed, no claim for that warehouse and day for this long.",
+    ),
+    dayAheadMs: int(
+      10 * minuteMs,
+      0,
+      12 * hourMs,
+      "Tomorrow's first chunk of warehouse capacity is claimed this long before UTC midnight, so a day does not start with nothing held.",
+    ),
+    rowsDeletedPerTickMax: int(
+      1000,
+      1,
+      1_000_000,
+      "Capacity rows of days before yesterday a ledger partition deletes per tick.",
+    ),
+  },
   erp: {
     windowMs: int(
       1000,

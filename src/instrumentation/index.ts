@@ -89,6 +89,21 @@ export type Events = {
     deferred: number;
     duplicate: boolean;
   };
+  /**
+   * A ledger partition's claim of warehouse capacity from the pool (docs/capacity.md). `units`: granted now
+   * (a new chunk plus units adopted back after a crash). failed: KV unreachable, tried again later.
+   */
+  capacity_claimed: {
+    partition: number;
+    warehouse: string;
+    outcome: "granted" | "full" | "reconciled" | "failed";
+    units: number;
+  };
+  /**
+   * Lines a ledger partition turned away from a warehouse for want of held capacity in one batch; `poolFull`:
+   * after the day's pool was found full (else transient: the pool still had room).
+   */
+  capacity_short: { partition: number; warehouse: string; poolFull: boolean; lines: number };
   /** A channel's full resync finished in a ledger partition. */
   stock_resynced: { partition: number; channel: string };
   /** An ERP batch was committed to the outbox. */

@@ -349,6 +349,32 @@ export function createMetrics(events: Instrumentation, nodeName: string): Metric
     if (e.refusedFull > 0) stockRefused.inc({ channel: e.channel }, e.refusedFull);
   });
   events.on("stock_resynced", (e) => stockResyncs.inc({ channel: e.channel }));
+  // Warehouse capacity (docs/capacity.md): warehouse labels are bounded by the rule set, as routing's are.
+  const capacityClaims = new Counter({
+    name: "sluice_capacity_claims_total",
+    help: "Claims of warehouse capacity from the shared pool (KV SLUICE_CAPACITY) by ledger partitions, by outcome: granted, full (the day's capacityPerDay is all claimed), reconciled (start-up check), failed (KV unreachable; tried again later).",
+    labelNames: ["warehouse", "outcome"],
+    registers: [registry],
+  });
+  const capacityClaimedUnits = new Counter({
+    name: "sluice_capacity_claimed_units_total",
+    help: "Units of warehouse capacity ledger partitions took into their held capacity (new chunks and units adopted back after a crash).",
+    labelNames: ["warehouse"],
+    registers: [registry],
+  });
+  const capacityShort = new Counter({
+    name: "sluice_capacity_short_lines_total",
+    help: "Lines a ledger partition turned away from a warehouse for want of held capacity (they took their next candidate or were refused capacity_full); pool_full=false: the day's pool still had room (docs/capacity.md).",
+    labelNames: ["warehouse", "pool_full"],
+    registers: [registry],
+  });
+  events.on("capacity_claimed", (e) => {
+    capacityClaims.inc({ warehouse: e.warehouse, outcome: e.outcome });
+    if (e.units > 0) capacityClaimedUnits.inc({ warehouse: e.warehouse }, e.units);
+  });
+  events.on("capacity_short", (e) =>
+    capacityShort.inc({ warehouse: e.warehouse, pool_full: String(e.poolFull) }, e.lines),
+  );
   // Reconciliation (docs/sync-and-erp.md): label `channel` is a synced channel of the rule set (bounded).
   const channelReported = new Counter({
     name: "sluice_channel_reported_total",

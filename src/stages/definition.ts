@@ -48,8 +48,8 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
   stage: "ledger",
   tables: ledgerTables,
   upgrades: ledgerUpgrades,
-  applier: (index, store, d) =>
-    new LedgerApplier(
+  applier: (index, store, d) => {
+    const applier = new LedgerApplier(
       index,
       d.config,
       store,
@@ -58,17 +58,37 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
       Date.now,
       // One process reads every ledger partition's LMDB (its own or a worker's): only a cluster needs the feed.
       feedPublisher(d.config.cluster.enabled ? d.nc : undefined),
-      undefined,
+      { fullIntervalMs: d.config.sync.reconcileFullIntervalMs },
       capacityOptions(d),
-    ),
+    );
+    applier.outputs.reconcileCounted = (c) => d.events.emit("channel_reconciled", c);
+    return applier;
+  },
 };
 
 /** Capacity is claimed wherever the partition runs with a NATS connection (main thread, worker, node). */
 function capacityOptions(d: ApplierDeps): CapacityOptions | null {
   const nc = d.capacityNc ?? (isConnection(d.nc) ? d.nc : undefined);
   if (nc === undefined) return null;
-  const limits = capacityDefaults;
-  return { pool: capacityPoolOf(nc, { replicas: d.config.streams.replicas }, poolLimits(limits)), limits };
+  const limits = { ...capacityDefaults, ...d.config.capacity };
+  return {
+    pool: capacityPoolOf(nc, { replicas: d.config.streams.replicas }, poolLimits(limits)),
+    limits,
+    onEvent: (e) =>
+      e.type === "claimed"
+        ? d.events.emit("capacity_claimed", {
+            partition: e.partition,
+            warehouse: e.warehouse,
+            outcome: e.outcome,
+            units: e.units,
+          })
+        : d.events.emit("capacity_short", {
+            partition: e.partition,
+            warehouse: e.warehouse,
+            poolFull: e.poolFull,
+            lines: e.lines,
+          }),
+  };
 }
 
 /** A host's context carries the whole connection (src/host/partition-host.ts HostContext) in `nc`. */

@@ -119,6 +119,7 @@ export function embeddedPermissions(
           "sluice.log.>",
           `$KV.${o.rulesBucket}.>`,
           "$KV.SLUICE_LEASES.>",
+          "$KV.SLUICE_CAPACITY.>",
           "$O.SLUICE_SNAPSHOTS.>",
         ],
         subscribe: [`${embeddedInboxPrefix.sluice}.>`, "sluice.view.position.>"],

@@ -122,6 +122,8 @@ const everyEvent: { [K in EventName]: Events[K] } = {
     refusedFull: 1,
   },
   stock_resynced: { partition: 0, channel: "shopee" },
+  capacity_claimed: { partition: 0, warehouse: "w1", outcome: "granted", units: 5 },
+  capacity_short: { partition: 0, warehouse: "w1", poolFull: false, lines: 2 },
   channel_reconciled: {
     partition: 0,
     channel: "shopee",

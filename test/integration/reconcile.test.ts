@@ -100,12 +100,23 @@ describe("channel reconciliation over a real nats-server and LMDB", () => {
     );
     for (const r of reports) expect(r).toMatchObject({ channel: "A", full: false, page: 1, pages: 1 });
 
+    // Counted on /metrics by channel: what was reported, what drifted, what was healed.
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${h.base}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes('channel="A"'));
+      return line === undefined ? 0 : Number(line.split(" ").pop());
+    };
+    expect(await metric("sluice_channel_reported_total")).toBe(4);
+    expect(await metric("sluice_channel_drift_total")).toBe(3);
+    expect(await metric("sluice_channel_healed_total")).toBe(3);
+
     // The same report again (another message, same snapshotId and part): nothing twice.
     const sentBefore = h.out.messages.length;
     await h.producer.publishJson(subjects.channelStockPublic("A"), report);
     await h.quiesce();
     expect(reportsOf(h.out, "A", "R-1")).toHaveLength(reports.length);
     expect(h.out.messages.length).toBe(sentBefore);
+    expect(await metric("sluice_channel_drift_total")).toBe(3);
   }, 30_000);
 
   test("a channel named __proto__ and a full snapshot: all parts heard starts the channel's resync", async () => {

@@ -24,7 +24,8 @@ import type { CapacityPool, ClaimOutcome, KvPoolLimits } from "./capacity-pool.t
 export const capacityTables = ["capacity"] as const;
 
 /**
- * Defaults of the capacity limits, until they are config keys (/tmp/capacity-wiring.md). Each says why.
+ * The capacity limits: the integer ones are config keys (`capacity.*` in src/config/schema.ts, which override
+ * these in src/stages/definition.ts); chunkUnitsMin and the two fractions are fixed here. Each says why.
  */
 export const capacityDefaults = Object.freeze({
   /** The smallest chunk (units): 1 lets the last unit of a day be claimed. */
@@ -55,7 +56,7 @@ export const capacityDefaults = Object.freeze({
   rowsDeletedPerTickMax: 1000,
 });
 
-export type CapacityLimits = typeof capacityDefaults;
+export type CapacityLimits = { readonly [K in keyof typeof capacityDefaults]: number };
 
 /** The pool's request limits out of the capacity limits. */
 export const poolLimits = (l: CapacityLimits): KvPoolLimits => ({
