@@ -24,7 +24,8 @@ import { type Body, Sim } from "./model/sim.ts";
 //                    `finish` writes; streams with per-partition order, sequences, Nats-Msg-Id de-duplication
 //                    and the runner's skip rule; faults: crash before commit, restart, redelivery, outbox
 //                    published twice, a copy past the dedupe window, a producer's retry with a new id.
-// model/scenario.ts  random runs: stock commands, orders of 1-3 lines over 2-4 SKUs, cancels (also before the
+// model/scenario.ts  random runs: stock commands, orders of 1-3 lines over 2-4 SKUs and two kits (a third of
+//                    the lines: model/network.ts, docs/kits.md), cancels (also before the
 //                    order), WMS shipped (whole or part) and rejected (with or without missing stock), returns
 //                    of each disposition, SLA ticks; delivery picks a partition at random (out of order across
 //                    partitions, in order within one). Every run ends drained and past every deadline.
@@ -34,6 +35,8 @@ import { type Body, Sim } from "./model/sim.ts";
 //                    drained): conservation between the stages, split policy, timers, cancels honoured;
 //                    retention (scenario.ts retire): every order indexed at its final time, then a
 //                    tombstone with its status and version, then gone; no cancel waits forever.
+// Kits (checks.ts kitRequests, kitAtRest): each try asks every component once at one warehouse; a compensation
+// is sent at most once per component and try; at rest a kit line holds all its components or none.
 // Exactly-once: a faulty run's committed actions replayed without faults must end in the same state.
 //
 // SLUICE_MODEL_SEED=<n> replays a run (fast-check prints seed and path on failure); SLUICE_MODEL_AVOID=all

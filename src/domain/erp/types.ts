@@ -38,7 +38,18 @@ export type ErpMovement = {
   versionTo: number;
 };
 
-export type ErpLine = { lineId: string; sku: string; qty: number; price: number };
+/**
+ * A document line. A kit line is listed as its components (docs/kits.md): each a line of its own (the
+ * component's ledger line id and SKU, qty in units, price 0) with `kit` naming its parent: the kit line, its
+ * SKU, the kits it moved and the price per kit. The kit's price is counted once, on its parent.
+ */
+export type ErpLine = {
+  lineId: string;
+  sku: string;
+  qty: number;
+  price: number;
+  kit?: { lineId: string; sku: string; qty: number; price: number };
+};
 
 /** Order documents, each with a deterministic id so the ERP can de-duplicate them. */
 export type ErpDocument =

@@ -74,11 +74,22 @@ export type Channel = {
   sync: ChannelSync;
 };
 
+/** One component of a kit: `qty` units of `sku` in every kit. */
+export type KitComponent = { sku: string; qty: number };
+
+/**
+ * A kit (bundle): selling one unit of `sku` takes `qty` units of each component (docs/kits.md). The kit SKU
+ * has no stock of its own: its lines reserve, ship and return their components, all or none.
+ */
+export type Kit = { sku: string; components: KitComponent[] };
+
 export type Network = {
   version: string;
   warehouses: Warehouse[];
   channels: Channel[];
   routing: RoutingRules;
+  /** The kit catalog (`[[kits]]`); absent or empty: no kits. Read it through `kitOf`. */
+  kits?: Kit[];
 };
 
 export const defaultRouting: RoutingRules = {
@@ -155,6 +166,15 @@ export const networkLimits = {
   unitsMax: 10_000_000_000_000,
   /** A ship-by or grace period longer than a year is a typo (ms; 365 × 86,400,000 ≈ 3.2 × 10^10). */
   slaMsMax: 365 * 86_400_000,
+  /** Kits in the catalog: the rule set is one KV value (≤ 1 MiB), ~100 B per kit ⇒ ≤ ~10,000 kits fit. */
+  kitsMax: 10_000,
+  /**
+   * Components per kit: a kit line sends one reserve per component per warehouse tried (and as many
+   * answers), so 16 × order.linesPerOrderMax bounds what one order can ask of the ledger.
+   */
+  kitComponentsMax: 16,
+  /** Units of one component in one kit: kits × this must stay far below ledger.positionUnitsMax. */
+  kitComponentUnitsMax: 10_000,
 } as const;
 
 /** Ids in a rule set follow the ledger's id rule (parseId); idBytesMax is ledger.idBytesMax, at most 256. */
@@ -197,7 +217,93 @@ export function parseNetwork(raw: unknown, version: string, limits?: NetworkLimi
   }
   const routing = parseRouting(raw.routing ?? {});
   if (!routing.ok) return routing;
-  return { ok: true, value: { version, warehouses, channels, routing: routing.value } };
+  const kits = parseKits(raw.kits ?? [], ids);
+  if (!kits.ok) return kits;
+  return {
+    ok: true,
+    value: {
+      version,
+      warehouses,
+      channels,
+      routing: routing.value,
+      // Only a rule set that lists kits carries the key: one without reads and prints as before.
+      ...(kits.value.length === 0 ? {} : { kits: kits.value }),
+    },
+  };
+}
+
+const kitFields = ["sku", "components"];
+const kitComponentFields = ["sku", "qty"];
+
+/**
+ * `[[kits]]`: each a kit SKU and its components (SKU × units per kit). A kit SKU is listed once; a component
+ * is listed once per kit, is not a kit itself (no kit inside a kit: a kit line reserves plain SKUs, one
+ * ledger line each) and is not the kit. Any id is an ordinary id, "__proto__" included (lookups use a Map).
+ */
+function parseKits(raw: unknown, ids: DomainLimits): Parsed<Kit[]> {
+  if (!Array.isArray(raw))
+    return invalid("kits must be a list of tables { sku, components = [{ sku, qty }, …] }");
+  if (raw.length > networkLimits.kitsMax)
+    return invalid(`at most ${networkLimits.kitsMax} kits; this rule set lists ${raw.length}`);
+  const kits: Kit[] = [];
+  const kitSkus = new Set<string>();
+  for (const [i, k] of raw.entries()) {
+    const where = `kits[${i}]`;
+    if (!isObject(k)) return invalid(`${where} must be a table { sku, components = [{ sku, qty }, …] }`);
+    const unknown = Object.keys(k).find((f) => !kitFields.includes(f));
+    if (unknown !== undefined)
+      return invalid(`${where}.${unknown} is not a kit setting; known: ${kitFields.join(", ")}`);
+    const sku = parseId(k.sku, `${where}.sku`, ids);
+    if (!sku.ok) return sku;
+    if (kitSkus.has(sku.value)) return invalid(`${where}.sku ${JSON.stringify(sku.value)} is listed twice`);
+    kitSkus.add(sku.value);
+    const cs = k.components;
+    if (!Array.isArray(cs) || cs.length === 0 || cs.length > networkLimits.kitComponentsMax)
+      return invalid(
+        `${where}.components must list 1 to ${networkLimits.kitComponentsMax} components { sku, qty }`,
+      );
+    const components: KitComponent[] = [];
+    for (const [j, c] of cs.entries()) {
+      const at = `${where}.components[${j}]`;
+      if (!isObject(c)) return invalid(`${at} must be a table { sku, qty }`);
+      const extra = Object.keys(c).find((f) => !kitComponentFields.includes(f));
+      if (extra !== undefined) return invalid(`${at}.${extra} is not a component setting; known: sku, qty`);
+      const csku = parseId(c.sku, `${at}.sku`, ids);
+      if (!csku.ok) return csku;
+      if (csku.value === sku.value) return invalid(`${at}.sku is the kit itself; list its parts`);
+      if (components.some((x) => x.sku === csku.value))
+        return invalid(`${at}.sku ${JSON.stringify(csku.value)} is listed twice; give it once with its qty`);
+      if (!wholeAtLeast(c.qty, 1) || c.qty > networkLimits.kitComponentUnitsMax)
+        return invalid(
+          `${at}.qty must be a whole number of units in [1, ${networkLimits.kitComponentUnitsMax}]`,
+        );
+      components.push({ sku: csku.value, qty: c.qty });
+    }
+    kits.push({ sku: sku.value, components });
+  }
+  // No kit inside a kit: checked once every kit SKU is known (a component may be a kit listed later).
+  for (const [i, k] of kits.entries()) {
+    const j = k.components.findIndex((c) => kitSkus.has(c.sku));
+    if (j >= 0)
+      return invalid(
+        `kits[${i}].components[${j}].sku ${JSON.stringify(k.components[j]?.sku)} is a kit; a kit's components are plain SKUs: list that kit's components instead`,
+      );
+  }
+  return { ok: true, value: kits };
+}
+
+const kitCache = new WeakMap<Network, Map<string, Kit>>();
+
+/** The kit of a SKU under this rule set, or undefined for a plain SKU (memoized per rule set). */
+export function kitOf(network: Network, sku: string): Kit | undefined {
+  if (network.kits === undefined || network.kits.length === 0) return undefined;
+  let bySku = kitCache.get(network);
+  if (bySku === undefined) {
+    // A Map, not an object: "__proto__" or "constructor" are ordinary kit SKUs here (src/domain/own.ts).
+    bySku = new Map(network.kits.map((k) => [k.sku, k]));
+    kitCache.set(network, bySku);
+  }
+  return bySku.get(sku);
 }
 
 function idLimitsOf(limits: NetworkLimits | undefined): DomainLimits {

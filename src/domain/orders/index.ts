@@ -10,6 +10,8 @@ export {
   atRiskRowOf,
   finalAtOf,
   isFinal,
+  kitPartId,
+  kitWarehousesPerAttemptMax,
   noRoutingView,
   type OrderChanges,
   type OrderCount,

@@ -1,8 +1,14 @@
 import { assert } from "../assert.ts";
 import { documentId, type ErpLine } from "../erp/index.ts";
 import type { InputRef } from "../ledger/ledger.ts";
-import type { LineRequest, LineResult, Position, ReturnDisposition } from "../ledger/types.ts";
-import { channelOf, type Network } from "../network/index.ts";
+import {
+  available,
+  type LineRequest,
+  type LineResult,
+  type Position,
+  type ReturnDisposition,
+} from "../ledger/types.ts";
+import { channelOf, kitOf, type Network, networkLimits } from "../network/index.ts";
 import { type IdRecord, own, ownEntries, ownIds, withOwn } from "../own.ts";
 import { type LineDecision, type RouteContext, route } from "../routing/index.ts";
 import { shippedList } from "./commands.ts";
@@ -13,6 +19,8 @@ import type {
   CancelInput,
   FulfilmentItem,
   HistoryEvent,
+  KitLine,
+  KitPart,
   Order,
   OrderEffects,
   OrderInput,
@@ -92,7 +100,9 @@ export type OrderCount = {
     | "split"
     | "filtered"
     /** Retention (label): compacted, tombstone_removed, pending_cancel_expired (cancels). */
-    | "retention";
+    | "retention"
+    /** Kit lines (label): allocated (every component reserved), compensated (a try's reservations released). */
+    | "kit";
   label: string;
   count: number;
 };
@@ -137,7 +147,39 @@ export const isFinal = (order: Order): boolean => !order.lines.some(live);
  * an order that must ship whole), and it is the line's first attempt (a refused re-route cancels the line).
  */
 const waitsWhenRefused = (order: Order, line: OrderLine): boolean =>
-  order.split.backorder && order.split.mode !== "ship_complete" && line.attempt === 1;
+  order.split.backorder &&
+  order.split.mode !== "ship_complete" &&
+  line.attempt === 1 &&
+  line.kit === undefined;
+
+/**
+ * The ledger line id of a kit line's component: the kit line's id, "#", its 1-based position in the kit
+ * (docs/kits.md). An order whose own line ids include one of these is refused (invalid_command).
+ */
+export const kitPartId = (kitLineId: string, index: number): string => `${kitLineId}#${index + 1}`;
+
+/**
+ * Warehouses one attempt of a kit line tries, best first: each try is a round trip to the ledger for every
+ * component (≤ networkLimits.kitComponentsMax requests and answers), so 4 tries ≤ 64 requests per kit line.
+ * A kit that no warehouse of the first 4 could serve is refused as a line would be (backordered or rejected).
+ */
+export const kitWarehousesPerAttemptMax = 4;
+
+/** The kit line and component a component's ledger line id belongs to, or undefined. */
+function kitPartOf(order: Order, lineId: string): { line: OrderLine; part: KitPart } | undefined {
+  for (const line of order.lines) {
+    const part = line.kit?.parts.find((p) => p.lineId === lineId);
+    if (part !== undefined) return { line, part };
+  }
+  return undefined;
+}
+
+/** What an ERP document lists for `kits` of a line (units for a plain line): a kit line's components. */
+function erpLines(line: OrderLine, qty: number): ErpLine[] {
+  if (line.kit === undefined) return [{ lineId: line.lineId, sku: line.sku, qty, price: line.price }];
+  const kit = { lineId: line.lineId, sku: line.sku, qty, price: line.price };
+  return line.kit.parts.map((p) => ({ lineId: p.lineId, sku: p.sku, qty: qty * p.per, price: 0, kit }));
+}
 
 /** A backordered line that the ledger may hold in its waiting list (refused for want of stock). */
 const isWaiting = (order: Order, line: OrderLine): boolean =>
@@ -270,6 +312,8 @@ export class Orders {
         `channel ${JSON.stringify(input.channel)} is not in the network and there is no "*" channel`,
       );
     }
+    const kits = this.kitsOf(input, network);
+    if (!kits.ok) return kits;
     const order: Order = {
       key,
       channel: input.channel,
@@ -285,8 +329,9 @@ export class Orders {
         backorder: input.split.backorder ?? channel.backorder,
       },
       shipTo: input.shipTo,
-      lines: input.lines.map((l) => ({
+      lines: input.lines.map((l, i) => ({
         ...l,
+        ...(kits.value[i] === undefined ? {} : { kit: kits.value[i] }),
         state: "received",
         attempt: 1,
         warehouse: null,
@@ -376,6 +421,9 @@ export class Orders {
 
   ledgerResult(r: LineResult, at: InputRef): OrderOutcome {
     const order = this.get(r.ref.orderKey);
+    const kitPart = order === undefined ? undefined : kitPartOf(order, r.ref.lineId);
+    if (order !== undefined && kitPart !== undefined)
+      return this.kitResult(order, kitPart.line, kitPart.part, r, at);
     const line = order?.lines.find((l) => l.lineId === r.ref.lineId);
     if (order === undefined || line === undefined || line.attempt !== r.attempt)
       return { ok: true, event: "stale_result" };
@@ -398,23 +446,226 @@ export class Orders {
       // (`!= null`: lines written before routing existed have no decision at all.)
       if (line.decision != null && line.decision.chosen !== r.warehouse) line.decision.taken = r.warehouse;
       if (line.cancelPending !== null) {
-        this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
+        this.ask(line, this.request(order, line, "release", `cancel:${line.cancelPending}`));
         this.cancelLine(order, line, line.cancelPending);
       } else line.state = "allocated";
       this.touch(order, "allocated", at);
-    } else {
-      line.refusal = r.code;
-      if (line.cancelPending !== null) {
-        // The refusal may have put the line in the waiting list: out of it (a release changes nothing else).
-        if (waitsWhenRefused(order, line))
-          this.effects.ledger.push(this.request(order, line, "release", `cancel:${line.cancelPending}`));
-        this.cancelLine(order, line, line.cancelPending);
-      } else if (line.attempt > 1) this.rerouteFailed(order, line, at);
-      else this.notReserved(order, line, r.code);
-      this.touch(order, "refused", at, `${line.lineId}: ${r.code}`);
-    }
+    } else this.refused(order, line, r.code, at);
     this.settle(order, at);
     return { ok: true, event: r.kind };
+  }
+
+  /** A line's reservation failed (for a kit line: at every warehouse its attempt tried). */
+  private refused(order: Order, line: OrderLine, code: string, at: InputRef): void {
+    line.refusal = code;
+    if (line.cancelPending !== null) {
+      // The refusal may have put the line in the waiting list: out of it (a release changes nothing else).
+      if (waitsWhenRefused(order, line))
+        this.ask(line, this.request(order, line, "release", `cancel:${line.cancelPending}`));
+      this.cancelLine(order, line, line.cancelPending);
+    } else if (line.attempt > 1) this.rerouteFailed(order, line, at);
+    else this.notReserved(order, line, code);
+    this.touch(order, "refused", at, `${line.lineId}: ${code}`);
+  }
+
+  // ---- kits (docs/kits.md) ------------------------------------------------------------------------------
+
+  /**
+   * The kit of each line of a new order (frozen: a later catalog change leaves the order as it came), or why
+   * the order is refused: a line id that is a component id of a kit line, or kits × units past the bound.
+   */
+  private kitsOf(
+    input: OrderInput,
+    network: Network,
+  ): { ok: true; value: Array<KitLine | undefined> } | OrderRejection {
+    const ids = new Set(input.lines.map((l) => l.lineId));
+    const value: Array<KitLine | undefined> = [];
+    for (const l of input.lines) {
+      const kit = kitOf(network, l.sku);
+      if (kit === undefined) {
+        value.push(undefined);
+        continue;
+      }
+      const parts: KitPart[] = kit.components.map((c, j) => ({
+        sku: c.sku,
+        per: c.qty,
+        lineId: kitPartId(l.lineId, j),
+        answer: null,
+      }));
+      const clash = parts.find((p) => ids.has(p.lineId));
+      if (clash !== undefined)
+        return fail(
+          "invalid_command",
+          `line id ${JSON.stringify(clash.lineId)} is the id Sluice gives a component of kit line ${JSON.stringify(l.lineId)} (${l.sku}); use other line ids`,
+        );
+      const unitsMax = Math.max(...parts.map((p) => p.per)) * l.qty;
+      if (unitsMax > networkLimits.unitsMax)
+        return fail(
+          "invalid_command",
+          `line ${JSON.stringify(l.lineId)}: ${l.qty} kits of ${l.sku} need ${unitsMax} units of a component, more than ${networkLimits.unitsMax}`,
+        );
+      value.push({ parts, try: 0, candidates: [], tried: 0 });
+    }
+    return { ok: true, value };
+  }
+
+  /**
+   * A ledger answer about a kit line's component. Stale unless it answers the current try of a line waiting
+   * for it, once. When the last answer of a try is in: every component reserved allocates the line; else the
+   * reserved ones are released (the compensation: once per try, since the try then moves on) and the next
+   * candidate warehouse is tried, or the line is refused as any line is. A count that took a component's
+   * stock re-routes the whole kit line.
+   */
+  private kitResult(order: Order, line: OrderLine, part: KitPart, r: LineResult, at: InputRef): OrderOutcome {
+    const kit = line.kit as KitLine;
+    if (r.attempt !== kit.try) return { ok: true, event: "stale_result" };
+    if (r.kind === "lost" && line.state === "received") {
+      // A count took a component this try had reserved while another's answer is still due: the try fails.
+      if (part.answer !== "reserved") return { ok: true, event: "stale_result" };
+      part.answer = "lost";
+      return this.kitAnswered(order, line, kit, part, at);
+    }
+    if (r.kind === "lost") {
+      if ((line.state !== "allocated" && line.state !== "released") || line.warehouse !== r.warehouse)
+        return { ok: true, event: "stale_result" };
+      if (line.state === "released") this.fulfil(order, "cancel", r.warehouse, [line], at);
+      this.reroute(order, line, r.warehouse, "warehouse", false, at);
+      this.touch(order, "stock_lost", at, `${line.lineId} (${part.sku}) at ${r.warehouse}`);
+      this.settle(order, at);
+      return { ok: true, event: "stock_lost" };
+    }
+    if (
+      line.state !== "received" ||
+      part.answer !== "pending" ||
+      (r.kind === "reserved" && r.filled === true)
+    )
+      return { ok: true, event: "stale_result" };
+    part.answer = r.kind === "reserved" ? "reserved" : r.code;
+    return this.kitAnswered(order, line, kit, part, at);
+  }
+
+  private kitAnswered(
+    order: Order,
+    line: OrderLine,
+    kit: KitLine,
+    part: KitPart,
+    at: InputRef,
+  ): OrderOutcome {
+    // The answer is state: written with the order (a restart finds it), and the line waits for the others.
+    if (kit.parts.some((p) => p.answer === "pending")) {
+      this.touch(order, "kit_component_answered", at, `${part.lineId}: ${part.answer}`);
+      return { ok: true, event: "kit_component_answered" };
+    }
+    return this.kitTryDone(order, line, kit, at);
+  }
+
+  private kitTryDone(order: Order, line: OrderLine, kit: KitLine, at: InputRef): OrderOutcome {
+    const warehouse = kit.candidates[kit.tried - 1];
+    if (warehouse !== undefined && kit.parts.every((p) => p.answer === "reserved")) {
+      line.warehouse = warehouse;
+      if (line.decision != null && line.decision.chosen !== warehouse) line.decision.taken = warehouse;
+      this.count("kit", "allocated");
+      if (line.cancelPending !== null) {
+        this.ask(line, this.request(order, line, "release", `cancel:${line.cancelPending}`));
+        this.cancelLine(order, line, line.cancelPending);
+      } else line.state = "allocated";
+      this.touch(order, "allocated", at);
+      this.settle(order, at);
+      return { ok: true, event: "reserved" };
+    }
+    // Compensation: what this try reserved goes back, through the ledger's ordinary release (a component a
+    // count took, "lost", too: whatever the count left of it).
+    const held = kit.parts.filter((p) => p.answer === "reserved" || p.answer === "lost");
+    for (const p of held)
+      this.effects.ledger.push(
+        this.partRequest(this.request(order, line, "release", "kit_compensate"), p, kit),
+      );
+    if (held.length > 0) this.count("kit", "compensated");
+    const first = kit.parts.find((p) => p.answer !== "reserved")?.answer;
+    const code = first === "lost" ? "insufficient_available" : (first ?? "no_candidate_warehouse");
+    if (line.cancelPending === null && kit.tried < kit.candidates.length) {
+      this.touch(order, "kit_retried", at, `${line.lineId}: ${code} at ${warehouse}`);
+      this.kitTry(order, line, kit);
+      return { ok: true, event: "kit_retried" };
+    }
+    this.refused(order, line, code, at);
+    this.settle(order, at);
+    return { ok: true, event: "refused" };
+  }
+
+  /**
+   * One try of a kit line: every component asked at the next candidate warehouse alone (a kit ships as one
+   * parcel), under a new ledger attempt. With no candidate left (none at all), asked with none: the ledger
+   * answers no_candidate_warehouse, and the line is refused by the same path as any other.
+   */
+  private kitTry(order: Order, line: OrderLine, kit: KitLine): void {
+    const warehouse = kit.candidates[kit.tried];
+    kit.tried += 1;
+    kit.try += 1;
+    const kits = line.qty - line.shippedQty;
+    let units = 0;
+    for (const part of kit.parts) {
+      part.answer = "pending";
+      const qty = kits * part.per;
+      units += qty;
+      if (warehouse !== undefined) {
+        const k = `${part.sku}\u0000${warehouse}`;
+        this.batchStock.set(k, (this.batchStock.get(k) ?? 0) + qty);
+      }
+      this.effects.ledger.push({
+        kind: "reserve",
+        ref: { orderKey: order.key, lineId: part.lineId },
+        sku: part.sku,
+        qty,
+        candidates: warehouse === undefined ? [] : [warehouse],
+        attempt: kit.try,
+      });
+    }
+    if (warehouse !== undefined) this.batchLoad.set(warehouse, (this.batchLoad.get(warehouse) ?? 0) + units);
+  }
+
+  /** A request about a line, to the ledger: for a kit line, one per component at its try (qty in units). */
+  private ask(line: OrderLine, r: LineRequest): void {
+    const kit = line.kit;
+    if (kit === undefined) this.effects.ledger.push(r);
+    else for (const part of kit.parts) this.effects.ledger.push(this.partRequest(r, part, kit));
+  }
+
+  /**
+   * A line request about one component. A warehouse rejection of a kit never corrects on hand (stockMissing
+   * false): the WMS does not say which component is missing; its count of that SKU does (docs/kits.md).
+   */
+  private partRequest(r: LineRequest, part: KitPart, kit: KitLine): LineRequest {
+    const ref = { orderKey: r.ref.orderKey, lineId: part.lineId };
+    const base = { ref, sku: part.sku, attempt: kit.try };
+    switch (r.kind) {
+      case "ship":
+      case "return":
+        return { ...r, ...base, qty: r.qty * part.per };
+      case "reject":
+        return { ...r, ...base, stockMissing: false };
+      default:
+        return { ...r, ...base };
+    }
+  }
+
+  /**
+   * What routing reads for a kit SKU: per warehouse, the kits its components' available stock makes
+   * (min over components of ⌊available / units per kit⌋), as on-hand of a position with nothing held.
+   */
+  private kitStock(parts: readonly KitPart[]): IdRecord<Position> | undefined {
+    const first = parts[0];
+    if (first === undefined) return undefined;
+    let out: IdRecord<Position> = {};
+    for (const [w] of ownEntries(this.stockInBatch(first.sku))) {
+      let kits = Number.POSITIVE_INFINITY;
+      for (const p of parts) {
+        const pos = own(this.stockInBatch(p.sku), w);
+        kits = Math.min(kits, pos === undefined ? 0 : Math.floor(Math.max(0, available(pos)) / p.per));
+      }
+      out = withOwn(out, w, { onHand: kits, reserved: 0, damaged: 0, qualityControl: 0, safetyStock: 0 });
+    }
+    return out;
   }
 
   /**
@@ -431,7 +682,7 @@ export class Orders {
   ): OrderOutcome {
     if (!isWaiting(order, line)) return { ok: true, event: "stale_result" };
     if (!this.withinShipments(order, r.warehouse)) {
-      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
+      this.ask(line, this.request(order, line, "release", "max_shipments"));
       line.refusal = "max_shipments";
       this.count("backordered", "max_shipments");
       this.touch(order, "backorder_fill_refused", at, `${line.lineId} at ${r.warehouse}: max_shipments`);
@@ -489,7 +740,7 @@ export class Orders {
       );
       if (line.shippedQty === line.qty) line.state = "shipped";
       this.count("shipped", "units", s.qty);
-      this.effects.ledger.push({
+      this.ask(line, {
         ...this.request(order, line, "ship", "shipment"),
         kind: "ship",
         qty: s.qty,
@@ -505,10 +756,9 @@ export class Orders {
       orderId: order.orderId,
       warehouse: input.warehouse,
       shipmentId: input.shipmentId,
-      lines: input.lines.map((s) => {
-        const line = order.lines.find((l) => l.lineId === s.lineId) as OrderLine;
-        return { lineId: s.lineId, sku: line.sku, qty: s.qty, price: line.price };
-      }),
+      lines: input.lines.flatMap((s) =>
+        erpLines(order.lines.find((l) => l.lineId === s.lineId) as OrderLine, s.qty),
+      ),
       atMs: at.atMs,
     });
     this.touch(order, "shipped", at, input.shipmentId);
@@ -563,7 +813,7 @@ export class Orders {
       const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
       line.returnedQty += r.qty;
       this.count("returned", r.disposition, r.qty);
-      this.effects.ledger.push({
+      this.ask(line, {
         kind: "return",
         ref: { orderKey: key, lineId: line.lineId },
         sku: line.sku,
@@ -588,13 +838,7 @@ export class Orders {
       const line = order.lines.find((l) => l.lineId === r.lineId) as OrderLine;
       const warehouse = r.warehouse ?? (ownIds(line.shippedAt)[0] as string);
       const list = byWarehouse.get(warehouse) ?? [];
-      list.push({
-        lineId: r.lineId,
-        sku: line.sku,
-        qty: r.qty,
-        price: line.price,
-        disposition: r.disposition,
-      });
+      for (const l of erpLines(line, r.qty)) list.push({ ...l, disposition: r.disposition });
       byWarehouse.set(warehouse, list);
     }
     for (const [warehouse, lines] of byWarehouse) {
@@ -815,13 +1059,13 @@ export class Orders {
           line.cancelPending = cause;
           break;
         case "allocated":
-          this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
+          this.ask(line, this.request(order, line, "release", `cancel:${cause}`));
           this.cancelLine(order, line, cause);
           cancelled++;
           break;
         case "released":
           if (line.shippedQty >= line.qty) break;
-          this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
+          this.ask(line, this.request(order, line, "release", `cancel:${cause}`));
           byWarehouse.set(line.warehouse as string, [
             ...(byWarehouse.get(line.warehouse as string) ?? []),
             line,
@@ -831,8 +1075,7 @@ export class Orders {
           break;
         case "backordered":
           // A line that may wait in the ledger's waiting list leaves it (or gives back what a fill in flight took).
-          if (isWaiting(order, line))
-            this.effects.ledger.push(this.request(order, line, "release", `cancel:${cause}`));
+          if (isWaiting(order, line)) this.ask(line, this.request(order, line, "release", `cancel:${cause}`));
           this.cancelLine(order, line, cause);
           cancelled++;
           break;
@@ -850,7 +1093,7 @@ export class Orders {
     if (open > 0) {
       const k = `${order.key}\u0000${cause}`;
       const c = this.cancellations.get(k) ?? { order, cause, lines: [] };
-      c.lines.push({ lineId: line.lineId, sku: line.sku, qty: open, price: line.price });
+      c.lines.push(...erpLines(line, open));
       this.cancellations.set(k, c);
     }
     // What shipped stays shipped: a partly shipped line whose rest is cancelled ends as shipped.
@@ -870,12 +1113,12 @@ export class Orders {
     reject = false,
   ): void {
     if (reject || stockMissing) {
-      this.effects.ledger.push({
+      this.ask(line, {
         ...this.request(order, line, "reject", `reroute:${cause}`),
         kind: "reject",
         stockMissing,
       } as LineRequest);
-    } else this.effects.ledger.push(this.request(order, line, "release", `reroute:${cause}`));
+    } else this.ask(line, this.request(order, line, "release", `reroute:${cause}`));
     if (!line.excluded.includes(warehouse)) line.excluded.push(warehouse);
     this.count("rerouted", cause);
     this.retry(order, line, cause, at);
@@ -903,6 +1146,9 @@ export class Orders {
       if (!lines.includes(l) && l.warehouse !== null && (l.state === "allocated" || l.state === "released"))
         used.add(l.warehouse);
     }
+    // A kit line is routed as its kit SKU over the kits its components' stock makes at each warehouse.
+    const kitParts = new Map<string, readonly KitPart[]>();
+    for (const l of lines) if (l.kit !== undefined) kitParts.set(l.sku, l.kit.parts);
     const result = route(
       {
         channel: order.channel,
@@ -920,8 +1166,15 @@ export class Orders {
       },
       this.network(),
       {
-        stock: (sku) => this.stockInBatch(sku),
-        known: (sku) => this.routing.known?.(sku) ?? true,
+        stock: (sku) => {
+          const parts = kitParts.get(sku);
+          return parts === undefined ? this.stockInBatch(sku) : this.kitStock(parts);
+        },
+        known: (sku) => {
+          const parts = kitParts.get(sku);
+          if (parts === undefined) return this.routing.known?.(sku) ?? true;
+          return parts.every((p) => this.routing.known?.(p.sku) ?? true);
+        },
         load: (w) => this.routing.load(w) + (this.batchLoad.get(w) ?? 0),
         nowMs,
       },
@@ -931,6 +1184,12 @@ export class Orders {
       assert(r !== undefined && r.lineId === line.lineId, "routing answers every line, in order");
       line.decision = r.decision;
       this.countDecision(r.decision);
+      if (line.kit !== undefined) {
+        line.kit.candidates = r.candidates.slice(0, kitWarehousesPerAttemptMax);
+        line.kit.tried = 0;
+        this.kitTry(order, line, line.kit);
+        continue;
+      }
       const qty = line.qty - line.shippedQty;
       if (r.decision.chosen !== null) {
         const k = `${line.sku}\u0000${r.decision.chosen}`;
@@ -1000,7 +1259,7 @@ export class Orders {
       const failed = order.lines.some((l) => l.state === "backordered" || l.state === "rejected");
       if (order.split.mode === "ship_complete" && failed) {
         for (const line of order.lines.filter((l) => l.state === "allocated")) {
-          this.effects.ledger.push(this.request(order, line, "release", "ship_complete"));
+          this.ask(line, this.request(order, line, "release", "ship_complete"));
           line.warehouse = null;
           this.notReserved(order, line, "ship_complete");
         }
@@ -1057,7 +1316,7 @@ export class Orders {
     let moved = false;
     for (const line of movable) {
       if (keep.has(line.warehouse as string)) continue;
-      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
+      this.ask(line, this.request(order, line, "release", "max_shipments"));
       this.retry(order, line, line.rerouteCause ?? "warehouse", at);
       moved = true;
     }
@@ -1078,7 +1337,7 @@ export class Orders {
     );
     for (const line of allocated) {
       if (keep.has(line.warehouse as string)) continue;
-      this.effects.ledger.push(this.request(order, line, "release", "max_shipments"));
+      this.ask(line, this.request(order, line, "release", "max_shipments"));
       line.warehouse = null;
       this.notReserved(order, line, "max_shipments");
     }
@@ -1140,6 +1399,9 @@ export class Orders {
         sku: l.sku,
         qty: l.qty - l.shippedQty,
         ...(type === "fulfil" && l.decision != null ? { routing: summaryOf(l.decision) } : {}),
+        ...(l.kit === undefined
+          ? {}
+          : { components: l.kit.parts.map((p) => ({ sku: p.sku, qty: (l.qty - l.shippedQty) * p.per })) }),
       })),
       atMs: at.atMs,
     };
@@ -1306,5 +1568,10 @@ function assertOrder(order: Order): void {
     assert(l.shippedQty >= 0 && l.shippedQty <= l.qty, "a line never ships more than ordered");
     assert(l.returnedQty >= 0 && l.returnedQty <= l.shippedQty, "a line never returns more than shipped");
     assert(l.state !== "released" || l.warehouse !== null, "a released line has a warehouse");
+    if (l.kit !== undefined && (l.state === "allocated" || l.state === "released"))
+      assert(
+        l.kit.parts.every((p) => p.answer === "reserved"),
+        "an allocated kit line has every component reserved",
+      );
   }
 }

@@ -44,6 +44,40 @@ export type OrderLine = {
   cancelPending: CancelCause | null;
   /** Why the line went where it went (its latest routing): candidates, score components, filters, rules. */
   decision: LineDecision | null;
+  /**
+   * A kit line (its SKU was a kit in the catalog when the order came): its components, frozen then, and the
+   * state of the reservation protocol (docs/kits.md). Absent: a plain line.
+   */
+  kit?: KitLine;
+};
+
+/** One component of a kit line: one ledger line of its own, `per` units for each kit. */
+export type KitPart = {
+  sku: string;
+  per: number;
+  /** The ledger's line id: the kit line's id, "#", the component's 1-based position (kitPartId). */
+  lineId: string;
+  /** The current try's answer: "pending" (asked), "reserved", a refusal code, or null (not asked). */
+  answer: string | null;
+};
+
+/**
+ * The all-or-none reservation of a kit line (docs/kits.md). Each try asks every component at one warehouse;
+ * once every answer is in, all reserved allocates the line, else the reserved ones are released (the
+ * compensation) and the next candidate is tried, up to the line's candidates; then the line is refused as
+ * any line whose reservation failed.
+ */
+export type KitLine = {
+  parts: KitPart[];
+  /**
+   * The ledger attempt of every component request: raised by each try (and so by each re-route), never
+   * reused. A component answer for another try is stale.
+   */
+  try: number;
+  /** The warehouses this attempt of the line tries, best first (routing over the components' stock). */
+  candidates: string[];
+  /** How many of them were tried. */
+  tried: number;
 };
 
 export type OrderStatus =
@@ -247,7 +281,14 @@ export type FulfilmentItem = {
    * its released lines are asked again with `atRisk: true` (same lines, a higher version).
    */
   atRisk: boolean;
-  lines: Array<{ lineId: string; sku: string; qty: number; routing?: RoutingSummary }>;
+  lines: Array<{
+    lineId: string;
+    sku: string;
+    qty: number;
+    routing?: RoutingSummary;
+    /** A kit line (qty in kits): what to pick for it, in units (qty × units per kit). */
+    components?: Array<{ sku: string; qty: number }>;
+  }>;
   atMs: number;
 };
 

@@ -38,6 +38,13 @@ export class LedgerReadView implements RoutingView {
     return store.get<SkuState>("skus", sku)?.positions;
   };
 
+  /** The SKU's ledger version as committed (0: never changed), or undefined when its store is not open here. */
+  version = (sku: string): number | undefined => {
+    const store = this.stores()[skuPartition(sku, this.partitionCount)];
+    if (store === undefined || !store.isOpen) return undefined;
+    return store.get<SkuState>("skus", sku)?.version ?? 0;
+  };
+
   load = (warehouse: string) => {
     const now = this.clock();
     if (now - this.refreshedAtMs >= this.refreshMs) this.refresh(now);
@@ -175,6 +182,9 @@ export class FeedView {
 
   known = (sku: string): boolean => this.skus.get(sku) !== undefined;
 
+  /** The newest ledger version received for the SKU, or undefined when none came yet (unknown). */
+  version = (sku: string): number | undefined => this.skus.get(sku)?.version;
+
   /** The newest load table received from a ledger partition (empty before any). */
   loadsOf(partition: number): readonly WarehouseLoad[] {
     return this.loads[partition]?.rows ?? [];
@@ -240,6 +250,12 @@ export class RoutingPort implements RoutingView {
   };
 
   known = (sku: string) => this.isLocal(skuPartition(sku, this.partitionCount)) || this.feed.known(sku);
+
+  /** The SKU's ledger version (kit ATS, src/stages/kits-ats.ts): local LMDB or the feed, as `stock`. */
+  version = (sku: string): number | undefined => {
+    const p = skuPartition(sku, this.partitionCount);
+    return this.isLocal(p) ? this.local.version(sku) : this.feed.version(sku);
+  };
 
   load = (warehouse: string) => this.local.load(warehouse);
 

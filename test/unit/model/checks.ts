@@ -101,6 +101,8 @@ export class Checker implements SimObserver {
   private readonly fills = new Set<string>();
   /** The warehouse each line was last asked to ship from and not told to stop (from the fulfilment output). */
   private readonly openFulfil = new Map<string, string>();
+  /** Kit compensations the order stage committed (order/component line@try): each at most once. */
+  private readonly compensations = new Set<string>();
   /** Orders marked at risk, with the clock of the mark: at most once per order. */
   private readonly marked = new Map<string, number>();
   /** The model's orders at risk: marked, and their SLA has not acted since (open lines are checked at use). */
@@ -221,9 +223,11 @@ export class Checker implements SimObserver {
     }
     this.trackFulfilment(c);
     this.inputEffects(c);
+    this.kitRequests(c);
     for (const r of c.changes.effects.ledger) {
       if (r.kind !== "reserve") continue;
       const order = c.changes.orders.find((o) => o.key === r.ref.orderKey);
+      if (order?.lines.some((l) => l.kit?.parts.some((p) => p.lineId === r.ref.lineId)) === true) continue;
       const line = order?.lines.find((l) => l.lineId === r.ref.lineId);
       check(line !== undefined, "a reservation is asked for a line of a changed order", () => r);
       // Only what is still to ship needs stock: a partly shipped line asks for the rest, never more.
@@ -240,6 +244,58 @@ export class Checker implements SimObserver {
           (line.attempt > 1 || sameJson([...r.candidates].sort(), [...allowed].sort())),
         "candidates are enabled warehouses that did not reject the line (all of them at first, ranked)",
         () => ({ r, line }),
+      );
+    }
+  }
+
+  /**
+   * Kit lines (docs/kits.md): a try asks every component of the line, for its unshipped kits × units per kit,
+   * at one warehouse (or none), under the try's attempt; a compensation releases a component of the try that
+   * just ended, at most once ever; and once a try ends, nothing of it is asked again.
+   */
+  private kitRequests(c: OrderCommit): void {
+    const reserves = new Map<OrderLine, string[]>();
+    for (const r of c.changes.effects.ledger) {
+      const order = c.changes.orders.find((o) => o.key === r.ref.orderKey);
+      const line = order?.lines.find((l) => l.kit?.parts.some((p) => p.lineId === r.ref.lineId));
+      const kit = line?.kit;
+      if (order === undefined || line === undefined || kit === undefined) continue;
+      const part = kit.parts.find((p) => p.lineId === r.ref.lineId);
+      check(
+        part !== undefined && part.sku === r.sku,
+        "a component request names its component's SKU",
+        () => r,
+      );
+      if (r.kind === "release" && r.cause === "kit_compensate") {
+        count("kit compensation");
+        const k = `${r.ref.orderKey}/${r.ref.lineId}@${r.attempt}`;
+        check(!this.compensations.has(k), "a kit try's component is compensated at most once", () => r);
+        this.compensations.add(k);
+        check(r.attempt < kit.try || line.state !== "received", "a compensation ends its try", () => ({
+          r,
+          line,
+        }));
+        continue;
+      }
+      if (r.kind !== "reserve") continue;
+      count("kit component reserve");
+      check(r.attempt === kit.try, "a component reservation carries the kit line's try", () => ({ r, kit }));
+      check(
+        r.qty === (line.qty - line.shippedQty) * part.per && r.candidates.length <= 1 && r.wait === undefined,
+        "a component is asked for the unshipped kits × its units, at one warehouse, never to wait",
+        () => ({ r, line }),
+      );
+      // A batch asks one try of a line at most (a try ends with its answers, in a later batch).
+      reserves.set(line, [...(reserves.get(line) ?? []), `${r.ref.lineId}>${r.candidates.join(",")}`]);
+    }
+    for (const [line, asked] of reserves) {
+      const parts = line.kit?.parts ?? [];
+      check(
+        asked.length === parts.length &&
+          new Set(asked.map((a) => a.split(">")[0])).size === parts.length &&
+          new Set(asked.map((a) => a.split(">")[1])).size === 1,
+        "a kit try asks every component once, all at the same warehouse",
+        () => ({ line, asked }),
       );
     }
   }
@@ -816,6 +872,63 @@ export class Checker implements SimObserver {
 
   // ---- when every stream is drained -----------------------------------------------------------------------
 
+  /**
+   * A kit line at rest (docs/kits.md): all or none. Released: every component holds exactly its unshipped
+   * kits × units at the line's warehouse, under the line's try. Otherwise no component holds anything. Its
+   * components shipped and returned what the line did, in units; the warehouse asked holds the kit line.
+   */
+  private kitAtRest(sim: Sim, order: Order, l: OrderLine, holders: Map<string, Allocation>): void {
+    const kit = l.kit as NonNullable<OrderLine["kit"]>;
+    check(l.state !== "received", "at rest no kit line waits for the ledger", () => ({
+      order: order.key,
+      l,
+    }));
+    check(l.state !== "allocated", "at rest every allocated kit line is released", () => ({
+      order: order.key,
+      l,
+    }));
+    const lost = kit.parts.some((p) => this.lost.has(`${p.sku}|${lineKey(order.key, p.lineId)}`));
+    for (const p of kit.parts) {
+      const alloc = partAllocation(sim, this.o.partitions, order.key, p.sku, p.lineId);
+      const where = () => ({ order: order.key, line: l, part: p, allocation: alloc });
+      holders.delete(`${p.sku}|${lineKey(order.key, p.lineId)}`);
+      if (l.state === "released") {
+        count("kit line released at rest");
+        check(
+          alloc !== undefined &&
+            alloc.attempt === kit.try &&
+            alloc.warehouse === l.warehouse &&
+            alloc.reserved === (l.qty - l.shippedQty) * p.per,
+          "a released kit line holds every component, exactly its unshipped kits × units, at its warehouse",
+          where,
+        );
+      } else {
+        if (l.state === "backordered" || l.state === "rejected") count(`kit line ${l.state} at rest`);
+        check(
+          alloc === undefined || alloc.reserved === 0,
+          `no component of a ${l.state} kit line holds stock`,
+          where,
+        );
+      }
+      if (!lost && (l.shippedQty > 0 || alloc !== undefined))
+        check(
+          alloc !== undefined &&
+            alloc.shipped === l.shippedQty * p.per &&
+            alloc.returned === l.returnedQty * p.per,
+          "a kit line's components shipped and returned its kits × units",
+          where,
+        );
+    }
+    const open = this.openFulfil.get(lineKey(order.key, l.lineId));
+    if (l.state === "released")
+      check(open === l.warehouse, "a released kit line's warehouse was asked to ship it", () => ({
+        l,
+        open,
+      }));
+    else if (l.state !== "shipped")
+      check(open === undefined, `a ${l.state} kit line is not left with a warehouse`, () => ({ l, open }));
+  }
+
   /** Conservation between the stages: every reservation belongs to a line that holds it, and back. */
   atQuiescence(sim: Sim): void {
     count("checked at rest (every stream drained)");
@@ -827,6 +940,11 @@ export class Checker implements SimObserver {
       for (const order of part.store.orders.values()) {
         let live = false;
         for (const l of order.lines) {
+          if (l.kit !== undefined) {
+            this.kitAtRest(sim, order, l, holders);
+            live ||= isOpen(l);
+            continue;
+          }
           const where = () => ({ order: order.key, line: l, allocation: alloc });
           const ledger = sim.ledgers[skuPartition(l.sku, this.o.partitions)]?.store;
           const alloc = ledger?.allocations.get(`${l.sku}\u0000${order.key}\u0000${l.lineId}`);
@@ -925,6 +1043,13 @@ export class Checker implements SimObserver {
       ...holders.values(),
     ]);
   }
+}
+
+/** The ledger allocation of a kit line's component (undefined: never asked). */
+function partAllocation(sim: Sim, partitions: number, orderKey: string, sku: string, lineId: string) {
+  return sim.ledgers[skuPartition(sku, partitions)]?.store.allocations.get(
+    `${sku}\u0000${orderKey}\u0000${lineId}`,
+  );
 }
 
 const zero = (): Position => ({ onHand: 0, reserved: 0, damaged: 0, qualityControl: 0, safetyStock: 0 });

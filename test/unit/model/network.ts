@@ -18,6 +18,28 @@ export type NetworkShape = {
 
 export const warehouseIds = ["w1", "w2", "w3"] as const;
 
+/**
+ * Kits of every run (docs/kits.md): "K" of two A and one B (A and B are in every run's SKUs), and a kit whose
+ * SKU is "__proto__" (an ordinary id) of B and "c.1" (stocked only in runs with 3 or more SKUs).
+ */
+export const kitSkus = ["K", "__proto__"] as const;
+export const kits = [
+  {
+    sku: "K",
+    components: [
+      { sku: "A", qty: 2 },
+      { sku: "B", qty: 1 },
+    ],
+  },
+  {
+    sku: "__proto__",
+    components: [
+      { sku: "B", qty: 1 },
+      { sku: "c.1", qty: 1 },
+    ],
+  },
+];
+
 /** Short deadlines so that a few SLA ticks of a sequence reach them. */
 export const slaShipWithinMs = 1_500;
 export const slaRerouteGraceMs = 700;
@@ -38,6 +60,7 @@ export function buildNetwork(shape: NetworkShape): Network {
           ...(shape.slaAtRiskMs === undefined ? {} : { slaAtRiskMs: shape.slaAtRiskMs }),
         },
       ],
+      kits,
     },
     "test-1",
   );

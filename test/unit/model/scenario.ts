@@ -5,6 +5,7 @@ import { orderKey } from "../../../src/stream/subjects.ts";
 import { Checker, count } from "./checks.ts";
 import {
   buildNetwork,
+  kitSkus,
   type NetworkShape,
   slaRerouteGraceMs,
   slaShipWithinMs,
@@ -27,7 +28,8 @@ export type Step =
   | {
       t: "create";
       order: number;
-      lines: Array<{ sku: number; qty: number }>;
+      /** `kit` 0 or 1: the line is of that kit (kitSkus) instead of `sku`; absent or more: a plain line. */
+      lines: Array<{ sku: number; qty: number; kit?: number }>;
       split: Partial<SplitPolicy>;
       /** The order's priority (absent: 0). */
       priority?: number;
@@ -115,7 +117,8 @@ const createStep = fc.record({
   order: nat(orderIdCount * channels.length - 1),
   /** Waiting backorders are filled by priority, then arrival. */
   priority: fc.integer({ min: -1, max: 2 }),
-  lines: fc.array(fc.record({ sku: nat(3), qty: fc.integer({ min: 1, max: 4 }) }), {
+  // A third of the lines are kit lines (kit 0 or 1 of 0..5).
+  lines: fc.array(fc.record({ sku: nat(3), qty: fc.integer({ min: 1, max: 4 }), kit: nat(5) }), {
     minLength: 1,
     maxLength: 3,
   }),
@@ -380,7 +383,9 @@ function applyStep(sim: Sim, step: Step, c: Ctx): void {
           orderId,
           lines: step.lines.map((l, i) => ({
             lineId: String(i + 1),
-            sku: c.skus[l.sku % c.skus.length] as string,
+            sku: (l.kit !== undefined && l.kit < kitSkus.length
+              ? kitSkus[l.kit]
+              : c.skus[l.sku % c.skus.length]) as string,
             qty: l.qty,
             price: 1,
           })),
