@@ -6,6 +6,7 @@ import type { Instrumentation } from "../instrumentation/index.ts";
 import { PartitionStore, partitionDir } from "../store/index.ts";
 import type { PartitionApplier } from "../stream/partition-runner.ts";
 import type { Stage } from "../stream/subjects.ts";
+import { type ComponentView, KitsAts } from "./kits-ats.ts";
 import { type CapacityOptions, LedgerApplier, ledgerTables } from "./ledger/applier.ts";
 import { capacityDefaults, poolLimits } from "./ledger/capacity.ts";
 import { capacityPoolOf } from "./ledger/capacity-pool.ts";
@@ -62,6 +63,10 @@ export const ledgerStage: StageDefinition<LedgerApplier> = {
       capacityOptions(d),
     );
     applier.outputs.reconcileCounted = (c) => d.events.emit("channel_reconciled", c);
+    // Kit ATS reads the components through routing's read view (every ledger partition of this process, or
+    // the position feed in a cluster): the kits this partition owns go out with its stock.
+    if (isComponentView(d.routing))
+      applier.outputs.kitsAts = new KitsAts(d.network, d.routing, d.config.streams.partitionCount);
     return applier;
   },
 };
@@ -89,6 +94,11 @@ function capacityOptions(d: ApplierDeps): CapacityOptions | null {
             lines: e.lines,
           }),
   };
+}
+
+/** A read view that also says each SKU's ledger version (LedgerReadView, RoutingPort): kit ATS needs it. */
+function isComponentView(v: RoutingView): v is RoutingView & ComponentView {
+  return typeof (v as Partial<ComponentView>).version === "function";
 }
 
 /** A host's context carries the whole connection (src/host/partition-host.ts HostContext) in `nc`. */

@@ -164,3 +164,48 @@ describe("kits over a real nats-server and LMDB", () => {
     await h.expectLedgerConsistent();
   });
 });
+
+describe("kit ATS on a synced channel", () => {
+  let h: Lifecycle;
+  const [a, b] = skusAcrossPartitions("KS", 2) as [string, string];
+  type AtsItem = { sku: string; ats: number; version: number };
+  const kitItems = () => h.out.items<AtsItem>(subjects.outStock("A")).filter((i) => i.sku === "KIT-S");
+
+  beforeAll(async () => {
+    const channels = [{ id: "*" }, { id: "A", warehouses: ["w1"] }] as Parameters<typeof Lifecycle.start>[1];
+    h = await Lifecycle.start("kits-ats", channels, { sync: { flushWindowMs: 50 } }, [{ id: "w1" }]);
+  });
+
+  afterAll(async () => {
+    await h?.dispose();
+  });
+
+  test("min over the components of ⌊ATS / units per kit⌋, offered when a component changes, versions rising", async () => {
+    const { rules } = (await getJson(`${h.base}/v1/rules`)).body as { rules: Record<string, unknown> };
+    const withKit = {
+      ...rules,
+      kits: [
+        {
+          sku: "KIT-S",
+          components: [
+            { sku: a, qty: 2 },
+            { sku: b, qty: 1 },
+          ],
+        },
+      ],
+    };
+    const res = await fetch(`${h.base}/v1/rules`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(withKit),
+    });
+    expect(res.status).toBe(200);
+    await h.receive(a, "w1", 7); // ⌊7 / 2⌋ = 3
+    await h.receive(b, "w1", 5); // 5: the kit is 3
+    await waitFor(() => kitItems().at(-1)?.ats === 3, "KIT-S shows 3 on channel A");
+    await h.receive(a, "w1", 4); // ⌊11 / 2⌋ = 5, b 5: the kit is 5
+    await waitFor(() => kitItems().at(-1)?.ats === 5, "KIT-S shows 5 after more of a");
+    const versions = kitItems().map((i) => i.version);
+    expect([...versions].sort((x, y) => x - y)).toEqual(versions);
+  }, 30_000);
+});

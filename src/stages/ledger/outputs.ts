@@ -22,6 +22,7 @@ import { contentTypes } from "../../stream/codec.ts";
 import { subjects } from "../../stream/subjects.ts";
 import { Envelopes } from "../envelopes.ts";
 import { ErpWindow, erpTable } from "../erp-window.ts";
+import type { KitsAts } from "../kits-ats.ts";
 import {
   fullResyncKey,
   isSnapshotSeen,
@@ -76,8 +77,13 @@ export class LedgerOutputs {
   private readonly snapshots = new SnapshotLog();
   /** When each channel's last full resync finished (stored) or, never, when this process first looked. */
   private readonly fullResyncAtMs = new Map<string, number>();
-  /** Reconciliation counts for metrics (wiring: /tmp/reconcile-wiring.md); null: nobody listens. */
+  /** Reconciliation counts for metrics (src/stages/definition.ts emits them); null: nobody listens. */
   reconcileCounted: ((c: ReconcileCounted) => void) | null = null;
+  /**
+   * Kit ATS (docs/kits.md): the kits this partition owns are offered on each tick, when a component's version
+   * rose. Null: no read view of the components here (offline admin commands, tests that build outputs alone).
+   */
+  kitsAts: KitsAts | null = null;
   private published = new Map<
     string,
     { requests: number; items: number; coalesced: number; throttledMs: number; refusedFull: number }
@@ -193,6 +199,7 @@ export class LedgerOutputs {
     const written = new Map<string, SkuState>();
     this.resyncStep(nowMs, ops, written);
     this.reofferRefused(nowMs, ops, written);
+    this.offerKits(nowMs);
     // Batches are flowing and will take what is due: a commit of its own only for rule work.
     if (busy && ops.length === 0) return null;
     const due = this.sync.nextDueMs(nowMs);
@@ -241,10 +248,24 @@ export class LedgerOutputs {
     return { changed, refused };
   }
 
+  /**
+   * Kits whose version rose since last offered (a component changed, here or in another partition): their ATS
+   * per channel goes through the same coalescer and budget as any SKU's; a drop to 0 is urgent (no state holds
+   * a kit's last offered value). A value the full queue refused is offered again on the next tick.
+   */
+  private offerKits(nowMs: number): void {
+    if (this.kitsAts === null) return;
+    for (const { channel, item } of this.kitsAts.due(this.partition, nowMs)) {
+      if (this.sync.offer(channel, item, nowMs, item.ats === 0) === "refused_full")
+        this.kitsAts.forget(item.sku);
+    }
+  }
+
   /** A channel whose rule or feeding warehouses changed is resynced: its ATS may differ for every SKU. */
   private checkRules(ops: Op[]): void {
     const network = this.network();
     if (network === this.rulesChecked && this.resyncRequested.size === 0) return;
+    if (network !== this.rulesChecked) this.kitsAts?.forgetAll(); // the catalog or a channel may differ
     this.rulesChecked = network;
     for (const c of syncedChannels(network)) {
       const fp = JSON.stringify([c.sync, serving(network, c.id).ids]);
@@ -372,8 +393,11 @@ export class LedgerOutputs {
     if (intervalMs === 0) return;
     for (const c of syncedChannels(this.network())) {
       const lastMs = this.fullResyncAtMs.get(c.id);
-      if (lastMs === undefined) this.fullResyncAtMs.set(c.id, nowMs);
-      else if (nowMs - lastMs >= intervalMs && !this.resyncs.has(c.id)) {
+      if (lastMs === undefined) {
+        // Stored, so a node restarted more often than the interval still reaches its first full resync.
+        this.fullResyncAtMs.set(c.id, nowMs);
+        ops.push({ op: "put", table: "sync", key: fullResyncKey(c.id), value: nowMs });
+      } else if (nowMs - lastMs >= intervalMs && !this.resyncs.has(c.id)) {
         this.startResync(c.id, ops);
         // Not due again while this one runs, nor right after a restart in the middle of it.
         this.fullResyncAtMs.set(c.id, nowMs);
