@@ -299,9 +299,15 @@ export class LedgerApplier implements PartitionApplier {
   /** Backordered lines waiting for stock in this partition, as committed (the gauge). */
   private waitingLines: number;
 
+  /** What the batch being committed did to waiting lists: counted once it is durable (a failed commit is redone). */
+  private waitingCounted: LedgerChanges | null = null;
+
   /** The batch or tick just written is durable: what it changed may now be told to other processes. */
   committed(): void {
     this.feed?.committed(this.clock());
+    const changes = this.waitingCounted;
+    this.waitingCounted = null;
+    if (changes !== null) this.countWaiting(changes);
   }
 
   /** When the last batch was applied (the applier's clock): ticks stand aside while batches flow. */
@@ -435,7 +441,8 @@ export class LedgerApplier implements PartitionApplier {
     for (const key of changes.allocationsDeleted) ops.push({ op: "delete", table: "allocations", key });
     ops.push(...reservationOps(changes));
     ops.push(...waitingOps(changes));
-    this.countWaiting(changes);
+    // Counted when committed(): a commit that fails and is applied again must not count twice.
+    this.waitingCounted = changes;
     for (const l of changes.loads) ops.push({ op: "put", table: "load", key: l.warehouse, value: l });
     ops.push(...capacityOps(changes));
     this.capacity?.afterBatch(changes);
