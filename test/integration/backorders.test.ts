@@ -50,8 +50,23 @@ describe("backorders filled when stock arrives", () => {
     ]);
     expect(before.lines[0].candidates).toContain("w1");
 
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${h.base}/metrics`)).text();
+      return text
+        .split("\n")
+        .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+        .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    };
+    await waitFor(
+      async () => (await metric("sluice_backorder_waiting_lines")) === 1,
+      "1 waiting line counted",
+    );
+    const filledBefore = await metric("sluice_backorder_filled_total");
+
     await h.receive(sku, "w2", 5);
     const o = await h.waitOrder("shop", "bo-1", (x) => x.lines[0]?.state === "released", "released");
+    await waitFor(async () => (await metric("sluice_backorder_waiting_lines")) === 0, "none waiting counted");
+    expect(await metric("sluice_backorder_filled_total")).toBe(filledBefore + 1);
     expect(o.status).toBe("allocated");
     expect(o.lines[0]?.warehouse).toBe("w2");
     expect(o.history.map((e) => e.event)).toContain("backorder_filled");
