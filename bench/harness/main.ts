@@ -276,6 +276,7 @@ async function runScenario(
       options.scenario === "lifecycle"
         ? {
             backorderPct: options.backorderPct,
+            kitPct: options.kitPct,
             cancelPct: options.cancelPct,
             rejectPct: options.rejectPct,
             partialShipPct: options.partialShipPct,

@@ -49,6 +49,7 @@ export type BenchOptions = {
   hotShare: number;
   /** lifecycle: percentages of orders (backorder, cancel) or of fulfilment requests (reject, partial ship, return). */
   backorderPct: number;
+  kitPct: number;
   cancelPct: number;
   rejectPct: number;
   partialShipPct: number;
@@ -237,6 +238,7 @@ const flags = {
   "hot-stock": { type: "string" },
   "hot-share": { type: "string" },
   "backorder-pct": { type: "string" },
+  "kit-pct": { type: "string" },
   "cancel-pct": { type: "string" },
   "reject-pct": { type: "string" },
   "partial-ship-pct": { type: "string" },
@@ -293,6 +295,7 @@ const flagKey: Record<string, keyof BenchOptions> = {
   "hot-stock": "hotStock",
   "hot-share": "hotShare",
   "backorder-pct": "backorderPct",
+  "kit-pct": "kitPct",
   "cancel-pct": "cancelPct",
   "reject-pct": "rejectPct",
   "partial-ship-pct": "partialShipPct",
@@ -348,6 +351,8 @@ Usage: bun run bench [options]        (or: bun bench/harness/main.ts [options])
   --cancel-pct P / --reject-pct P / --partial-ship-pct P / --return-pct P   lifecycle (5 / 2 / 5 / 8)
   --backorder-pct P   lifecycle: orders of one unit of a SKU with no stock, allowed to wait (split.backorder);
                       its unit is received at w1 1–1.5 s later and fills the waiting line        (5)
+  --kit-pct P         lifecycle: orders of one kit line (KIT-0 … KIT-7 of the bench network, three
+                      components each, reserved all or none at one warehouse)                     (5)
   --trace PATH        replay: an Olist-style directory (orders.csv + order_items.csv) or an NDJSON file
   --trace-format F    auto | olist-csv | ndjson                                               (auto)
   --speedup N         replay: time compression factor (default: fit the trace into --fit-s)
@@ -434,6 +439,7 @@ function baseDefaults(scenario: Scenario): BenchOptions {
     hotStock: 2000,
     hotShare: 0.9,
     backorderPct: 5,
+    kitPct: 5,
     cancelPct: 5,
     rejectPct: 2,
     partialShipPct: 5,
@@ -540,6 +546,7 @@ const numberKeys = new Set<keyof BenchOptions>([
   "hotStock",
   "hotShare",
   "backorderPct",
+  "kitPct",
   "cancelPct",
   "rejectPct",
   "partialShipPct",
@@ -646,7 +653,14 @@ function validate(o: BenchOptions): void {
   whole("hotSkus", 1, 10_000);
   whole("hotStock", 0, 1_000_000_000);
   range("hotShare", 0, 1);
-  for (const key of ["backorderPct", "cancelPct", "rejectPct", "partialShipPct", "returnPct"] as const)
+  for (const key of [
+    "backorderPct",
+    "kitPct",
+    "cancelPct",
+    "rejectPct",
+    "partialShipPct",
+    "returnPct",
+  ] as const)
     range(key, 0, 100);
   if (o.speedup !== null) range("speedup", 1e-6, 1e12);
   range("fitS", 0.1, 86_400);

@@ -32,6 +32,8 @@ export type PlannedOrder = {
 export type LifecycleMix = {
   /** Orders for a SKU with no stock, allowed to wait (split.backorder); a receipt follows each (loadgen). */
   backorderPct: number;
+  /** Orders of one kit line (KIT-<i> of the bench network's catalog): every component or none is reserved. */
+  kitPct: number;
   cancelPct: number;
   rejectPct: number;
   partialShipPct: number;
@@ -70,6 +72,10 @@ export const backorderSku = (i: number) => `BO-${i}`;
 export const isBackorderSku = (sku: string) => sku.startsWith("BO-");
 /** How many backorder SKUs the mix spreads its orders over (several orders wait on one SKU at a time). */
 export const backorderSkusCount = 16;
+/** The bench network's kits (bench/harness/network.toml: KIT-0 … KIT-7, three components each). */
+export const kitSku = (i: number) => `KIT-${i}`;
+export const isKitSku = (sku: string) => sku.startsWith("KIT-");
+export const kitSkusCount = 8;
 
 /**
  * Lines per order. single: the throughput scenario (one ledger reservation per order). mix: a general-retail
@@ -214,6 +220,11 @@ export class Workload {
       // One unit, shipped to the region of the first warehouse, where its receipt arrives.
       const sku = backorderSku(rng.int(backorderSkusCount));
       return { lines: [{ sku, qty: 1, price: 10 }], region: "SP", backorder: true };
+    }
+    const kitPct = this.plan.lifecycle?.kitPct ?? 0;
+    if (kitPct > 0 && new Rng(this.plan.seed ^ 0x417, n + 1).chance(kitPct / 100)) {
+      const sku = kitSku(rng.int(kitSkusCount));
+      return { lines: [{ sku, qty: 1 + rng.int(2), price: 49.9 }], region: this.region.sample(rng) };
     }
     const count = this.lineCount.sample(rng);
     const lines: PlannedLine[] = [];

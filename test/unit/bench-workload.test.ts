@@ -258,7 +258,7 @@ describe("order ids carry the intended and actual send times", () => {
 
 describe("lifecycle's backorder mix", () => {
   const orderLimits = { idBytesMax: 256, quantityMax: 1e9, linesPerOrderMax: 200 } as never;
-  const mix = { backorderPct: 20, cancelPct: 0, rejectPct: 0, partialShipPct: 0, returnPct: 0 };
+  const mix = { backorderPct: 20, kitPct: 0, cancelPct: 0, rejectPct: 0, partialShipPct: 0, returnPct: 0 };
   test("about backorderPct of the orders: one unit of a BO- SKU, shipped to SP, split.backorder in the payload", () => {
     const w = new Workload(plan({ scenario: "lifecycle", lifecycle: mix }), null);
     let backorders = 0;
@@ -296,5 +296,36 @@ describe("lifecycle's backorder mix", () => {
       expect(off.content(i).backorder).toBeUndefined();
       expect(steady.content(i).backorder).toBeUndefined();
     }
+  });
+});
+
+describe("lifecycle's kit mix", () => {
+  const mix = { backorderPct: 0, kitPct: 25, cancelPct: 0, rejectPct: 0, partialShipPct: 0, returnPct: 0 };
+  test("about kitPct of the orders are one line of a bench-network kit, 1–2 kits", () => {
+    const w = new Workload(plan({ scenario: "lifecycle", lifecycle: mix }), null);
+    let kits = 0;
+    const n = 4000;
+    for (let i = 0; i < n; i++) {
+      const c = w.content(i);
+      const kitLines = c.lines.filter((l) => /^KIT-[0-7]$/.test(l.sku));
+      if (kitLines.length > 0) {
+        kits++;
+        expect(c.lines).toHaveLength(1);
+        expect(kitLines[0]?.qty).toBeGreaterThanOrEqual(1);
+        expect(kitLines[0]?.qty).toBeLessThanOrEqual(2);
+      }
+    }
+    expect(kits / n).toBeGreaterThan(0.22);
+    expect(kits / n).toBeLessThan(0.28);
+  });
+
+  test("the bench network's catalog holds those kits, its components catalogue SKUs", async () => {
+    const { parseNetwork } = await import("../../src/domain/network/index.ts");
+    const toml = await Bun.file(new URL("../../bench/harness/network.toml", import.meta.url)).text();
+    const parsed = parseNetwork(Bun.TOML.parse(toml), "bench");
+    if (!parsed.ok) throw new Error(parsed.detail);
+    const kits = parsed.value.kits ?? [];
+    expect(kits.map((k) => k.sku)).toEqual(Array.from({ length: 8 }, (_, i) => `KIT-${i}`));
+    for (const k of kits) for (const c of k.components) expect(c.sku).toMatch(/^SKU-\d+$/);
   });
 });
