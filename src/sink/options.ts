@@ -30,6 +30,11 @@ export type SinkOptions = {
   natsTlsKeyFile: string;
   natsNkeySeedFile: string;
   natsCredsFile: string;
+  /**
+   * Its inboxes are `<prefix>.<consumer>`: replies and pulled messages arrive there, so its NATS user needs only
+   * `<prefix>.<consumer>.>`. On Sluice's embedded server the reader's prefix is `_INBOX_READER`.
+   */
+  natsInboxPrefix: string;
   source: SinkSource;
   /** Where each message is POSTed as JSON. */
   url: string;
@@ -77,6 +82,9 @@ export type SinkOptions = {
 
 export const sinkDefaults = {
   natsUrl: "nats://127.0.0.1:4222",
+  natsInboxPrefix: "_INBOX",
+  // The consumer's name (≤ 64) and a nats.js inbox's own tokens (~45) follow it; servers take subjects far longer.
+  natsInboxPrefixCharsMax: 128,
   requestsPerSecond: 10,
   burstRequestsMax: 1,
   attemptsMax: 10,
@@ -115,6 +123,8 @@ Options (environment variable in brackets; a flag wins):
   --nats-nkey-seed FILE         file holding an NKey user seed (SU…)             [SLUICE_SINK_NATS_NKEY_SEED_FILE]
   --nats-creds FILE             .creds file: user JWT and seed (operator mode)   [SLUICE_SINK_NATS_CREDS_FILE]
                                 one way to authenticate: token, user, NKey seed or creds (docs/security.md)
+  --nats-inbox-prefix PREFIX    inboxes are PREFIX.<consumer> (${sinkDefaults.natsInboxPrefix})           [SLUICE_SINK_NATS_INBOX_PREFIX]
+                                as the reader of Sluice's embedded server: _INBOX_READER
   --consumer NAME               durable consumer (sink-stock-<channel> | sink-erp) [SLUICE_SINK_CONSUMER]
   --header 'Name: value'        extra request header, repeatable                  [SLUICE_SINK_HEADERS, ';'-separated]
   --rps N                       requests per second, retries included (${sinkDefaults.requestsPerSecond})      [SLUICE_SINK_RPS]
@@ -196,6 +206,12 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(consumerName)) {
     return fail("--consumer must be 1–64 letters, digits, '_' or '-'");
   }
+  const natsInboxPrefix = pick("nats-inbox-prefix", "NATS_INBOX_PREFIX") ?? sinkDefaults.natsInboxPrefix;
+  if (!isInboxPrefix(natsInboxPrefix)) {
+    return fail(
+      `--nats-inbox-prefix must be a subject prefix of at most ${sinkDefaults.natsInboxPrefixCharsMax} characters: dot-separated tokens without spaces or wildcards ('*', '>'), e.g. _INBOX or _INBOX_READER`,
+    );
+  }
   const profile = pick("profile", "PROFILE") ?? "generic";
   if (!(sinkProfiles as readonly string[]).includes(profile))
     return fail(`--profile must be one of ${sinkProfiles.join(", ")}`);
@@ -209,6 +225,7 @@ export function parseSinkOptions(argv: string[], env: Record<string, string | un
     natsTlsKeyFile: pick("nats-tls-key", "NATS_TLS_KEY_FILE") ?? "",
     natsNkeySeedFile: pick("nats-nkey-seed", "NATS_NKEY_SEED_FILE") ?? "",
     natsCredsFile: pick("nats-creds", "NATS_CREDS_FILE") ?? "",
+    natsInboxPrefix,
     source: source.value,
     url,
     headers: headers.value,
@@ -244,6 +261,7 @@ const flagSpec = {
   "nats-tls-key": { type: "string" },
   "nats-nkey-seed": { type: "string" },
   "nats-creds": { type: "string" },
+  "nats-inbox-prefix": { type: "string" },
   consumer: { type: "string" },
   header: { type: "string", multiple: true },
   rps: { type: "string" },
@@ -272,6 +290,15 @@ const flagSpec = {
   "partner-key-file": { type: "string" },
   help: { type: "boolean" },
 } as const;
+
+/**
+ * Dot-separated tokens of printable ASCII, none empty, with no '*' or '>' anywhere (the server reads them as
+ * wildcards only as whole tokens, but a prefix holding one is a mistake either way).
+ */
+function isInboxPrefix(v: string): boolean {
+  if (v.length > sinkDefaults.natsInboxPrefixCharsMax) return false;
+  return v.split(".").every((token) => /^[!-~]+$/.test(token) && !/[*>]/.test(token));
+}
 
 function parseSource(v: string | undefined): { ok: true; value: SinkSource } | { ok: false; detail: string } {
   if (v === "erp") return { ok: true, value: { kind: "erp" } };

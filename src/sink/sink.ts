@@ -122,9 +122,10 @@ async function connectSink(o: SinkOptions, log: Logger): Promise<NatsConnection>
     {
       servers: o.natsUrl.split(",").map((s) => s.trim()),
       name: `sluice-sink-${o.consumerName}`,
-      // Replies and pulled messages arrive on _INBOX.<consumer>.…, so the sink's NATS user may subscribe to
-      // its own inboxes only, never to other clients' (docs/security.md, the sink's permissions).
-      inboxPrefix: `_INBOX.${o.consumerName}`,
+      // Replies and pulled messages arrive on <prefix>.<consumer>.… (`_INBOX.sink-erp.…` by default), so the
+      // sink's NATS user may subscribe to its own inboxes only, never to other clients' (docs/security.md, the
+      // sink's permissions; on the embedded server the reader's prefix, `_INBOX_READER`).
+      inboxPrefix: `${o.natsInboxPrefix}.${o.consumerName}`,
       reconnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,

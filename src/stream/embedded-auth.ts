@@ -18,12 +18,17 @@ import { streamNames, subjectMappings } from "./subjects.ts";
 export const embeddedRoles = ["sluice", "producer", "reader", "admin"] as const;
 export type EmbeddedRole = (typeof embeddedRoles)[number];
 
-/** Each role's inbox prefix: what it may subscribe to for replies, so no role reads another's replies. */
-export const embeddedInboxPrefix: Record<Exclude<EmbeddedRole, "reader">, string> = {
-  // Not under _INBOX: a reader's inboxes are `_INBOX.<consumer>` (the sink's), so `_INBOX.>` must not reach
-  // Sluice's, where every pulled order arrives.
+/**
+ * Each role's inbox prefix: what it may subscribe to for replies, so no role reads another's replies. Every
+ * prefix is its own first token: `_INBOX_READER.>` reaches neither `_INBOX.…` (the admin's: stream views, KV
+ * gets of the rule set) nor `_SLUICE_INBOX.…` (Sluice's, where every pulled order arrives). The sink, as a
+ * reader, is started with `--nats-inbox-prefix _INBOX_READER` (its inboxes are `<prefix>.<consumer>`).
+ */
+export const embeddedInboxPrefix: Record<EmbeddedRole, string> = {
   sluice: "_SLUICE_INBOX",
   producer: "_INBOX_PRODUCER",
+  reader: "_INBOX_READER",
+  // The nats CLI's default: an operator's `nats` needs no --inbox-prefix. Only the admin may subscribe there.
   admin: "_INBOX",
 };
 
@@ -47,8 +52,7 @@ export function embeddedClient(natsDir: string, role: EmbeddedRole): EmbeddedCli
       `${seedFile} does not exist: the embedded server writes its users' seeds at its first start; start Sluice once (or set nats.url to a server you run)`,
     );
   }
-  // A reader's inbox is `_INBOX.<its consumer>` (the sink sets it): `_INBOX` is its prefix.
-  return { role, seedFile, inboxPrefix: role === "reader" ? "_INBOX" : embeddedInboxPrefix[role] };
+  return { role, seedFile, inboxPrefix: embeddedInboxPrefix[role] };
 }
 
 /**
@@ -143,8 +147,9 @@ export function embeddedPermissions(
           `$JS.ACK.${out}.>`,
           "sluice.dlq.sink_failed",
         ],
-        // Replies to its requests and pulls (the sink's arrive on `_INBOX.<consumer>`), and outputs live.
-        subscribe: ["_INBOX.>", "sluice.out.>"],
+        // Replies to its requests and pulls (the sink's arrive on `_INBOX_READER.<consumer>`), and outputs
+        // live. Never `_INBOX.>`: that is the admin's, whose replies carry whatever the admin reads.
+        subscribe: [`${embeddedInboxPrefix.reader}.>`, "sluice.out.>"],
       };
     }
     case "admin":

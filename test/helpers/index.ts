@@ -232,8 +232,9 @@ export function sluiceFixture(
 }
 
 /**
- * The reference sink (`--source erp`) run against `natsUrl` with the security settings in `env` until it
- * delivered one ERP batch to an endpoint that takes everything; returns what it delivered and its stats.
+ * The reference sink (`--source erp`) run against `natsUrl` with the NATS settings in `env` (security, and
+ * `SLUICE_SINK_NATS_INBOX_PREFIX` where the user's inboxes are not under `_INBOX`) until it delivered one ERP
+ * batch to an endpoint that takes everything; returns what it delivered and its stats.
  */
 export async function deliverErpBatchWithSink(
   natsUrl: string,

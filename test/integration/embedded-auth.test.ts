@@ -2,7 +2,8 @@
 // server"): one NKey user per role, seeds in the data directory, least-privilege permissions. Run on the real
 // embedded server Sluice starts (worker threads included): nobody connects without a seed; Sluice works end
 // to end as its own user and is never refused; a producer publishes public inputs only and a reader reads
-// outputs only, over generated subjects of every internal family; `sluice send` works as the producer.
+// outputs only, over generated subjects of every internal family, and never the admin's replies; `sluice send`
+// works as the producer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -180,9 +181,10 @@ describe("the embedded server is locked", () => {
   });
 
   test("the reference sink delivers as the reader, and the server never refuses it", async () => {
+    const reader = sluice.embedded?.client("reader") as EmbeddedClient;
     const run = await deliverErpBatchWithSink(
       sluice.embedded?.url as string,
-      { SLUICE_SINK_NATS_NKEY_SEED_FILE: join(natsDir, "auth", "reader.nk") },
+      { SLUICE_SINK_NATS_NKEY_SEED_FILE: reader.seedFile, SLUICE_SINK_NATS_INBOX_PREFIX: reader.inboxPrefix },
       30_000,
     );
     expect(run.deadLettered).toBe(0);
@@ -239,7 +241,39 @@ describe("the embedded server is locked", () => {
       () => reader.violations.some((v) => v.operation === "publish" && v.subject.startsWith("sluice.order.")),
       "a publish violation for the reader's order (its mapped subject)",
     );
-    await reader.subscribeRefused(["_SLUICE_INBOX.>", "sluice.order.>", "sluice.answer.>"]);
+    await reader.subscribeRefused([
+      "_SLUICE_INBOX.>",
+      "_INBOX.>",
+      "_INBOX_PRODUCER.>",
+      "sluice.order.>",
+      "sluice.answer.>",
+    ]);
+  });
+
+  test("a reader never sees the admin's replies: its inboxes are its own, `_INBOX.>` is refused", async () => {
+    expect(sluice.embedded?.client("reader")?.inboxPrefix).toBe("_INBOX_READER");
+    expect(sluice.embedded?.client("admin")?.inboxPrefix).toBe("_INBOX");
+    const reader = await as("reader");
+    const seen: string[] = [];
+    reader.nc.subscribe("_INBOX_READER.>", {
+      callback: (_error, m) => {
+        seen.push((m.json() as { type: string }).type);
+      },
+    });
+    await reader.subscribeRefused(["_INBOX.>"]);
+    // What `nats stream info` and `nats stream view` ask: the reply names the stream and its contents.
+    const admin = await as("admin");
+    const jsm = await jetstreamManager(admin.nc);
+    expect((await jsm.streams.info(streamNames.order)).config.name).toBe(streamNames.order);
+    expect((await jsm.streams.info(streamNames.out)).config.name).toBe(streamNames.out);
+    // The reader's own request: its reply reaches the subscription above, so it is live. The server sent the
+    // admin's replies (had they matched) to the reader's connection before this one, so they would be in `seen`.
+    const own = await reader.nc.request("$JS.API.INFO", "", { timeout: 5000 });
+    expect((own.json() as { type: string }).type).toBe("io.nats.jetstream.api.v1.account_info_response");
+    await reader.nc.flush();
+    expect(seen).toEqual(["io.nats.jetstream.api.v1.account_info_response"]);
+    expect(reader.violations.map((v) => `${v.operation} ${v.subject}`)).toEqual(["subscription _INBOX.>"]);
+    expect(admin.violations).toEqual([]);
   });
 
   test("the server never refused Sluice's own user", () => {

@@ -27,6 +27,7 @@ describe("sink options", () => {
     const o = ok(base);
     expect(o).toMatchObject({
       natsUrl: sinkDefaults.natsUrl,
+      natsInboxPrefix: "_INBOX",
       source: { kind: "stock", channel: "shopify" },
       consumerName: "sink-stock-shopify",
       requestsPerSecond: 10,
@@ -75,6 +76,38 @@ describe("sink options", () => {
       ["X-A", "1"],
       ["X-B", "2"],
     ]);
+  });
+
+  test("the inbox prefix: a flag or the environment, any subject prefix without wildcards", () => {
+    expect(ok([...base, "--nats-inbox-prefix", "_INBOX_READER"]).natsInboxPrefix).toBe("_INBOX_READER");
+    expect(ok(base, { SLUICE_SINK_NATS_INBOX_PREFIX: "_INBOX.shop" }).natsInboxPrefix).toBe("_INBOX.shop");
+    expect(
+      ok([...base, "--nats-inbox-prefix", "_INBOX_READER"], { SLUICE_SINK_NATS_INBOX_PREFIX: "_INBOX" })
+        .natsInboxPrefix,
+    ).toBe("_INBOX_READER");
+    const longest = "a".repeat(sinkDefaults.natsInboxPrefixCharsMax);
+    expect(ok([...base, "--nats-inbox-prefix", longest]).natsInboxPrefix).toBe(longest);
+    const message =
+      /--nats-inbox-prefix must be a subject prefix of at most 128 characters.*without spaces or wildcards/;
+    for (const bad of [
+      "",
+      "_INBOX.>",
+      "_INBOX.*",
+      "a*b",
+      "a>",
+      ">",
+      "*",
+      ".x",
+      "x.",
+      "a..b",
+      "a b",
+      "a\tb",
+      "ä",
+    ]) {
+      expect(refused([...base, "--nats-inbox-prefix", bad])).toMatch(message);
+    }
+    expect(refused([...base, "--nats-inbox-prefix", `${longest}a`])).toMatch(message);
+    expect(refused(base, { SLUICE_SINK_NATS_INBOX_PREFIX: "_INBOX.>" })).toMatch(message);
   });
 
   const cases: Array<[string, string[], RegExp]> = [
