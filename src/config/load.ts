@@ -168,6 +168,7 @@ export const outputBounds = (c: Config): OutputBounds => ({
   quantityMax: c.ledger.quantityMax,
   networkIdBytesMax: schema.ledger.idBytesMax.max,
   warehousesMax: networkLimits.warehousesMax,
+  kitComponentsMax: networkLimits.kitComponentsMax,
 });
 
 const largestByBounds = new Map<string, { kind: OutputKind; bytes: number }>();
@@ -328,7 +329,7 @@ export const relations: ReadonlyArray<{
       `store.lockStaleMs (${c.store.lockStaleMs}) must be at least 3 × store.lockRefreshMs (${c.store.lockRefreshMs}) so a live owner's lock never looks stale`,
   },
   {
-    rule: "The largest output item, built from `orders.linesPerOrderMax` lines with ids at `ledger.idBytesMax`, text at `orders.textBytesMax`, quantities at `ledger.quantityMax` and rule-set ids at their 256-byte maximum, and encoded as the stages encode it (JSON or msgpack, plus the 16-byte envelope), is ≤ `streams.messageBytesMax`: every output fits one message (with the defaults the largest is a fulfilment item of about 350 KiB; docs/subjects.md lists the bounds).",
+    rule: "The largest output item, built from `orders.linesPerOrderMax` lines with ids at `ledger.idBytesMax`, text at `orders.textBytesMax`, quantities at `ledger.quantityMax` and rule-set ids at their 256-byte maximum, plain lines or kit lines (an order takes at most `orders.linesPerOrderMax` ledger lines, a kit line one per component, so it lists at most that many components, each with its rule-set SKU and, in ERP documents, its parent kit), and encoded as the stages encode it (JSON or msgpack, plus the 16-byte envelope), is ≤ `streams.messageBytesMax`: every output fits one message (with the defaults the largest is a fulfilment item of 1-component kit lines, about 460 KiB; docs/subjects.md lists the bounds).",
     holds: (c) => largestOutputItem(c).bytes <= c.streams.messageBytesMax,
     fix: (c) => {
       const { kind, bytes } = largestOutputItem(c);

@@ -486,6 +486,14 @@ export const schema = {
       100_000,
       "Largest page of at-risk orders GET /v1/orders?atRisk=true returns (limit).",
     ),
+    // The listing reads up to offset + limit rows per local partition, synchronously on the HTTP thread:
+    // (10,000 + 500) rows × ~1 µs ≈ 10 ms per partition. Deeper pages are narrowed by channel or warehouse.
+    atRiskOffsetMax: int(
+      10_000,
+      0,
+      1_000_000,
+      "Largest offset GET /v1/orders?atRisk=true accepts: each partition reads offset + limit rows to answer; a larger one is refused (400), filter by channel or warehouse instead.",
+    ),
     networkFile: str(
       "config/network.toml",
       "Warehouses, channels and routing weights: seeds the rules bucket when it is empty.",

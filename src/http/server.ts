@@ -328,7 +328,9 @@ function entriesView(deps: HttpDeps, sku: string, url: URL): Response {
 
 /**
  * The SKU's backorders waiting for stock, in the order they will be filled (priority, then arrival), paged by
- * place: `offset` lines skipped, at most `limit` (ledger.waitingPageCountMax). A SKU nobody waits for has an
+ * place: `offset` lines skipped, at most `limit` (ledger.waitingPageCountMax). `offset` needs no bound of its
+ * own: the range covers one SKU's list, at most ledger.waitingLinesPerSkuMax lines, so a larger offset reads
+ * no more than that and answers an empty page. A SKU nobody waits for has an
  * empty list, not a 404: whether a SKU exists is GET /v1/stock/<sku>.
  */
 function waitingView(deps: HttpDeps, sku: string, url: URL): Response {
@@ -396,8 +398,8 @@ function orderView(deps: HttpDeps, channel: string, orderId: string): Response {
 /**
  * `GET /v1/orders?atRisk=true[&channel=…][&warehouse=…][&limit=…][&offset=…]`: open orders past their at-risk
  * point, the earliest ship-by first (ties by order key), read from each local order partition's atRisk index
- * (only orders at risk are in it). Paged by place: `offset` skipped, at most `limit` (orders.atRiskPageCountMax);
- * each partition reads at most offset + limit + 1 rows that pass the filters. A partition this node does not
+ * (only orders at risk are in it). Paged by place: `offset` skipped (at most orders.atRiskOffsetMax), at most
+ * `limit` (orders.atRiskPageCountMax); each partition reads at most offset + limit + 1 rows that pass the filters. A partition this node does not
  * run (cluster mode, or not open yet) is named in `partitionsNotLocal`, with its owner where known: ask it.
  */
 function ordersList(deps: HttpDeps, url: URL): Response {
@@ -415,6 +417,13 @@ function ordersList(deps: HttpDeps, url: URL): Response {
     return json(400, { error: "bad_offset", fix: "offset=<orders to skip ≥ 0>" });
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > limitMax)
     return json(400, { error: "bad_limit", fix: `limit=<1..${limitMax}> (orders.atRiskPageCountMax)` });
+  // Each partition reads offset + limit rows synchronously: a deep offset would hold the HTTP thread.
+  const offsetMax = deps.config.orders.atRiskOffsetMax;
+  if (offset > offsetMax)
+    return json(400, {
+      error: "bad_offset",
+      fix: `offset=<0..${offsetMax}> (orders.atRiskOffsetMax); to reach deeper orders, narrow the list with channel=<id> or warehouse=<id>`,
+    });
   const channel = q.get("channel");
   const warehouse = q.get("warehouse");
   const wanted = (r: AtRiskRow) =>

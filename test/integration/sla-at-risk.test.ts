@@ -171,4 +171,20 @@ describe("orders at risk of missing their ship-by", () => {
     expect(counted.has("mkt/w3")).toBe(false);
     expect(h.fatal).toEqual([]);
   }, 30_000);
+
+  test("offset is bounded by orders.atRiskOffsetMax: past it 400 naming the key and the filters", async () => {
+    const max = 10_000; // the default
+    const atMax = await list(`&offset=${max}`);
+    expect(atMax.orders).toEqual([]);
+    expect(atMax.next).toBeNull();
+    for (const offset of [max + 1, Number.MAX_SAFE_INTEGER]) {
+      const r = await getJson(`${h.base}/v1/orders?atRisk=true&offset=${offset}&channel=mkt`);
+      expect(r.status).toBe(400);
+      const body = r.body as { error: string; fix: string };
+      expect(body.error).toBe("bad_offset");
+      expect(body.fix).toContain("orders.atRiskOffsetMax");
+      expect(body.fix).toMatch(/channel=.*warehouse=/);
+    }
+    expect((await getJson(`${h.base}/v1/orders?atRisk=true&offset=-1`)).status).toBe(400);
+  }, 30_000);
 });

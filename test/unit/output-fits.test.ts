@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { type Config, loadConfig } from "../../src/config/index.ts";
 import { largestOutputItem, outputBounds } from "../../src/config/load.ts";
 import { ErpCompactor, type ErpDocument } from "../../src/domain/erp/index.ts";
 import { Ledger, type LineRequest, parseStockItems } from "../../src/domain/ledger/index.ts";
-import { type Network, networkLimits, parseNetwork } from "../../src/domain/network/index.ts";
+import { type Kit, type Network, networkLimits, parseNetwork } from "../../src/domain/network/index.ts";
 import {
   type OrderInputLimits,
   type OutputKind,
@@ -14,7 +15,7 @@ import {
   parseShipped,
   worstCaseOutputs,
 } from "../../src/domain/orders/commands.ts";
-import { type Order, Orders, type OrderView } from "../../src/domain/orders/index.ts";
+import { kitPartId, type Order, Orders, type OrderView } from "../../src/domain/orders/index.ts";
 import { erpMessages } from "../../src/stages/erp-window.ts";
 import { decodePayload, pack } from "../../src/stream/codec.ts";
 import { orderKey } from "../../src/stream/subjects.ts";
@@ -81,13 +82,21 @@ const limitsOf = (c: Config): OrderInputLimits => ({
 
 /** The worst case of each kind, encoded as the stages encode it; ERP documents also by document kind. */
 function worstBytes(c: Config) {
-  const byKind = new Map<OutputKind, number>();
+  const byKind = new Map<OutputKind | "fulfilment item of plain lines", number>();
   const byDocument = new Map<string, number>();
   for (const o of worstCaseOutputs(outputBounds(c))) {
     const n = o.codec === "json" ? bytes(JSON.stringify(o.item)) : pack(o.item).length;
     byKind.set(o.kind, Math.max(byKind.get(o.kind) ?? 0, n));
+    // The worst fulfilment item of plain lines alone: what an order without kits comes close to.
+    const fulfilLines = (o.item as { type?: string; lines?: object[] }).lines ?? [];
+    if (o.kind === "fulfilment item" && fulfilLines.every((l) => !("components" in l)))
+      byKind.set(
+        "fulfilment item of plain lines",
+        Math.max(byKind.get("fulfilment item of plain lines") ?? 0, n),
+      );
     const docs = (o.item as { documents?: ErpDocument[] }).documents ?? [];
-    for (const d of docs) byDocument.set(d.kind, bytes(JSON.stringify(d)));
+    for (const d of docs)
+      byDocument.set(d.kind, Math.max(byDocument.get(d.kind) ?? 0, bytes(JSON.stringify(d))));
   }
   return { byKind, byDocument };
 }
@@ -119,13 +128,20 @@ class Harness {
 
   constructor(
     readonly c: Config,
-    readonly network: Network,
+    /** Replaced by a kit run with a rule set listing its kits (an order's kits are frozen when it comes). */
+    public network: Network,
     readonly worst: ReturnType<typeof worstBytes>,
   ) {
     this.orders = new Orders(
       this.view,
-      () => network,
-      { historyCountMax: 100, pendingCancelsPerOrderMax: 16, timersPerTickMax: 100 },
+      () => this.network,
+      {
+        historyCountMax: 100,
+        pendingCancelsPerOrderMax: 16,
+        timersPerTickMax: 100,
+        linesPerOrderMax: c.orders.linesPerOrderMax,
+        idBytesMax: c.ledger.idBytesMax,
+      },
       { stock: (sku) => this.ledger.get(sku)?.positions, load: () => 0 },
     );
   }
@@ -200,42 +216,95 @@ function networkOf(next: () => number, c: Config, count: number): Network {
   );
 }
 
+/** An id of `bytes` UTF-8 bytes starting with `prefix`. */
+const idOf = (next: () => number, prefix: string, n: number) =>
+  `${prefix}${stringOf(next, n - bytes(prefix), idChars)}`;
+
+type OrderLineInput = { lineId: string; sku: string; qty: number; price: number };
+
+/**
+ * The lines of one order: plain, or (`kitShape`, components per kit line) kit lines of a catalog made for
+ * it and put in the harness's rule set. Kit SKUs at ledger.idBytesMax, components' SKUs at the rule set's
+ * 256 bytes, kit line ids as long as their component ids (`<line id>#<n>`) allow. Every SKU gets stock.
+ */
+function orderLines(
+  h: Harness,
+  next: () => number,
+  lineCount: number,
+  kitShape?: number[],
+): OrderLineInput[] {
+  const c = h.c;
+  const idMax = c.ledger.idBytesMax;
+  const price = () => (next() < 0.5 ? next() * 1e-300 : next() * 1e6);
+  let lines: OrderLineInput[];
+  let skus: string[];
+  if (kitShape === undefined) {
+    lines = Array.from({ length: lineCount }, (_, i) => ({
+      lineId: idOf(next, `l${i}.`, idMax),
+      sku: idOf(next, `s${i}.`, idMax),
+      qty: c.ledger.quantityMax - Math.floor(next() * 3),
+      price: price(),
+    }));
+    skus = lines.map((l) => l.sku);
+  } else {
+    const networkIdBytes = outputBounds(c).networkIdBytesMax;
+    const kits: Kit[] = kitShape.map((k, i) => {
+      const per = 1 + Math.floor(next() * 3);
+      return {
+        sku: idOf(next, `k${i}.`, idMax),
+        components: Array.from({ length: k }, (_, j) => ({
+          sku: idOf(next, `${i}.${j}.`, networkIdBytes),
+          qty: j === 0 ? 1 : per,
+        })),
+      };
+    });
+    h.network = { ...h.network, kits };
+    lines = kits.map((kit, i) => {
+      const suffix = bytes(kitPartId("", kit.components.length - 1));
+      const perMax = Math.max(...kit.components.map((p) => p.qty));
+      return {
+        lineId: idOf(next, `l${i}.`, idMax - suffix),
+        sku: kit.sku,
+        qty: Math.max(1, Math.floor(c.ledger.quantityMax / perMax) - Math.floor(next() * 3)),
+        price: price(),
+      };
+    });
+    skus = kits.flatMap((k) => k.components.map((p) => p.sku));
+  }
+  for (const sku of skus)
+    for (const w of h.network.warehouses)
+      h.ledger.applyStock(
+        sku,
+        { type: "received", warehouse: w.id, qty: c.ledger.quantityMax, ref: null },
+        h.at,
+      );
+  h.ledger.takeChanges();
+  return lines;
+}
+
 /**
  * One order at the limits through its whole life: created, allocated and released; one warehouse rejects
  * its lines with a reason; shipped; a cancel after shipment (its detail names every line); returned. A second
- * order is cancelled before shipment (cancellation document, fulfilment cancel items).
+ * order is cancelled before shipment (cancellation document, fulfilment cancel items). With `kitShape`, both
+ * orders are made of kit lines (components per line), within orders.linesPerOrderMax ledger lines.
  */
-function run(h: Harness, next: () => number): void {
+function run(h: Harness, next: () => number, kitShape?: number[]): void {
   const c = h.c;
   const limits = limitsOf(c);
   const idMax = c.ledger.idBytesMax;
   const textMax = c.orders.textBytesMax;
-  const id = (prefix: string) => `${prefix}${stringOf(next, idMax - bytes(prefix), idChars)}`;
+  const id = (prefix: string) => idOf(next, prefix, idMax);
   const text = () => stringOf(next, textMax, textChars);
   const lineCount =
     next() < 0.7 ? c.orders.linesPerOrderMax : 1 + Math.floor(next() * c.orders.linesPerOrderMax);
   const channel = id("c");
-  const warehouses = h.network.warehouses.map((w) => w.id);
   for (const [n, cancelEarly] of [
     [0, false],
     [1, true],
   ] as const) {
     const orderId = id(`o${n}`);
     const key = orderKey(channel, orderId);
-    const lines = Array.from({ length: lineCount }, (_, i) => ({
-      lineId: id(`l${i}.`),
-      sku: id(`s${i}.`),
-      qty: c.ledger.quantityMax - Math.floor(next() * 3),
-      price: next() < 0.5 ? next() * 1e-300 : next() * 1e6,
-    }));
-    for (const l of lines)
-      for (const w of warehouses)
-        h.ledger.applyStock(
-          l.sku,
-          { type: "received", warehouse: w, qty: c.ledger.quantityMax, ref: null },
-          h.at,
-        );
-    h.ledger.takeChanges();
+    const lines = orderLines(h, next, lineCount, kitShape);
     const body = {
       lines,
       shipTo: { region: text(), zip: text(), lat: next() * 180 - 90, lon: next() * 360 - 180 },
@@ -262,6 +331,10 @@ function run(h: Harness, next: () => number): void {
           by.set(l.warehouse as string, [...(by.get(l.warehouse as string) ?? []), l.lineId]);
       return by;
     };
+    if (kitShape !== undefined) {
+      const order = h.view.orders.get(key) as Order;
+      expect(order.lines.every((l) => l.kit !== undefined && l.state === "released")).toBe(true);
+    }
     const [firstWarehouse, firstLines] = [...released().entries()][0] as [string, string[]];
     const rejectedBody = { channel, orderId, lines: firstLines, reason: text(), stockMissing: false };
     const rejected = must(parseRejected(firstWarehouse, wire(rejectedBody), limits));
@@ -359,6 +432,41 @@ function overLimits(c: Config, next: () => number): void {
   ).toMatch(/at most/);
 }
 
+/**
+ * Kit orders past the bounds are refused at creation (invalid_command), naming the limit: a kit line whose
+ * component ids would pass ledger.idBytesMax, and an order of more ledger lines (a kit line one per
+ * component) than orders.linesPerOrderMax.
+ */
+function overKitLimits(h: Harness, next: () => number): void {
+  const c = h.c;
+  const n = c.orders.linesPerOrderMax;
+  const k = Math.min(networkLimits.kitComponentsMax, n + 1);
+  const create = (lines: OrderLineInput[]) => {
+    const channel = idOf(next, "c", c.ledger.idBytesMax);
+    const orderId = idOf(next, "x", c.ledger.idBytesMax);
+    const input = must(parseOrder(channel, orderId, wire({ lines }), limitsOf(c)));
+    const outcome = h.orders.create(orderKey(channel, orderId), input, h.at);
+    h.orders.takeChanges();
+    return outcome;
+  };
+  // Too many components in all: ⌈(n + 1) / k⌉ kit lines of k components (at most n lines).
+  const many = orderLines(
+    h,
+    next,
+    0,
+    Array.from({ length: Math.ceil((n + 1) / k) }, () => k),
+  );
+  expect(many.length).toBeLessThanOrEqual(n);
+  expect(create(many)).toMatchObject({ ok: false, reason: "invalid_command" });
+  expect((create(many) as { detail: string }).detail).toMatch(/orders\.linesPerOrderMax/);
+  // A kit line id at ledger.idBytesMax: its component ids would be 2 or 3 bytes over.
+  const [kitLine] = orderLines(h, next, 0, [Math.min(k, n)]);
+  const longId = { ...(kitLine as OrderLineInput), lineId: idOf(next, "L", c.ledger.idBytesMax) };
+  const refused = create([longId]);
+  expect(refused).toMatchObject({ ok: false, reason: "invalid_command" });
+  expect((refused as { detail: string }).detail).toMatch(/ledger\.idBytesMax/);
+}
+
 const configs: Array<[string, Record<string, Record<string, unknown>>]> = [
   ["the defaults", {}],
   ["small limits", { orders: { linesPerOrderMax: 5, textBytesMax: 24 }, ledger: { idBytesMax: 12 } }],
@@ -415,9 +523,12 @@ describe(`every output item fits (seed ${seed})`, () => {
     const worst = worstBytes(c);
     const h = new Harness(c, networkOf(quotes, c, 2), worst);
     run(h, quotes);
-    for (const kind of ["order status item", "fulfilment item"] as const) {
+    for (const [kind, bound] of [
+      ["order status item", "order status item"],
+      ["fulfilment item", "fulfilment item of plain lines"],
+    ] as const) {
       const seen = h.seen.get(kind) ?? 0;
-      expect(seen / (worst.byKind.get(kind) as number)).toBeGreaterThan(0.9);
+      expect(seen / (worst.byKind.get(bound) as number)).toBeGreaterThan(0.9);
     }
   }, 60_000);
 
@@ -441,5 +552,71 @@ describe(`every output item fits (seed ${seed})`, () => {
     const reserve = h.orders.takeChanges().effects.ledger[0] as Extract<LineRequest, { kind: "reserve" }>;
     expect(reserve.candidates.length).toBe(networkLimits.warehousesMax);
     expect(pack(reserve).length).toBeLessThanOrEqual(h.worst.byKind.get("line request") as number);
+  }, 60_000);
+
+  // Kit lines (docs/kits.md): a fulfilment item lists each kit line's components, an ERP document one line per
+  // component with its parent `kit`. An order takes at most orders.linesPerOrderMax ledger lines (a kit line
+  // one per component), so the worst case holds whatever mix of kits an order has.
+  const kitConfigs = configs.filter(([name]) => !name.startsWith("wide"));
+  for (const [name, overrides] of kitConfigs) {
+    test(`${name}: orders of kit lines (up to ${networkLimits.kitComponentsMax} components, the longest ids) stay within the worst case`, () => {
+      let c = loadConfig({ env: {}, file: "config/sluice.toml", overrides });
+      if (name.startsWith("messageBytesMax")) {
+        const tight = largestOutputItem(c).bytes;
+        c = loadConfig({
+          env: {},
+          file: "config/sluice.toml",
+          overrides: { ...overrides, streams: { messageBytesMax: tight } },
+        });
+      }
+      const worst = worstBytes(c);
+      const n = c.orders.linesPerOrderMax;
+      const k = Math.min(networkLimits.kitComponentsMax, n);
+      // Components per kit line, at most n in all: the two extremes (n kits of 1; kits of k), then random mixes.
+      const shape = fc.array(fc.integer({ min: 1, max: k }), { minLength: 1, maxLength: n }).map((ks) => {
+        const out: number[] = [];
+        let left = n;
+        for (const x of ks) {
+          if (x > left) break;
+          out.push(x);
+          left -= x;
+        }
+        return out.length > 0 ? out : [1];
+      });
+      const runs = n > 50 ? 2 : 4;
+      const examples: Array<[number, number[]]> = [
+        [seed, Array.from({ length: n }, () => 1)],
+        [seed + 1, Array.from({ length: Math.floor(n / k) }, () => k)],
+      ];
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), shape, (s, kitShape) => {
+          const next = rng(s);
+          const h = new Harness(c, networkOf(next, c, 2 + Math.floor(next() * 2)), worst);
+          run(h, next, kitShape);
+          for (const kind of ["fulfilment item", "line request", "line result", "ERP batch part"])
+            expect(h.seen.get(kind) ?? 0).toBeGreaterThan(0);
+          overKitLimits(h, next);
+        }),
+        { seed, numRuns: runs, examples },
+      );
+    }, 120_000);
+  }
+
+  test("the kit bound is tight: 1-component kit lines of '\"' ids come within 10% of the fulfilment worst case", () => {
+    const c = loadConfig({
+      env: {},
+      file: "config/sluice.toml",
+      overrides: { orders: { linesPerOrderMax: 40 } },
+    });
+    const quotes = () => 0;
+    const worst = worstBytes(c);
+    const h = new Harness(c, networkOf(quotes, c, 2), worst);
+    run(
+      h,
+      quotes,
+      Array.from({ length: c.orders.linesPerOrderMax }, () => 1),
+    );
+    const seen = h.seen.get("fulfilment item") ?? 0;
+    expect(seen / (worst.byKind.get("fulfilment item") as number)).toBeGreaterThan(0.9);
   }, 60_000);
 });

@@ -170,7 +170,8 @@ export const networkLimits = {
   kitsMax: 10_000,
   /**
    * Components per kit: a kit line sends one reserve per component per warehouse tried (and as many
-   * answers), so 16 × order.linesPerOrderMax bounds what one order can ask of the ledger.
+   * answers); an order counts a kit line as one line per component against orders.linesPerOrderMax, so one
+   * try of an order asks the ledger at most linesPerOrderMax reservations.
    */
   kitComponentsMax: 16,
   /** Units of one component in one kit: kits × this must stay far below ledger.positionUnitsMax. */

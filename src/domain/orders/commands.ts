@@ -1,4 +1,4 @@
-import type { ErpBatch, ErpDocument, ErpMovement } from "../erp/index.ts";
+import type { ErpBatch, ErpDocument, ErpLine, ErpMovement } from "../erp/index.ts";
 import {
   type DomainLimits,
   invalid,
@@ -444,6 +444,13 @@ export type OutputBounds = {
   networkIdBytesMax: number;
   /** Warehouses in the rule set: a reservation request lists each as a candidate at most once. */
   warehousesMax: number;
+  /**
+   * Components of a kit (networkLimits.kitComponentsMax). A kit line takes one of the order's
+   * `linesPerOrderMax` ledger lines per component (orders.ts, kitsOf), so an order lists at most
+   * `linesPerOrderMax` components in all: its fulfilment items and ERP documents grow with that, not with
+   * lines × components.
+   */
+  kitComponentsMax: number;
 };
 
 export type OutputKind =
@@ -513,7 +520,7 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
     carrierId: networkId,
     shipments: longestInt,
   };
-  const fulfil: FulfilmentItem = {
+  const fulfil = (fulfilLines: FulfilmentItem["lines"]): FulfilmentItem => ({
     type: "fulfil",
     orderKey,
     channel: id,
@@ -524,9 +531,15 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
     shipByMs: longestInt,
     priority: longestInt,
     atRisk: false,
-    lines: lines.map(() => ({ lineId: id, sku: id, qty, routing })),
+    lines: fulfilLines,
     atMs: longestInt,
-  };
+  });
+  const fulfilLine = { lineId: id, sku: id, qty, routing };
+  // A kit line's components are rule-set SKUs; units are kits × units per kit (longestInt bounds them).
+  const withComponents = (n: number) => ({
+    ...fulfilLine,
+    components: Array.from({ length: n }, () => ({ sku: networkId, qty: longestInt })),
+  });
   const ref = { orderKey, lineId: id };
   const candidates = Array.from({ length: b.warehousesMax }, () => networkId);
   const requests: LineRequest[] = [
@@ -559,8 +572,23 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
       attempt: longestInt,
     },
   ];
+  // A kit component's request and answer: its SKU a rule-set id, its line id `<kit line id>#<n>` (within
+  // ledger.idBytesMax: orders.ts refuses a kit line whose component ids would be longer), qty in units.
+  const components: LineRequest[] = requests.map((r) =>
+    "qty" in r ? { ...r, sku: networkId, qty: longestInt } : { ...r, sku: networkId },
+  );
+  requests.push(...components);
   const results: LineResult[] = [
     { kind: "reserved", ref, sku: id, attempt: longestInt, warehouse: networkId, qty },
+    { kind: "reserved", ref, sku: networkId, attempt: longestInt, warehouse: networkId, qty: longestInt },
+    {
+      kind: "refused",
+      ref,
+      sku: networkId,
+      attempt: longestInt,
+      code: "safety_stock_exceeds_available",
+      available: longestInt,
+    },
     {
       kind: "refused",
       ref,
@@ -584,13 +612,31 @@ export function worstCaseOutputs(b: OutputBounds): WorstCaseOutput[] {
   const ats: AtsItem = { sku: id, ats: longestInt, version: longestInt, atMs: longestInt };
   return [
     { kind: "order status item", codec: "json", item: status },
-    { kind: "fulfilment item", codec: "json", item: fulfil },
+    // Plain lines, and the two extremes of the kit lines an order's linesPerOrderMax ledger lines allow:
+    // as many kit lines as possible (1 component each), and kits of kitComponentsMax components. The size is
+    // linear in the lines and the components, so the largest mix is one of these.
+    ...kitShapes(b).map((shape) => ({
+      kind: "fulfilment item" as const,
+      codec: "json" as const,
+      item: fulfil(shape.length === 0 ? lines.map(() => fulfilLine) : shape.map(withComponents)),
+    })),
     ...requests.map((item) => ({ kind: "line request" as const, codec: "msgpack" as const, item })),
     ...results.map((item) => ({ kind: "line result" as const, codec: "msgpack" as const, item })),
     { kind: "router stock item", codec: "msgpack", item: stockItem },
     { kind: "stock item", codec: "json", item: ats },
     ...worstErpParts(b, { id, networkId, orderKey, lines }),
   ];
+}
+
+/**
+ * The kit lines of an order at `linesPerOrderMax` ledger lines, as components per kit line: none (plain
+ * lines), as many 1-component kits as lines, and kits of kitComponentsMax components (the rest in one more).
+ */
+function kitShapes(b: OutputBounds): number[][] {
+  const n = b.linesPerOrderMax;
+  const k = Math.min(b.kitComponentsMax, n);
+  const full = Array.from({ length: Math.floor(n / k) }, () => k);
+  return [[], Array.from({ length: n }, () => 1), n % k === 0 ? full : [...full, n % k]];
 }
 
 /** The longest `detail` of a status item: the order stage writes these (orders.ts, touch()). */
@@ -602,6 +648,8 @@ function longestDetail(b: OutputBounds, id: string, networkId: string, text: str
     text, // cancelled: the cancel's reason
     `${id}: safety_stock_exceeds_available`, // refused
     `${id} at ${networkId}`, // stock_lost
+    `${id} (${networkId}) at ${networkId}`, // stock_lost of a kit component
+    `${id}: safety_stock_exceeds_available at ${networkId}`, // kit_retried
     `line ${id} could not be re-routed`, // ship_complete_cancelled
   ];
   return details.reduce((a, d) => (JSON.stringify(d).length > JSON.stringify(a).length ? d : a));
@@ -612,7 +660,17 @@ function worstErpParts(
   b: OutputBounds,
   s: { id: string; networkId: string; orderKey: string; lines: string[] },
 ): WorstCaseOutput[] {
-  const line = { lineId: s.id, sku: s.id, qty: b.quantityMax, price: longestFloat };
+  const plain: ErpLine = { lineId: s.id, sku: s.id, qty: b.quantityMax, price: longestFloat };
+  // A kit line is listed as its components, each naming its parent: at most linesPerOrderMax in all.
+  const kit = { lineId: s.id, sku: s.id, qty: b.quantityMax, price: longestFloat };
+  const component: ErpLine = { lineId: s.id, sku: s.networkId, qty: longestInt, price: 0, kit };
+  return [plain, component].flatMap((line) => erpParts(s, line));
+}
+
+function erpParts(
+  s: { id: string; networkId: string; orderKey: string; lines: string[] },
+  line: ErpLine,
+): WorstCaseOutput[] {
   const documents: ErpDocument[] = [
     {
       kind: "shipment",

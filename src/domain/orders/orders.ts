@@ -67,7 +67,19 @@ export type OrderLimits = {
   timersPerTickMax: number;
   /** Absent: nothing is compacted or expired (and no retention index is written). */
   retention?: RetentionLimits;
+  /**
+   * `orders.linesPerOrderMax`: the ledger lines one order may take, a kit line one per component, so that no
+   * fulfilment item or ERP document of it outgrows the worst case the config checked (worstCaseOutputs).
+   * Absent: the schema's default.
+   */
+  linesPerOrderMax?: number;
+  /** `ledger.idBytesMax`: a kit line's component ids (`<line id>#<n>`) must stay within it. Absent: the default. */
+  idBytesMax?: number;
 };
+
+/** The schema's defaults of `orders.linesPerOrderMax` and `ledger.idBytesMax` (src/config/schema.ts). */
+const linesPerOrderMaxDefault = 200;
+const idBytesMaxDefault = 256;
 
 /**
  * What routing scores against: committed ledger state read synchronously (the ledger's reservation stays
@@ -472,7 +484,9 @@ export class Orders {
 
   /**
    * The kit of each line of a new order (frozen: a later catalog change leaves the order as it came), or why
-   * the order is refused: a line id that is a component id of a kit line, or kits × units past the bound.
+   * the order is refused: a line id that is a component id of a kit line, a component id over
+   * `ledger.idBytesMax` (the ledger would refuse its requests), kits × units past the bound, or more ledger
+   * lines than `orders.linesPerOrderMax` (a kit line counts its components: what bounds every output item).
    */
   private kitsOf(
     input: OrderInput,
@@ -480,12 +494,28 @@ export class Orders {
   ): { ok: true; value: Array<KitLine | undefined> } | OrderRejection {
     const ids = new Set(input.lines.map((l) => l.lineId));
     const value: Array<KitLine | undefined> = [];
+    const idBytesMax = this.limits.idBytesMax ?? idBytesMaxDefault;
+    const ledgerLinesMax = this.limits.linesPerOrderMax ?? linesPerOrderMaxDefault;
+    let ledgerLines = 0;
     for (const l of input.lines) {
       const kit = kitOf(network, l.sku);
+      ledgerLines += kit === undefined ? 1 : kit.components.length;
+      if (ledgerLines > ledgerLinesMax)
+        return fail(
+          "invalid_command",
+          `the order takes more than ${ledgerLinesMax} ledger lines (orders.linesPerOrderMax; a kit line takes one per component): send its lines in several orders`,
+        );
       if (kit === undefined) {
         value.push(undefined);
         continue;
       }
+      const lastPartId = kitPartId(l.lineId, kit.components.length - 1);
+      const partIdBytes = Buffer.byteLength(lastPartId, "utf8");
+      if (partIdBytes > idBytesMax)
+        return fail(
+          "invalid_command",
+          `kit line ${JSON.stringify(l.lineId)} (${l.sku}): its component line id ${JSON.stringify(lastPartId)} is ${partIdBytes} UTF-8 bytes, over ledger.idBytesMax (${idBytesMax}); use a line id of at most ${idBytesMax - (partIdBytes - Buffer.byteLength(l.lineId, "utf8"))} bytes`,
+        );
       const parts: KitPart[] = kit.components.map((c, j) => ({
         sku: c.sku,
         per: c.qty,

@@ -130,6 +130,9 @@ export class OrderApplier implements PartitionApplier {
         pendingCancelsPerOrderMax: config.orders.pendingCancelsPerOrderMax,
         timersPerTickMax: config.orders.timersPerTickMax,
         retention: retentionLimits(config),
+        // A kit line takes one ledger line per component; its component ids must fit the ledger's bound.
+        linesPerOrderMax: config.orders.linesPerOrderMax,
+        idBytesMax: config.ledger.idBytesMax,
       },
       routing,
     );
