@@ -67,6 +67,12 @@ export interface PartitionApplier {
    * outbox, in the transaction).
    */
   committed?(): void;
+  /**
+   * What the next batch should wait for before it is applied, or null: work in flight elsewhere whose result
+   * the batch needs (the ledger: warehouse capacity claimed from the pool while the partition holds none of it,
+   * at start, on a new day or warehouse). Bounded by the applier (its claims time out); the batch then applies.
+   */
+  beforeApply?(): Promise<void> | null;
 }
 
 /**
@@ -557,6 +563,10 @@ export class PartitionRunner {
     let outbox: OutboxItem[] = [];
     let keys: number[] = [];
     let applied = started;
+    if (toApply.length > 0) {
+      const wait = this.d.applier.beforeApply?.() ?? null;
+      if (wait !== null) await wait;
+    }
     if (fresh.length > 0) {
       const write = toApply.length > 0 ? this.d.applier.apply(toApply) : { ops: [], outbox: [] };
       this.fence("commit");

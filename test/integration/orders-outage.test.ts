@@ -118,12 +118,13 @@ test("the order stage's metrics count what happened", async () => {
   expect(
     value(/^sluice_commands_refused_total\{stage="ledger",code="insufficient_available"[^}]*\} (\d+)$/m),
   ).toBe(1);
-  // Every open order has its deadline; the cancelled and the rejected ones have none (sampled every lagPollMs).
+  // Every open order has its deadline and its at-risk mark (slaAtRiskMs, a quarter of the ship-within by default,
+  // still ahead); the cancelled and the rejected ones have none (sampled every lagPollMs).
   await waitFor(async () => {
     const t = await (await fetch(`${httpBase(sluice)}/metrics`)).text();
     const pending = [...t.matchAll(/^sluice_sla_timers_pending\{partition="\d+"[^}]*\} (\d+)$/gm)];
-    return pending.reduce((n, m) => n + Number(m[1]), 0) === total - 1;
-  }, "SLA timers pending = open orders");
+    return pending.reduce((n, m) => n + Number(m[1]), 0) === 2 * (total - 1);
+  }, "SLA timers pending = 2 × open orders (deadline and at-risk mark)");
   expect(text).toMatch(/^sluice_outbox_depth_items\{stage="order",partition="0"[^}]*\} \d+$/m);
   expect(text).toMatch(/^sluice_sla_timers_fired_total\{[^}]*\} 0$/m);
 });

@@ -339,6 +339,11 @@ export class LedgerApplier implements PartitionApplier {
     return ops;
   }
 
+  /** Capacity claims in flight for warehouses this partition holds nothing of today: the batch waits for them. */
+  beforeApply(): Promise<void> | null {
+    return this.capacity?.awaitEmpty() ?? null;
+  }
+
   apply(messages: readonly InboundMessage[]) {
     const outbox: OutboxItem[] = [];
     const reject = rejecter(outbox, (reason) =>

@@ -113,7 +113,8 @@ export class CapacityClaimer {
   private readonly rows = new Map<string, CapacityDay>();
   /** Chunks claimed in KV, not yet handed to the ledger. */
   private granted: Array<{ warehouse: string; day: number; units: number }> = [];
-  private readonly inFlight = new Set<string>();
+  /** Claims in flight by row key; each promise settles once the claim landed (granted, full or failed). */
+  private readonly inFlight = new Map<string, Promise<void>>();
   /** capacityPerDay at which the day's pool was found full: claims resume only if it rises. */
   private readonly poolFull = new Map<string, number>();
   private readonly pausedUntilMs = new Map<string, number>();
@@ -257,8 +258,7 @@ export class CapacityClaimer {
     // What this partition holds for the key, committed or landed: no grant for the key can land meanwhile
     // (one claim in flight per key), so the pool's answer less this is exactly what to grant.
     const heldUnits = this.row(day, warehouse).held + this.pending(day, warehouse);
-    this.inFlight.add(key);
-    void this.pool
+    const claim = this.pool
       .claim({
         warehouse,
         day,
@@ -273,6 +273,27 @@ export class CapacityClaimer {
       .catch((error: Error): ClaimOutcome => ({ outcome: "failed", error }))
       .then((o) => this.landed(warehouse, day, capacityPerDay, o))
       .finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, claim);
+  }
+
+  /**
+   * The claims in flight (started here if due) for warehouses of the rule set this partition holds nothing of
+   * today (at start, on a new day or warehouse, or a chunk used up before the next landed): a batch that waits for them reserves
+   * with what they bring instead of turning its lines away while the pool has room. Each claim is bounded
+   * (claimTimeoutMs, claimRetriesMax) and settles whatever its outcome. Null: nothing to wait for.
+   */
+  awaitEmpty(): Promise<void> | null {
+    const today = capacityDayOf(this.clock());
+    // A warehouse new to the rule set (or a partition that never claimed) has no claim until a tick tops it up:
+    // started here, so the batch waits for it rather than refusing lines the pool has room for.
+    for (const w of this.network().warehouses) if (this.free(today, w.id) === 0) this.ensure(w.id, today, 0);
+    if (this.inFlight.size === 0) return null;
+    const waits: Promise<void>[] = [];
+    for (const [key, claim] of this.inFlight) {
+      const [day, warehouse] = key.split("\u0000") as [string, string];
+      if (Number(day) === today && this.free(today, warehouse) === 0) waits.push(claim);
+    }
+    return waits.length === 0 ? null : Promise.all(waits).then(() => undefined);
   }
 
   private pending(day: number, warehouse: string): number {
