@@ -234,7 +234,7 @@ export class LedgerApplier implements PartitionApplier {
     network: () => Network,
     private readonly clock: () => number = Date.now,
     publishFeed: FeedPublish | null = null,
-    /** Channel reconciliation settings (config `reconcile.*` once wired: /tmp/reconcile-wiring.md). */
+    /** Channel reconciliation settings (config `sync.reconcileFullIntervalMs`, src/stages/definition.ts). */
     reconcile: ReconcileOptions = reconcileDefaults,
     /** The capacity pool (null: warehouse capacity is not enforced by this ledger, routing's hint only). */
     capacity: CapacityOptions | null = null,

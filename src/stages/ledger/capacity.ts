@@ -83,7 +83,7 @@ export type CapacityStats = {
   shortPoolFull: number;
 };
 
-/** A claim's story, for instrumentation (the event list is in /tmp/capacity-wiring.md). */
+/** A claim's story, for instrumentation (src/stages/definition.ts emits capacity_claimed and capacity_short). */
 export type CapacityEvent =
   | { type: "claimed"; partition: number; warehouse: string; outcome: ClaimOutcome["outcome"]; units: number }
   | { type: "short"; partition: number; warehouse: string; poolFull: boolean; lines: number };

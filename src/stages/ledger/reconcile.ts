@@ -10,6 +10,7 @@ import {
   reportMessages,
   type SnapshotSeen,
 } from "../../domain/sync/index.ts";
+import type { Events } from "../../instrumentation/index.ts";
 import type { OutboxItem } from "../../store/index.ts";
 import { contentTypes } from "../../stream/codec.ts";
 import type { DeadLetterReason } from "../../stream/dead-letter.ts";
@@ -38,20 +39,10 @@ export type ReconcileOptions = {
 export const reconcileDefaults: ReconcileOptions = { fullIntervalMs: reconcileFullIntervalMsDefault };
 
 /**
- * Per channel report share applied (a duplicate included), for metrics: `sluice_channel_drift_total{channel}`
- * counts `drifted`, `sluice_channel_healed_total{channel}` counts `healed` (the wiring: /tmp/reconcile-wiring.md).
+ * Per channel report share applied (a duplicate included), for metrics: the `channel_reconciled` event
+ * (src/instrumentation), which src/stages/definition.ts emits.
  */
-export type ReconcileCounted = {
-  partition: number;
-  channel: string;
-  reported: number;
-  matched: number;
-  inFlight: number;
-  drifted: number;
-  healed: number;
-  deferred: number;
-  duplicate: boolean;
-};
+export type ReconcileCounted = Events["channel_reconciled"];
 
 /** Rows of the `sync` table: ["s", channel, snapshotId] → SnapshotSeen; ["z", channel] → last full resync. */
 export const snapshotKey = (channel: string, snapshotId: string) => ["s", channel, snapshotId];
