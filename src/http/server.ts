@@ -2,13 +2,14 @@ import type { Server } from "bun";
 import type { Config } from "../config/index.ts";
 import { atsOf } from "../domain/channels/index.ts";
 import { available, type LedgerEntry, type SkuHistory, type SkuState } from "../domain/ledger/index.ts";
-import { serving, syncedChannels } from "../domain/network/index.ts";
+import { kitOf, serving, syncedChannels } from "../domain/network/index.ts";
 import type { AtRiskRow, Order } from "../domain/orders/index.ts";
 import { idsForJson, own, ownEntries } from "../domain/own.ts";
 import { isLogLevel, Logger } from "../log/index.ts";
 import type { Metrics } from "../metrics/index.ts";
 import { type RulesStore, validateRules } from "../rules/store.ts";
 import { type PastOrder, whatIf } from "../rules/what-if.ts";
+import { KitsAts } from "../stages/kits-ats.ts";
 import { isConsistent } from "../stages/ledger/check.ts";
 import { waitingHeadOf, waitingPage } from "../stages/ledger/waiting.ts";
 import type { LedgerReadView, RoutingPort } from "../stages/order/routing-view.ts";
@@ -579,10 +580,23 @@ function loadView(deps: HttpDeps) {
 function atsView(deps: HttpDeps, sku: string): Response {
   const { partition, store } = storeOf(deps, sku);
   if (store === undefined) return notLocal(deps, "ledger", partition);
+  const network = deps.rules.network();
+  const kit = kitOf(network, sku);
+  if (kit !== undefined) {
+    // A kit has no positions: the minimum over its components (docs/kits.md), as its sync tick offers it.
+    const value = new KitsAts(() => network, deps.routingView, deps.config.streams.partitionCount).compute(
+      kit,
+    );
+    if (value === null)
+      return json(503, { error: "components_unknown", sku, fix: "a component is not known here yet; retry" });
+    const channels = Object.fromEntries(
+      value.channels.map((c) => [c.channel, { ats: c.ats, offered: null }]),
+    );
+    return json(200, { sku, partition, kit: true, version: value.version, rules: network.version, channels });
+  }
   const state = store.get<SkuState>("skus", sku);
   if (state === undefined)
     return json(404, { error: "unknown_sku", sku, partition, fix: "no event has named this SKU yet" });
-  const network = deps.rules.network();
   const channels = Object.fromEntries(
     syncedChannels(network).map((c) => [
       c.id,

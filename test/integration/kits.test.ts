@@ -207,5 +207,10 @@ describe("kit ATS on a synced channel", () => {
     await waitFor(() => kitItems().at(-1)?.ats === 5, "KIT-S shows 5 after more of a");
     const versions = kitItems().map((i) => i.version);
     expect([...versions].sort((x, y) => x - y)).toEqual(versions);
+    // GET /v1/stock/<kit>/ats computes the same from the components.
+    const ats = await getJson(`${h.base}/v1/stock/KIT-S/ats`);
+    expect(ats.status).toBe(200);
+    expect(ats.body).toMatchObject({ sku: "KIT-S", kit: true, channels: { A: { ats: 5 } } });
+    expect(ats.body.version).toBe(kitItems().at(-1)?.version);
   }, 30_000);
 });
