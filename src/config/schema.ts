@@ -413,6 +413,12 @@ export const schema = {
       10_000,
       "Lines in one order (and in one cancel, return or shipment); the largest output item grows with it.",
     ),
+    kitWarehousesPerAttemptMax: int(
+      4,
+      1,
+      256,
+      "Warehouses one attempt of a kit line tries, best first; each try is one reserve per component, so it bounds the ledger requests a kit line makes (docs/kits.md).",
+    ),
     // 256 B holds a sentence of reason (~40 words) or any postal region or code; each text is copied into
     // status and fulfilment items (twice its bytes at worst in JSON), so the largest output item grows with it.
     textBytesMax: int(

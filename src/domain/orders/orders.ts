@@ -75,6 +75,8 @@ export type OrderLimits = {
   linesPerOrderMax?: number;
   /** `ledger.idBytesMax`: a kit line's component ids (`<line id>#<n>`) must stay within it. Absent: the default. */
   idBytesMax?: number;
+  /** `orders.kitWarehousesPerAttemptMax`: warehouses one attempt of a kit line tries. Absent: the default. */
+  kitWarehousesPerAttemptMax?: number;
 };
 
 /** The schema's defaults of `orders.linesPerOrderMax` and `ledger.idBytesMax` (src/config/schema.ts). */
@@ -174,6 +176,7 @@ export const kitPartId = (kitLineId: string, index: number): string => `${kitLin
  * Warehouses one attempt of a kit line tries, best first: each try is a round trip to the ledger for every
  * component (≤ networkLimits.kitComponentsMax requests and answers), so 4 tries ≤ 64 requests per kit line.
  * A kit that no warehouse of the first 4 could serve is refused as a line would be (backordered or rejected).
+ * The default of `orders.kitWarehousesPerAttemptMax` (OrderLimits).
  */
 export const kitWarehousesPerAttemptMax = 4;
 
@@ -1215,7 +1218,10 @@ export class Orders {
       line.decision = r.decision;
       this.countDecision(r.decision);
       if (line.kit !== undefined) {
-        line.kit.candidates = r.candidates.slice(0, kitWarehousesPerAttemptMax);
+        line.kit.candidates = r.candidates.slice(
+          0,
+          this.limits.kitWarehousesPerAttemptMax ?? kitWarehousesPerAttemptMax,
+        );
         line.kit.tried = 0;
         this.kitTry(order, line, line.kit);
         continue;

@@ -133,6 +133,7 @@ export class OrderApplier implements PartitionApplier {
         // A kit line takes one ledger line per component; its component ids must fit the ledger's bound.
         linesPerOrderMax: config.orders.linesPerOrderMax,
         idBytesMax: config.ledger.idBytesMax,
+        kitWarehousesPerAttemptMax: config.orders.kitWarehousesPerAttemptMax,
       },
       routing,
     );
