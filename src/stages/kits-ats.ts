@@ -63,9 +63,18 @@ export class KitsAts {
     };
   }
 
+  /** The kits of the rule set in force by owning partition, worked out once per rule set (not every tick). */
+  private byPartition: { network: Network; kits: Kit[][] } | null = null;
+
   /** Kits whose SKU `partition` owns. */
   kitsOf(partition: number): Kit[] {
-    return (this.network().kits ?? []).filter((k) => skuPartition(k.sku, this.partitionCount) === partition);
+    const network = this.network();
+    if (this.byPartition?.network !== network) {
+      const kits: Kit[][] = Array.from({ length: this.partitionCount }, () => []);
+      for (const k of network.kits ?? []) kits[skuPartition(k.sku, this.partitionCount)]?.push(k);
+      this.byPartition = { network, kits };
+    }
+    return this.byPartition.kits[partition] ?? [];
   }
 
   /**
